@@ -1,0 +1,76 @@
+"""Packet sources: capture files and live interfaces, both yielding ``FrameBatch``.
+
+Promise: a source never raises anything but ``CaptureError`` to its caller, and a
+``CaptureError`` is raised only after every good frame before the problem was yielded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+# Link-layer header types (https://www.tcpdump.org/linktypes.html) that the decoder knows.
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+# DLT_RAW has two numbers depending on the platform that wrote the file.
+LINKTYPE_RAW_ALT = (12, 14)
+
+SUPPORTED_LINKTYPES = frozenset(
+    {
+        LINKTYPE_NULL,
+        LINKTYPE_ETHERNET,
+        LINKTYPE_RAW,
+        LINKTYPE_LOOP,
+        LINKTYPE_LINUX_SLL,
+        LINKTYPE_IPV4,
+        LINKTYPE_IPV6,
+        LINKTYPE_LINUX_SLL2,
+        *LINKTYPE_RAW_ALT,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameBatch:
+    """Frames from one source, in capture order, laid out for batch decoding.
+
+    Frame ``i`` is ``buffer[offsets[i] : offsets[i] + caplens[i]]``.
+    """
+
+    buffer: npt.NDArray[np.uint8]
+    offsets: npt.NDArray[np.int64]
+    caplens: npt.NDArray[np.int32]
+    wirelens: npt.NDArray[np.int32]
+    timestamps_ns: npt.NDArray[np.int64]
+    linktypes: npt.NDArray[np.int32]
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0])
+
+    def frame(self, i: int) -> bytes:
+        start = int(self.offsets[i])
+        return self.buffer[start : start + int(self.caplens[i])].tobytes()
+
+
+class CaptureError(Exception):
+    """A capture file or interface that cannot be read (further).
+
+    ``str()`` is one line: ``FILE: at byte N: reason`` (or ``FILE: reason``).
+    Never carries packet content.
+    """
+
+    def __init__(self, source: str, reason: str, offset: int | None = None) -> None:
+        self.source = source
+        self.reason = reason
+        self.offset = offset
+        where = f"at byte {offset}: " if offset is not None else ""
+        super().__init__(f"{source}: {where}{reason}")
