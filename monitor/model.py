@@ -1,0 +1,106 @@
+"""The records that flow between the parts: devices, classifications, window profiles.
+
+These are the contracts of DESIGN.md's data flow in code. Each part owns the code that
+fills them (the inventory fills ``Device``; the signature matcher ``Classification``; the
+pipeline ``WindowProfile``); the others only read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from monitor.facts import FactTable
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One piece of evidence that a signature matched: which kind, what value, what weight."""
+
+    kind: str
+    value: str
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The best fingerprint match for a device, with the evidence that produced it."""
+
+    signature: str  # fingerprint id
+    vendor: str | None
+    device_class: str  # from the vocabulary in monitor.signatures.DEVICE_CLASSES
+    model: str | None
+    criticality: str  # life_sustaining | high | medium | low
+    confidence: float  # 0..1
+    evidence: tuple[Evidence, ...] = ()
+
+
+UNKNOWN_CLASS = "unknown"
+
+
+@dataclass(slots=True)
+class Device:
+    """One device of the inventory.
+
+    ``id`` is stable: the MAC (``"00:1b:63:aa:bb:cc"``) for a device on the local segment, or
+    ``"ip:10.1.2.3"`` where the capture has no L2 header. Traffic counters are totals since
+    first seen; ``facts`` holds everything else the device was seen doing (see monitor.facts).
+    """
+
+    id: str
+    mac: str | None
+    locally_administered: bool
+    vendor: str | None  # organisation from the IEEE registry, None if not registered
+    first_seen: float  # capture time, seconds since the epoch
+    last_seen: float
+    facts: FactTable = field(default_factory=dict)
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    classification: Classification | None = None
+    # True when the device is on the local segment (seen with its own MAC as source)
+    local: bool = True
+
+    @property
+    def ips(self) -> list[str]:
+        return sorted(self.facts.get("ip", {}))
+
+    @property
+    def hostnames(self) -> list[str]:
+        return sorted(self.facts.get("hostname", {}))
+
+    @property
+    def device_class(self) -> str:
+        return self.classification.device_class if self.classification else UNKNOWN_CLASS
+
+
+@dataclass(slots=True)
+class WindowProfile:
+    """What one device did in one time window of capture time.
+
+    Built by the pipeline when a window closes; consumed by ``profiles``/``baseline`` and the
+    detectors. ``conversations`` maps a steady conversation key (``"peer|service"``, e.g.
+    ``"00:1b:..|tcp/2575"`` or ``"ext:203.0.113.9|tcp/443"``) to the capture times of the
+    messages the device sent in it (a message: a packet with payload, or a UDP datagram),
+    from which cadence is learned.
+    """
+
+    device_id: str
+    start: float
+    end: float
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    flows_started: int = 0
+    peers: set[str] = field(default_factory=set)
+    services: dict[str, int] = field(default_factory=dict)  # "tcp/2575" -> packets
+    protocols: dict[str, int] = field(default_factory=dict)  # "hl7" -> packets
+    # packet size histogram, bins: <=64, <=128, <=256, <=512, <=1024, <=1518, >1518
+    size_histogram: list[int] = field(default_factory=lambda: [0] * 7)
+    # facts first or again seen in this window: kind -> value -> count
+    facts: dict[str, dict[str, int]] = field(default_factory=dict)
+    conversations: dict[str, list[float]] = field(default_factory=dict)
+
+
+SIZE_BIN_EDGES = (64, 128, 256, 512, 1024, 1518)
