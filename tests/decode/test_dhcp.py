@@ -21,9 +21,9 @@ from tests.support.robustness import check_truncations, mutated, outcome
 MAC = "00:1b:63:84:45:e6"
 
 
-def dhcp_bytes(options: list[object], **bootp: object) -> bytes:
+def dhcp_bytes(options: list[object], op: int = 1) -> bytes:
     mac = bytes.fromhex(MAC.replace(":", ""))
-    return bytes(BOOTP(chaddr=mac, xid=0x1234, **bootp) / DHCP(options=options))
+    return bytes(BOOTP(op=op, chaddr=mac, xid=0x1234) / DHCP(options=options))
 
 
 DISCOVER = dhcp_bytes(
