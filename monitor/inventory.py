@@ -69,7 +69,8 @@ class Inventory:
     def __init__(self) -> None:
         self.devices: dict[str, Device] = {}
         self.ip_owner: dict[str, str] = {}  # address -> device id (latest binding)
-        self._addresses_by_mac: dict[str, set[str]] = {}
+        self._addresses_by_mac: dict[str, set[str]] = {}  # learned from plain traffic
+        self._confirmed: set[tuple[str, str]] = set()  # (device, address) seen in ARP/DHCP
         self.routers: set[str] = set()
         self.dirty: set[str] = set()  # devices whose facts changed since last classification
         self.new_devices: list[str] = []  # device ids in order of appearance
@@ -133,6 +134,8 @@ class Inventory:
                     self.routers.add(device.id)
                     self._unbind_traffic_addresses(device)
                     return
+        else:
+            self._confirmed.add((device.id, address))
         if record_fact(device.facts, "ip", address, when):
             self.dirty.add(device.id)
         self.ip_owner[address] = device.id
@@ -140,6 +143,8 @@ class Inventory:
     def _unbind_traffic_addresses(self, device: Device) -> None:
         # Addresses learned only from forwarded traffic were never the router's own.
         for address in self._addresses_by_mac.get(device.id, ()):
+            if (device.id, address) in self._confirmed:
+                continue
             if self.ip_owner.get(address) == device.id:
                 del self.ip_owner[address]
             device.facts.get("ip", {}).pop(address, None)

@@ -427,9 +427,10 @@ class Analysis:
                     self._learn_service(flow, int(synack_side[j]), float(t[i]))
                 elif flow.key[5] == PROTO_UDP and flow.packets[0] and flow.packets[1]:
                     self._learn_service(flow, 1 - flow.client_side, float(t[i]))
-            self._account_flow_window(flow, packets[j], volume[j])
 
         self._inspect(batch, table, t, sl, groups, direction, flow_list)
+        for j, flow in enumerate(flow_list):
+            self._account_flow_window(flow, packets[j])
         self._conversations(table, t, sl, groups, direction, flow_list)
 
     def _flow_for(
@@ -489,9 +490,7 @@ class Analysis:
         if client is not None:
             self.note(client, "service_used", service, when)
 
-    def _account_flow_window(
-        self, flow: Flow, packets: npt.NDArray[np.int64], volume: npt.NDArray[np.float64]
-    ) -> None:
+    def _account_flow_window(self, flow: Flow, packets: npt.NDArray[np.int64]) -> None:
         total = int(packets[0] + packets[1])
         service = flow.service()
         protocol = flow.app or flow.transport
@@ -566,13 +565,16 @@ class Analysis:
         if found is None:
             return
         app, facts = found
-        if flow.app is None and app in appmeta.FLOW_PROTOCOLS:
+        if flow.app is None:
             flow.app = app
+            if app in ("tls", "mqtt"):
+                flow.inspect_budget = 0  # what they reveal comes first: the rest is opaque
+        if app in appmeta.FLOW_PROTOCOLS:
             for side in (0, 1):
                 device = self.devices.get(flow.devices[side] or "")
                 if device is not None:
                     self.note(device, "protocol", app, when)
-        elif app not in appmeta.FLOW_PROTOCOLS:
+        else:
             device = self.devices.get(flow.devices[sender] or "")
             if device is not None:
                 self.note(device, "protocol", app, when)
