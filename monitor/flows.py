@@ -38,6 +38,8 @@ class Flow:
     inspect_budget: int = 16  # payload packets still to hand to the application decoders
     devices: list[str | None] = field(default_factory=lambda: [None, None])
     peers: list[str] = field(default_factory=lambda: ["", ""])  # how each side names the other
+    addresses: tuple[str, str] = ("", "")
+    peer_names: list[str | None] = field(default_factory=lambda: [None, None])  # from DNS
 
     @property
     def transport(self) -> str:

@@ -15,6 +15,7 @@ Promise: ``feed`` never raises on packet content; problems are counted in
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class Analysis:
         self._window: _WindowState | None = None
         self._dns_names: dict[str, str] = {}  # address -> name a device resolved it as
         self._conversation_last: dict[tuple[str, str], float] = {}
+        self._new_flows_by_address: dict[str, list[Flow]] = {}
 
     # ------------------------------------------------------------------ public API
     def feed(self, batch: FrameBatch) -> None:
@@ -139,7 +141,7 @@ class Analysis:
         window_ids = np.maximum.accumulate(window_ids)
         cuts = np.flatnonzero(np.diff(window_ids)) + 1
         bounds = [0, *cuts.tolist(), n]
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        for a, b in itertools.pairwise(bounds):
             self._enter_window(int(window_ids[a]) * window_ns / 1e9)
             self._process(batch, table, seconds, a, b)
 
@@ -357,7 +359,7 @@ class Analysis:
                 ],
                 axis=1,
             )
-            uniq, first = np.unique(keys, axis=0, return_index=True)
+            uniq, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
             for j in range(uniq.shape[0]):
                 dev_index, hi, lo, ver = (int(x) for x in uniq[j])
                 if authoritative:
@@ -367,7 +369,11 @@ class Analysis:
                 else:
                     address = format_ip(ver, hi, lo)
                 self.inventory.bind(
-                    devices[dev_index], address, float(t[rows[first[j]]]), authoritative
+                    devices[dev_index],
+                    address,
+                    float(t[rows[first[j]]]),
+                    authoritative,
+                    int(counts[j]),
                 )
 
     # ------------------------------------------------------------------ flows
@@ -414,6 +420,7 @@ class Analysis:
         np.maximum.at(last, groups[rows], t[rows])
 
         flow_list: list[Flow] = []
+        self._new_flows_by_address = {}
         for j in range(m):
             i = int(rows[first[j]])
             flow = self._flow_for(table, sl, i, float(t[i]), int(direction[i]), flags)
@@ -451,10 +458,13 @@ class Analysis:
             client = 1 - sender_side
         else:
             client = sender_side
+        addresses = (format_ip(version, a[0], a[1]), format_ip(version, b[0], b[1]))
         flow = Flow(key=key, first_seen=when, last_seen=when, client_side=client)
         flow.inspect_budget = INITIAL_INSPECT_BUDGET
+        flow.addresses = addresses
         self.flows[key] = flow
-        addresses = (format_ip(version, a[0], a[1]), format_ip(version, b[0], b[1]))
+        for address in addresses:
+            self._new_flows_by_address.setdefault(address, []).append(flow)
         owners = [self.inventory.owner_of(addr) for addr in addresses]
         for side in (0, 1):
             owner = owners[side]
@@ -475,6 +485,7 @@ class Analysis:
             self.note(owner, "protocol", transport, when)
             name = self._dns_names.get(addresses[1 - side])
             if name is not None:
+                flow.peer_names[side] = name
                 self.note(owner, "peer_name", name, when)
             if side == client:
                 self._profile(owner.id).flows_started += 1
@@ -581,9 +592,7 @@ class Analysis:
         device = self.devices.get(flow.devices[sender] or "")
         for fact in facts:
             if fact.kind == "resolved":
-                # a DNS answer: remember which name an address was resolved as
-                if len(self._dns_names) < 100_000:
-                    self._dns_names[fact.value] = fact.extra
+                self._resolved(fact.value, fact.extra, when)
                 continue
             target = device
             if fact.about == "peer":
@@ -594,6 +603,20 @@ class Analysis:
                 self.note(target, fact.kind, fact.value, when)
                 if fact.kind == "hostname" or fact.kind == "dhcp_requested_ip":
                     pass
+
+    def _resolved(self, address: str, name: str, when: float) -> None:
+        """A DNS answer: name the address in flows from now on. Flows of the same batch that
+        began after the answer get the name too, as they would in a smaller batch."""
+        if len(self._dns_names) < 100_000:
+            self._dns_names[address] = name
+        for flow in self._new_flows_by_address.get(address, ()):
+            if flow.first_seen < when:
+                continue
+            side = 0 if flow.addresses[1] == address else 1
+            device = self.devices.get(flow.devices[side] or "")
+            if device is not None and name != flow.peer_names[side]:
+                flow.peer_names[side] = name
+                self.note(device, "peer_name", name, flow.first_seen)
 
     # ------------------------------------------------------------------ cadence
     def _conversations(
@@ -607,9 +630,7 @@ class Analysis:
     ) -> None:
         """Message times per (device, peer|service) conversation, for cadence."""
         proto = table.protocol[sl]
-        carries = (groups >= 0) & (
-            (table.payload_length[sl] > 0) | (proto == PROTO_UDP)
-        )
+        carries = (groups >= 0) & ((table.payload_length[sl] > 0) | (proto == PROTO_UDP))
         rows = np.flatnonzero(carries)
         if rows.shape[0] == 0:
             return
