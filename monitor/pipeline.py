@@ -15,7 +15,6 @@ Promise: ``feed`` never raises on packet content; problems are counted in
 from __future__ import annotations
 
 import ipaddress
-import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -148,7 +147,7 @@ class Analysis:
         window_ns = int(self.window_seconds * 1e9)
         window_ids = table.timestamps_ns // window_ns
         if self._windows:
-            newest = int(round(next(reversed(self._windows)) * 1e9)) // window_ns
+            newest = round(next(reversed(self._windows)) * 1e9) // window_ns
             window_ids = np.maximum(window_ids, newest)
         window_ids = np.maximum.accumulate(window_ids)
         starts, self._packet_window = np.unique(window_ids, return_inverse=True)
