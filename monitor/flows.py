@@ -117,15 +117,7 @@ def could_be_metadata(
         p = offsets[i]
         b0 = buffer[p]
         b1 = buffer[p + 1]
-        if b0 == 0x16 and b1 == 0x03:  # TLS handshake record
-            out[i] = True
-        elif b0 == 0x0B or (b0 == 77 and b1 == 83):  # MLLP start block, "MS(H)"
-            out[i] = True
-        elif 1 <= b0 <= 7 and b1 == 0:  # DICOM upper-layer PDU
-            out[i] = True
-        elif b0 == 0x10:  # MQTT CONNECT
-            out[i] = True
-        elif 65 <= b0 <= 90 and 65 <= b1 <= 90:  # an upper-case method: HTTP, or FHS/BHS
+        if (b0 == 0x16 and b1 == 0x03) or b0 == 0x0B or (b0 == 77 and b1 == 83) or (1 <= b0 <= 7 and b1 == 0) or b0 == 0x10 or (65 <= b0 <= 90 and 65 <= b1 <= 90):  # TLS handshake record
             out[i] = True
     return out
 
