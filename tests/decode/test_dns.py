@@ -44,7 +44,7 @@ MDNS = bytes(
         ],
     )
 )
-COMPRESSED = bytes(dns_compress(DNS(MDNS)))
+COMPRESSED = bytes(dns_compress(DNS(MDNS)))  # type: ignore[no-untyped-call]
 SAMPLES = [QUERY, RESPONSE, MDNS, COMPRESSED]
 MDNS_HEADER = bytes.fromhex("000084000001000200000000")
 
@@ -169,9 +169,10 @@ def test_names_and_targets_equal_tsharks(shared_pcaps: Path, name: str) -> None:
     assert expected, "no DNS in a capture chosen for its DNS"
     payloads = {p.frame: p.data for p in udp_payloads(path)}
     for number, (qnames, rnames, a, aaaa, ptr, srv, response) in expected.items():
-        info = parse(payloads[number])
-        assert info is not None, f"{name} frame {number}"
         where = f"{name} frame {number}"
+        decoded = parse(payloads[number])
+        assert decoded is not None, where
+        info: DnsInfo = decoded
         assert [q.name for q in info.questions] == qnames, where
         # tshark 4.0 splits an SRV owner into service/proto/name and gives no dns.resp.name.
         names = [r.name or "<Root>" for r in info.records if r.rtype != 33]
