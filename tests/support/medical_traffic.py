@@ -9,24 +9,19 @@ CT image of the same canary patient, and releases. Both return the pcap that
 
 The canary constants let a test prove that the patient's name and ID are in the capture but
 in no output; the ``EXPECTED_*`` constants are the metadata a decoder must find.
-``missing_tools()`` names what is absent so a test can skip with a clear message.
+``missing_tools()`` names what is absent so a test can skip with a clear message;
+``recording`` (from ``tests.support.tcpdump``) is re-exported for other loopback captures.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
-import os
-import select
 import shutil
-import signal
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tests.support.tcpdump import recording
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -96,6 +91,7 @@ def expected_dicom_implementation() -> tuple[str, str]:
 
 
 _TIMEOUT = 20.0
+__all__ = ["capture_dicom", "capture_hl7", "missing_tools", "recording"]
 
 
 def missing_tools() -> list[str]:
@@ -105,64 +101,6 @@ def missing_tools() -> list[str]:
         if importlib.util.find_spec(module) is None:
             missing.append(f"python package {module}")
     return missing
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-@contextlib.contextmanager
-def recording(pcap: Path, port: int) -> Iterator[Path]:
-    """Record ``tcp port PORT`` on loopback into ``pcap`` while the block runs.
-
-    Waits for tcpdump's "listening on" line (printed once the capture is active), and ends it
-    with SIGINT so it flushes and closes the file.
-    """
-    if not _port_free(port):
-        raise RuntimeError(f"port {port} on 127.0.0.1 is in use; pick another")
-    proc = subprocess.Popen(
-        [
-            "tcpdump",
-            "-i",
-            "lo",
-            "-n",
-            "-U",
-            "--immediate-mode",
-            "-w",
-            str(pcap),
-            "tcp port " + str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + _TIMEOUT
-        seen = b""
-        while b"listening on" not in seen:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"tcpdump did not start: {seen.decode(errors='replace')}")
-            ready, _, _ = select.select([proc.stderr], [], [], 0.1)
-            if ready:
-                seen += os.read(proc.stderr.fileno(), 4096)
-        yield pcap
-        time.sleep(0.3)  # let the last FIN/ACK reach the capture
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 async def _hl7_exchange(port: int) -> list[str]:
