@@ -76,6 +76,9 @@ def test_random_bytes_never_escape_the_contract(data: bytes) -> None:
     outcome(parse, HttpInfo, data)
 
 
+CURL = ["curl", "-s", "-A", "SantinelProbe/1.0", "-H", "Host: pacs.hospital.example"]
+
+
 def test_real_curl_request_is_decoded(tmp_path: Path) -> None:
     for tool in ("curl", "tcpdump"):
         if shutil.which(tool) is None:
@@ -96,8 +99,7 @@ def test_real_curl_request_is_decoded(tmp_path: Path) -> None:
     try:
         with recording(tmp_path / "http.pcap", port, check_free=False) as pcap:
             subprocess.run(
-                ["curl", "-s", "-A", "SantinelProbe/1.0", "-H", "Host: pacs.hospital.example"]
-                + [f"http://127.0.0.1:{port}/wado?patient=x"],
+                [*CURL, f"http://127.0.0.1:{port}/wado?patient=x"],
                 check=True,
                 timeout=10,
             )
