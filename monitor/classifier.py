@@ -11,8 +11,10 @@ Confidence is the noisy-OR of the weights of the matched evidence items::
 so independent weak signals add up, one strong signal is enough, and no fingerprint ever
 claims certainty (each weight is at most 0.95). Each evidence item counts once however many
 of the device's values match it. A fingerprint matches when its confidence reaches its
-``min_confidence`` and none of its ``veto`` items matched. Among matches the highest
-confidence wins; ties go to the one with more matched items, then to the earlier entry.
+``min_confidence`` and none of its ``veto`` items matched. Among matches, a specific
+fingerprint always beats a ``fallback`` one (a generic platform guess such as "Windows
+host"); then the highest confidence wins; ties go to the one with more matched items, then
+to the earlier entry.
 
 Speed: the library is compiled once into per-kind indexes (a dict for ``equals`` values and
 one RE2 set per kind for patterns), so a device costs one dict lookup and one RE2 set scan
@@ -117,7 +119,7 @@ def score(fingerprint: Fingerprint, matched: dict[int, str]) -> tuple[float, boo
 def candidates(device: Device, library: SignatureLibrary) -> list[Classification]:
     """Every fingerprint that matches the device, best first."""
     index = _index(library)
-    ranked: list[tuple[float, int, int, Classification]] = []
+    ranked: list[tuple[bool, float, int, int, Classification]] = []
     for fp_index, matched in match_evidence(device, library).items():
         fingerprint = index.fingerprints[fp_index]
         confidence, vetoed = score(fingerprint, matched)
@@ -137,9 +139,10 @@ def candidates(device: Device, library: SignatureLibrary) -> list[Classification
             confidence=round(confidence, 4),
             evidence=evidence,
         )
-        ranked.append((-confidence, -len(evidence), fp_index, classification))
-    ranked.sort(key=lambda item: item[:3])
-    return [item[3] for item in ranked]
+        key = (fingerprint.fallback, -confidence, -len(evidence), fp_index)
+        ranked.append((*key, classification))
+    ranked.sort(key=lambda item: item[:4])
+    return [item[4] for item in ranked]
 
 
 def classify(device: Device, library: SignatureLibrary) -> Classification | None:

@@ -445,12 +445,15 @@ class Fingerprint(_Entry):
 
     Confidence is the noisy-OR of the matched evidence weights, ``1 - prod(1 - w)``; the
     fingerprint matches when it reaches ``min_confidence`` and no veto evidence matched.
+    A ``fallback`` fingerprint (a generic platform guess: "Windows host", "embedded Linux")
+    is used only when no other fingerprint matches.
     """
 
     sources: Annotated[list[str], Field(min_length=1)]
     result: FingerprintResult
     evidence: Annotated[list[Evidence], Field(min_length=1)]
     min_confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    fallback: bool = False
 
     @model_validator(mode="after")
     def _reachable(self) -> Fingerprint:
