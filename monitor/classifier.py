@@ -32,6 +32,7 @@ import re2
 
 from monitor.model import Classification, Device, Evidence
 from monitor.signatures import RE2_OPTIONS, Fingerprint, SignatureLibrary, normalise
+from monitor.signatures import Evidence as EvidenceSpec
 
 _CACHE_KEY = "classifier-index"
 
@@ -41,6 +42,8 @@ class _KindIndex:
     equals: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     patterns: list[tuple[int, int]] = field(default_factory=list)
     regex_set: Any = None
+    # evidence tested one by one (``networks`` on ip / peer values)
+    others: list[tuple[int, int, EvidenceSpec]] = field(default_factory=list)
 
 
 @dataclass
@@ -61,6 +64,8 @@ def _build_index(library: SignatureLibrary) -> _Index:
             elif evidence.pattern is not None:
                 kind_index.patterns.append((fp_index, ev_index))
                 sources.setdefault(evidence.kind, []).append(evidence.pattern)
+            else:
+                kind_index.others.append((fp_index, ev_index, evidence))
     for kind, patterns in sources.items():
         regex_set = re2.Set.SearchSet(RE2_OPTIONS)
         for pattern in patterns:
@@ -101,6 +106,9 @@ def match_evidence(device: Device, library: SignatureLibrary) -> dict[int, dict[
                 matched = kind_index.regex_set.Match(unicodedata.normalize("NFC", value))
                 for position in matched or ():
                     fp_index, ev_index = kind_index.patterns[position]
+                    hits.setdefault(fp_index, {}).setdefault(ev_index, value)
+            for fp_index, ev_index, evidence in kind_index.others:
+                if evidence.matches(value):
                     hits.setdefault(fp_index, {}).setdefault(ev_index, value)
     return hits
 

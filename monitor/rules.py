@@ -27,6 +27,7 @@ from monitor.signatures import (
     Policy,
     Rule,
     SignatureLibrary,
+    in_network,
 )
 
 MAX_SUMMARY_VALUES = 5
@@ -204,26 +205,11 @@ def _resolve_peer(peer_id: str, devices_by_id: Mapping[str, Device]) -> _Peer:
     return _Peer(UNKNOWN_CLASS, (), frozenset())
 
 
-def _in_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, spec: str) -> bool:
-    if spec == "private":
-        return ip.is_private and not ip.is_loopback
-    if spec == "public":
-        return ip.is_global and not ip.is_multicast
-    if spec == "multicast":
-        return ip.is_multicast or str(ip) == "255.255.255.255"
-    if spec == "link_local":
-        return ip.is_link_local
-    if spec == "loopback":
-        return ip.is_loopback
-    network = ipaddress.ip_network(spec, strict=False)
-    return ip.version == network.version and ip in network
-
-
 def _peer_allowed(peer: _Peer, own_class: str, spec: PeerSpec) -> bool:
     if spec.classes is not None and peer.device_class not in spec.classes:
         return False
     if spec.networks is not None and not any(
-        _in_network(ip, network) for ip in peer.ips for network in spec.networks
+        in_network(ip, network) for ip in peer.ips for network in spec.networks
     ):
         return False
     if spec.roles is not None:

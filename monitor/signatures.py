@@ -202,6 +202,8 @@ SUMMARY_FIELDS: dict[str, str] = {
 }
 """Placeholders a rule's or policy's ``summary`` may use (``{class_label}``)."""
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 MAX_FILE_BYTES = 1 << 20
 MAX_PATTERN_LENGTH = 512
 MAX_VALUE_LENGTH = 512
@@ -290,13 +292,97 @@ Severity = Literal["critical", "high", "warning", "info"]
 Status = Literal["experimental", "test", "stable"]
 
 
+def _check_service(value: str) -> str:
+    match = _SERVICE_RE.match(value)
+    if not match:
+        raise ValueError(f"service {value!r} is not 'tcp/PORT', 'udp/LO-HI' or 'tcp/*'")
+    ports = match.group(2)
+    if ports != "*":
+        low, _, high = ports.partition("-")
+        if int(low) > 65535 or (high and not int(low) <= int(high) <= 65535):
+            raise ValueError(f"service {value!r}: port out of range")
+    return value
+
+
+def _check_network(value: str) -> str:
+    if value in NETWORK_KEYWORDS:
+        return value
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"network {value!r} is neither a CIDR nor one of {', '.join(NETWORK_KEYWORDS)}"
+        ) from None
+    return value
+
+
+def _check_role(value: str) -> str:
+    if value not in PEER_ROLES and value != "same_class":
+        raise ValueError(f"unknown peer role {value!r}: {', '.join([*PEER_ROLES, 'same_class'])}")
+    return value
+
+
+ServiceSpec = Annotated[str, BeforeValidator(_check_service)]
+NetworkSpec = Annotated[str, BeforeValidator(_check_network)]
+RoleSpec = Annotated[str, BeforeValidator(_check_role)]
+
+
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+"""Site-internal address space: RFC 1918, carrier-grade NAT, IPv6 unique local."""
+_RESERVED_V4 = ipaddress.ip_network("240.0.0.0/4")
+
+
+def address_of(value: str) -> IPAddress | None:
+    """The IP address in an ``ip`` or ``peer`` fact value ('10.1.2.3', 'ext:203.0.113.9',
+    'ip:10.1.2.3'), or None (a MAC-keyed device id)."""
+    for prefix in ("ext:", "ip:"):
+        if value.startswith(prefix):
+            value = value[len(prefix) :]
+            break
+    try:
+        return ipaddress.ip_address(value.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def in_network(ip: IPAddress, spec: str) -> bool:
+    """Whether an address is in a CIDR or a NETWORK_KEYWORDS class of addresses."""
+    if spec == "private":
+        return any(ip in net for net in PRIVATE_NETWORKS if net.version == ip.version)
+    if spec == "public":
+        # documentation ranges (203.0.113.0/24...) count as public: they stand for internet
+        # addresses in examples and tests, and never appear on a real wire
+        return not (
+            any(ip in net for net in PRIVATE_NETWORKS if net.version == ip.version)
+            or ip.is_loopback
+            or ip.is_link_local
+            or ip.is_multicast
+            or ip.is_unspecified
+            or str(ip) == "255.255.255.255"
+            or (ip.version == 4 and ip in _RESERVED_V4)
+        )
+    if spec == "multicast":
+        return ip.is_multicast or str(ip) == "255.255.255.255"
+    if spec == "link_local":
+        return ip.is_link_local
+    if spec == "loopback":
+        return ip.is_loopback
+    network = ipaddress.ip_network(spec, strict=False)
+    return ip.version == network.version and ip in network
+
+
 class Matcher(_Strict):
-    """One test on the values of one kind: ``equals`` (any of, exact after normalisation)
-    or ``pattern`` (RE2, searched, case-insensitive)."""
+    """One test on the values of one kind: ``equals`` (any of, exact after normalisation),
+    ``pattern`` (RE2, searched, case-insensitive) or, for ``ip`` and ``peer``, ``networks``
+    (the value's address is in one of these CIDRs / keywords)."""
 
     kind: str
     equals: StrList | None = None
     pattern: Annotated[str, Field(max_length=MAX_PATTERN_LENGTH)] | None = None
+    networks: list[NetworkSpec] | None = None
     _regex: Any = PrivateAttr(default=None)
     _equals: frozenset[str] = PrivateAttr(default=frozenset())
 
@@ -316,10 +402,13 @@ class Matcher(_Strict):
 
     @model_validator(mode="after")
     def _one_test(self) -> Matcher:
-        if (self.equals is None) == (self.pattern is None):
-            raise ValueError("give exactly one of 'equals' or 'pattern'")
+        given = [t for t in (self.equals, self.pattern, self.networks) if t is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'equals', 'pattern' or 'networks'")
         if self.equals is not None and not self.equals:
             raise ValueError("'equals' is empty")
+        if self.networks is not None and (self.kind not in ("ip", "peer") or not self.networks):
+            raise ValueError("'networks' needs kind ip or peer and at least one network")
         if self.pattern is not None:
             self._regex = compile_pattern(self.pattern)
         if self.equals is not None:
@@ -329,6 +418,9 @@ class Matcher(_Strict):
     def matches(self, value: str) -> bool:
         if self._regex is not None:
             return self._regex.search(unicodedata.normalize("NFC", value)) is not None
+        if self.networks is not None:
+            ip = address_of(value)
+            return ip is not None and any(in_network(ip, n) for n in self.networks)
         return normalise(value) in self._equals
 
     def matching(self, values: Iterable[str]) -> list[str]:
@@ -500,41 +592,6 @@ class Rule(_Entry):
         if not self.all and not self.any:
             raise ValueError("a rule needs at least one condition in 'all' or 'any'")
         return self
-
-
-def _check_service(value: str) -> str:
-    match = _SERVICE_RE.match(value)
-    if not match:
-        raise ValueError(f"service {value!r} is not 'tcp/PORT', 'udp/LO-HI' or 'tcp/*'")
-    ports = match.group(2)
-    if ports != "*":
-        low, _, high = ports.partition("-")
-        if int(low) > 65535 or (high and not int(low) <= int(high) <= 65535):
-            raise ValueError(f"service {value!r}: port out of range")
-    return value
-
-
-def _check_network(value: str) -> str:
-    if value in NETWORK_KEYWORDS:
-        return value
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(
-            f"network {value!r} is neither a CIDR nor one of {', '.join(NETWORK_KEYWORDS)}"
-        ) from None
-    return value
-
-
-def _check_role(value: str) -> str:
-    if value not in PEER_ROLES and value != "same_class":
-        raise ValueError(f"unknown peer role {value!r}: {', '.join([*PEER_ROLES, 'same_class'])}")
-    return value
-
-
-ServiceSpec = Annotated[str, BeforeValidator(_check_service)]
-NetworkSpec = Annotated[str, BeforeValidator(_check_network)]
-RoleSpec = Annotated[str, BeforeValidator(_check_role)]
 
 
 class PeerSpec(_Strict):
