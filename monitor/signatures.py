@@ -710,9 +710,16 @@ class _Doc:
     def build(self, node: yaml.Node, path: Path_, loader: _LineLoader, seen: set[int]) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if id(node) in seen:
-            self.error(node.start_mark.line + 1, "YAML aliases are not allowed in signatures")
+            # an alias is the anchored node itself: report where it is used
+            self.error(self.lines[path], "YAML aliases are not allowed in signatures")
             return None
         seen.add(id(node))
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in (
+            "tag:yaml.org,2002:map",
+            "tag:yaml.org,2002:seq",
+        ):
+            self.error(node.start_mark.line + 1, f"YAML tag {node.tag!r} is not allowed")
+            return None
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -764,7 +771,10 @@ def _parse_yaml(path: Path, display: str) -> tuple[Any, _Doc]:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else 1
-        doc.error(line, f"bad YAML: {error.problem or error.context}")
+        message = f"bad YAML: {error.problem or error.context}"
+        if error.problem and error.context and error.context_mark is not None:
+            message += f" ({error.context} started at line {error.context_mark.line + 1})"
+        doc.error(line, message)
         return None, doc
     except yaml.YAMLError as error:
         doc.error(1, f"bad YAML: {type(error).__name__}")
@@ -889,7 +899,7 @@ def load_library(dirs: Sequence[Path]) -> SignatureLibrary:
     final: dict[tuple[str, str], _Loaded] = {}
     id_kind: dict[str, tuple[str, str]] = {}
     disabled: set[str] = set()
-    for item in loaded:
+    for item in sorted(loaded, key=lambda loaded_item: loaded_item.level):
         entry_id = item.entry_id
         previous_kind = id_kind.get(entry_id)
         if previous_kind is not None and previous_kind[0] != item.kind:
