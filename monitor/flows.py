@@ -19,8 +19,7 @@ import numpy.typing as npt
 FlowKey = tuple[int, int, int, int, int, int, int, int]
 """(ip_version, a_hi, a_lo, b_hi, b_lo, protocol, a_port, b_port), endpoint a <= endpoint b."""
 
-SIDE_A = 0
-SIDE_B = 1
+TRANSPORT_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 
 
 @dataclass(slots=True)
@@ -43,7 +42,8 @@ class Flow:
 
     @property
     def transport(self) -> str:
-        return {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}.get(self.key[5], f"ip{self.key[5]}")
+        name = TRANSPORT_NAMES.get(self.key[5])
+        return name if name is not None else f"ip{self.key[5]}"
 
     def port(self, side: int) -> int:
         return self.key[6 + side]
@@ -115,6 +115,27 @@ def take_within_budget(
             chosen[i] = True
             budget[g] -= 1
     return chosen
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def payload_keys(
+    buffer: npt.NDArray[np.uint8],
+    offsets: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int32],
+    rows: npt.NDArray[np.int64],
+    salt: npt.NDArray[np.int64],
+) -> npt.NDArray[np.uint64]:
+    """A 64-bit FNV-1a hash of each selected payload, mixed with a per-row salt (its flow and
+    direction), so that repeats of one announcement can be decoded once."""
+    out = np.empty(rows.shape[0], np.uint64)
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        h = np.uint64(0xCBF29CE484222325)
+        start = offsets[i]
+        for j in range(start, start + lengths[i]):
+            h = (h ^ np.uint64(buffer[j])) * np.uint64(0x100000001B3)
+        out[k] = _mix(h, np.uint64(salt[k]))
+    return out
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
