@@ -77,16 +77,11 @@ DEVICE_CLASSES: dict[str, str] = {
     "programmer, device-management server)",
     "medical_gateway": "a medical device-integration gateway that collects bedside devices' "
     "data and forwards it (Capsule, Alaris Gateway, Dräger Infinity Gateway)",
-    # everything else on a hospital network
-    "consumer_health": "a consumer health or fitness gadget (smart scale, fitness tracker, "
-    "home blood-pressure cuff): health data, but not a regulated clinical device",
-    "ip_camera": "an IP camera or video doorbell",
-    "printer": "a printer, scanner or multifunction device",
-    "phone": "a smartphone, tablet or VoIP phone",
-    "network_infrastructure": "a router, switch, access point or other network appliance",
-    "generic_it": "a general-purpose computer or server (Windows, Linux, macOS)",
-    "generic_iot": "a non-medical embedded or smart-building device (smart plug, hub, sensor, "
-    "light, TV, appliance)",
+    # everything else on a hospital network (the model says what it is: camera, printer...)
+    "generic_it": "a general-purpose computer, server, phone or tablet, printer, or network "
+    "appliance (router, switch, access point)",
+    "generic_iot": "a non-medical embedded, smart-building or consumer device (camera, smart "
+    "plug, hub, sensor, light, appliance, fitness tracker, smart scale)",
     "unknown": "not identified: no fingerprint reached its threshold",
 }
 
@@ -143,16 +138,7 @@ DEFAULT_CRITICALITY: dict[str, str] = {
         "medium",
     ),
     **dict.fromkeys(
-        (
-            "consumer_health",
-            "ip_camera",
-            "printer",
-            "phone",
-            "network_infrastructure",
-            "generic_it",
-            "generic_iot",
-            "unknown",
-        ),
+        ("generic_it", "generic_iot", "unknown"),
         "low",
     ),
 }

@@ -23,39 +23,40 @@ from monitor.signatures import (
 
 pytestmark = pytest.mark.shared
 
-# folder -> (vendor, device class) a person would agree with
-EXPECTED: dict[str, tuple[str, str]] = {
-    "Aria": ("Fitbit", "consumer_health"),  # Fitbit Aria scale on a Delta Electronics module
-    "D-LinkCam": ("D-Link", "ip_camera"),
-    "D-LinkDayCam": ("D-Link", "ip_camera"),
-    "D-LinkDoorSensor": ("D-Link", "generic_iot"),
-    "D-LinkHomeHub": ("D-Link", "generic_iot"),
-    "D-LinkSensor": ("D-Link", "generic_iot"),
-    "D-LinkSiren": ("D-Link", "generic_iot"),
-    "D-LinkSwitch": ("D-Link", "generic_iot"),
-    "D-LinkWaterSensor": ("D-Link", "generic_iot"),
-    "EdimaxCam1": ("Edimax", "ip_camera"),
-    "EdimaxCam2": ("Edimax", "ip_camera"),
-    "EdimaxPlug1101W": ("Edimax", "generic_iot"),
-    "EdimaxPlug2101W": ("Edimax", "generic_iot"),
-    "EdnetCam1": ("Ednet (ASSMANN)", "ip_camera"),
-    "EdnetCam2": ("Ednet (ASSMANN)", "ip_camera"),
-    "EdnetGateway": ("Hi-flying electronics technology Co.,Ltd", "generic_iot"),
-    "HomeMaticPlug": ("eQ-3", "generic_iot"),
-    "HueBridge": ("Philips Hue (Signify)", "generic_iot"),  # Philips, but not medical
-    "HueSwitch": ("Philips Hue (Signify)", "generic_iot"),  # seen through the bridge's MAC
-    "Lightify": ("Osram", "generic_iot"),
-    "MAXGateway": ("eQ-3", "generic_iot"),
-    "SmarterCoffee": ("Espressif Inc.", "generic_iot"),
-    "TP-LinkPlugHS100": ("TP-Link", "generic_iot"),
-    "TP-LinkPlugHS110": ("TP-Link", "generic_iot"),
-    "WeMoInsightSwitch": ("Belkin", "generic_iot"),
-    "WeMoInsightSwitch2": ("Belkin", "generic_iot"),
-    "WeMoLink": ("Belkin", "generic_iot"),
-    "WeMoSwitch": ("Belkin", "generic_iot"),
-    "WeMoSwitch2": ("Belkin", "generic_iot"),
-    "Withings": ("Withings", "consumer_health"),  # a connected scale: health, not clinical
-    "iKettle2": ("Espressif Inc.", "generic_iot"),
+# folder -> the vendor, class and model a person would agree with (non-medical devices all
+# get the generic_iot class; the model says what they are)
+EXPECTED: dict[str, tuple[str, str, str]] = {
+    "Aria": ("Fitbit", "generic_iot", "scale"),  # Fitbit Aria on a Delta Electronics module
+    "D-LinkCam": ("D-Link", "generic_iot", "IP camera"),
+    "D-LinkDayCam": ("D-Link", "generic_iot", "IP camera"),
+    "D-LinkDoorSensor": ("D-Link", "generic_iot", "mydlink"),
+    "D-LinkHomeHub": ("D-Link", "generic_iot", "mydlink"),
+    "D-LinkSensor": ("D-Link", "generic_iot", "mydlink"),
+    "D-LinkSiren": ("D-Link", "generic_iot", "mydlink"),
+    "D-LinkSwitch": ("D-Link", "generic_iot", "mydlink"),
+    "D-LinkWaterSensor": ("D-Link", "generic_iot", "mydlink"),
+    "EdimaxCam1": ("Edimax", "generic_iot", "IP camera"),
+    "EdimaxCam2": ("Edimax", "generic_iot", "IP camera"),
+    "EdimaxPlug1101W": ("Edimax", "generic_iot", "smart plug"),
+    "EdimaxPlug2101W": ("Edimax", "generic_iot", "smart plug"),
+    "EdnetCam1": ("Ednet (ASSMANN)", "generic_iot", "IP camera"),
+    "EdnetCam2": ("Ednet (ASSMANN)", "generic_iot", "IP camera"),
+    "EdnetGateway": ("Hi-flying electronics technology Co.,Ltd", "generic_iot", "Wi-Fi module"),
+    "HomeMaticPlug": ("eQ-3", "generic_iot", "HomeMatic"),
+    "HueBridge": ("Philips Hue (Signify)", "generic_iot", "Hue bridge"),  # Philips, not medical
+    "HueSwitch": ("Philips Hue (Signify)", "generic_iot", "Hue bridge"),  # behind the bridge
+    "Lightify": ("Osram", "generic_iot", "Lightify"),
+    "MAXGateway": ("eQ-3", "generic_iot", "HomeMatic"),
+    "SmarterCoffee": ("Espressif Inc.", "generic_iot", "Espressif"),
+    "TP-LinkPlugHS100": ("TP-Link", "generic_iot", "smart plug"),
+    "TP-LinkPlugHS110": ("TP-Link", "generic_iot", "smart plug"),
+    "WeMoInsightSwitch": ("Belkin", "generic_iot", "WeMo"),
+    "WeMoInsightSwitch2": ("Belkin", "generic_iot", "WeMo"),
+    "WeMoLink": ("Belkin", "generic_iot", "WeMo"),
+    "WeMoSwitch": ("Belkin", "generic_iot", "WeMo"),
+    "WeMoSwitch2": ("Belkin", "generic_iot", "WeMo"),
+    "Withings": ("Withings", "generic_iot", "scale"),  # health data, but not a clinical device
+    "iKettle2": ("Espressif Inc.", "generic_iot", "Espressif"),
 }
 
 
@@ -90,8 +91,9 @@ def test_device_gets_its_vendor_and_class_and_nothing_is_called_medical(
     device = analysis.devices[mac]
     classification = device.classification
     assert classification is not None, f"{folder}: unclassified, facts {sorted(device.facts)}"
-    vendor, device_class = EXPECTED[folder]
+    vendor, device_class, model_words = EXPECTED[folder]
     assert (classification.vendor, classification.device_class) == (vendor, device_class)
+    assert model_words in (classification.model or "")
     assert classification.evidence, "the classification keeps its evidence"
     assert 0 < classification.confidence < 1
     medical = {
