@@ -465,6 +465,10 @@ class Sample(_Strict):
     def _capture_or_records(self) -> Sample:
         if (self.capture is None) != (self.device is None):
             raise ValueError("a capture sample needs both 'capture' and 'device'")
+        if self.capture is not None and (
+            self.capture.startswith("/") or ".." in Path(self.capture).parts
+        ):
+            raise ValueError("'capture' is a path inside the shared capture corpus")
         if self.capture is not None and (self.facts or self.vendor):
             raise ValueError("a capture sample has no 'facts' or 'vendor' of its own")
         return self

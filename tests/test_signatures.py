@@ -170,6 +170,14 @@ def test_an_unknown_fact_kind_in_a_sample_is_an_error(tmp_path: Path) -> None:
     assert any(":10: " in e and "unknown fact kind 'favourite_colour'" in e for e in errors)
 
 
+def test_a_capture_sample_must_stay_inside_the_capture_corpus(tmp_path: Path) -> None:
+    text = GOOD_FINGERPRINT.replace(
+        '{vendor: "Acme Toys"}', '{capture: ../../etc/passwd, device: "00:00:00:00:00:01"}'
+    )
+    errors = errors_of([write(tmp_path, "escape.yml", text).parent])
+    assert any(":10: " in e and "inside the shared capture corpus" in e for e in errors), errors
+
+
 def test_a_fingerprint_that_can_never_reach_its_threshold_is_an_error(tmp_path: Path) -> None:
     text = GOOD_FINGERPRINT.replace("weight: 0.6", "weight: 0.2")
     errors = errors_of([write(tmp_path, "weak.yml", text).parent])
