@@ -192,6 +192,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_FILE_BYTES = 1 << 20
 MAX_PATTERN_LENGTH = 512
+MAX_ERRORS_PER_FILE = 200
 MAX_VALUE_LENGTH = 512
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{1,79}$"
 _SERVICE_RE = re.compile(r"^(tcp|udp)/(\*|\d{1,5}(-\d{1,5})?)$")
@@ -665,8 +666,34 @@ class SignatureLibrary:
 # YAML with line numbers
 
 
-class _LineLoader(yaml.SafeLoader):
-    """PyYAML's safe loader; we only use it to compose nodes (which carry marks)."""
+def _line_loader() -> Any:
+    """A safe loader that composes nodes (which carry line marks) in Python.
+
+    Events come from libyaml when it is there (fast, and its parser is iterative), but
+    nodes are always composed by PyYAML's Python composer: libyaml's own composer recurses
+    in C and crashes the process on a deeply nested hostile file, where Python's raises a
+    RecursionError that we report as an error of that file.
+    """
+    c_parser = getattr(getattr(yaml, "_yaml", None), "CParser", None)
+    if c_parser is None:
+        return yaml.SafeLoader
+
+    class FastLineLoader(
+        yaml.composer.Composer,
+        yaml.constructor.SafeConstructor,
+        yaml.resolver.Resolver,
+        c_parser,  # type: ignore[misc,valid-type]
+    ):
+        def __init__(self, stream: str) -> None:
+            c_parser.__init__(self, stream)  # type: ignore[misc]
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    return FastLineLoader
+
+
+_LineLoader = _line_loader()
 
 
 Path_ = tuple[str | int, ...]
@@ -693,11 +720,19 @@ class _Doc:
 
     @property
     def errors(self) -> list[str]:
-        """``FILE:LINE: message`` lines, in line order."""
+        """``FILE:LINE: message`` lines, in line order (at most MAX_ERRORS_PER_FILE)."""
         ordered = sorted(self._errors, key=lambda item: item[0])
-        return [f"{self.filename}:{line}: {message}" for line, message in ordered]
+        lines = [f"{self.filename}:{line}: {message}" for line, message in ordered]
+        if len(lines) > MAX_ERRORS_PER_FILE:
+            more = len(lines) - MAX_ERRORS_PER_FILE
+            last = ordered[MAX_ERRORS_PER_FILE][0]
+            lines = [
+                *lines[:MAX_ERRORS_PER_FILE],
+                f"{self.filename}:{last}: and {more} more errors",
+            ]
+        return lines
 
-    def build(self, node: yaml.Node, path: Path_, loader: _LineLoader, seen: set[int]) -> Any:
+    def build(self, node: yaml.Node, path: Path_, loader: yaml.SafeLoader, seen: set[int]) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if id(node) in seen:
             # an alias is the anchored node itself: report where it is used

@@ -149,6 +149,25 @@ def test_python_object_tags_are_refused(tmp_path: Path) -> None:
     assert len(errors) == 1 and ":1: YAML tag" in errors[0] and "is not allowed" in errors[0]
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 200_000, "- " * 50_000 + "x", "{a: " * 20_000 + "1" + "}" * 20_000],
+    ids=["flow-sequences", "block-sequences", "flow-mappings"],
+)
+def test_a_deeply_nested_file_is_an_error_not_a_crash(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, "deep.yml", text)
+    result = run_santinel("signatures", "check", str(tmp_path))
+    assert result.returncode == 2, (result.returncode, result.stderr[-300:])
+    assert result.stderr.startswith(f"{path}:")
+
+
+def test_errors_of_one_file_are_capped(tmp_path: Path) -> None:
+    text = "fingerprints: [" + "{id: A},".join([""] * 1000) + "]\n"
+    errors = errors_of([write(tmp_path, "many.yml", text).parent])
+    assert len(errors) == 201
+    assert errors[-1].endswith("more errors")
+
+
 def test_a_pattern_over_the_length_limit_is_an_error(tmp_path: Path) -> None:
     long = "a" * (MAX_PATTERN_LENGTH + 1)
     text = GOOD_FINGERPRINT.replace("'^acme medical'", f"'{long}'")
