@@ -902,7 +902,8 @@ def signature_files(directory: Path) -> list[Path]:
 
 
 def load_library(dirs: Sequence[Path]) -> SignatureLibrary:
-    """Validate and load every signature file of ``dirs``; later directories override.
+    """Validate and load every signature file of ``dirs`` (folders, or single files); later
+    ones override earlier ones.
 
     Precedence, lowest first: directory 1's shipped files, directory 1's ``*.local.yml``,
     directory 2's shipped files, ... An id defined twice at the same precedence is an error.
@@ -913,10 +914,14 @@ def load_library(dirs: Sequence[Path]) -> SignatureLibrary:
     if not dirs:
         raise SignatureError(["no signature directory given"])
     for number, directory in enumerate(dirs):
-        if not directory.is_dir():
-            errors.append(f"{directory}:1: not a directory")
+        if directory.is_file():
+            files = [directory]
+        elif directory.is_dir():
+            files = signature_files(directory)
+        else:
+            errors.append(f"{directory}:1: not a directory or file")
             continue
-        for path in signature_files(directory):
+        for path in files:
             level = 2 * number + (1 if _is_local(path) else 0)
             _load_file(path, str(path), level, loaded, errors)
 

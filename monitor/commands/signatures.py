@@ -27,8 +27,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "signatures",
         help="validate the signature library or run its samples",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Validate the signature library (check) or run every entry's positive and "
+        "negative samples (test). Several DIRs are loaded in order, later ones overriding "
+        "earlier ones. Exit status: 0 ok, 1 a sample failed, 2 the library has errors.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, help_text in (
@@ -41,7 +42,7 @@ def register(subparsers: Any) -> None:
             metavar="DIR",
             nargs="*",
             type=Path,
-            help="signature folders, later ones overriding earlier ones "
+            help="signature folders or files, later ones overriding earlier ones "
             "(default: the shipped library)",
         )
         action.add_argument("-v", "--verbose", action="store_true", help="list every sample")
