@@ -19,6 +19,7 @@ from typing import Literal
 
 from monitor.model import UNKNOWN_CLASS, Device
 from monitor.signatures import (
+    CLASS_LABELS,
     MEDICAL_CLASSES,
     PEER_ROLES,
     SEVERITY_FOR_CRITICALITY,
@@ -71,7 +72,7 @@ def _render(template: str, device: Device, values: Sequence[str]) -> str:
     fields = {
         "device": device.id,
         "device_class": device_class,
-        "class_label": device_class.replace("_", " "),
+        "class_label": CLASS_LABELS.get(device_class, device_class.replace("_", " ")),
         "vendor": (classification.vendor if classification else None)
         or device.vendor
         or "unknown vendor",

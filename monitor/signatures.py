@@ -85,6 +85,29 @@ DEVICE_CLASSES: dict[str, str] = {
     "unknown": "not identified: no fingerprint reached its threshold",
 }
 
+CLASS_LABELS: dict[str, str] = {
+    "insulin_pump": "insulin pump",
+    "cgm_gateway": "CGM / diabetes gateway",
+    "infusion_pump": "infusion pump",
+    "patient_monitor": "patient monitor",
+    "central_station": "central monitoring station",
+    "ventilator": "ventilator",
+    "dialysis": "dialysis machine",
+    "defibrillator": "defibrillator",
+    "imaging_modality": "imaging device",
+    "pacs": "PACS / imaging workstation",
+    "lab_analyser": "lab analyser",
+    "point_of_care": "point-of-care device",
+    "nurse_call": "nurse-call device",
+    "interface_engine": "interface engine",
+    "clinical_workstation": "clinical workstation",
+    "medical_gateway": "medical device gateway",
+    "generic_it": "IT device",
+    "generic_iot": "IoT device",
+    "unknown": "unidentified device",
+}
+"""Each class in words, for summaries (``{class_label}``)."""
+
 MEDICAL_CLASSES: frozenset[str] = frozenset(
     {
         "insulin_pump",
@@ -179,7 +202,7 @@ NETWORK_KEYWORDS = ("private", "public", "multicast", "link_local", "loopback")
 SUMMARY_FIELDS: dict[str, str] = {
     "device": "the device's inventory id",
     "device_class": "the device's class id, e.g. infusion_pump",
-    "class_label": "the class in words, e.g. 'infusion pump'",
+    "class_label": "the class in words (CLASS_LABELS), e.g. 'infusion pump'",
     "vendor": "the vendor (classification, else registry; 'unknown vendor')",
     "model": "the model, or 'unknown model'",
     "criticality": "the clinical criticality",

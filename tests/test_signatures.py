@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.signatures import (
+    CLASS_LABELS,
     CRITICALITIES,
     DEVICE_CLASSES,
     MAX_PATTERN_LENGTH,
@@ -282,10 +283,12 @@ def test_shipped_library_covers_the_medical_classes_and_vendors() -> None:
     assert len(referenced) >= 10
 
 
-def test_vocabulary_is_documented() -> None:
+def test_vocabulary_is_documented_and_every_class_has_words() -> None:
     doc = (REPO / "docs" / "signatures.md").read_text(encoding="utf-8")
     for name in (*DEVICE_CLASSES, *CRITICALITIES):
         assert f"`{name}`" in doc, name
+    assert set(CLASS_LABELS) == set(DEVICE_CLASSES)
+    assert MEDICAL_CLASSES < set(DEVICE_CLASSES)
 
 
 # --- santinel signatures test -----------------------------------------------------------------
