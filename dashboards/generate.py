@@ -346,7 +346,7 @@ def fleet() -> dict[str, Any]:
             "Open anomalies",
             "Anomalies currently held active, all severities.",
             "short",
-            [Query(f"sum(santinel_anomaly_active{{{SEL}}})")],
+            [Query(f"sum(santinel_anomaly_active{{{SEL}}}) or vector(0)")],
             width=4,
             height=4,
             thresholds=ZERO_GREEN_ELSE_RED,

@@ -166,7 +166,7 @@ def test_device_alerts_carry_the_clinical_criticality(rule: dict[str, Any]) -> N
         assert "criticality" in joined.group(1)
     else:
         # The alert is about the info series itself, which has the label.
-        assert expr.lstrip().startswith("santinel_device_info")
+        assert expr.lstrip("( \n").startswith("santinel_device_info")
 
 
 @pytest.mark.parametrize("path", [ALERT_RULES, RECORDING_RULES], ids=lambda p: p.name)
