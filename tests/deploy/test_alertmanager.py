@@ -161,7 +161,7 @@ def alert(**labels: str) -> dict[str, Any]:
     }
 
 
-def test_a_down_or_blind_sensor_mutes_the_silence_of_its_own_devices_only(
+def test_a_down_or_blind_sensor_mutes_the_silence_of_its_own_devices_only_and_silence_pages_once(
     alertmanager_factory: Callable[..., Alertmanager], webhook_receiver: WebhookReceiver
 ) -> None:
     am = alertmanager_factory(fast_alertmanager_config(webhook_receiver.url("/")))
@@ -181,6 +181,32 @@ def test_a_down_or_blind_sensor_mutes_the_silence_of_its_own_devices_only(
             alert(**silent, instance="c:10575", device="pump-c"),
             # Another sensor's device: its silence is real.
             alert(**silent, instance="b:10575", device="pump-b"),
+            # The detector's own silence event on a device Prometheus already reports silent,
+            # and on a blind sensor: muted; a silence event alone still goes out.
+            alert(
+                alertname="SantinelAnomalyCritical",
+                severity="critical",
+                criticality="high",
+                detector="silence_app",
+                instance="b:10575",
+                device="pump-b",
+            ),
+            alert(
+                alertname="SantinelAnomalyWarning",
+                severity="warning",
+                criticality="medium",
+                detector="silence_gone",
+                instance="c:10575",
+                device="mon-c",
+            ),
+            alert(
+                alertname="SantinelAnomalyWarning",
+                severity="warning",
+                criticality="medium",
+                detector="silence_gone",
+                instance="b:10575",
+                device="mon-b",
+            ),
             # The down sensor's other alerts are not muted.
             alert(
                 alertname="SantinelNewExternalDestination",
@@ -200,9 +226,14 @@ def test_a_down_or_blind_sensor_mutes_the_silence_of_its_own_devices_only(
             for a in am.alerts()
         }
 
-    seen = wait_until(lambda: state() if len(state()) == 6 else None, timeout=10)
+    seen = wait_until(lambda: state() if len(state()) == 9 else None, timeout=10)
     inhibited = {key for key, by in seen.items() if by}
-    assert inhibited == {("SantinelDeviceSilent", "pump-a"), ("SantinelDeviceSilent", "pump-c")}
+    assert inhibited == {
+        ("SantinelDeviceSilent", "pump-a"),
+        ("SantinelDeviceSilent", "pump-c"),
+        ("SantinelAnomalyCritical", "pump-b"),
+        ("SantinelAnomalyWarning", "mon-c"),
+    }
 
     # Notifications: pump-b pages the clinical pager; the muted ones never reach anybody.
     wait_until(
