@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.sample_sensor import sample_sensor  # noqa: F401  (pytest fixture)
 from tests.support.promstack import (  # noqa: F401  (pytest fixtures)
     alertmanager_factory,
     prometheus_factory,
