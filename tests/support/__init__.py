@@ -1,1 +1,1 @@
-"""Test support code shared by several test packages (real servers, helpers); not tests."""
+"""Helpers shared by tests: real traffic generators and common checks."""
