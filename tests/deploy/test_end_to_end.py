@@ -195,9 +195,17 @@ def test_lab_incidents_reach_the_webhook_with_the_right_labels_and_dashboards_ha
                     and a["labels"].get("device") == device
                 ]
 
-            (path, alert), *_ = wait_until(
-                delivered, timeout=60, interval=1, message=f"{alertname} for {info['device']}"
-            )
+            try:
+                (path, alert), *_ = wait_until(delivered, timeout=60, interval=1)
+            except TimeoutError:
+                selector = '{device="' + info["device"] + '"}'
+                cadence = prom.query("santinel_device_expected_interval_seconds" + selector)
+                anomalies = prom.query("santinel_anomaly_active" + selector)
+                pytest.fail(
+                    f"{alertname} for {event['device']['name']} ({info['device']}) never "
+                    f"delivered; webhook got {sorted(webhook_receiver.alertnames())}; "
+                    f"Prometheus has expected interval {cadence}, anomalies {anomalies}"
+                )
             labels = alert["labels"]
             assert labels["device_class"] == info["device_class"]
             assert labels.get("criticality", "") == info["criticality"]
