@@ -61,7 +61,7 @@ class BaselineConfig:
     history_windows: int = 512  # bounded volume history per device
     seasonal_weeks: int = 4  # hour-of-week history kept per slot
     seasonal_min_weeks: int = 2  # weeks a slot needs before it is used
-    cadence_burst_gap: float = 1.0  # messages closer than this are one burst
+    cadence_burst_gap: float = 0.5  # as the pipeline: closer messages are one burst
     cadence_max_gaps: int = 64  # gaps kept per conversation
     max_conversations: int = 256  # conversations tracked per device (least recent dropped)
     max_pending: int = 1024  # pending (unapproved) facts kept per device
@@ -275,18 +275,19 @@ class Baseline:
                     )
         return out
 
-    def expected_interval(self) -> tuple[str, RobustStats] | None:
-        """The device's main reporting cadence: the conversation with the most measured gaps
-        (ties: the smaller median, then the key), or ``None`` when none has two bursts."""
-        best: tuple[int, float, str, RobustStats] | None = None
-        for key, cadence in self.cadence.items():
-            stats = cadence.stats()
-            if stats is None:
-                continue
-            rank = (-stats.n, stats.median, key, stats)
-            if best is None or rank[:3] < best[:3]:
-                best = rank
-        return None if best is None else (best[2], best[3])
+    def expected_interval(self, min_gaps: int = 4) -> tuple[str, RobustStats] | None:
+        """The device's main reporting cadence: its steadiest conversation.
+
+        Among conversations with at least ``min_gaps`` measured gaps (or, if none has, at
+        least one), the one with the smallest relative spread (MAD / median); ties: more
+        gaps, then the key. ``None`` when no conversation has two bursts yet.
+        """
+        measured = [(key, c.stats()) for key, c in self.cadence.items()]
+        usable = [(key, s) for key, s in measured if s is not None and s.median > 0]
+        enough = [(key, s) for key, s in usable if s.n >= min_gaps] or usable
+        if not enough:
+            return None
+        return min(enough, key=lambda ks: (ks[1].mad / ks[1].median, -ks[1].n, ks[0]))
 
     # --- review ----------------------------------------------------------------------------
 
