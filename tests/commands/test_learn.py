@@ -4,6 +4,7 @@ run over the same captures changes nothing."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import subprocess
@@ -83,7 +84,7 @@ def test_learned_dhcp_cadence_of_the_lock_matches_tshark(
     starts = message_starts(
         tshark_times(capture, f"eth.src=={LOCK} && eth.dst=={GATEWAY} && udp.dstport==67")
     )
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     with State(lock_state, create=False) as state:
         baseline = state.load_baseline(LOCK)
     assert baseline is not None
