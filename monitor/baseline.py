@@ -323,12 +323,17 @@ class Baseline:
 
     # --- serialisation ---------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, ordered, JSON- and YAML-safe form; ``from_dict`` reads it back exactly."""
+    def to_dict(self, derived: bool = True) -> dict[str, Any]:
+        """A plain, ordered, JSON- and YAML-safe form; ``from_dict`` reads it back exactly.
+
+        ``derived`` adds what is computed from the rest (state, progress, medians, MADs,
+        intervals) for a reader; ``from_dict`` ignores it. The state file stores without."""
+        shown: dict[str, Any] = (
+            {"state": self.state, "progress": round(self.progress, 4)} if derived else {}
+        )
         return {
             "device": self.device_id,
-            "state": self.state,
-            "progress": round(self.progress, 4),
+            **shown,
             "frozen": self.frozen,
             "windows": self.windows,
             "first_window_start": _time_or_none(self.first_window_start),
@@ -336,8 +341,8 @@ class Baseline:
             "enforcing_since": _time_or_none(self.enforcing_since),
             "facts": self._facts_to_dict(self.facts, with_approvals=True),
             "pending": self._facts_to_dict(self.pending, with_approvals=False),
-            "cadence": {key: self.cadence[key].to_dict() for key in sorted(self.cadence)},
-            "volumes": self.volumes.to_dict(),
+            "cadence": {key: self.cadence[key].to_dict(derived) for key in sorted(self.cadence)},
+            "volumes": self.volumes.to_dict(derived),
         }
 
     def _facts_to_dict(self, table: FactTable, with_approvals: bool) -> dict[str, Any]:
@@ -400,6 +405,8 @@ class Baseline:
         baseline._facts_from_dict(fields["facts"], baseline.facts, f"{where}: facts", True)
         baseline._facts_from_dict(fields["pending"], baseline.pending, f"{where}: pending", False)
         for key, value in read_mapping(fields["cadence"], f"{where}: cadence").items():
+            if not isinstance(key, str) or not key:
+                raise FormatError(f"{where}: cadence: a conversation key must be text")
             baseline.cadence[key] = Cadence.from_dict(
                 value,
                 f"{where}: cadence.{key[:60]}",
@@ -418,7 +425,7 @@ class Baseline:
     def _facts_from_dict(self, data: object, table: FactTable, where: str, approvals: bool) -> None:
         for kind, entries in read_mapping(data, where).items():
             if kind not in FACT_KINDS:
-                raise FormatError(f"{where}: unknown fact kind {kind[:40]!r}")
+                raise FormatError(f"{where}: unknown fact kind {str(kind)[:40]!r}")
             if not isinstance(entries, list):
                 raise FormatError(f"{where}.{kind}: expected a list")
             values: dict[str, Fact] = {}

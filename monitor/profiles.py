@@ -23,6 +23,7 @@ to SQLite or YAML and read back is the same baseline.
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 import re
 import time
@@ -66,6 +67,7 @@ def quantize_time(t: float) -> float:
     return round(t * 1_000_000) / 1_000_000
 
 
+@functools.lru_cache(maxsize=8192)  # facts learned in one window share its end time
 def format_time(t: float) -> str:
     """``2021-03-08T15:22:15.831389Z`` for a capture time (UTC, microseconds)."""
     micros = round(t * 1_000_000)
@@ -80,16 +82,24 @@ def parse_time(text: object, where: str) -> float:
     """The inverse of ``format_time``; raises ``FormatError`` naming ``where``."""
     if not isinstance(text, str):
         raise FormatError(f"{where}: expected a time like 2021-03-08T15:22:15.000000Z")
+    value = _parse_iso(text)
+    if value is None:
+        raise FormatError(f"{where}: expected a valid time like 2021-03-08T15:22:15.000000Z")
+    return value
+
+
+@functools.lru_cache(maxsize=8192)  # a baseline repeats the same few window times
+def _parse_iso(text: str) -> float | None:
     match = _ISO.fullmatch(text)
     if match is None:
-        raise FormatError(f"{where}: expected a time like 2021-03-08T15:22:15.000000Z")
+        return None
     year, month, day, hour, minute, second, frac = (int(g) for g in match.groups())
     try:
         seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
         if (month, day) != time.gmtime(seconds)[1:3] or hour > 23 or minute > 59 or second > 59:
-            raise ValueError
+            return None
     except (ValueError, OverflowError):
-        raise FormatError(f"{where}: not a valid date and time") from None
+        return None
     return (seconds * 1_000_000 + frac) / 1_000_000
 
 
@@ -113,12 +123,29 @@ class RobustStats:
 
 def robust_stats(values: Sequence[float] | np.ndarray[Any, Any]) -> RobustStats | None:
     """Median and MAD of ``values``; ``None`` for an empty series."""
+    if len(values) <= _SMALL:
+        # Plain Python beats numpy's per-call overhead on the short series baselines keep.
+        ordered = sorted(float(v) for v in values)
+        if not ordered:
+            return None
+        median = _sorted_median(ordered)
+        mad = _sorted_median(sorted(abs(v - median) for v in ordered))
+        return RobustStats(median, mad, len(ordered))
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
         return None
     median = float(np.median(data))
     mad = float(np.median(np.abs(data - median)))
     return RobustStats(median, mad, int(data.size))
+
+
+_SMALL = 128
+
+
+def _sorted_median(ordered: list[float]) -> float:
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 class Ring:
@@ -154,6 +181,8 @@ class Ring:
     def stats(self) -> RobustStats | None:
         if not self._data:
             return None
+        if len(self._data) <= _SMALL:
+            return robust_stats(self._data)
         return robust_stats(np.frombuffer(self._data, dtype=self._data.typecode))
 
     def replace(self, values: Iterable[float]) -> None:
@@ -207,8 +236,9 @@ class Cadence:
             return None
         return RobustStats(raw.median / 1000, raw.mad / 1000, raw.n)
 
-    def to_dict(self) -> dict[str, Any]:
-        stats = self.stats()
+    def to_dict(self, derived: bool = True) -> dict[str, Any]:
+        """``derived``: include the interval and MAD (for review; recomputed on reading)."""
+        stats = self.stats() if derived else None
         out: dict[str, Any] = {}
         if stats is not None:
             out["interval"] = round(stats.median, 3)
@@ -284,12 +314,15 @@ class VolumeHistory:
     The global view is the last ``capacity`` windows in which the device was active. The
     hour-of-week view keeps, per UTC hour of the week, the mean per active window of that
     hour, for each of the last ``seasonal_weeks`` weeks; ``expected`` uses it once the slot
-    has ``seasonal_min_weeks`` weeks, and the global view before that.
+    has ``seasonal_min_weeks`` weeks, and the global view before that. It lives in one
+    float32 array (168 slots × weeks × features), allocated when the first hour closes.
     """
 
     __slots__ = (
         "_current",
         "_current_hour",
+        "_filled",
+        "_next",
         "_seasonal",
         "_series",
         "capacity",
@@ -300,12 +333,16 @@ class VolumeHistory:
     def __init__(
         self, capacity: int = 512, seasonal_weeks: int = 4, seasonal_min_weeks: int = 2
     ) -> None:
+        if not 1 <= seasonal_weeks <= 255:
+            raise ValueError("seasonal_weeks must be between 1 and 255")
         self.capacity = capacity
         self.seasonal_weeks = seasonal_weeks
         self.seasonal_min_weeks = seasonal_min_weeks
         self._series = [Ring("I", capacity) for _ in VOLUME_FEATURES]
-        # hour-of-week slot -> one ring of hourly means per feature
-        self._seasonal: dict[int, list[Ring]] = {}
+        # slot-major: [slot][week ring position][feature]
+        self._seasonal: array[float] | None = None
+        self._filled: bytearray | None = None  # weeks held per slot
+        self._next: bytearray | None = None  # ring position of the next week per slot
         # The hour being accumulated (absolute hour number) and its sums + window count.
         self._current_hour: int | None = None
         self._current: list[int] = [0] * (len(VOLUME_FEATURES) + 1)
@@ -322,16 +359,35 @@ class VolumeHistory:
             self._current[i] += value
         self._current[-1] += 1
 
+    def _slot_push(self, slot: int, means: Sequence[float]) -> None:
+        nf = len(VOLUME_FEATURES)
+        if self._seasonal is None or self._filled is None or self._next is None:
+            self._seasonal = array("f", bytes(4 * HOURS_PER_WEEK * self.seasonal_weeks * nf))
+            self._filled = bytearray(HOURS_PER_WEEK)
+            self._next = bytearray(HOURS_PER_WEEK)
+        position = self._next[slot]
+        base = (slot * self.seasonal_weeks + position) * nf
+        self._seasonal[base : base + nf] = array("f", means)
+        self._next[slot] = (position + 1) % self.seasonal_weeks
+        self._filled[slot] = min(self._filled[slot] + 1, self.seasonal_weeks)
+
+    def _slot_values(self, slot: int, feature: int) -> list[float]:
+        """The weekly means of one slot and feature, oldest first, rounded as stored."""
+        if self._seasonal is None or self._filled is None or self._next is None:
+            return []
+        filled, weeks, nf = self._filled[slot], self.seasonal_weeks, len(VOLUME_FEATURES)
+        order = (
+            range(filled)
+            if filled < weeks
+            else [(self._next[slot] + k) % weeks for k in range(weeks)]
+        )
+        return [round(self._seasonal[(slot * weeks + k) * nf + feature], 3) for k in order]
+
     def _close_hour(self) -> None:
         windows = self._current[-1]
         if self._current_hour is not None and windows:
             slot = (self._current_hour + _EPOCH_WEEKDAY_OFFSET_HOURS) % HOURS_PER_WEEK
-            rings = self._seasonal.get(slot)
-            if rings is None:
-                rings = [Ring("d", self.seasonal_weeks) for _ in VOLUME_FEATURES]
-                self._seasonal[slot] = rings
-            for ring, total in zip(rings, self._current, strict=False):
-                ring.append(round(total / windows, 3))
+            self._slot_push(slot, [round(total / windows, 3) for total in self._current[:-1]])
         self._current = [0] * (len(VOLUME_FEATURES) + 1)
 
     def __len__(self) -> int:
@@ -344,33 +400,33 @@ class VolumeHistory:
     def seasonal_stats(self, feature: str, when: float) -> RobustStats | None:
         """Median and MAD of the hour-of-week view for the hour of ``when``, if it has enough
         weeks; ``None`` otherwise."""
-        rings = self._seasonal.get(hour_of_week(when))
-        if rings is None:
+        values = self._slot_values(hour_of_week(when), VOLUME_FEATURES.index(feature))
+        if len(values) < self.seasonal_min_weeks:
             return None
-        ring = rings[VOLUME_FEATURES.index(feature)]
-        if len(ring) < self.seasonal_min_weeks:
-            return None
-        return ring.stats()
+        return robust_stats(values)
 
     def expected(self, feature: str, when: float) -> RobustStats | None:
         """What the feature normally is at ``when``: hour-of-week if known, else global."""
         return self.seasonal_stats(feature, when) or self.stats(feature)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, derived: bool = True) -> dict[str, Any]:
+        """``derived``: include median and MAD (for review; recomputed on reading)."""
         out: dict[str, Any] = {}
         for name, ring in zip(VOLUME_FEATURES, self._series, strict=True):
-            stats = ring.stats()
+            stats = ring.stats() if derived else None
             entry: dict[str, Any] = {}
             if stats is not None:
                 entry["median"] = stats.median
                 entry["mad"] = stats.mad
             entry["history"] = ring.values()
             out[name] = entry
+        filled = self._filled or bytearray(HOURS_PER_WEEK)
         out["hour_of_week"] = {
             slot_name(slot): {
-                name: ring.values() for name, ring in zip(VOLUME_FEATURES, rings, strict=True)
+                name: self._slot_values(slot, f) for f, name in enumerate(VOLUME_FEATURES)
             }
-            for slot, rings in sorted(self._seasonal.items())
+            for slot in range(HOURS_PER_WEEK)
+            if filled[slot]
         }
         out["current_hour"] = (
             None
@@ -404,18 +460,20 @@ class VolumeHistory:
             lengths.add(len(ring))
         if len(lengths) > 1:
             raise FormatError(f"{where}: the feature histories have different lengths")
-        for name, slot_data in read_mapping(
-            fields["hour_of_week"], f"{where}.hour_of_week"
-        ).items():
+        slots = read_mapping(fields["hour_of_week"], f"{where}.hour_of_week")
+        for name, slot_data in slots.items():
             slot_where = f"{where}.hour_of_week.{name}"
             slot = _slot_from_name(name, slot_where)
             slot_fields = read_mapping(slot_data, slot_where)
             check_keys(slot_fields, slot_where, required=set(VOLUME_FEATURES))
-            rings = [Ring("d", seasonal_weeks) for _ in VOLUME_FEATURES]
-            for feature, ring in zip(VOLUME_FEATURES, rings, strict=True):
-                means = read_number_list(slot_fields[feature], f"{slot_where}.{feature}")
-                ring.replace(round(m, 3) for m in means)
-            history._seasonal[slot] = rings
+            columns = [
+                read_number_list(slot_fields[feature], f"{slot_where}.{feature}")[-seasonal_weeks:]
+                for feature in VOLUME_FEATURES
+            ]
+            if len({len(c) for c in columns}) != 1 or not columns[0]:
+                raise FormatError(f"{slot_where}: the features need the same number of weeks")
+            for week in zip(*columns, strict=True):
+                history._slot_push(slot, [round(v, 3) for v in week])
         current = fields["current_hour"]
         if current is not None:
             cur = read_mapping(current, f"{where}.current_hour")
@@ -437,7 +495,8 @@ class VolumeHistory:
 
 
 def read_mapping(data: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+    # Keys are checked where they are used (check_keys, or the caller's own test).
+    if not isinstance(data, dict):
         raise FormatError(f"{where}: expected a mapping")
     return data
 
@@ -454,7 +513,7 @@ def check_keys(
     unknown = data.keys() - required - optional
     if unknown:
         # Keys are the file's own text: name at most a few, shortened.
-        shown = ", ".join(sorted(k[:40] for k in unknown)[:3])
+        shown = ", ".join(sorted(str(k)[:40] for k in unknown)[:3])
         raise FormatError(f"{where}: unknown key(s) {shown}")
 
 

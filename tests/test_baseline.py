@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.baseline import (
     ENFORCING,
@@ -273,3 +278,45 @@ def test_import_names_the_document_and_field_at_fault(edit, message: str) -> Non
         import_yaml(text, "b.yml", None)
     assert str(caught.value).startswith("b.yml: document 1: ")
     assert message in str(caught.value)
+
+
+def _leaves(node: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _leaves(v, (*path, k))] + [path]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _leaves(v, (*path, i))] + [path]
+    return [path]
+
+
+JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.one_of(st.integers(), st.text(max_size=5)), st.integers(), max_size=3),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_import_of_any_mangled_export_raises_only_format_error(data: st.DataObject) -> None:
+    baseline = Baseline("dev")
+    for i in range(3):
+        baseline.learn(window(i))
+    baseline.approve("peer", "ext:203.0.113.9", "alice", "ok", T0)
+    doc = {"format": "santinel-baseline/1", **baseline.to_dict()}
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_leaves(doc)))
+        if not path:
+            continue
+        parent: Any = doc
+        for step in path[:-1]:
+            parent = parent[step]
+        parent[path[-1]] = data.draw(JUNK)
+    text = yaml.safe_dump(doc, sort_keys=False)
+    try:
+        import_yaml(text, "fuzz.yml", None)
+    except FormatError as error:
+        assert "\n" not in str(error) and str(error).startswith("fuzz.yml: ")
