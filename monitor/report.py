@@ -42,7 +42,8 @@ def device_record(device: Device) -> dict[str, Any]:
         "confidence": round(cls.confidence, 3) if cls else 0.0,
         "signature": cls.signature if cls else None,
         "evidence": [
-            {"kind": e.kind, "value": e.value, "weight": e.weight} for e in (cls.evidence if cls else ())
+            {"kind": e.kind, "value": e.value, "weight": e.weight}
+            for e in (cls.evidence if cls else ())
         ],
         "dhcp": {
             "vendor_class": sorted(facts.get("dhcp_vendor_class", {})),

@@ -108,9 +108,12 @@ def test_vlan_id_is_the_outer_tag() -> None:
 
 
 def test_ipv4_options_are_skipped() -> None:
-    packet = Ether() / IP(src="10.0.0.1", dst="10.0.0.2", options=[IPOption_RR()]) / UDP(
-        sport=5000, dport=53
-    ) / b"x"
+    packet = (
+        Ether()
+        / IP(src="10.0.0.1", dst="10.0.0.2", options=[IPOption_RR()])
+        / UDP(sport=5000, dport=53)
+        / b"x"
+    )
     table, i = decode_one(packet)
     assert flow_of(table, i) == ("10.0.0.1", "10.0.0.2", 17, 5000, 53)
     assert table.payload_length[i] == 1
@@ -149,9 +152,12 @@ def test_ipv6_extension_headers_are_walked_to_the_transport() -> None:
 
 
 def test_ipv6_later_fragment_has_no_ports() -> None:
-    packet = Ether() / IPv6(src="fe80::1", dst="fe80::2") / IPv6ExtHdrFragment(
-        offset=100, nh=17
-    ) / Raw(b"z" * 16)
+    packet = (
+        Ether()
+        / IPv6(src="fe80::1", dst="fe80::2")
+        / IPv6ExtHdrFragment(offset=100, nh=17)
+        / Raw(b"z" * 16)
+    )
     table, i = decode_one(packet)
     assert table.fragment[i] == 2
     assert table.protocol[i] == 17
