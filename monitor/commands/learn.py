@@ -18,7 +18,7 @@ import argparse
 import dataclasses
 import hashlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -149,12 +149,22 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     with state:
         try:
-            return _learn(state, args, Analysis)
+            return learn_into(state, args, Analysis)
         except StateError as error:
             raise UserError(str(error)) from None
 
 
-def _learn(state: State, args: argparse.Namespace, analysis_type: Any) -> int:
+CheckpointHook = Callable[[int, BaselineStore], None]
+
+
+def learn_into(
+    state: State,
+    args: argparse.Namespace,
+    analysis_type: Any,
+    on_checkpoint: CheckpointHook | None = None,
+) -> int:
+    """The command's work on an open state; ``on_checkpoint(number, store)`` is called after
+    each committed checkpoint (tests compare a killed run with a straight one through it)."""
     config = _config(state, args)
     store = state.load_store(config)
     base_devices = state.load_devices()
@@ -177,19 +187,24 @@ def _learn(state: State, args: argparse.Namespace, analysis_type: Any) -> int:
             status = EXIT_USAGE
     todo.sort(key=lambda item: (item[0], str(item[2])))
 
-    last_checkpoint: list[float | None] = [None]
+    # Checkpoints fall on multiples of the interval of capture time, so a re-run after a
+    # crash checkpoints at the same moments as an uninterrupted run would.
+    last_bucket: list[int | None] = [None]
+
+    def checkpoint(devices: Mapping[str, Device], meta: Mapping[str, Any] | None = None) -> None:
+        number = state.checkpoint(store, devices, meta)
+        if on_checkpoint is not None:
+            on_checkpoint(number, store)
 
     def on_window(profiles: list[WindowProfile], analysis: Any) -> None:
         store.learn_window(profiles, analysis)
-        now = store.now
-        if now is None:
+        if store.now is None:
             return
-        if last_checkpoint[0] is None:
-            last_checkpoint[0] = now
-        elif now - last_checkpoint[0] >= args.checkpoint_interval:
+        bucket = int(store.now // args.checkpoint_interval)
+        if last_bucket[0] is not None and bucket != last_bucket[0]:
             # Baselines only: the inventory is written when a capture is complete.
-            state.checkpoint(store, devices={})
-            last_checkpoint[0] = now
+            checkpoint({})
+        last_bucket[0] = bucket
 
     from monitor.capture.files import open_capture
 
@@ -204,13 +219,9 @@ def _learn(state: State, args: argparse.Namespace, analysis_type: Any) -> int:
             status = EXIT_USAGE
             continue
         learned[identity] = path.name
-        state.checkpoint(
-            store,
-            merge_devices(base_devices, analysis.devices),
-            meta={"learned_captures": learned},
-        )
+        checkpoint(merge_devices(base_devices, analysis.devices), {"learned_captures": learned})
     analysis.finish()  # closes the last window; the inventory was written per capture
-    state.checkpoint(store, devices={})
+    checkpoint({})
     if not args.quiet:
         sys.stdout.write(summary(store, analysis.devices))
     return status

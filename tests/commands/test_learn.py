@@ -4,16 +4,24 @@ run over the same captures changes nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
+import os
+import random
+import signal
 import statistics
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from monitor.state import State
-from tests.conftest import run_santinel
+from monitor.baseline import BaselineStore
+from monitor.state import State, device_to_dict
+from tests.conftest import REPO, run_santinel
 from tests.support.tshark import require_tshark
 
 pytestmark = pytest.mark.shared
@@ -169,3 +177,81 @@ def test_learning_the_same_capture_again_changes_nothing(
     assert again.returncode == 0
     assert "already learned, skipped" in again.stderr
     assert run_santinel("baseline", "export", "--state", str(lock_state)).stdout == before
+
+
+def baselines_digest(store: BaselineStore) -> str:
+    rows = [store.baselines[k].to_dict(derived=False) for k in sorted(store.baselines)]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+
+
+@pytest.mark.slow
+def test_learn_killed_at_random_moments_over_a_capture_resumes_exactly(
+    shared_pcaps: Path, tmp_path: Path
+) -> None:
+    """kill -9 ``santinel learn`` at random moments over a week-long capture, re-running it
+    each time: the file always opens and passes integrity_check, its baselines always equal
+    an uninterrupted run's at the same checkpoint, and the inventory appears only once the
+    capture was read to its end, equal to the uninterrupted run's."""
+    from monitor.cli import build_parser
+    from monitor.commands.learn import learn_into
+    from monitor.pipeline import Analysis
+
+    capture = shared_pcaps / "tj-oconnor-iot-dataset" / "schlage-lock-01.pcap"
+    options = ["--checkpoint-interval", "7200", "--quiet"]
+    reference_path = tmp_path / "reference.db"
+    at_now: dict[float | None, str] = {}
+    args = build_parser().parse_args(
+        ["learn", str(capture), "--state", str(reference_path), *options]
+    )
+    began = time.monotonic()
+    with State(reference_path) as reference:
+        learn_into(
+            reference,
+            args,
+            Analysis,
+            lambda _n, store: at_now.__setitem__(store.now, baselines_digest(store)),
+        )
+        final_devices = [device_to_dict(d) for _, d in sorted(reference.load_devices().items())]
+    run_seconds = time.monotonic() - began
+    assert len(at_now) > 50
+
+    killed = tmp_path / "killed.db"
+    rng = random.Random(5)
+    compared = finished = 0
+    for _ in range(20):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "monitor",
+                "learn",
+                str(capture),
+                "--state",
+                str(killed),
+                *options,
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            proc.wait(timeout=rng.uniform(1.0, 2.0 + run_seconds))
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)  # only the process this test started
+            proc.wait()
+        if not killed.exists():
+            continue
+        with State(killed, create=False) as state:
+            assert state.integrity_check() == ["ok"]
+            if state.checkpoints:
+                assert at_now[state.meta("baseline_now")] == baselines_digest(state.load_store())
+                compared += 1
+            devices = [device_to_dict(d) for _, d in sorted(state.load_devices().items())]
+            done = bool(state.meta("learned_captures"))
+            assert devices == (final_devices if done else [])
+        if proc.returncode == 0:
+            assert done
+            finished += 1
+            for leftover in tmp_path.glob("killed.db*"):
+                leftover.unlink()  # start the next cycle from scratch
+    assert compared >= 10
