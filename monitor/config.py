@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from monitor.yamlfile import StrictModel, YamlModelError, load_model
 
@@ -86,11 +86,12 @@ class CaptureConfig(StrictModel):
     snaplen: int = Field(default=65535, ge=64, le=262144)
     buffer_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024, le=2 * 1024**3)
 
-    @model_validator(mode="after")
-    def _one_source(self) -> CaptureConfig:
-        if self.interface is not None and self.pcap is not None:
+    @field_validator("pcap")
+    @classmethod
+    def _one_source(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("interface") is not None:
             raise ValueError("set capture.interface or capture.pcap, not both")
-        return self
+        return value
 
 
 class WebConfig(StrictModel):
@@ -138,17 +139,24 @@ class AnomaliesConfig(StrictModel):
 
 
 class PrivacyConfig(StrictModel):
-    pseudonymize_addresses: bool = False
+    # key and key_file come first so that the check below sees them
     key: str | None = Field(default=None, min_length=16)
     key_file: Path | None = None
+    pseudonymize_addresses: bool = False
 
-    @model_validator(mode="after")
-    def _key_when_needed(self) -> PrivacyConfig:
-        if self.key is not None and self.key_file is not None:
+    @field_validator("key_file")
+    @classmethod
+    def _one_key(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("key") is not None:
             raise ValueError("set privacy.key or privacy.key_file, not both")
-        if self.pseudonymize_addresses and self.key is None and self.key_file is None:
-            raise ValueError("pseudonymize_addresses needs privacy.key or privacy.key_file")
-        return self
+        return value
+
+    @field_validator("pseudonymize_addresses")
+    @classmethod
+    def _key_when_needed(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("key") is None and info.data.get("key_file") is None:
+            raise ValueError("needs privacy.key or privacy.key_file")
+        return value
 
 
 class LoggingConfig(StrictModel):

@@ -39,12 +39,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import bcrypt
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from monitor.config import is_loopback_host, split_listen_address
 from monitor.logs import log
@@ -86,19 +86,26 @@ class TlsServerConfig(StrictModel):
         return self
 
 
+def _bcrypt_only(value: str) -> str:
+    if not _is_bcrypt_hash(value):
+        # never echo the value: it may be a plaintext password
+        raise ValueError("not a bcrypt hash (plaintext passwords are refused)")
+    return value
+
+
+BcryptHash = Annotated[str, AfterValidator(_bcrypt_only)]
+
+
 class WebFileConfig(StrictModel):
     tls_server_config: TlsServerConfig | None = None
-    basic_auth_users: dict[str, str] = Field(default_factory=dict)
+    basic_auth_users: dict[str, BcryptHash] = Field(default_factory=dict)
 
     @field_validator("basic_auth_users")
     @classmethod
-    def _bcrypt_only(cls, users: dict[str, str]) -> dict[str, str]:
-        for user, hashed in users.items():
+    def _user_names(cls, users: dict[str, str]) -> dict[str, str]:
+        for user in users:
             if not user or ":" in user:
                 raise ValueError("a user name must be non-empty and without ':'")
-            if not _is_bcrypt_hash(hashed):
-                # never echo the value: it may be a plaintext password
-                raise ValueError(f"password of user {user!r} is not a bcrypt hash")
         return users
 
 

@@ -82,6 +82,10 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[Loc, int]]:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else 1
         problem = error.problem or error.context or "invalid YAML"
+        if error.context and error.context_mark is not None and error.problem:
+            started = error.context_mark.line + 1
+            if started != line:
+                problem += f" ({error.context} on line {started})"
         raise YamlModelError([f"{name}:{line}: {problem}"]) from None
     except yaml.YAMLError as error:
         raise YamlModelError([f"{name}:1: invalid YAML ({type(error).__name__})"]) from None
