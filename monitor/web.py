@@ -233,6 +233,16 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     owner: WebServer
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host's FQDN (DNS, and an idna codec import that
+        # can fail after the privilege drop); the name is never used here
+        import socketserver
+
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
     def process_request(self, request: Any, client_address: Any) -> None:
         owner = self.owner
         if not owner._slots.acquire(blocking=False):
