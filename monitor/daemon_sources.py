@@ -17,6 +17,7 @@ captured length only: the wire length is taken to be the captured length, exact 
 from __future__ import annotations
 
 import dataclasses
+import select
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ import pcapy
 from monitor.capture import CaptureError, FrameBatch
 
 LIVE_BATCH = 4096
-LIVE_TIMEOUT_MS = 100
+LIVE_TIMEOUT_MS = 100  # the kernel hands over a ring block at least this often
 
 
 class PacketSource(Protocol):
@@ -66,6 +67,9 @@ class LiveSource:
             handle.activate()
             if bpf_filter:
                 handle.setfilter(bpf_filter)
+            # a blocking read waits forever on a silent wire: poll the fd instead
+            handle.setnonblock(1)
+            self._fd = handle.getfd()
         except pcapy.PcapError as error:
             raise CaptureError(interface, f"cannot capture: {_pcap_reason(error)}") from None
         self._handle = handle
@@ -74,6 +78,11 @@ class LiveSource:
     def read(self, timeout: float) -> FrameBatch | None:
         try:
             data, meta = self._handle.next_batch(LIVE_BATCH)
+            if not meta:
+                readable, _, _ = select.select([self._fd], [], [], timeout)
+                if not readable:
+                    return None
+                data, meta = self._handle.next_batch(LIVE_BATCH)
         except pcapy.PcapError as error:
             raise CaptureError(self.name, f"capture failed: {_pcap_reason(error)}") from None
         if not meta:
