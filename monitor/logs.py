@@ -50,13 +50,11 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 def _logfmt_value(value: Any) -> str:
-    text = (
-        value
-        if isinstance(value, str)
-        else json.dumps(value)
-        if not isinstance(value, (int, float))
-        else repr(value)
-    )
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
     if text == "" or any(c in text for c in ' ="\\') or any(ord(c) < 32 for c in text):
         return json.dumps(text)
     return text
