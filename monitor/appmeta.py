@@ -125,7 +125,9 @@ def _dicom(info: dicom.DicomInfo) -> list[AppFact]:
             facts.append(AppFact("dicom_called_ae", info.called_ae))
         facts.extend(AppFact("dicom_sop_class", uid) for uid in info.abstract_syntaxes)
     if info.implementation_class_uid or info.implementation_version:
-        implementation = f"{info.implementation_class_uid or ''}|{info.implementation_version or ''}"
+        implementation = (
+            f"{info.implementation_class_uid or ''}|{info.implementation_version or ''}"
+        )
         facts.append(AppFact("dicom_implementation", implementation))
     facts.extend(AppFact("dicom_command", c.command) for c in info.commands)
     return facts
@@ -153,7 +155,9 @@ _CACHE_ENTRIES = 4096
 _cache: dict[tuple[int, bytes], Decoded | str | None] = {}
 
 
-def decode(app: str | None, transport: int, ports: tuple[int, int], payload: bytes) -> Decoded | None:
+def decode(
+    app: str | None, transport: int, ports: tuple[int, int], payload: bytes
+) -> Decoded | None:
     """Decode one payload; returns (protocol, facts) or None. Raises only ``Malformed``."""
     if transport != 17:
         return _decode(app, transport, ports, payload)
@@ -169,13 +173,15 @@ def decode(app: str | None, transport: int, ports: tuple[int, int], payload: byt
         _cache[key] = cached
     if isinstance(cached, str):
         raise Malformed(cached)
-    return cached  # type: ignore[return-value]
+    return cached  # type: ignore[no-any-return]
 
 
 _MISSING: Any = object()
 
 
-def _decode(app: str | None, transport: int, ports: tuple[int, int], payload: bytes) -> Decoded | None:
+def _decode(
+    app: str | None, transport: int, ports: tuple[int, int], payload: bytes
+) -> Decoded | None:
     if transport == 17:
         if 67 in ports or 68 in ports:
             info = dhcp.parse(payload)

@@ -49,18 +49,35 @@ def is_group_mac(mac_value: int) -> bool:
     return bool((mac_value >> 40) & 0x01)
 
 
+# Internal: the private, shared, link-local and loopback ranges a hospital numbers its own
+# hosts from. Everything else that is not multicast is on the internet (documentation ranges
+# included: they stand for internet addresses in examples and tests).
+INTERNAL_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "127.0.0.0/8",
+        "fc00::/7",
+        "fe80::/10",
+        "::1/128",
+    )
+)
+
+
 @functools.lru_cache(maxsize=262144)
 def address_scope(address: str) -> str:
-    """'internal' for private, link-local, loopback and shared ranges; 'external' otherwise;
-    'multicast' for multicast and broadcast."""
+    """'internal' for private, shared, link-local and loopback addresses; 'multicast' for
+    multicast, broadcast and unspecified ones; 'external' for the rest."""
     ip = ipaddress.ip_address(address)
-    if ip.is_multicast or address == "255.255.255.255" or address.endswith(".255"):
+    if ip.is_multicast or ip.is_unspecified or address == "255.255.255.255":
         return "multicast"
-    if ip.is_unspecified:
-        return "multicast"
-    if ip.is_global:
-        return "external"
-    return "internal"
+    if any(ip in network for network in INTERNAL_NETWORKS if network.version == ip.version):
+        return "internal"
+    return "external"
 
 
 class Inventory:
@@ -69,7 +86,8 @@ class Inventory:
     def __init__(self) -> None:
         self.devices: dict[str, Device] = {}
         self.ip_owner: dict[str, str] = {}  # address -> device id (latest binding)
-        self._addresses_by_mac: dict[str, set[str]] = {}
+        self._addresses_by_mac: dict[str, set[str]] = {}  # learned from plain traffic
+        self._confirmed: set[tuple[str, str]] = set()  # (device, address) seen in ARP/DHCP
         self.routers: set[str] = set()
         self.dirty: set[str] = set()  # devices whose facts changed since last classification
         self.new_devices: list[str] = []  # device ids in order of appearance
@@ -113,33 +131,34 @@ class Inventory:
         return device
 
     # ---- address bindings ----
-    def bind(self, device: Device, address: str, when: float, authoritative: bool) -> None:
+    def bind(
+        self, device: Device, address: str, when: float, authoritative: bool, times: int = 1
+    ) -> None:
         """Tie ``address`` to ``device``. Non-authoritative (plain traffic) bindings are
         refused for routers and for non-internal addresses."""
         scope = address_scope(address)
         if scope == "multicast":
             return
-        if not authoritative:
-            seen = self._addresses_by_mac.setdefault(device.id, set())
+        if authoritative:
+            self._confirmed.add((device.id, address))
+        elif (device.id, address) not in self._confirmed:
             if device.id in self.routers:
                 return
-            if scope == "external":
+            seen = self._addresses_by_mac.setdefault(device.id, set())
+            seen.add(address)
+            if scope == "external" or len(seen) >= ROUTER_ADDRESS_THRESHOLD:
                 self.routers.add(device.id)
                 self._unbind_traffic_addresses(device)
                 return
-            if address not in seen:
-                seen.add(address)
-                if len(seen) >= ROUTER_ADDRESS_THRESHOLD:
-                    self.routers.add(device.id)
-                    self._unbind_traffic_addresses(device)
-                    return
-        if record_fact(device.facts, "ip", address, when):
+        if record_fact(device.facts, "ip", address, when, times):
             self.dirty.add(device.id)
         self.ip_owner[address] = device.id
 
     def _unbind_traffic_addresses(self, device: Device) -> None:
         # Addresses learned only from forwarded traffic were never the router's own.
         for address in self._addresses_by_mac.get(device.id, ()):
+            if (device.id, address) in self._confirmed:
+                continue
             if self.ip_owner.get(address) == device.id:
                 del self.ip_owner[address]
             device.facts.get("ip", {}).pop(address, None)
@@ -159,9 +178,17 @@ class Inventory:
         scope = address_scope(address)
         return f"ext:{address}" if scope == "external" else f"ip:{address}"
 
-    def note(self, device: Device, kind: str, value: str, when: float, times: int = 1) -> bool:
+    def note(
+        self,
+        device: Device,
+        kind: str,
+        value: str,
+        when: float,
+        times: int = 1,
+        last: float | None = None,
+    ) -> bool:
         """Record a fact about ``device``; marks it for reclassification when new."""
-        if record_fact(device.facts, kind, value, when, times):
+        if record_fact(device.facts, kind, value, when, times, last):
             self.dirty.add(device.id)
             return True
         return False

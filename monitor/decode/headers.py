@@ -14,6 +14,7 @@ is the bounded label set of ``santinel_decode_errors_total``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -92,12 +93,12 @@ class PacketTable:
 
 
 @numba.njit(cache=True, inline="always")  # type: ignore[misc]
-def _u16(buf: npt.NDArray[np.uint8], i: int) -> int:
+def _u16(buf: npt.NDArray[np.uint8], i: int) -> Any:
     return (np.int64(buf[i]) << 8) | np.int64(buf[i + 1])
 
 
 @numba.njit(cache=True, inline="always")  # type: ignore[misc]
-def _u32(buf: npt.NDArray[np.uint8], i: int) -> int:
+def _u32(buf: npt.NDArray[np.uint8], i: int) -> Any:
     return (
         (np.int64(buf[i]) << 24)
         | (np.int64(buf[i + 1]) << 16)
@@ -107,7 +108,7 @@ def _u32(buf: npt.NDArray[np.uint8], i: int) -> int:
 
 
 @numba.njit(cache=True, inline="always")  # type: ignore[misc]
-def _u48(buf: npt.NDArray[np.uint8], i: int) -> int:
+def _u48(buf: npt.NDArray[np.uint8], i: int) -> Any:
     return (_u16(buf, i) << 32) | _u32(buf, i + 2)
 
 
@@ -117,7 +118,7 @@ def _u64(buf: npt.NDArray[np.uint8], i: int) -> np.uint64:
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
-def _decode(  # noqa: PLR0912, PLR0915 — one pass over a frame is clearest as one function
+def _decode(
     buf: npt.NDArray[np.uint8],
     offsets: npt.NDArray[np.int64],
     caplens: npt.NDArray[np.int32],
