@@ -122,9 +122,9 @@ class ProfilesConfig(StrictModel):
 
 
 class BaselineConfig(StrictModel):
-    min_duration: Duration = 7 * 86400.0
-    min_windows: int = Field(default=1440, ge=1)
-    fact_ttl: PositiveDuration = 90 * 86400.0
+    min_duration: Duration = 86400.0
+    min_windows: int = Field(default=120, ge=1)
+    fact_ttl: PositiveDuration = 30 * 86400.0
     frozen: bool = False
 
 
