@@ -33,11 +33,12 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
+from prometheus_client import CollectorRegistry
 
 from monitor.capture import CaptureError, FrameBatch
 from monitor.config import Config, ConfigError, load_config, privacy_key
 from monitor.daemon_sources import FileSource, LiveSource, PacketSource
-from monitor.exporter import ExporterSettings, Sensor
+from monitor.exporter import ExporterSettings, Learning, Sensor
 from monitor.exporter.anomalies import AnomalyBook
 from monitor.exporter.registry import build_registry
 from monitor.logs import log, setup
@@ -125,6 +126,7 @@ class Daemon:
         self.source: PacketSource | None = None
         self.web: WebServer | None = None
         self.state: Any = None
+        self.store: Any = None
         self.sensor: Sensor | None = None
         self.analysis: Any = None
         self.signatures: Any = None
@@ -175,9 +177,19 @@ class Daemon:
         _preload()
         from monitor.pipeline import Analysis
 
+        self.web = WebServer(
+            self.config.web.listen_address,
+            CollectorRegistry(),
+            web_config_file=self.config.web.config_file,
+            allow_insecure_remote=self.config.web.allow_insecure_remote,
+            max_connections=self.config.web.max_connections,
+            ready=self._ready.is_set,
+            reload=self.request_reload,
+        )
         try:
+            self.web.check()  # fail fast, before touching the capture or the state
             self.source = self._open_source()
-        except CaptureError as error:
+        except (CaptureError, WebError) as error:
             raise DaemonError(str(error)) from None
         if self.options.drop_privileges:
             try:
@@ -205,15 +217,7 @@ class Daemon:
             findings=AnomalyBook(self.config.anomalies.hold_seconds),
         )
         self._open_state()
-        self.web = WebServer(
-            self.config.web.listen_address,
-            build_registry(self.sensor),
-            web_config_file=self.config.web.config_file,
-            allow_insecure_remote=self.config.web.allow_insecure_remote,
-            max_connections=self.config.web.max_connections,
-            ready=self._ready.is_set,
-            reload=self.request_reload,
-        )
+        self.web.registry = build_registry(self.sensor)
         try:
             self.web.start()
         except WebError as error:
@@ -229,6 +233,8 @@ class Daemon:
         for profile in profiles:
             peers[profile.device_id] = len(profile.peers)
         self.sensor.peers_last_window = peers
+        if self.store is not None and not self.config.baseline.frozen:
+            self.store.learn_window(profiles, analysis)
 
     def request_reload(self) -> tuple[bool, str]:
         """Ask the main loop to reload; waits for the result (called by the web thread)."""
@@ -264,6 +270,11 @@ class Daemon:
                 ("web", self.config.web, new.web),
                 ("state.path", self.config.state.path, new.state.path),
                 ("profiles", self.config.profiles, new.profiles),
+                (
+                    "baseline thresholds",
+                    self.config.baseline.model_copy(update={"frozen": False}),
+                    new.baseline.model_copy(update={"frozen": False}),
+                ),
             )
             if old != fresh
         ]
@@ -332,7 +343,7 @@ class Daemon:
         started = time.monotonic()
         try:
             with self.sensor.lock:
-                number = self.state.checkpoint(devices=self.analysis.devices)
+                number = self.state.checkpoint(store=self.store, devices=self.analysis.devices)
         except Exception as error:  # a failed checkpoint is retried at the next interval
             log("error", "checkpoint failed", error=_one_line(error))
             return
@@ -420,6 +431,23 @@ class Daemon:
             self.shutdown()
             log("info", "stopped")
         return 0
+
+
+class StoreBaselines:
+    """The exporter's view (``monitor.exporter.Baselines``) of a ``BaselineStore``."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def learning(self, device_id: str) -> Learning | None:
+        baseline = self.store.get(device_id)
+        if baseline is None:
+            return None
+        cadence = baseline.expected_interval()
+        return Learning(
+            "enforcing" if baseline.enforcing else "learning",
+            float(cadence[1].median) if cadence is not None else None,
+        )
 
 
 def _preload() -> None:

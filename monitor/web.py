@@ -456,7 +456,8 @@ class WebServer:
             self._state = state
             return state
 
-    def start(self) -> None:
+    def check(self) -> tuple[str, int, _WebState]:
+        """Validate address, web config and the insecure-listen rule without binding."""
         try:
             host, port = split_listen_address(self.listen_address)
         except ValueError as error:
@@ -473,6 +474,10 @@ class WebServer:
                 f"refusing to listen on {self.listen_address} without TLS or basic auth "
                 "(set web.config_file, or web.allow_insecure_remote: true to accept the risk)"
             )
+        return host, port, state
+
+    def start(self) -> None:
+        host, port, state = self.check()
         if state.config.basic_auth_users and state.context is None and not is_loopback_host(host):
             log(
                 "warn",

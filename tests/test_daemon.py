@@ -3,8 +3,11 @@ config on error, clean and quick SIGTERM, and the capability drop."""
 
 from __future__ import annotations
 
+import shutil
 import signal
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,9 +104,13 @@ def _assert_equal(a: object, b: object) -> None:
     assert a == b
 
 
-def test_exit_after_pcap_exits_0_when_the_file_ends(capture: tuple[Path, int]) -> None:
+def test_exit_after_pcap_exits_0_when_the_file_ends(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
     pcap, _ = capture
     daemon = DaemonProcess(
+        "--state",
+        str(tmp_path / "state.db"),
         "--pcap",
         str(pcap),
         "--replay-speed",
@@ -136,13 +143,23 @@ def test_insecure_remote_listen_is_refused_at_start(capture: tuple[Path, int]) -
     daemon.stop()
 
 
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A state directory that an unprivileged user can reach (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="sndmn-state-"))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.skipif(capability_sets().get("CapEff", 0) == 0, reason="needs root/capabilities")
 @pytest.mark.parametrize("user", [None, "nobody"])
 def test_daemon_runs_with_no_capabilities_left(
-    tmp_path: Path, capture: tuple[Path, int], user: str | None
+    open_dir: Path, capture: tuple[Path, int], user: str | None
 ) -> None:
     pcap, count = capture
-    tmp_path.chmod(0o777)
     args = [
         "--pcap",
         str(pcap),
@@ -151,7 +168,7 @@ def test_daemon_runs_with_no_capabilities_left(
         "--web.listen-address",
         "127.0.0.1:0",
         "--state",
-        str(tmp_path / "state.db"),
+        str(open_dir / "state.db"),
     ]
     if user:
         args += ["--user", user]
@@ -161,11 +178,14 @@ def test_daemon_runs_with_no_capabilities_left(
         daemon.wait_for("capture file finished")
         status = Path(f"/proc/{daemon.process.pid}/status").read_text()
         sets = capability_sets(daemon.process.pid)
-        assert sets["CapEff"] == sets["CapPrm"] == sets["CapAmb"] == sets["CapInh"] == 0
-        assert sets["CapBnd"] == 0
-        assert "NoNewPrivs:\t1" in status
-        if user:
-            assert "Uid:\t65534\t65534\t65534\t65534" in status
-        assert daemon.value("santinel_capture_packets", interface="ward.pcap") == count
+        served = daemon.value("santinel_capture_packets", interface="ward.pcap")
     finally:
-        assert daemon.stop() == 0
+        log = daemon.log()
+        code = daemon.stop()
+    assert sets["CapEff"] == sets["CapPrm"] == sets["CapAmb"] == sets["CapInh"] == 0
+    assert sets["CapBnd"] == 0
+    assert "NoNewPrivs:\t1" in status
+    if user:
+        assert "Uid:\t65534\t65534\t65534\t65534" in status
+    assert served == count
+    assert code == 0, log
