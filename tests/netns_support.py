@@ -51,10 +51,21 @@ def wire(tag: str = "sndmn") -> Iterator[Wire]:
     sender, receiver = f"{tag}{suffix}a"[:15], f"{tag}{suffix}b"[:15]
     _ip("netns", "add", netns)
     try:
-        subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw",
-                        "net.ipv6.conf.all.disable_ipv6=1",
-                        "net.ipv6.conf.default.disable_ipv6=1"],
-                       check=True, capture_output=True, timeout=30)
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                netns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         _ip("-n", netns, "link", "set", "lo", "up")
         _ip("-n", netns, "link", "add", sender, "type", "veth", "peer", "name", receiver)
         _ip("-n", netns, "link", "set", sender, "up")
