@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry
 from monitor.capture import CaptureError, FrameBatch
 from monitor.config import Config, ConfigError, load_config, privacy_key
 from monitor.daemon_sources import FileSource, LiveSource, PacketSource
+from monitor.events import EventBook
 from monitor.exporter import ExporterSettings, Learning, Sensor
 from monitor.exporter.anomalies import AnomalyBook
 from monitor.exporter.registry import build_registry
@@ -127,6 +128,7 @@ class Daemon:
         self.web: WebServer | None = None
         self.state: Any = None
         self.store: Any = None
+        self.detectors: Any = None  # monitor.detectors.DetectorSuite when that part is present
         self.sensor: Sensor | None = None
         self.analysis: Any = None
         self.signatures: Any = None
@@ -161,14 +163,26 @@ class Daemon:
                 path=str(self.config.state.path),
             )
             return
+        from monitor.baseline import BaselineConfig
+
         path = self.config.state.path
+        learning = self.config.baseline
         try:
             self.state = State(path)
             devices = self.state.load_devices()
+            self.store = self.state.load_store(
+                BaselineConfig(
+                    min_duration=learning.min_duration,
+                    min_windows=learning.min_windows,
+                    fact_ttl=learning.fact_ttl,
+                )
+            )
         except StateError as error:
             raise DaemonError(str(error)) from None
         restore_inventory(self.analysis, devices)
-        log("info", "state loaded", path=str(path), devices=len(devices))
+        if self.sensor is not None:
+            self.sensor.baselines = StoreBaselines(self.store)
+        log("info", "state loaded", path=str(path), devices=len(devices), baselines=len(self.store))
 
     def start(self) -> None:
         """Steps 1–3 of the lifecycle; raises ``DaemonError`` with a one-line reason."""
@@ -210,11 +224,16 @@ class Daemon:
             window_seconds=self.config.profiles.window_seconds,
             on_window=self._on_window,
         )
+        self.detectors = _make_detectors(self.config)
         self.sensor = Sensor(
             analysis=self.analysis,
             settings=settings,
             lock=threading.RLock(),
-            findings=AnomalyBook(self.config.anomalies.hold_seconds),
+            findings=(
+                self.detectors.book
+                if self.detectors is not None
+                else AnomalyBook(self.config.anomalies.hold_seconds)
+            ),
         )
         self._open_state()
         self.web.registry = build_registry(self.sensor)
@@ -233,8 +252,24 @@ class Daemon:
         for profile in profiles:
             peers[profile.device_id] = len(profile.peers)
         self.sensor.peers_last_window = peers
-        if self.store is not None and not self.config.baseline.frozen:
-            self.store.learn_window(profiles, analysis)
+        learn = self.store is not None and not self.config.baseline.frozen
+        if self.detectors is None:
+            if learn:
+                self.store.learn_window(profiles, analysis)
+            return
+        # score first, then learn (the suite skips windows it found anomalous)
+        self._log_events(self.detectors.on_window(profiles, analysis, self.store, learn=learn))
+
+    def _log_events(self, events: list[Any]) -> None:
+        for event in events:
+            # metadata only: the summary and evidence go to the events file
+            log(
+                "warn",
+                "anomaly",
+                device=event.device,
+                detector=event.detector,
+                severity=event.severity,
+            )
 
     def request_reload(self) -> tuple[bool, str]:
         """Ask the main loop to reload; waits for the result (called by the web thread)."""
@@ -282,7 +317,7 @@ class Daemon:
             self.sensor.settings = settings
             self.sensor.config_reload_successful = True
             findings = self.sensor.findings
-            if isinstance(findings, AnomalyBook):
+            if isinstance(findings, AnomalyBook | EventBook):
                 findings.hold_seconds = new.anomalies.hold_seconds
             self.analysis.signatures = signatures
             self.signatures = signatures
@@ -329,6 +364,8 @@ class Daemon:
                 now = time.time()
                 self.sensor.now = max(self.sensor.now, now)
                 self.analysis.tick(now)
+                if self.detectors is not None:
+                    self._log_events(self.detectors.tick(self.analysis, self.store, now))
             if dropped is not None:
                 stats = self.analysis.capture_stats.get(self.source.name)
                 if stats is None:
@@ -400,6 +437,8 @@ class Daemon:
         """Flush the state and close everything (safe to call more than once)."""
         self._ready.clear()
         self.checkpoint()
+        if self.detectors is not None:
+            self.detectors.book.close()
         if self.state is not None:
             with contextlib.suppress(Exception):
                 self.state.close()
@@ -450,6 +489,29 @@ class StoreBaselines:
         )
 
 
+def _make_detectors(config: Config) -> Any:
+    """The detector suite writing to ``anomalies.events_file``, or None when the detectors
+    part is absent from this build."""
+    try:
+        from monitor.detectors import DetectorConfig, DetectorSuite
+    except ImportError:
+        return None
+    try:
+        book = EventBook(config.anomalies.hold_seconds, config.anomalies.events_file)
+    except OSError as error:
+        raise DaemonError(
+            f"{config.anomalies.events_file}: cannot open the events file "
+            f"({error.strerror or type(error).__name__})"
+        ) from None
+    return DetectorSuite(book, DetectorConfig(window_seconds=config.profiles.window_seconds))
+
+
+DETECTOR_MODULES = (
+    "arp", "dhcp", "flood", "new_behaviour", "new_device", "offline", "policy", "scan",
+    "signature_rules", "silence", "volume",
+)  # fmt: skip
+
+
 def _preload() -> None:
     """Import and compile everything the hot path uses, while the installation is readable.
 
@@ -463,6 +525,8 @@ def _preload() -> None:
         "monitor.signatures",
         "monitor.classifier",
         "monitor.state",
+        "monitor.rules",
+        *(f"monitor.detectors.{name}" for name in DETECTOR_MODULES),
         "monitor.capture.files",
         "numpy.ma",
     ):

@@ -1,0 +1,111 @@
+"""ARP spoofing, IP/MAC conflicts and address changes, from the inventory's address bindings.
+
+The inventory binds an address to a MAC on ARP and DHCP evidence (and on plain traffic for
+internal sources). Each window, the IPv4 addresses a device was first bound to in that
+window are checked against the other devices:
+
+- ``arp_spoofing``: the address belongs to another device seen recently (within
+  ``arp_recent_seconds``), and the claimer keeps an address of its own: it impersonates
+  that device (typically the gateway, for a man in the middle);
+- ``ip_conflict``: the address belongs to another device seen recently and the claimer has
+  no other address: two devices configured with one address;
+- ``ip_change``: the device moved to a new address nobody else holds, leaving its old one
+  (a static address set by hand, a DHCP lease lost).
+
+Link-local and unspecified addresses and IPv6 (privacy addresses rotate) are left out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from monitor.baseline import BaselineStore
+from monitor.detectors import AnalysisView
+from monitor.detectors.common import DetectorBase, shown
+from monitor.events import Event, device_label, iso_time, make_event
+from monitor.model import Device, WindowProfile
+
+
+def _ipv4(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.version == 4 and not (ip.is_link_local or ip.is_unspecified or ip.is_multicast)
+
+
+class ArpDetector(DetectorBase):
+    """See the module docstring."""
+
+    name = "arp"
+
+    def score_window(
+        self,
+        profiles: Sequence[WindowProfile],
+        analysis: AnalysisView,
+        baselines: BaselineStore | None,
+        now: float,
+    ) -> list[Event]:
+        if not profiles:
+            return []
+        # Facts are cumulative and may run ahead of the window (a batch is accounted before
+        # its older windows close): only what first showed inside this window counts here.
+        start = min(p.start for p in profiles)
+        end = max(p.end for p in profiles)
+        recent = now - self.config.arp_recent_seconds
+        owners: dict[str, list[Device]] | None = None
+        events: list[Event] = []
+        for p in profiles:
+            device = analysis.devices.get(p.device_id)
+            if device is None or device.mac is None:
+                continue
+            ips = {a: f for a, f in device.facts.get("ip", {}).items() if _ipv4(a)}
+            fresh = sorted(a for a, f in ips.items() if start <= f.first_seen < end)
+            if not fresh:
+                continue
+            if owners is None:
+                owners = {}
+                for other in analysis.devices.values():
+                    if other.mac is None or other.last_seen < recent:
+                        continue
+                    for address, fact in other.facts.get("ip", {}).items():
+                        if fact.last_seen >= recent and _ipv4(address):
+                            owners.setdefault(address, []).append(other)
+            label = device_label(device, p.device_id)
+            for address in fresh:
+                others = [
+                    o
+                    for o in owners.get(address, [])
+                    if o.id != device.id
+                    and ips[address].first_seen > o.facts["ip"][address].first_seen
+                ]
+                own = sorted(a for a in ips if a != address)
+                if others:
+                    victims = sorted(o.id for o in others)
+                    victim_labels = [device_label(o, o.id) for o in others]
+                    spoof = bool(own)
+                    events.append(make_event(
+                        p.device_id, device, "arp_spoofing" if spoof else "ip_conflict",
+                        "high" if spoof else "warning",
+                        (f"The {label} claims address {address}, which belongs to the "
+                         f"{shown(victim_labels)}, while keeping its own ({shown(own)}): "
+                         "ARP spoofing, traffic may be intercepted.") if spoof else
+                        (f"The {label} uses address {address}, already in use by the "
+                         f"{shown(victim_labels)}: an IP address conflict."),
+                        p.end,
+                        {"claimed_address": address, "claimer_mac": device.mac,
+                         "claimed_since": iso_time(ips[address].first_seen),
+                         "claimer_addresses": own},
+                        {"owners": victims},
+                    ))  # fmt: skip
+                elif own and not any(ips[a].first_seen >= start for a in own):
+                    old = [a for a in own if ips[a].last_seen >= recent] or own
+                    events.append(make_event(
+                        p.device_id, device, "ip_change", "info",
+                        f"The {label} changed its address from {shown(old)} to {address}.",
+                        p.end,
+                        {"new_address": address, "since": iso_time(ips[address].first_seen)},
+                        {"addresses": own},
+                    ))  # fmt: skip
+        return events
