@@ -16,10 +16,11 @@ Two findings, told apart by what else the device sent since the feed stopped:
 - ``silence_app``: the host still sends something (it closed the connection, answers ARP,
   asks DNS) but the feed stopped: the application is down.
 
-Evaluated on capture time, at every closed window and on ``tick`` when the wire is quiet
-(then only *gone* can be told before the window closes). A sensor that has captured no packet
-at all for ``sensor_blind_seconds``, or that sees most steady devices fall silent at once, has
-a sensor problem: one ``sensor_blind`` event (device ``sensor``), no device events.
+Evaluated on capture time: at every closed window on the sensor's clock (its newest
+packet), and on ``tick`` on the live clock when the wire is quiet (then only *gone* can be
+told before the window closes). A sensor that has captured no packet at all for
+``sensor_blind_seconds`` (live), or that sees most steady devices fall silent at once, has a
+sensor problem: one ``sensor_blind`` event (device ``sensor``), no device events.
 """
 
 from __future__ import annotations
@@ -160,8 +161,12 @@ class SilenceDetector(DetectorBase):
         )
         if sensor_last <= 0.0:
             return []
-        blind_for = now - sensor_last
-        if blind_for > cfg.sensor_blind_seconds:
+        if closed:
+            # the sensor's clock is its newest packet: the end of a window (or of a capture
+            # file) that saw nothing more does not make anyone silent
+            now = min(now, sensor_last)
+        elif now - sensor_last > cfg.sensor_blind_seconds:
+            blind_for = now - sensor_last
             return [self._sensor_event(now, f"has captured no packet for {_duration(blind_for)}",
                                        {"last_packet": iso_time(sensor_last)})]  # fmt: skip
         findings: list[tuple[str, list[Silent], bool]] = []

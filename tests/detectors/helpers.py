@@ -144,9 +144,8 @@ def run(
     store: BaselineStore | None = None,
 ) -> Run:
     """Replay ``paths``; baselines enforce after ``min_duration`` s and ``min_windows``."""
-    store = store or BaselineStore(
-        BaselineConfig(min_duration=min_duration, min_windows=min_windows)
-    )
+    if store is None:  # (an empty store is falsy)
+        store = BaselineStore(BaselineConfig(min_duration=min_duration, min_windows=min_windows))
     cfg = config or DetectorConfig(
         window_seconds=window, silence_min_seconds=10.0, sensor_blind_seconds=30.0,
         arp_recent_seconds=600.0,
