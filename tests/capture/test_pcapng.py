@@ -214,6 +214,15 @@ def test_unsupported_interface_frames_are_left_out_and_reported_after_the_rest(
     assert "ble" not in msg.replace("Nordic BLE", "")
 
 
+def test_damage_after_unsupported_frames_reports_both(tmp_path: Path) -> None:
+    good = shb() + idb(1) + idb(272) + epb(0, 1, ether_frame(0)) + epb(1, 2, b"\x01ble")
+    r = read_all(write(tmp_path / "both.pcapng", good + epb(0, 3, ether_frame(1))[:-9]))
+    assert r.frames == [ether_frame(0)]
+    assert r.error is not None and r.error.offset == len(good)
+    assert r.error.reason.startswith("truncated block")
+    assert "unsupported link type 272 (Nordic BLE) (1 frames left out)" in r.error.reason
+
+
 def test_all_frames_unsupported_gives_only_the_error(tmp_path: Path) -> None:
     data = shb() + idb(272) + epb(0, 1, b"\x01\x02") + epb(0, 2, b"\x03")
     r = read_all(write(tmp_path / "ble.pcapng", data))
