@@ -73,6 +73,22 @@ def test_sections_with_mixed_byte_orders_and_link_types(tmp_path: Path) -> None:
     assert as_rows(r) == rows
 
 
+@pytest.mark.parametrize("linktype", [0, 1, 12, 14, 101, 108, 113, 228, 229, 276])
+def test_every_supported_link_type_on_an_interface_reads_like_tshark(
+    tmp_path: Path, linktype: int
+) -> None:
+    frames = [ether_frame(i, 40 + 9 * i) for i in range(4)]
+    data = shb(big=linktype % 2 == 0) + idb(linktype, big=linktype % 2 == 0)
+    data += b"".join(epb(0, 1_000 + i, f, big=linktype % 2 == 0) for i, f in enumerate(frames))
+    path = write(tmp_path / "lt.pcapng", data)
+    r = read_all(path)
+    assert r.error is None
+    assert r.linktypes == [linktype] * 4
+    assert r.frames == frames
+    rows, _ = tshark_frames(path)
+    assert as_rows(r) == rows
+
+
 @pytest.mark.parametrize(
     ("tsresol", "units", "expected_ns"),
     [
