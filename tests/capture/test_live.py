@@ -192,3 +192,17 @@ def test_closed_source_refuses_reads(veth: tuple[str, str, str]) -> None:
         src.read_batch()
     with pytest.raises(CaptureError, match="closed"):
         src.stats()
+
+
+def test_interface_removed_under_the_capture_is_a_capture_error(
+    veth: tuple[str, str, str],
+) -> None:
+    host_if, _, _ = veth
+    with LiveSource(host_if, bpf_filter="udp port 9") as src:
+        assert src.read_batch() is None
+        _ip("link", "del", host_if)
+        with pytest.raises(CaptureError) as info:
+            for _ in range(20):
+                src.read_batch()
+    assert info.value.source == host_if
+    assert "went down" in info.value.reason
