@@ -7,6 +7,7 @@ network namespaces (see ``monitor.lab``).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     except LabError as error:
         raise UserError(f"lab: {error}") from None
     except Interrupted as error:
-        raise UserError(f"lab: interrupted by {error}; everything was cleaned up") from None
+        print(f"santinel: lab: interrupted by {error}; the lab was cleaned up", file=sys.stderr)
+        return 130 if str(error) == "SIGINT" else 143
     print(
         f"{args.out / 'capture.pcap'}: {len(truth['devices'])} devices, "
         f"{len(truth['events'])} events; truth in {args.out / 'truth.json'}"

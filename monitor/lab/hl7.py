@@ -6,7 +6,7 @@ bed at a steady cadence, waits for each ACK, and reconnects after a failure. Pat
 synthetic canaries of ``monitor.lab.agent``.
 
 Config: server ``host``/``port``; client ``server`` (name), ``port``, ``every``,
-``sending_application``, ``facility``, ``beds``, ``dns_server``.
+``sending_application``, ``facility``, ``receiver``, ``beds``, ``dns_server``.
 """
 
 from __future__ import annotations
@@ -50,14 +50,19 @@ def _stamp(when: float | None = None) -> str:
 
 
 def oru_r01(sender: str, facility: str, receiver: str, control_id: str, bed: int) -> str:
-    """An ORU^R01 (v2.6) with vital signs of the canary patient in ``bed``."""
+    """An ORU^R01 (v2.6) with vital signs of the canary patient in ``bed``.
+
+    ``receiver`` is ``APPLICATION^FACILITY`` of the engine (MSH-5 and MSH-6).
+    """
     p = patient(bed)
     now = _stamp()
+    receiving_app, _, receiving_facility = receiver.partition("^")
     heart_rate = random.randint(62, 96)
     spo2 = random.randint(94, 99)
     systolic = random.randint(105, 135)
     segments = [
-        f"MSH|^~\\&|{sender}|{facility}|{receiver}|{now}||ORU^R01^ORU_R01|{control_id}|P|2.6"
+        f"MSH|^~\\&|{sender}|{facility}|{receiving_app}|{receiving_facility}|{now}||"
+        f"ORU^R01^ORU_R01|{control_id}|P|2.6"
         "|||AL|NE||UNICODE UTF-8",
         f"PID|1||{p['mrn']}^^^HOSP^MR||{p['family']}^{p['given']}||{p['dob']}|U",
         f"PV1|1|I|ICU^{bed + 1:02d}^1",
@@ -113,6 +118,7 @@ def client(cfg: Config) -> None:
     beds = int(cfg.get("beds", 1))
     sender = str(cfg["sending_application"])
     facility = str(cfg.get("facility", "WARD"))
+    receiver = str(cfg.get("receiver", "ENGINE^HOSPITAL"))
     sock: socket.socket | None = None
     counter = random.randrange(10000, 90000)
     time.sleep(float(cfg.get("first", 0.0)))
@@ -124,7 +130,7 @@ def client(cfg: Config) -> None:
                 sock = socket.create_connection((address, int(cfg.get("port", 2575))), timeout=10)
             for bed in range(beds):
                 counter += 1
-                message = oru_r01(sender, facility, "ENGINE^HOSPITAL", f"MSG{counter}", bed)
+                message = oru_r01(sender, facility, receiver, f"MSG{counter}", bed)
                 sock.sendall(frame(message))
                 reply = read_frame(sock)
                 if "MSA|AA" not in reply:

@@ -23,6 +23,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class Lab:
     processes: list[Process] = field(default_factory=list)
     _next_port: int = 1
     _closed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- naming -------------------------------------------------------------------------------
     def ns(self, host: str) -> str:
@@ -138,10 +140,14 @@ class Lab:
 
     # -- building -----------------------------------------------------------------------------
     def _add_namespace(self, ns: str) -> None:
-        if ns in list_namespaces():
-            delete_namespace(ns)
-        run(["ip", "netns", "add", ns])
-        self.namespaces.append(ns)
+        with self._lock:
+            if self._closed:
+                raise LabError("the lab is closed")
+            if ns in list_namespaces():
+                delete_namespace(ns)
+            # Recorded before it exists: close() must delete it even if creation is cut short.
+            self.namespaces.append(ns)
+            run(["ip", "netns", "add", ns])
         # IPv6 would make every interface (the bridge included) chatter router solicitations
         # and MLD from addresses that are no device of the scenario.
         self.exec(
@@ -249,22 +255,25 @@ class Lab:
         """Start ``argv`` in ``ns``, in its own process group, logging to ``workdir/logs``."""
         logdir = self.workdir / "logs"
         logdir.mkdir(parents=True, exist_ok=True)
-        log = open(logdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-        try:
-            popen = subprocess.Popen(
-                ["ip", "netns", "exec", ns, *argv],
-                stdin=stdin,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, **(env or {})},
-            )
-        except OSError as error:
-            log.close()
-            raise LabError(f"{argv[0]}: cannot start: {error.strerror}") from None
-        process = Process(name, ns, popen, log)
-        self.processes.append(process)
-        return process
+        with self._lock:
+            if self._closed:
+                raise LabError("the lab is closed")
+            log = open(logdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+            try:
+                popen = subprocess.Popen(
+                    ["ip", "netns", "exec", ns, *argv],
+                    stdin=stdin,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env={**os.environ, **(env or {})},
+                )
+            except OSError as error:
+                log.close()
+                raise LabError(f"{argv[0]}: cannot start: {error.strerror}") from None
+            process = Process(name, ns, popen, log)
+            self.processes.append(process)
+            return process
 
     def stop(self, process: Process, sig: int = signal.SIGTERM, grace: float = 3.0) -> None:
         """Stop ``process`` and its group: ``sig``, then SIGKILL after ``grace`` seconds."""
@@ -288,9 +297,10 @@ class Lab:
     # -- teardown -----------------------------------------------------------------------------
     def close(self) -> None:
         """Kill every lab process and delete every lab namespace. Idempotent; never raises."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         for process in reversed(self.processes):
             with contextlib.suppress(Exception):
                 self.stop(process, grace=2.0)

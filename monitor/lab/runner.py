@@ -376,6 +376,7 @@ class Ward:
                 role = "dicom-client"
             elif talk.protocol == "hl7":
                 cfg |= {"sending_application": talk.sending_application, "beds": talk.beds,
+                        "receiver": target.application,
                         "facility": self.s.network.domain.split(".")[0].upper()}  # fmt: skip
                 role = "hl7-client"
             elif talk.protocol == "mqtt":

@@ -297,6 +297,8 @@ def _ip_change(cap: _Capture, e: dict[str, Any]) -> str | None:
         return "the old address was not used before the change"
     if not any(f.mac == mac and f.src == new for f in cap.after(e["start"])):
         return "the new address was not used after the change"
+    if any(f.mac == mac and f.src == old for f in cap.after(e["end"] + SLACK)):
+        return "the old address was still used after the change"
     return None
 
 
