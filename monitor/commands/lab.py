@@ -1,7 +1,8 @@
 """``santinel lab run SCENARIO --out DIR``: play a lab scenario, record it, write its truth.
 
-Also ``santinel lab check SCENARIO`` (validate only). Running needs root: the lab builds
-network namespaces (see ``monitor.lab``).
+Also ``santinel lab check SCENARIO`` (validate only) and ``santinel lab verify DIR`` (check a
+recording against its truth with tshark; exit 1 listing the differences). Running needs root:
+the lab builds network namespaces (see ``monitor.lab``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def register(subparsers: Any) -> None:
     check = actions.add_parser("check", help="validate SCENARIO without playing it")
     check.add_argument("scenario", type=Path, metavar="SCENARIO", help="scenario YAML file")
     check.set_defaults(func=_check)
+    verify = actions.add_parser("verify", help="check DIR/capture.pcap against DIR/truth.json")
+    verify.add_argument("directory", type=Path, metavar="DIR", help="a lab run's output")
+    verify.set_defaults(func=_verify)
 
 
 def _load(path: Path) -> Any:
@@ -68,3 +72,25 @@ def _run(args: argparse.Namespace) -> int:
     for problem in truth["errors"]:
         print(f"santinel: lab: {problem}")
     return EXIT_OK if not truth["errors"] else 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from monitor.lab.verify import verify
+
+    directory: Path = args.directory
+    for name in ("truth.json", "capture.pcap"):
+        if not (directory / name).is_file():
+            raise UserError(f"{directory}: no {name} (not a lab run's output)")
+    try:
+        problems = verify(directory)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, StopIteration) as error:
+        raise UserError(
+            f"{directory / 'truth.json'}: not a lab truth file ({type(error).__name__})"
+        ) from None
+    except RuntimeError as error:
+        raise UserError(str(error)) from None
+    for problem in problems:
+        print(f"{directory}: {problem}")
+    if not problems:
+        print(f"{directory}: capture matches truth")
+    return 1 if problems else EXIT_OK
