@@ -1,0 +1,194 @@
+"""Device inventory: who is on the wire.
+
+One device per MAC for devices on the local segment; keyed by IP (``ip:10.1.2.3``) where the
+capture has no L2 header. Per device: vendor from the IEEE registry (netaddr, offline), IP
+addresses over time, hostnames, DHCP fingerprint and the rest of its facts (see
+``monitor.facts``), traffic totals, first and last seen, and its classification.
+
+Promise: identity survives IP changes (the MAC is the key, addresses are facts). An IP is
+bound to a MAC only on evidence that the MAC really owns it (ARP, DHCP, or traffic with a
+private source address from a MAC that is not a router), so a gateway does not collect every
+address it forwards.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+import netaddr
+
+from monitor.facts import record_fact
+from monitor.model import Device
+
+# A MAC that sources this many distinct addresses, or any global one, forwards for others.
+ROUTER_ADDRESS_THRESHOLD = 16
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def format_mac(value: int) -> str:
+    raw = f"{value:012x}"
+    return ":".join(raw[i : i + 2] for i in range(0, 12, 2))
+
+
+@functools.lru_cache(maxsize=65536)
+def vendor_of(mac: str) -> str | None:
+    """The organisation the IEEE registered this MAC's OUI to, or None."""
+    try:
+        return str(netaddr.EUI(mac).oui.registration().org)
+    except (netaddr.NotRegisteredError, netaddr.AddrFormatError, IndexError):
+        return None
+
+
+def is_locally_administered(mac_value: int) -> bool:
+    return bool((mac_value >> 40) & 0x02)
+
+
+def is_group_mac(mac_value: int) -> bool:
+    return bool((mac_value >> 40) & 0x01)
+
+
+# Internal: the private, shared, link-local and loopback ranges a hospital numbers its own
+# hosts from. Everything else that is not multicast is on the internet (documentation ranges
+# included: they stand for internet addresses in examples and tests).
+INTERNAL_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "127.0.0.0/8",
+        "fc00::/7",
+        "fe80::/10",
+        "::1/128",
+    )
+)
+
+
+@functools.lru_cache(maxsize=262144)
+def address_scope(address: str) -> str:
+    """'internal' for private, shared, link-local and loopback addresses; 'multicast' for
+    multicast, broadcast and unspecified ones; 'external' for the rest."""
+    ip = ipaddress.ip_address(address)
+    if ip.is_multicast or ip.is_unspecified or address == "255.255.255.255":
+        return "multicast"
+    if any(ip in network for network in INTERNAL_NETWORKS if network.version == ip.version):
+        return "internal"
+    return "external"
+
+
+class Inventory:
+    """The devices seen so far, and the address bindings that tie traffic to them."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, Device] = {}
+        self.ip_owner: dict[str, str] = {}  # address -> device id (latest binding)
+        self._addresses_by_mac: dict[str, set[str]] = {}  # learned from plain traffic
+        self._confirmed: set[tuple[str, str]] = set()  # (device, address) seen in ARP/DHCP
+        self.routers: set[str] = set()
+        self.dirty: set[str] = set()  # devices whose facts changed since last classification
+        self.new_devices: list[str] = []  # device ids in order of appearance
+
+    # ---- devices ----
+    def device_for_mac(self, mac_value: int, when: float) -> Device:
+        mac = format_mac(mac_value)
+        device = self.devices.get(mac)
+        if device is None:
+            device = Device(
+                id=mac,
+                mac=mac,
+                locally_administered=is_locally_administered(mac_value),
+                vendor=vendor_of(mac),
+                first_seen=when,
+                last_seen=when,
+            )
+            self.devices[mac] = device
+            self.dirty.add(mac)
+            self.new_devices.append(mac)
+        return device
+
+    def device_for_ip(self, address: str, when: float) -> Device:
+        key = f"ip:{address}"
+        device = self.devices.get(key)
+        if device is None:
+            device = Device(
+                id=key,
+                mac=None,
+                locally_administered=False,
+                vendor=None,
+                first_seen=when,
+                last_seen=when,
+                local=False,
+            )
+            record_fact(device.facts, "ip", address, when)
+            self.ip_owner[address] = key
+            self.devices[key] = device
+            self.dirty.add(key)
+            self.new_devices.append(key)
+        return device
+
+    # ---- address bindings ----
+    def bind(
+        self, device: Device, address: str, when: float, authoritative: bool, times: int = 1
+    ) -> None:
+        """Tie ``address`` to ``device``. Non-authoritative (plain traffic) bindings are
+        refused for routers and for non-internal addresses."""
+        scope = address_scope(address)
+        if scope == "multicast":
+            return
+        if authoritative:
+            self._confirmed.add((device.id, address))
+        elif (device.id, address) not in self._confirmed:
+            if device.id in self.routers:
+                return
+            seen = self._addresses_by_mac.setdefault(device.id, set())
+            seen.add(address)
+            if scope == "external" or len(seen) >= ROUTER_ADDRESS_THRESHOLD:
+                self.routers.add(device.id)
+                self._unbind_traffic_addresses(device)
+                return
+        if record_fact(device.facts, "ip", address, when, times):
+            self.dirty.add(device.id)
+        self.ip_owner[address] = device.id
+
+    def _unbind_traffic_addresses(self, device: Device) -> None:
+        # Addresses learned only from forwarded traffic were never the router's own.
+        for address in self._addresses_by_mac.get(device.id, ()):
+            if (device.id, address) in self._confirmed:
+                continue
+            if self.ip_owner.get(address) == device.id:
+                del self.ip_owner[address]
+            device.facts.get("ip", {}).pop(address, None)
+
+    def owner_of(self, address: str) -> Device | None:
+        device_id = self.ip_owner.get(address)
+        return self.devices.get(device_id) if device_id else None
+
+    def peer_id(self, address: str, l2_device: Device | None) -> str:
+        """How a peer at ``address`` is named in facts: its device id when it is a known local
+        device, ``ext:ADDR`` on the internet, ``ip:ADDR`` for other internal hosts."""
+        owner = self.owner_of(address)
+        if owner is not None:
+            return owner.id
+        if l2_device is not None and l2_device.id not in self.routers:
+            return l2_device.id
+        scope = address_scope(address)
+        return f"ext:{address}" if scope == "external" else f"ip:{address}"
+
+    def note(
+        self,
+        device: Device,
+        kind: str,
+        value: str,
+        when: float,
+        times: int = 1,
+        last: float | None = None,
+    ) -> bool:
+        """Record a fact about ``device``; marks it for reclassification when new."""
+        if record_fact(device.facts, kind, value, when, times, last):
+            self.dirty.add(device.id)
+            return True
+        return False

@@ -1,0 +1,74 @@
+"""``santinel analyze``: every shared capture without a traceback, unsupported and broken
+files named in one line each, JSON and table output, medical metadata without patient data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_santinel
+from tests.support.packets import write_capture
+
+
+def test_every_shared_capture_is_read_without_a_traceback(shared_pcaps: Path) -> None:
+    with (shared_pcaps / "MANIFEST.tsv").open() as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    captures = [str(shared_pcaps / r["path"]) for r in rows]
+    result = run_santinel("analyze", "--format", "json", *captures, timeout=900)
+    assert "Traceback" not in result.stderr
+    unsupported = {r["path"] for r in rows if r["linktype"] == "Nordic BLE"}
+    reported = [line for line in result.stderr.splitlines() if "unsupported link type" in line]
+    assert len(reported) == len(unsupported)
+    assert all("272" in line for line in reported)
+    assert result.returncode == 2
+    record = json.loads(result.stdout)
+    errors = {c["file"]: c["error"] for c in record["captures"]}
+    assert {f for f, e in errors.items() if e} == {str(shared_pcaps / p) for p in unsupported}
+    assert record["summary"]["devices"] > 100
+
+
+def test_a_broken_file_is_named_and_the_others_still_count(tmp_path: Path) -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    good = write_capture(
+        tmp_path / "good.pcap",
+        [Ether(src="00:09:fb:00:00:01") / IP(src="10.0.0.5", dst="10.0.0.9") / UDP(dport=53)],
+    )
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(b"this is not a capture at all" * 10)
+    truncated = tmp_path / "truncated.pcap"
+    truncated.write_bytes(good.read_bytes()[:-5])
+    result = run_santinel("analyze", "--format", "json", str(garbage), str(good), str(truncated))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert str(garbage) in lines[0] and "Traceback" not in result.stderr
+    assert str(truncated) in lines[1]
+    record = json.loads(result.stdout)
+    assert [d["id"] for d in record["devices"]] == ["00:09:fb:00:00:01"]
+    assert record["devices"][0]["vendor"] == "Philips Patient Monitoring"
+
+
+def test_table_output_lists_devices_and_a_summary(shared_pcaps: Path) -> None:
+    capture = shared_pcaps / "iot-sentinel/HueBridge/Setup-A-1-STA.pcap"
+    result = run_santinel("analyze", str(capture))
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0].startswith("DEVICE")
+    assert "00:17:88:" in result.stdout  # Philips Lighting's OUI
+    assert "packets" in result.stdout.splitlines()[-2]
+
+
+def test_missing_file_is_bad_input(tmp_path: Path) -> None:
+    result = run_santinel("analyze", str(tmp_path / "absent.pcap"))
+    assert result.returncode == 2
+    assert "absent.pcap" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("bad", [["analyze"], ["analyze", "--format", "xml", "x.pcap"]])
+def test_bad_usage_exits_2(bad: list[str]) -> None:
+    assert run_santinel(*bad).returncode == 2

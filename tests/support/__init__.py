@@ -1,0 +1,1 @@
+"""Helpers shared by tests: real traffic generators and common checks."""

@@ -1,0 +1,138 @@
+"""The inventory: one device per MAC, IEEE vendors, address bindings that survive IP changes
+and do not pile a network's addresses onto its router."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import netaddr
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import ARP, Ether
+
+from monitor.pipeline import analyze_captures
+from tests.support.packets import write_capture
+
+PUMP = "00:1b:63:aa:00:01"  # an Apple OUI is fine for a unit test: only the registry matters
+ROUTER = "00:b5:6d:06:08:ba"
+
+
+def test_every_iot_sentinel_device_is_found_with_its_ieee_vendor(shared_pcaps: Path) -> None:
+    root = shared_pcaps / "iot-sentinel"
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and list(p.glob("*.pcap")))
+    assert len(folders) >= 20
+    for folder in folders:
+        mac = (folder / "_iotdevice-mac.txt").read_text().split()[0].strip().lower()
+        analysis = analyze_captures(sorted(folder.glob("*.pcap"))[:2])
+        assert mac in analysis.devices, f"{folder.name}: {mac} not in the inventory"
+        try:
+            expected = netaddr.EUI(mac).oui.registration().org
+        except netaddr.NotRegisteredError:
+            expected = None
+        assert analysis.devices[mac].vendor == expected, folder.name
+
+
+def test_locally_administered_macs_are_marked(tmp_path: Path) -> None:
+    packets = [
+        Ether(src="02:00:00:00:00:01", dst=PUMP) / IP(src="10.0.0.9", dst="10.0.0.5") / UDP(),
+        Ether(src=PUMP, dst="02:00:00:00:00:01") / IP(src="10.0.0.5", dst="10.0.0.9") / UDP(),
+    ]
+    analysis = analyze_captures([write_capture(tmp_path / "c.pcap", packets)])
+    assert analysis.devices["02:00:00:00:00:01"].locally_administered
+    assert not analysis.devices[PUMP].locally_administered
+
+
+def test_identity_survives_an_ip_change(tmp_path: Path) -> None:
+    packets = [
+        Ether(src=PUMP, dst=ROUTER) / IP(src="10.0.0.5", dst="10.0.0.1") / UDP(dport=123),
+        Ether(src=PUMP, dst=ROUTER) / IP(src="10.0.0.77", dst="10.0.0.1") / UDP(dport=123),
+    ]
+    analysis = analyze_captures([write_capture(tmp_path / "c.pcap", packets)])
+    device = analysis.devices[PUMP]
+    assert device.ips == ["10.0.0.5", "10.0.0.77"]
+    assert [d for d in analysis.devices if d.startswith("ip:")] == []
+
+
+def test_a_router_does_not_collect_the_addresses_it_forwards(tmp_path: Path) -> None:
+    packets = [
+        Ether(src=ROUTER, dst="ff:ff:ff:ff:ff:ff")
+        / ARP(op=1, hwsrc=ROUTER, psrc="10.0.0.1", pdst="10.0.0.5"),
+        Ether(src=ROUTER, dst=PUMP) / IP(src="10.0.0.1", dst="10.0.0.5") / UDP(sport=53),
+        Ether(src=ROUTER, dst=PUMP) / IP(src="203.0.113.9", dst="10.0.0.5") / TCP(sport=443),
+        Ether(src=ROUTER, dst=PUMP) / IP(src="10.9.0.3", dst="10.0.0.5") / TCP(sport=2575),
+    ]
+    analysis = analyze_captures([write_capture(tmp_path / "c.pcap", packets)])
+    router = analysis.devices[ROUTER]
+    assert router.ips == ["10.0.0.1"]
+
+
+@pytest.mark.parametrize(
+    ("relative", "mac"),
+    [
+        ("arkime/wireshark-dhcp.pcap", None),
+        ("chrissanders-packets/dhcp_nolease_initialization.pcapng", None),
+        ("chrissanders-packets/dhcp_inlease_renewal.pcapng", None),
+        ("iot-sentinel/D-LinkCam/Setup-A-1-STA.pcap", None),
+        ("iot-sentinel/EdimaxPlug1101W/Setup-A-1-STA.pcap", None),
+        ("iot-sentinel/HueBridge/Setup-A-1-STA.pcap", None),
+        ("iot-sentinel/Aria/Setup-A-1-STA.pcap", None),
+        ("iot-sentinel/WeMoSwitch/Setup-A-1-STA.pcap", None),
+    ],
+)
+def test_dhcp_fingerprints_in_the_inventory_equal_tsharks(
+    shared_pcaps: Path, relative: str, mac: str | None
+) -> None:
+    import subprocess
+
+    from tests.support.tshark import require_tshark
+
+    capture = shared_pcaps / relative
+    out = subprocess.run(
+        [
+            require_tshark(),
+            "-n",
+            "-r",
+            str(capture),
+            "-Y",
+            "dhcp.option.dhcp == 1 || "
+            "dhcp.option.dhcp == 3 || dhcp.option.dhcp == 8 || "
+            "(dhcp.type == 1 && !dhcp.option.dhcp)",
+            "-T",
+            "fields",
+            "-E",
+            "separator=\t",
+            "-E",
+            "aggregator=,",
+            "-e",
+            "dhcp.hw.mac_addr",
+            "-e",
+            "dhcp.option.hostname",
+            "-e",
+            "dhcp.option.vendor_class_id",
+            "-e",
+            "dhcp.option.request_list_item",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    expected: dict[str, dict[str, set[str]]] = {}
+    for line in out.splitlines():
+        hw, hostname, vendor, params = [*line.split("\t"), "", "", "", ""][:4]
+        facts = expected.setdefault(
+            hw.split(",")[0].lower(),
+            {"hostname": set(), "dhcp_vendor_class": set(), "dhcp_param_list": set()},
+        )
+        if hostname:
+            facts["hostname"].add(hostname)
+        if vendor:
+            facts["dhcp_vendor_class"].add(vendor)
+        if params:
+            facts["dhcp_param_list"].add(params)
+    assert expected, f"tshark found no DHCP client message in {relative}"
+    analysis = analyze_captures([capture])
+    for hw, facts in expected.items():
+        device = analysis.devices[hw]
+        for kind in ("dhcp_vendor_class", "dhcp_param_list"):
+            assert set(device.facts.get(kind, {})) == facts[kind], (hw, kind)
+        assert facts["hostname"] <= set(device.facts.get("hostname", {})), hw

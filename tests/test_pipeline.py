@@ -1,0 +1,152 @@
+"""The analysis pipeline: windows on capture time, services, cadence, and results that do not
+depend on how the frames were cut into batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from monitor.capture import FrameBatch
+from monitor.capture.files import open_capture
+from monitor.model import WindowProfile
+from monitor.pipeline import Analysis, analyze_captures
+from tests.support.packets import write_capture
+
+MONITOR = "00:09:fb:00:00:01"  # Philips Medizin Systeme
+ENGINE = "00:50:56:00:00:02"
+
+
+def hl7_feed(count: int, interval: float) -> tuple[list[object], list[float]]:
+    """A monitor sending one two-segment message every ``interval`` s, each answered by an ACK."""
+    packets: list[object] = []
+    times: list[float] = []
+    syn = (
+        Ether(src=MONITOR, dst=ENGINE)
+        / IP(src="10.1.0.5", dst="10.1.0.9")
+        / TCP(sport=40001, dport=2575, flags="S")
+    )
+    synack = (
+        Ether(src=ENGINE, dst=MONITOR)
+        / IP(src="10.1.0.9", dst="10.1.0.5")
+        / TCP(sport=2575, dport=40001, flags="SA")
+    )
+    packets += [syn, synack]
+    times += [0.0, 0.001]
+    for i in range(count):
+        t = 1.0 + i * interval
+        for k in range(2):
+            packets.append(
+                Ether(src=MONITOR, dst=ENGINE)
+                / IP(src="10.1.0.5", dst="10.1.0.9")
+                / TCP(sport=40001, dport=2575, flags="PA")
+                / (
+                    b"\x0bMSH|^~\\&|MON|WARD|ENG|HOSP|||ORU^R01|1|P|2.5\r"
+                    if k == 0
+                    else b"OBX|1\r\x1c\r"
+                )
+            )
+            times.append(t + k * 0.01)
+        packets.append(
+            Ether(src=ENGINE, dst=MONITOR)
+            / IP(src="10.1.0.9", dst="10.1.0.5")
+            / TCP(sport=2575, dport=40001, flags="A")
+        )
+        times.append(t + 0.05)
+    return packets, times
+
+
+def test_windows_close_on_capture_time_and_add_up_to_the_totals(tmp_path: Path) -> None:
+    packets, times = hl7_feed(count=40, interval=3.0)
+    capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
+    windows: list[list[WindowProfile]] = []
+    analysis = analyze_captures(
+        [capture], window_seconds=30, on_window=lambda p, a: windows.append(p)
+    )
+    assert len(windows) >= 4
+    monitor_windows = [p for w in windows for p in w if p.device_id == MONITOR]
+    assert sum(p.tx_packets for p in monitor_windows) == analysis.devices[MONITOR].tx_packets
+    assert sum(p.rx_bytes for p in monitor_windows) == analysis.devices[MONITOR].rx_bytes
+    for profile in monitor_windows:
+        assert profile.end - profile.start == 30
+        assert profile.start % 30 == 0
+
+
+def test_message_times_give_the_feed_cadence_not_the_segment_gaps(tmp_path: Path) -> None:
+    packets, times = hl7_feed(count=20, interval=3.0)
+    capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
+    windows: list[list[WindowProfile]] = []
+    analyze_captures([capture], window_seconds=1000, on_window=lambda p, a: windows.append(p))
+    profile = next(p for w in windows for p in w if p.device_id == MONITOR)
+    (times_sent,) = [t for key, t in profile.conversations.items() if key.endswith("|tcp/2575")]
+    gaps = np.diff(times_sent)
+    assert len(times_sent) == 20
+    assert np.allclose(gaps, 3.0, atol=0.01)
+
+
+def test_services_come_from_handshakes_and_hl7_from_content(tmp_path: Path) -> None:
+    packets, times = hl7_feed(count=3, interval=2.0)
+    capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
+    analysis = analyze_captures([capture])
+    engine, monitor = analysis.devices[ENGINE], analysis.devices[MONITOR]
+    assert set(engine.facts["service_offered"]) == {"tcp/2575"}
+    assert set(monitor.facts["service_used"]) == {"tcp/2575"}
+    assert "service_offered" not in monitor.facts
+    assert "hl7" in monitor.facts["protocol"]
+    assert set(monitor.facts["hl7_message_type"]) == {"ORU^R01"}
+    assert set(monitor.facts["hl7_sending_application"]) == {"MON^WARD"}
+
+
+def test_a_port_that_only_resets_is_not_a_service(tmp_path: Path) -> None:
+    packets = [
+        Ether(src=MONITOR, dst=ENGINE)
+        / IP(src="10.1.0.5", dst="10.1.0.9")
+        / TCP(dport=23, flags="S"),
+        Ether(src=ENGINE, dst=MONITOR)
+        / IP(src="10.1.0.9", dst="10.1.0.5")
+        / TCP(sport=23, flags="RA"),
+    ]
+    analysis = analyze_captures([write_capture(tmp_path / "rst.pcap", packets)])
+    assert "service_offered" not in analysis.devices[ENGINE].facts
+
+
+def _rebatch(capture: Path, size: int) -> list[FrameBatch]:
+    out = []
+    for batch in open_capture(capture):
+        for s in range(0, len(batch), size):
+            e = min(s + size, len(batch))
+            out.append(
+                FrameBatch(
+                    batch.buffer,
+                    batch.offsets[s:e],
+                    batch.caplens[s:e],
+                    batch.wirelens[s:e],
+                    batch.timestamps_ns[s:e],
+                    batch.linktypes[s:e],
+                    batch.source,
+                )
+            )
+    return out
+
+
+def test_results_do_not_depend_on_how_frames_are_batched(shared_pcaps: Path) -> None:
+    capture = shared_pcaps / "iot-sentinel/D-LinkCam/Setup-A-1-STA.pcap"
+    results = []
+    for size in (100_000, 7):
+        analysis = Analysis()
+        for batch in _rebatch(capture, size):
+            analysis.feed(batch)
+        analysis.finish()
+        results.append(
+            {
+                d.id: (
+                    d.tx_packets,
+                    d.rx_bytes,
+                    {k: {v: f.count for v, f in vs.items()} for k, vs in d.facts.items()},
+                )
+                for d in analysis.devices.values()
+            }
+        )
+    assert results[0] == results[1]
