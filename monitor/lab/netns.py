@@ -266,7 +266,9 @@ class Lab:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    env={**os.environ, **(env or {})},
+                    # The tag in the environment marks the process and all it forks as this
+                    # lab's, so that tests can tell whether anything of a lab survived it.
+                    env={**os.environ, **(env or {}), "SNLAB_TAG": self.tag},
                 )
             except OSError as error:
                 log.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,26 +31,37 @@ def lab_requirements() -> str | None:
     return None
 
 
-def leftovers(marker: str) -> list[str]:
-    """What of a lab is still on the machine: namespaces and host links named snlab*, and
-    processes whose command line mentions ``marker`` (the run's directory) or a lab agent."""
+def tag_of(stderr: str) -> str:
+    """The lab tag a ``santinel lab run`` printed (``building … (snlab1234)``)."""
+    match = re.search(r"\((snlab\d+)\)", stderr)
+    assert match, stderr[-500:]
+    return match.group(1)
+
+
+def leftovers(tag: str) -> list[str]:
+    """What of the lab ``tag`` is still on the machine: its namespaces, any host link named
+    snlab*, and processes it started (they and their children carry ``SNLAB_TAG`` in their
+    environment)."""
     found = []
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if "snlab" in line]
+    found += [
+        f"netns {line.split()[0]}" for line in netns.splitlines() if line.startswith(f"{tag}-")
+    ]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found += [
         f"link {line.split(':')[1].strip()}" for line in links.splitlines() if "snlab" in line
     ]
-    me = os.getpid()
+    marker = f"SNLAB_TAG={tag}".encode()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
+        if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if marker in cmdline or "monitor.lab.agent" in cmdline or "/snlab-" in cmdline:
-            found.append(f"process {entry.name}: {cmdline[:120]}")
+        if marker in environ:
+            found.append(f"process {entry.name}: {cmdline[:120].decode(errors='replace')}")
     return found
 
 
@@ -82,6 +94,6 @@ def ci_run(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
         timeout=240,
         cwd=REPO,
     )
-    left = leftovers(str(out))
+    left = leftovers(tag_of(result.stderr))
     truth = json.loads((out / "truth.json").read_text()) if (out / "truth.json").exists() else {}
     return LabRun(out, truth, result, left)

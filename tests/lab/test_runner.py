@@ -16,7 +16,7 @@ from monitor.lab.agent import CANARY_FAMILY, CANARY_PATIENTS
 from monitor.lab.scenario import ANOMALY_OF_EVENT
 from monitor.lab.verify import verify
 
-from .conftest import CI_WARD, REPO, LabRun, lab_requirements, leftovers
+from .conftest import CI_WARD, REPO, LabRun, lab_requirements, leftovers, tag_of
 
 pytestmark = pytest.mark.netns
 
@@ -107,10 +107,13 @@ def test_an_interrupted_run_cleans_up_everything(tmp_path: Path, sig: signal.Sig
     try:
         assert process.stderr is not None
         deadline = time.monotonic() + 90
+        seen = ""
         while time.monotonic() < deadline:
             line = process.stderr.readline()
+            seen += line
             if "playing" in line or not line:
                 break
+        tag = tag_of(seen)
         time.sleep(3)  # devices up, traffic flowing
         assert process.poll() is None
         process.send_signal(sig)
@@ -120,4 +123,4 @@ def test_an_interrupted_run_cleans_up_everything(tmp_path: Path, sig: signal.Sig
             process.kill()
     assert process.returncode == (130 if sig == signal.SIGINT else 143), err
     assert "cleaned up" in err
-    assert leftovers(str(tmp_path)) == []
+    assert leftovers(tag) == []
