@@ -450,6 +450,8 @@ class Ward:
     def run(self) -> dict[str, Any]:
         s = self.s
         self.out.mkdir(parents=True, exist_ok=True)
+        # Logs of an earlier run into the same directory would mix with this one's.
+        shutil.rmtree(self.out / "logs", ignore_errors=True)
         removed = remove_stale()
         if removed:
             self.say(f"removed {len(removed)} namespaces left by a dead lab")

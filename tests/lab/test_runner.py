@@ -72,6 +72,10 @@ def test_truth_devices_carry_mac_ip_class_and_registry_vendor(ci_run: LabRun) ->
         ("pump1", "ntp.flags.mode == 3"),
         ("laptop", "arp.opcode == 1"),
         ("router", "dhcp.option.dhcp == 5"),
+        ("router", "dns.flags.response == 1 && dns.a == 10.42.0.13"),
+        ("router", "ntp.flags.mode == 4"),
+        ("pump1", 'tls.handshake.extensions_server_name == "pumpserver.ward.example"'),
+        ("pumpserver", "tls.handshake.type == 2"),
     ],
 )
 def test_wireshark_dissects_each_protocol_from_the_expected_device(
