@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,10 @@ def test_real_mllp_exchange_decodes_by_content_on_any_port(tmp_path: Path, port:
     assert mt.CANARY_PATIENT_ID.encode() in raw and b"CANARYZZ" in raw
     for info in decoded:
         no_canary(info)
+    if shutil.which("tshark") is not None:
+        # Wireshark's HL7 dissector summarises each message as "ORU (R01)".
+        cmd = ["tshark", "-r", str(pcap), "-d", f"tcp.port=={port},hl7", "-Y", "hl7"]
+        cmd += ["-T", "fields", "-e", "_ws.col.Info"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        shown = [line.replace(" (", "^").rstrip(")") for line in out.split("\n") if line]
+        assert shown == [i.message_type for i in decoded]
