@@ -16,6 +16,17 @@ from dataclasses import dataclass
 from monitor.decode import Malformed
 from monitor.decode._text import MAX_TEXT, text
 
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "dns_bad_label",
+        "dns_bad_srv",
+        "dns_name_too_long",
+        "dns_pointer_loop",
+        "dns_truncated",
+    }
+)
+
 MAX_RECORDS = 64
 _MAX_JUMPS = 32
 _MAX_LABELS = 128

@@ -20,6 +20,15 @@ from dataclasses import dataclass
 from monitor.decode import Malformed
 from monitor.decode._text import text
 
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "hl7_bad_separators",
+        "hl7_no_msh",
+        "hl7_truncated",
+    }
+)
+
 SB, EB, CR = 0x0B, 0x1C, 0x0D
 
 # Segments that carry patient identity, visit or clinical content (HL7 v2.x chapters 3, 4, 6, 7).

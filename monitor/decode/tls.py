@@ -23,6 +23,18 @@ from dataclasses import dataclass
 from monitor.decode import Malformed
 from monitor.decode._text import text
 
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "tls_bad_alpn",
+        "tls_bad_extensions",
+        "tls_bad_hello",
+        "tls_bad_sni",
+        "tls_fragmented_hello",
+        "tls_truncated",
+    }
+)
+
 _VERSIONS: dict[int, str] = {
     0x0304: "13",
     0x0303: "12",
