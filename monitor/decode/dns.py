@@ -10,7 +10,8 @@ over TCP payload (two-byte length prefix). TXT and other record data are never r
 
 from __future__ import annotations
 
-import ipaddress
+import socket
+import struct
 from dataclasses import dataclass
 
 from monitor.decode import Malformed
@@ -28,6 +29,7 @@ REASONS = frozenset(
 )
 
 MAX_RECORDS = 64
+_HEADER = struct.Struct(">6H")
 _MAX_JUMPS = 32
 _MAX_LABELS = 128
 
@@ -79,15 +81,13 @@ def looks_like(payload: bytes) -> bool:
     """A DNS header with a standard opcode, a sane question count and at least one entry."""
     if len(payload) < 12:
         return False
-    opcode = (payload[2] >> 3) & 0x0F
-    qd = (payload[4] << 8) | payload[5]
-    total = qd + sum((payload[i] << 8) | payload[i + 1] for i in (6, 8, 10))
-    return opcode in (0, 2, 4, 5) and qd <= 16 and total > 0
+    _, flags, qd, an, ns, ar = _HEADER.unpack_from(payload)
+    return (flags >> 11) & 0x0F in (0, 2, 4, 5) and qd <= 16 and qd + an + ns + ar > 0
 
 
 def _name(msg: bytes, pos: int) -> tuple[str, int]:
     """Read a possibly compressed name at ``pos``; return it and the offset after it."""
-    labels: list[str] = []
+    labels: list[bytes] = []
     end = -1
     jumps = 0
     seen = 0
@@ -97,8 +97,7 @@ def _name(msg: bytes, pos: int) -> tuple[str, int]:
         if pos >= n:
             raise Malformed("dns_truncated")
         length = msg[pos]
-        kind = length & 0xC0
-        if kind == 0xC0:
+        if length >= 0xC0:
             if pos + 1 >= n:
                 raise Malformed("dns_truncated")
             jumps += 1
@@ -108,7 +107,7 @@ def _name(msg: bytes, pos: int) -> tuple[str, int]:
                 end = pos + 2
             pos = ((length & 0x3F) << 8) | msg[pos + 1]
             continue
-        if kind:
+        if length & 0xC0:
             raise Malformed("dns_bad_label")
         if length == 0:
             if end < 0:
@@ -120,13 +119,17 @@ def _name(msg: bytes, pos: int) -> tuple[str, int]:
         if seen > _MAX_LABELS:
             raise Malformed("dns_name_too_long")
         if size < MAX_TEXT:
-            labels.append(text(msg[pos + 1 : pos + 1 + length], 63).replace(".", "\\."))
+            label = msg[pos + 1 : pos + 1 + length]
+            # A dot inside a label is escaped so the dotted form stays unambiguous.
+            labels.append(label.replace(b".", b"\\.") if b"." in label else label)
             size += length + 1
         pos += 1 + length
-    return ".".join(labels)[:MAX_TEXT], end
+    return text(b".".join(labels)), end
 
 
 def _service_type(name: str) -> str | None:
+    if "._" not in name:
+        return None
     labels = name.split(".")
     for i in range(len(labels) - 1, 0, -1):
         if labels[i].lower() in ("_tcp", "_udp") and labels[i - 1].startswith("_"):
@@ -141,8 +144,7 @@ def parse(payload: bytes) -> DnsInfo | None:
     if not looks_like(payload):
         return None
     msg = payload
-    flags = (msg[2] << 8) | msg[3]
-    qd, an, ns, ar = ((msg[i] << 8) | msg[i + 1] for i in (4, 6, 8, 10))
+    _, flags, qd, an, ns, ar = _HEADER.unpack_from(msg)
     pos = 12
     questions: list[DnsQuestion] = []
     services: dict[str, None] = {}
@@ -172,9 +174,9 @@ def parse(payload: bytes) -> DnsInfo | None:
             raise Malformed("dns_truncated")
         target: str | None = None
         if rtype == 1 and rdlength == 4:
-            target = str(ipaddress.IPv4Address(msg[rdata : rdata + 4]))
+            target = socket.inet_ntop(socket.AF_INET, msg[rdata : rdata + 4])
         elif rtype == 28 and rdlength == 16:
-            target = str(ipaddress.IPv6Address(msg[rdata : rdata + 16]))
+            target = socket.inet_ntop(socket.AF_INET6, msg[rdata : rdata + 16])
         elif rtype in (5, 12):
             target, _ = _name(msg, rdata)
         elif rtype == 33:
