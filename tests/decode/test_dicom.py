@@ -192,7 +192,9 @@ def test_real_association_decodes_by_content_on_any_port(tmp_path: Path, port: i
     if missing:
         pytest.skip(f"needs {', '.join(missing)}")
     pcap = mt.capture_dicom(tmp_path, port)
-    infos = [parse(p.data) for p in tcp_payloads(pcap) if looks_like(p.data)]
+    payloads = tcp_payloads(pcap)
+    check_truncations(parse, DicomInfo, [p.data for p in payloads])
+    infos = [parse(p.data) for p in payloads if looks_like(p.data)]
     decoded = [i for i in infos if i is not None]
     kinds = [k for i in decoded for k in i.pdu_types]
     assert kinds[:2] == ["A-ASSOCIATE-RQ", "A-ASSOCIATE-AC"]

@@ -321,5 +321,6 @@ def test_real_client_hello_equals_tsharks_dissection(tmp_path: Path, client: str
         CLIENTS[client](port)
         thread.join(timeout=15)
     assert check_against_tshark(pcap, port) == 1
+    check_truncations(parse, TlsInfo, [p.data for p in tcp_payloads(pcap)])
     hello = next(parse(p.data) for p in tcp_payloads(pcap) if looks_like(p.data))
     assert hello is not None and hello.sni == "pacs.hospital.example"
