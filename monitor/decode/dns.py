@@ -85,15 +85,32 @@ def looks_like(payload: bytes) -> bool:
     return (flags >> 11) & 0x0F in (0, 2, 4, 5) and qd <= 16 and qd + an + ns + ar > 0
 
 
-def _name(msg: bytes, pos: int) -> tuple[str, int]:
-    """Read a possibly compressed name at ``pos``; return it and the offset after it."""
+_Memo = dict[int, tuple[bytes, int]]
+
+
+def _name(msg: bytes, pos: int, memo: _Memo) -> tuple[str, int]:
+    """Read a possibly compressed name at ``pos``; return it and the offset after it.
+
+    ``memo`` maps an offset already read to (dotted name from there, offset after the name when
+    read from there): compressed messages point at the same suffixes again and again.
+    """
     labels: list[bytes] = []
+    run: list[tuple[int, int]] = []  # (offset, index in labels) of the current contiguous run
+    done: list[tuple[int, int, int]] = []  # (offset, index, offset after) for the memo
+    tail = b""
     end = -1
     jumps = 0
     seen = 0
     size = 0
     n = len(msg)
     while True:
+        cached = memo.get(pos)
+        if cached is not None:
+            tail = cached[0]
+            done.extend((o, i, cached[1]) for o, i in run)
+            if end < 0:
+                end = cached[1]
+            break
         if pos >= n:
             raise Malformed("dns_truncated")
         length = msg[pos]
@@ -105,6 +122,8 @@ def _name(msg: bytes, pos: int) -> tuple[str, int]:
                 raise Malformed("dns_pointer_loop")
             if end < 0:
                 end = pos + 2
+            done.extend((o, i, pos + 2) for o, i in run)
+            run = []
             pos = ((length & 0x3F) << 8) | msg[pos + 1]
             continue
         if length & 0xC0:
@@ -112,6 +131,7 @@ def _name(msg: bytes, pos: int) -> tuple[str, int]:
         if length == 0:
             if end < 0:
                 end = pos + 1
+            done.extend((o, i, pos + 1) for o, i in run)
             break
         if pos + 1 + length > n:
             raise Malformed("dns_truncated")
@@ -119,11 +139,17 @@ def _name(msg: bytes, pos: int) -> tuple[str, int]:
         if seen > _MAX_LABELS:
             raise Malformed("dns_name_too_long")
         if size < MAX_TEXT:
+            run.append((pos, len(labels)))
             label = msg[pos + 1 : pos + 1 + length]
             # A dot inside a label is escaped so the dotted form stays unambiguous.
             labels.append(label.replace(b".", b"\\.") if b"." in label else label)
             size += length + 1
         pos += 1 + length
+    if tail:
+        labels.append(tail)
+    if size < MAX_TEXT:  # a name cut at the size bound is not worth remembering
+        for offset, index, after in done:
+            memo[offset] = (b".".join(labels[index:]), after)
     return text(b".".join(labels)), end
 
 
@@ -148,6 +174,7 @@ def parse(payload: bytes) -> DnsInfo | None:
     pos = 12
     questions: list[DnsQuestion] = []
     services: dict[str, None] = {}
+    memo: _Memo = {}
 
     def note(name: str) -> None:
         service = _service_type(name)
@@ -155,7 +182,7 @@ def parse(payload: bytes) -> DnsInfo | None:
             services.setdefault(service, None)
 
     for _ in range(qd):
-        name, pos = _name(msg, pos)
+        name, pos = _name(msg, pos, memo)
         if pos + 4 > len(msg):
             raise Malformed("dns_truncated")
         questions.append(DnsQuestion(name, (msg[pos] << 8) | msg[pos + 1]))
@@ -164,7 +191,7 @@ def parse(payload: bytes) -> DnsInfo | None:
 
     records: list[DnsRecord] = []
     for _ in range(min(an + ns + ar, MAX_RECORDS)):
-        name, pos = _name(msg, pos)
+        name, pos = _name(msg, pos, memo)
         if pos + 10 > len(msg):
             raise Malformed("dns_truncated")
         rtype = (msg[pos] << 8) | msg[pos + 1]
@@ -178,11 +205,11 @@ def parse(payload: bytes) -> DnsInfo | None:
         elif rtype == 28 and rdlength == 16:
             target = socket.inet_ntop(socket.AF_INET6, msg[rdata : rdata + 16])
         elif rtype in (5, 12):
-            target, _ = _name(msg, rdata)
+            target, _ = _name(msg, rdata, memo)
         elif rtype == 33:
             if rdlength < 7:
                 raise Malformed("dns_bad_srv")
-            target, _ = _name(msg, rdata + 6)
+            target, _ = _name(msg, rdata + 6, memo)
         records.append(DnsRecord(name, rtype, target))
         if rtype != 41:  # OPT's owner is the root
             note(name)
