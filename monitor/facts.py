@@ -64,12 +64,17 @@ FactTable = dict[str, dict[str, Fact]]
 """kind -> value -> Fact."""
 
 
-def record_fact(table: FactTable, kind: str, value: str, when: float, times: int = 1) -> bool:
-    """Record one sighting; returns True when the value is new for that kind."""
+def record_fact(
+    table: FactTable, kind: str, value: str, when: float, times: int = 1, last: float | None = None
+) -> bool:
+    """Record ``times`` sightings from ``when`` to ``last`` (default: all at ``when``);
+    returns True when the value is new for that kind."""
     values = table.setdefault(kind, {})
     fact = values.get(value)
     if fact is None:
-        values[value] = Fact(when, when, times)
+        values[value] = Fact(when, when if last is None else max(when, last), times)
         return True
     fact.see(when, times)
+    if last is not None and last > fact.last_seen:
+        fact.last_seen = last
     return False

@@ -19,8 +19,7 @@ import numpy.typing as npt
 FlowKey = tuple[int, int, int, int, int, int, int, int]
 """(ip_version, a_hi, a_lo, b_hi, b_lo, protocol, a_port, b_port), endpoint a <= endpoint b."""
 
-SIDE_A = 0
-SIDE_B = 1
+TRANSPORT_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 
 
 @dataclass(slots=True)
@@ -35,7 +34,7 @@ class Flow:
     bytes: list[int] = field(default_factory=lambda: [0, 0])
     server_side: int = -1  # known once a SYN-ACK or a UDP reply is seen
     app: str | None = None  # application protocol recognised by content
-    inspect_budget: int = 16  # payload packets still to hand to the application decoders
+    inspect_budget: int = 4  # payload packets still to hand to the application decoders
     devices: list[str | None] = field(default_factory=lambda: [None, None])
     peers: list[str] = field(default_factory=lambda: ["", ""])  # how each side names the other
     addresses: tuple[str, str] = ("", "")
@@ -43,7 +42,8 @@ class Flow:
 
     @property
     def transport(self) -> str:
-        return {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}.get(self.key[5], f"ip{self.key[5]}")
+        name = TRANSPORT_NAMES.get(self.key[5])
+        return name if name is not None else f"ip{self.key[5]}"
 
     def port(self, side: int) -> int:
         return self.key[6 + side]
@@ -101,6 +101,32 @@ def flow_keys(
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
+def could_be_metadata(
+    buffer: npt.NDArray[np.uint8],
+    offsets: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int32],
+) -> npt.NDArray[np.bool_]:
+    """Per TCP payload, whether its first bytes could start a message of a protocol the
+    application decoders read (TLS record, HTTP request, HL7/MLLP, DICOM PDU, MQTT CONNECT):
+    the rest never needs a trip into Python."""
+    out = np.zeros(offsets.shape[0], np.bool_)
+    for i in range(offsets.shape[0]):
+        n = lengths[i]
+        if n < 2:
+            continue
+        p = offsets[i]
+        b0 = buffer[p]
+        b1 = buffer[p + 1]
+        tls_record = b0 == 0x16 and b1 == 0x03
+        mllp_or_msh = b0 == 0x0B or (b0 == 77 and b1 == 83)  # start block, or "MS(H)"
+        dicom_pdu = 1 <= b0 <= 7 and b1 == 0
+        mqtt_connect = b0 == 0x10
+        upper_case_word = 65 <= b0 <= 90 and 65 <= b1 <= 90  # HTTP method, FHS/BHS batch
+        out[i] = tls_record or mllp_or_msh or dicom_pdu or mqtt_connect or upper_case_word
+    return out
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
 def take_within_budget(
     groups: npt.NDArray[np.int64],
     eligible: npt.NDArray[np.bool_],
@@ -115,6 +141,27 @@ def take_within_budget(
             chosen[i] = True
             budget[g] -= 1
     return chosen
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def payload_keys(
+    buffer: npt.NDArray[np.uint8],
+    offsets: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int32],
+    rows: npt.NDArray[np.int64],
+    salt: npt.NDArray[np.int64],
+) -> npt.NDArray[np.uint64]:
+    """A 64-bit FNV-1a hash of each selected payload, mixed with a per-row salt (its flow and
+    direction), so that repeats of one announcement can be decoded once."""
+    out = np.empty(rows.shape[0], np.uint64)
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        h = np.uint64(0xCBF29CE484222325)
+        start = offsets[i]
+        for j in range(start, start + lengths[i]):
+            h = (h ^ np.uint64(buffer[j])) * np.uint64(0x100000001B3)
+        out[k] = _mix(h, np.uint64(salt[k]))
+    return out
 
 
 @numba.njit(cache=True)  # type: ignore[misc]

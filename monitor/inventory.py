@@ -178,9 +178,17 @@ class Inventory:
         scope = address_scope(address)
         return f"ext:{address}" if scope == "external" else f"ip:{address}"
 
-    def note(self, device: Device, kind: str, value: str, when: float, times: int = 1) -> bool:
+    def note(
+        self,
+        device: Device,
+        kind: str,
+        value: str,
+        when: float,
+        times: int = 1,
+        last: float | None = None,
+    ) -> bool:
         """Record a fact about ``device``; marks it for reclassification when new."""
-        if record_fact(device.facts, kind, value, when, times):
+        if record_fact(device.facts, kind, value, when, times, last):
             self.dirty.add(device.id)
             return True
         return False

@@ -15,7 +15,6 @@ Promise: ``feed`` never raises on packet content; problems are counted in
 from __future__ import annotations
 
 import ipaddress
-import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,7 +34,15 @@ from monitor.decode.headers import (
     PacketTable,
     decode_headers,
 )
-from monitor.flows import Flow, FlowKey, flow_keys, message_starts, take_within_budget
+from monitor.flows import (
+    Flow,
+    FlowKey,
+    could_be_metadata,
+    flow_keys,
+    message_starts,
+    payload_keys,
+    take_within_budget,
+)
 from monitor.inventory import Inventory, address_scope, is_group_mac
 from monitor.model import SIZE_BIN_EDGES, Device, WindowProfile
 
@@ -46,8 +53,9 @@ WindowCallback = Callable[[list[WindowProfile], "Analysis"], None]
 
 # UDP ports whose datagrams always go to an application decoder
 INSPECTED_UDP_PORTS = frozenset({53, 67, 68, 1900, 5353, 5355})
-# payload packets of a TCP flow handed to the decoders before its protocol is known
-INITIAL_INSPECT_BUDGET = 16
+# payload packets of a TCP flow handed to the decoders before its protocol is known: every
+# protocol decoded here shows itself in the first message of one side or the other
+INITIAL_INSPECT_BUDGET = 4
 # protocols whose every (small) payload packet carries metadata worth counting
 FOLLOWED_APPS = frozenset({"hl7", "dicom"})
 FOLLOWED_MAX_PAYLOAD = 4096
@@ -104,10 +112,15 @@ class Analysis:
         self.bytes = 0
         self.first_time: float | None = None
         self.last_time: float | None = None
-        self._window: _WindowState | None = None
+        # open windows by start time, oldest first; all but the newest close after each batch
+        self._windows: dict[float, _WindowState] = {}
+        self._window_floor = float("-inf")  # start of the oldest window still open
+        self._packet_window: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+        self._window_starts: list[float] = []
         self._dns_names: dict[str, str] = {}  # address -> name a device resolved it as
         self._conversation_last: dict[tuple[str, str], float] = {}
         self._new_flows_by_address: dict[str, list[Flow]] = {}
+        self._new_flows: list[Flow] = []
 
     # ------------------------------------------------------------------ public API
     def feed(self, batch: FrameBatch) -> None:
@@ -132,28 +145,33 @@ class Analysis:
             self.first_time = float(seconds[0])
         self.last_time = max(self.last_time or 0.0, float(seconds.max()))
 
-        # window index per packet, never going back (late packets join the current window)
+        # window per packet, never going back: late packets join the newest window
         window_ns = int(self.window_seconds * 1e9)
         window_ids = table.timestamps_ns // window_ns
-        if self._window is not None:
-            current = int(self._window.start * 1e9) // window_ns
-            window_ids = np.maximum(window_ids, current)
+        if self._windows:
+            newest = round(next(reversed(self._windows)) * 1e9) // window_ns
+            window_ids = np.maximum(window_ids, newest)
         window_ids = np.maximum.accumulate(window_ids)
-        cuts = np.flatnonzero(np.diff(window_ids)) + 1
-        bounds = [0, *cuts.tolist(), n]
-        for a, b in itertools.pairwise(bounds):
-            self._enter_window(int(window_ids[a]) * window_ns / 1e9)
-            self._process(batch, table, seconds, a, b)
+        starts, self._packet_window = np.unique(window_ids, return_inverse=True)
+        self._window_starts = [int(w) * window_ns / 1e9 for w in starts.tolist()]
+        for start in self._window_starts:
+            if start not in self._windows:
+                self._windows[start] = _WindowState(start, start + self.window_seconds)
+        self._window_floor = next(iter(self._windows))
+        self._process(batch, table, seconds)
+        newest_start = self._window_starts[-1]
+        for start in [w for w in self._windows if w < newest_start]:
+            self._close_window(start)
 
     def tick(self, now: float) -> None:
-        """Close the current window if capture time ``now`` is past its end (a quiet wire)."""
-        if self._window is not None and now >= self._window.end:
-            self._close_window()
+        """Close the windows that capture time ``now`` is past (a quiet wire)."""
+        for start in [w for w, state in self._windows.items() if now >= state.end]:
+            self._close_window(start)
 
     def finish(self) -> None:
-        """Close the last window and classify what is still unclassified."""
-        if self._window is not None:
-            self._close_window()
+        """Close the open windows and classify what is still unclassified."""
+        for start in list(self._windows):
+            self._close_window(start)
         self.classify()
 
     def classify(self) -> None:
@@ -170,47 +188,52 @@ class Analysis:
         self.inventory.dirty.clear()
 
     # ------------------------------------------------------------------ windows
-    def _enter_window(self, start: float) -> None:
-        if self._window is not None and start >= self._window.end:
-            self._close_window()
-        if self._window is None:
-            self._window = _WindowState(start, start + self.window_seconds)
-
-    def _close_window(self) -> None:
-        window = self._window
-        self._window = None
+    def _close_window(self, start: float) -> None:
+        window = self._windows.pop(start, None)
         if window is None:
             return
         self.classify()
         if self.on_window is not None:
             self.on_window(sorted(window.profiles.values(), key=lambda p: p.device_id), self)
 
-    def _profile(self, device_id: str) -> WindowProfile:
-        assert self._window is not None
-        profile = self._window.profiles.get(device_id)
+    def _profile(self, device_id: str, window_start: float) -> WindowProfile:
+        window = self._windows[window_start]
+        profile = window.profiles.get(device_id)
         if profile is None:
-            profile = WindowProfile(device_id, self._window.start, self._window.end)
-            self._window.profiles[device_id] = profile
+            profile = WindowProfile(device_id, window.start, window.end)
+            window.profiles[device_id] = profile
         return profile
 
-    def note(self, device: Device, kind: str, value: str, when: float, times: int = 1) -> None:
-        """Record a fact about ``device`` in the inventory and in the current window."""
-        self.inventory.note(device, kind, value, when, times)
-        if self._window is not None:
-            seen = self._profile(device.id).facts.setdefault(kind, {})
+    def _window_at(self, when: float) -> float:
+        """The open window a time belongs to (late times join the oldest open one)."""
+        start = (when // self.window_seconds) * self.window_seconds
+        if start < self._window_floor:
+            return self._window_floor
+        if start not in self._windows:
+            return next(reversed(self._windows))
+        return float(start)
+
+    def note(
+        self,
+        device: Device,
+        kind: str,
+        value: str,
+        when: float,
+        times: int = 1,
+        last: float | None = None,
+    ) -> None:
+        """Record a fact about ``device`` in the inventory and in its window's profile."""
+        self.inventory.note(device, kind, value, when, times, last)
+        if self._windows:
+            seen = self._profile(device.id, self._window_at(when)).facts.setdefault(kind, {})
             seen[value] = seen.get(value, 0) + times
 
-    # ------------------------------------------------------------------ one window's slice
+    # ------------------------------------------------------------------ one batch
     def _process(
-        self,
-        batch: FrameBatch,
-        table: PacketTable,
-        seconds: npt.NDArray[np.float64],
-        a: int,
-        b: int,
+        self, batch: FrameBatch, table: PacketTable, seconds: npt.NDArray[np.float64]
     ) -> None:
-        sl = slice(a, b)
-        t = seconds[sl]
+        sl = slice(0, len(batch))
+        t = seconds
         src_dev, dst_dev, device_list = self._resolve_devices(table, t, sl)
         self._account_devices(table, t, sl, src_dev, dst_dev, device_list)
         self._bind_addresses(table, t, sl, src_dev, device_list)
@@ -295,42 +318,49 @@ class Analysis:
         if not devices:
             return
         m = len(devices)
+        windows = self._window_starts
+        nw = len(windows)
         length = table.wire_length[sl].astype(np.int64)
+        win = self._packet_window
         tx = src_dev >= 0
         rx = dst_dev >= 0
-        tx_packets = np.bincount(src_dev[tx], minlength=m)
-        tx_bytes = np.bincount(src_dev[tx], weights=length[tx], minlength=m)
-        rx_packets = np.bincount(dst_dev[rx], minlength=m)
-        rx_bytes = np.bincount(dst_dev[rx], weights=length[rx], minlength=m)
+        tx_cell = src_dev[tx] * nw + win[tx]
+        rx_cell = dst_dev[rx] * nw + win[rx]
+        cells = m * nw
+        tx_packets = np.bincount(tx_cell, minlength=cells).reshape(m, nw)
+        tx_bytes = np.bincount(tx_cell, weights=length[tx], minlength=cells).reshape(m, nw)
+        rx_packets = np.bincount(rx_cell, minlength=cells).reshape(m, nw)
+        rx_bytes = np.bincount(rx_cell, weights=length[rx], minlength=cells).reshape(m, nw)
         last_tx = np.full(m, -1.0)
         np.maximum.at(last_tx, src_dev[tx], t[tx])
         bins = np.searchsorted(np.asarray(SIZE_BIN_EDGES), length[tx], side="left")
-        histogram = np.zeros((m, len(SIZE_BIN_EDGES) + 1), np.int64)
-        np.add.at(histogram, (src_dev[tx], bins), 1)
-        arp = table.ethertype[sl] == ETHERTYPE_ARP
-        arp_senders = np.unique(src_dev[arp & tx])
-        for i, device in enumerate(devices):
-            if tx_packets[i] == 0 and rx_packets[i] == 0:
-                continue
-            device.tx_packets += int(tx_packets[i])
-            device.tx_bytes += int(tx_bytes[i])
-            device.rx_packets += int(rx_packets[i])
-            device.rx_bytes += int(rx_bytes[i])
+        nb = len(SIZE_BIN_EDGES) + 1
+        histogram = np.bincount(tx_cell * nb + bins, minlength=cells * nb).reshape(m, nw, nb)
+        arp = (table.ethertype[sl] == ETHERTYPE_ARP)[tx]
+        arp_counts = np.bincount(tx_cell[arp], minlength=cells).reshape(m, nw)
+        arp_last = np.full(m, -1.0)
+        np.maximum.at(arp_last, src_dev[tx][arp], t[tx][arp])
+        active = np.flatnonzero((tx_packets.sum(axis=1) + rx_packets.sum(axis=1)) > 0)
+        for i in active.tolist():
+            device = devices[i]
+            device.tx_packets += int(tx_packets[i].sum())
+            device.tx_bytes += int(tx_bytes[i].sum())
+            device.rx_packets += int(rx_packets[i].sum())
+            device.rx_bytes += int(rx_bytes[i].sum())
             if last_tx[i] > device.last_seen:
                 device.last_seen = float(last_tx[i])
-            profile = self._profile(device.id)
-            profile.tx_packets += int(tx_packets[i])
-            profile.tx_bytes += int(tx_bytes[i])
-            profile.rx_packets += int(rx_packets[i])
-            profile.rx_bytes += int(rx_bytes[i])
-            for k, count in enumerate(histogram[i].tolist()):
-                profile.size_histogram[k] += count
-        for i in arp_senders.tolist():
-            device = devices[i]
-            count = int(np.count_nonzero(arp & (src_dev == i)))
-            self.note(device, "protocol", "arp", device.last_seen, count)
-            profile = self._profile(device.id)
-            profile.protocols["arp"] = profile.protocols.get("arp", 0) + count
+            for w in np.flatnonzero(tx_packets[i] + rx_packets[i]).tolist():
+                profile = self._profile(device.id, windows[w])
+                profile.tx_packets += int(tx_packets[i, w])
+                profile.tx_bytes += int(tx_bytes[i, w])
+                profile.rx_packets += int(rx_packets[i, w])
+                profile.rx_bytes += int(rx_bytes[i, w])
+                for k, count in enumerate(histogram[i, w].tolist()):
+                    profile.size_histogram[k] += count
+                arp_count = int(arp_counts[i, w])
+                if arp_count:
+                    self.note(device, "protocol", "arp", float(arp_last[i]), arp_count)
+                    profile.protocols["arp"] = profile.protocols.get("arp", 0) + arp_count
 
     def _bind_addresses(
         self,
@@ -408,6 +438,10 @@ class Analysis:
         groups[rows] = inverse.reshape(-1)
         m = uniq.shape[0]
         length = table.wire_length[sl].astype(np.int64)
+        nw = len(self._window_starts)
+        flow_window = np.bincount(
+            groups[rows] * nw + self._packet_window[sl][rows], minlength=m * nw
+        ).reshape(m, nw)
         side_index = groups[rows] * 2 + direction[rows]
         packets = np.bincount(side_index, minlength=2 * m).reshape(m, 2)
         volume = np.bincount(side_index, weights=length[rows], minlength=2 * m).reshape(m, 2)
@@ -421,6 +455,7 @@ class Analysis:
 
         flow_list: list[Flow] = []
         self._new_flows_by_address = {}
+        self._new_flows = []
         for j in range(m):
             i = int(rows[first[j]])
             flow = self._flow_for(table, sl, i, float(t[i]), int(direction[i]), flags)
@@ -436,8 +471,9 @@ class Analysis:
                     self._learn_service(flow, 1 - flow.client_side, float(t[i]))
 
         self._inspect(batch, table, t, sl, groups, direction, flow_list)
-        for j, flow in enumerate(flow_list):
-            self._account_flow_window(flow, packets[j])
+        self._name_new_flows()
+        for j, w in zip(*(x.tolist() for x in np.nonzero(flow_window)), strict=True):
+            self._account_flow_window(flow_list[j], int(flow_window[j, w]), self._window_starts[w])
         self._conversations(table, t, sl, groups, direction, flow_list)
 
     def _flow_for(
@@ -465,6 +501,7 @@ class Analysis:
         self.flows[key] = flow
         for address in addresses:
             self._new_flows_by_address.setdefault(address, []).append(flow)
+        self._new_flows.append(flow)
         owners = [self.inventory.owner_of(addr) for addr in addresses]
         for side in (0, 1):
             owner = owners[side]
@@ -483,12 +520,10 @@ class Analysis:
                 continue
             self.note(owner, "peer", flow.peers[side], when)
             self.note(owner, "protocol", transport, when)
-            name = self._dns_names.get(addresses[1 - side])
-            if name is not None:
-                flow.peer_names[side] = name
-                self.note(owner, "peer_name", name, when)
+            # named (peer_name fact) after the batch's DNS answers are in: see _resolved
+            flow.peer_names[side] = self._dns_names.get(addresses[1 - side])
             if side == client:
-                self._profile(owner.id).flows_started += 1
+                self._profile(owner.id, self._window_at(when)).flows_started += 1
         return flow
 
     def _learn_service(self, flow: Flow, server_side: int, when: float) -> None:
@@ -501,8 +536,7 @@ class Analysis:
         if client is not None:
             self.note(client, "service_used", service, when)
 
-    def _account_flow_window(self, flow: Flow, packets: npt.NDArray[np.int64]) -> None:
-        total = int(packets[0] + packets[1])
+    def _account_flow_window(self, flow: Flow, total: int, window_start: float) -> None:
         service = flow.service()
         protocol = flow.app or flow.transport
         self.protocol_packets[protocol] += total
@@ -510,7 +544,7 @@ class Analysis:
             device_id = flow.devices[side]
             if device_id is None:
                 continue
-            profile = self._profile(device_id)
+            profile = self._profile(device_id, window_start)
             profile.peers.add(flow.peers[side])
             profile.services[service] = profile.services.get(service, 0) + total
             profile.protocols[protocol] = profile.protocols.get(protocol, 0) + total
@@ -545,33 +579,91 @@ class Analysis:
             dtype=np.int64,
         )
         chosen = take_within_budget(groups, eligible, budget)
+        candidates = np.flatnonzero(chosen)
+        if candidates.shape[0]:
+            plausible = could_be_metadata(
+                batch.buffer, table.payload_offset[sl][candidates], payload_len[candidates]
+            )
+            chosen[candidates[~plausible]] = False
         for j, flow in enumerate(flow_list):
             if flow.app not in FOLLOWED_APPS:
                 flow.inspect_budget = int(budget[j])
-        selected = np.flatnonzero(chosen | special_udp)
-        if selected.shape[0] == 0:
-            return
         buffer = batch.buffer
         offsets = table.payload_offset[sl]
-        for i in selected.tolist():
-            flow = flow_list[int(groups[i])]
-            sender = int(direction[i])
-            start = int(offsets[i])
-            payload = buffer[start : start + int(payload_len[i])].tobytes()
-            when = float(t[i])
-            ports = (int(table.src_port[sl][i]), int(table.dst_port[sl][i]))
-            self._apply_metadata(flow, sender, payload, ports, when)
+        # Announcements repeat byte for byte within a flow: decode each distinct one once,
+        # counting its repeats (first and last time kept).
+        udp_rows = np.flatnonzero(special_udp & (groups >= 0))
+        once: list[tuple[int, int, float]] = []  # (row, repeats, last time)
+        if udp_rows.shape[0]:
+            salt = groups[udp_rows] * 2 + direction[udp_rows]
+            keys = payload_keys(buffer, offsets, payload_len, udp_rows, salt)
+            _, first, inverse, counts = np.unique(
+                keys, return_index=True, return_inverse=True, return_counts=True
+            )
+            last = np.zeros(first.shape[0])
+            np.maximum.at(last, inverse.reshape(-1), t[udp_rows])
+            once = [
+                (int(udp_rows[f]), int(c), float(x))
+                for f, c, x in zip(first.tolist(), counts.tolist(), last.tolist(), strict=True)
+            ]
+        tcp_rows = np.flatnonzero(chosen)
+        once += [(i, 1, float(t[i])) for i in tcp_rows.tolist()]
+        once.sort()
+        recognised_at: dict[int, int] = {}  # flow group -> row where it became followed
+        for i, repeats, last_time in once:
+            group = int(groups[i])
+            flow = flow_list[group]
+            was_followed = flow.app in FOLLOWED_APPS
+            self._decode_row(batch, table, t, i, flow, int(direction[i]), repeats, last_time)
+            if not was_followed and flow.app in FOLLOWED_APPS:
+                recognised_at[group] = i
+        if not recognised_at:
+            return
+        # A flow recognised as HL7 or DICOM in this batch is followed from that packet on, as
+        # it would have been had the batch been cut right after it.
+        later = np.zeros(groups.shape[0], np.bool_)
+        for group, row in recognised_at.items():
+            later |= (groups == group) & (np.arange(groups.shape[0]) > row)
+        rows = np.flatnonzero(later & tcp & small & ~chosen)
+        if rows.shape[0]:
+            plausible = could_be_metadata(buffer, offsets[rows], payload_len[rows])
+            for i in rows[plausible].tolist():
+                flow = flow_list[int(groups[i])]
+                self._decode_row(batch, table, t, i, flow, int(direction[i]), 1, float(t[i]))
+
+    def _decode_row(
+        self,
+        batch: FrameBatch,
+        table: PacketTable,
+        t: npt.NDArray[np.float64],
+        i: int,
+        flow: Flow,
+        sender: int,
+        repeats: int,
+        last_time: float,
+    ) -> None:
+        start = int(table.payload_offset[i])
+        payload = batch.buffer[start : start + int(table.payload_length[i])].tobytes()
+        ports = (int(table.src_port[i]), int(table.dst_port[i]))
+        self._apply_metadata(flow, sender, payload, ports, float(t[i]), repeats, last_time)
 
     def _apply_metadata(
-        self, flow: Flow, sender: int, payload: bytes, ports: tuple[int, int], when: float
+        self,
+        flow: Flow,
+        sender: int,
+        payload: bytes,
+        ports: tuple[int, int],
+        when: float,
+        repeats: int = 1,
+        last: float | None = None,
     ) -> None:
         try:
             found = appmeta.decode(flow.app, flow.key[5], ports, payload)
         except appmeta.Malformed as error:
-            self.decode_errors[error.reason] += 1
+            self.decode_errors[error.reason] += repeats
             return
         except Exception:  # a decoder bug must not stop the sensor: count it by protocol
-            self.decode_errors[f"{flow.app or 'app'}_internal_error"] += 1
+            self.decode_errors[f"{flow.app or 'app'}_internal_error"] += repeats
             return
         if found is None:
             return
@@ -584,11 +676,11 @@ class Analysis:
             for side in (0, 1):
                 device = self.devices.get(flow.devices[side] or "")
                 if device is not None:
-                    self.note(device, "protocol", app, when)
+                    self.note(device, "protocol", app, when, repeats, last)
         else:
             device = self.devices.get(flow.devices[sender] or "")
             if device is not None:
-                self.note(device, "protocol", app, when)
+                self.note(device, "protocol", app, when, repeats, last)
         device = self.devices.get(flow.devices[sender] or "")
         for fact in facts:
             if fact.kind == "resolved":
@@ -600,23 +692,25 @@ class Analysis:
             elif fact.about == "client_mac" and fact.extra:
                 target = self.devices.get(fact.extra)
             if target is not None:
-                self.note(target, fact.kind, fact.value, when)
-                if fact.kind == "hostname" or fact.kind == "dhcp_requested_ip":
-                    pass
+                self.note(target, fact.kind, fact.value, when, repeats, last)
 
     def _resolved(self, address: str, name: str, when: float) -> None:
-        """A DNS answer: name the address in flows from now on. Flows of the same batch that
-        began after the answer get the name too, as they would in a smaller batch."""
+        """A DNS answer: the name of ``address`` from now on. A flow of this batch that began
+        after the answer takes it, as it would have in a smaller batch (answers come in
+        capture order, so the last one before the flow wins)."""
         if len(self._dns_names) < 100_000:
             self._dns_names[address] = name
         for flow in self._new_flows_by_address.get(address, ()):
-            if flow.first_seen < when:
-                continue
-            side = 0 if flow.addresses[1] == address else 1
-            device = self.devices.get(flow.devices[side] or "")
-            if device is not None and name != flow.peer_names[side]:
-                flow.peer_names[side] = name
-                self.note(device, "peer_name", name, flow.first_seen)
+            if flow.first_seen >= when:
+                flow.peer_names[0 if flow.addresses[1] == address else 1] = name
+
+    def _name_new_flows(self) -> None:
+        for flow in self._new_flows:
+            for side in (0, 1):
+                name = flow.peer_names[side]
+                device = self.devices.get(flow.devices[side] or "")
+                if name is not None and device is not None:
+                    self.note(device, "peer_name", name, flow.first_seen)
 
     # ------------------------------------------------------------------ cadence
     def _conversations(
@@ -656,9 +750,11 @@ class Analysis:
             self._conversation_last[key] = float(last[c])
         for r in np.flatnonzero(starts).tolist():
             device_id, conversation = conv_keys[int(conv_of_row[r])]
-            times = self._profile(device_id).conversations.setdefault(conversation, [])
+            when = float(t[rows[r]])
+            window = self._window_starts[int(self._packet_window[rows[r]])]
+            times = self._profile(device_id, window).conversations.setdefault(conversation, [])
             if len(times) < MAX_MESSAGES_PER_WINDOW:
-                times.append(float(t[rows[r]]))
+                times.append(when)
 
 
 def analyze_captures(
