@@ -13,6 +13,14 @@ from dataclasses import dataclass
 from monitor.decode import Malformed
 from monitor.decode._text import text
 
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "http_bad_request_line",
+        "http_truncated_request_line",
+    }
+)
+
 METHODS = (
     b"GET",
     b"POST",
