@@ -26,10 +26,10 @@ from monitor.events import Event, make_event
 from monitor.model import WindowProfile
 
 KINDS: tuple[tuple[str, str], ...] = (
+    ("tftp", "firmware_transfer"),  # before "ftp"
     ("telnet", "cleartext_remote_admin"),
     ("ftp", "cleartext_remote_admin"),
     ("simple-tcp", "cleartext_remote_admin"),
-    ("tftp", "firmware_transfer"),
     ("external-peer", "phi_to_external"),
     ("to-internet", "phi_to_external"),
     ("cleartext-mqtt", "cleartext_clinical_data"),
