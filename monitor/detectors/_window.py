@@ -1,8 +1,29 @@
-"""Whether a fact value shows in a window profile (used by the rule and policy wrappers)."""
+"""Window views for the rule and policy wrappers: whether a fact value shows in a window
+profile, and a device as it was at the end of a window."""
 
 from __future__ import annotations
 
-from monitor.model import WindowProfile
+import copy
+
+from monitor.model import Device, WindowProfile
+
+
+def as_of(device: Device, end: float) -> Device:
+    """``device`` with only the facts first seen before ``end``.
+
+    The pipeline accounts a whole batch of frames before it closes the older windows of
+    that batch, so the inventory's facts can run ahead of the window being scored; rules
+    must judge the device as it was then.
+    """
+    if all(f.first_seen < end for values in device.facts.values() for f in values.values()):
+        return device
+    view = copy.copy(device)
+    view.facts = {
+        kind: kept
+        for kind, values in device.facts.items()
+        if (kept := {v: f for v, f in values.items() if f.first_seen < end})
+    }
+    return view
 
 
 def in_window(profile: WindowProfile, kind: str, value: str) -> bool:

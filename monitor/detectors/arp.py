@@ -80,8 +80,9 @@ class ArpDetector(DetectorBase):
                 for other in analysis.devices.values():
                     if other.mac is None or other.last_seen < recent:
                         continue
-                    for address, fact in other.facts.get("ip", {}).items():
-                        if fact.last_seen >= recent and _ipv4(address):
+                    # (an address fact's last-seen time is per batch, too coarse to judge)
+                    for address in other.facts.get("ip", {}):
+                        if _ipv4(address):
                             owners.setdefault(address, []).append(other)
             label = device_label(device, p.device_id)
             for address in fresh:

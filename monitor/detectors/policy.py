@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from monitor.baseline import BaselineStore
 from monitor.detectors import AnalysisView, DetectorConfig
-from monitor.detectors._window import in_window
+from monitor.detectors._window import as_of, in_window
 from monitor.detectors.common import DetectorBase
 from monitor.events import Event, make_event
 from monitor.model import WindowProfile
@@ -44,6 +44,7 @@ class PolicyDetector(DetectorBase):
             device = analysis.devices.get(p.device_id)
             if device is None:
                 continue
+            device = as_of(device, p.end)
             for finding in evaluate_policies(device, analysis.devices, library):
                 fresh = {
                     kind: [v for v in values if in_window(p, kind, v)]

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from monitor.baseline import BaselineStore
 from monitor.detectors import AnalysisView, DetectorConfig
-from monitor.detectors._window import in_window
+from monitor.detectors._window import as_of, in_window
 from monitor.detectors.common import DetectorBase
 from monitor.events import Event, make_event
 from monitor.model import WindowProfile
@@ -82,6 +82,7 @@ class SignatureRuleDetector(DetectorBase):
             device = analysis.devices.get(p.device_id)
             if device is None:
                 continue
+            device = as_of(device, p.end)
             for finding in evaluate_rules(device, library):
                 fresh = any(
                     in_window(p, kind, value)

@@ -70,6 +70,8 @@ class SilenceDetector(DetectorBase):
         super().__init__(config)
         # (device, conversation) -> last message time seen in a closed window
         self.last_message: dict[tuple[str, str], float] = {}
+        # device -> start of the latest closed window in which it sent anything
+        self.last_sent_window: dict[str, float] = {}
         self._last_tick = float("-inf")
 
     def score_window(
@@ -80,6 +82,9 @@ class SilenceDetector(DetectorBase):
         now: float,
     ) -> list[Event]:
         for profile in profiles:
+            if profile.tx_packets:
+                previous = self.last_sent_window.get(profile.device_id, float("-inf"))
+                self.last_sent_window[profile.device_id] = max(previous, profile.start)
             for key, times in profile.conversations.items():
                 if times:
                     slot = (profile.device_id, key)
@@ -119,8 +124,13 @@ class SilenceDetector(DetectorBase):
             last = self._last(device_id, key, baseline)
             if last is not None:
                 latest_by_service[service] = max(latest_by_service.get(service, last), last)
-            # answers of a server go quiet when its client does: the silence is the client's
+            # answers of a server go quiet when its client does: the silence is the client's;
+            # and a conversation with a peer the baseline never accepted (an incident's
+            # session) is not part of the device's normal reporting
+            peer = key.rpartition("|")[0]
             if service in INFRASTRUCTURE_SERVICES or service in offered or last is None:
+                continue
+            if not baseline.knows("peer", peer):
                 continue
             stats = cadence.stats()
             if stats is None or stats.n < cfg.silence_min_gaps or stats.median <= 0:
@@ -181,7 +191,14 @@ class SilenceDetector(DetectorBase):
             device = analysis.devices.get(device_id)
             last = max(s.last for s in silent)
             margin = max(0.25 * min(s.interval for s in silent), baseline.config.cadence_burst_gap)
-            sent_since = device is not None and device.last_seen > last + margin
+            # Sent anything since? A closed window after the one of its last message in
+            # which it sent something tells. (The device's last-seen time runs ahead of the
+            # windows when a large batch is read, so it only counts live, between windows.)
+            window = float(getattr(analysis, "window_seconds", self.config.window_seconds))
+            last_window = (last // window) * window
+            sent_since = self.last_sent_window.get(device_id, float("-inf")) > last_window
+            if not closed and device is not None and device.last_seen > last + margin:
+                sent_since = True
             if not closed and sent_since:
                 continue  # app silence is judged when the window closes
             findings.append((device_id, silent, not sent_since))

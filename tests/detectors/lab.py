@@ -3,6 +3,7 @@ evaluation does: scaled windows, learning until the first injected event."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from monitor.signatures import default_signature_dirs, load_library
 from tests.detectors.helpers import Run, run
 
 
+@functools.cache  # one replay per recording and test session: the tests only read it
 def run_lab(directory: Path) -> Run:
     truth = json.loads((directory / "truth.json").read_text())
     scale = float(truth["time_scale"])
