@@ -68,8 +68,11 @@ def peer_text(peer: str, analysis: Any = None) -> str:
     if analysis is not None:
         device = analysis.devices.get(peer)
         if device is not None:
-            ips = device.ips
-            return f"{peer} ({ips[0]})" if ips else peer
+            ips = device.facts.get("ip", {})
+            if ips:  # its main address: the one that carried most of its traffic
+                main = max(ips.items(), key=lambda item: (item[1].count, item[0]))[0]
+                return f"{peer} ({main})"
+            return peer
     return peer
 
 

@@ -16,6 +16,7 @@ from tests.detectors.helpers import (
     arp_request,
     every,
     run,
+    udp,
     ward,
     write,
 )
@@ -97,3 +98,15 @@ def test_lab_monitor_whose_application_stopped_is_application_silence() -> None:
     assert len(found) == 1
     assert found[0].time >= event["start"]
     assert result.of("silence_gone") == []
+
+
+def test_most_steady_devices_falling_silent_at_once_is_one_sensor_event(tmp_path: Path) -> None:
+    hosts = [(f"00:09:fb:00:01:{k:02x}", f"10.9.0.{120 + k}") for k in range(6)]
+    packets = ward(T0, END, feed_until=LEARN_END, monitor_chatter=False)
+    for k, host in enumerate(hosts):
+        packets += [udp(host, ENGINE, t + 0.1 * k, 41000, 2575) for t in every(T0, LEARN_END, 5.0)]
+    capture = write(tmp_path / "span-lost.pcap", packets)
+    result = run([capture])
+    assert [e.detector for e in result.events if e.detector.startswith("silence")] == []
+    (event,) = result.of("sensor_blind")
+    assert len(event.observed["silent_devices"]) == 7  # the monitor and the six others
