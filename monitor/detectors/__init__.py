@@ -18,7 +18,7 @@ compressed replay (the lab runs at 60x) scales them with ``DetectorConfig.scaled
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -171,6 +171,17 @@ class DetectorSuite:
         for detector in self.detectors:
             found.extend(detector.tick(analysis, baselines, now))
         return self._submit(found, now)
+
+    def as_hook(self) -> Callable[[list[WindowProfile], Any, Any], list[dict[str, Any]]]:
+        """The suite as a plain ``(profiles, analysis, store) -> event dicts`` callable: it
+        scores the window (no learning: the caller learns afterwards) and returns the new
+        events after deduplication, in DESIGN.md's JSON form."""
+
+        def hook(profiles: list[WindowProfile], analysis: Any, store: Any) -> list[dict[str, Any]]:
+            now = max((p.end for p in profiles), default=0.0)
+            return [e.to_dict() for e in self.score_window(profiles, analysis, store, now)]
+
+        return hook
 
     def _submit(self, found: list[Event], now: float) -> list[Event]:
         if self.record_detections:
