@@ -12,9 +12,9 @@ daemon (score each closed window, then learn it):
 2. **Shared attack captures** (``../shared/data/pcaps``): network attacks that need no
    baseline, with the detector meant for each.
 3. **Benign traffic**: the lab's benign-ward recording (learn on its first third) and the
-   week-long IoT captures of ``tj-oconnor-iot-dataset`` (learn the first day: 24 h and at
-   least 10 active windows, since a battery camera wakes for only a few windows a day). Every event raised after learning is a false event; the rate is per
-   device-hour of real (scenario) time.
+week-long IoT captures of ``tj-oconnor-iot-dataset`` (learn the first day: 24 h and at least
+10 active windows, since a battery camera wakes for only a few windows a day). Every event
+raised after learning is a false event; the rate is per device-hour of real (scenario) time.
 
     python3 bench/evaluate_detectors.py [--lab DIR ...] [--benign-lab DIR ...]
                                         [--shared DIR] [--no-long]

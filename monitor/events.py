@@ -12,9 +12,10 @@ base level (info < warning < high < critical) and the device's clinical critical
 ``EventBook`` deduplicates and holds: one open event per (device, detector). A detection
 while that event is open only refreshes it (its ``last_seen`` and ``occurrences``; a higher
 severity re-opens it as a new event); an open event clears once nothing refreshed it for
-``hold_seconds`` of capture time. The book is also the exporter's ``Findings`` (counts per
-device, detector and severity; the events held active; signature matches) and, when given a
-file, writes each new event as one JSON line.
+``hold_seconds`` of capture time. A ``refresh_only`` detection (a standing finding already
+reported) keeps an open event alive but never opens one. The book is also the exporter's
+``Findings`` (counts per device, detector and severity; the events held active; signature
+matches) and, when given a file, writes each new event as one JSON line.
 
 Privacy: events carry metadata only (addresses, names, identifiers, counts), never payload
 content; the detectors build them from facts and counters, which hold nothing else.
@@ -98,6 +99,9 @@ class Event:
     # kept by the book: last refresh and how many detections the open event covers
     last_seen: float = 0.0
     occurrences: int = 1
+    # a detection that may keep an open event alive but never opens one (a standing finding
+    # already reported)
+    refresh_only: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -213,8 +217,11 @@ class EventBook:
                 self._expire(event.time if now is None else max(now, event.time))
                 key = (event.device, event.detector)
                 held = self.open.get(key)
-                if held is not None and SEVERITY_ORDER.index(event.severity) <= (
-                    SEVERITY_ORDER.index(held.severity)
+                if held is None and event.refresh_only:
+                    continue
+                if held is not None and (
+                    event.refresh_only
+                    or SEVERITY_ORDER.index(event.severity) <= SEVERITY_ORDER.index(held.severity)
                 ):
                     held.last_seen = max(held.last_seen, event.time)
                     held.occurrences += 1

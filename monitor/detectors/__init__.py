@@ -86,6 +86,7 @@ class DetectorConfig:
     flood_pps: float = 300.0  # packets per second one way, averaged over a window
     flood_asymmetry: float = 20.0
     arp_recent_seconds: float = 3600.0  # an address owner seen this recently still owns it
+    finding_repeat_seconds: float = 86400.0  # a standing rule/policy finding, reported again
 
     def scaled(self, time_scale: float) -> DetectorConfig:
         """The same thresholds for a replay running ``time_scale`` times faster."""
@@ -98,6 +99,7 @@ class DetectorConfig:
             silence_giveup_seconds=self.silence_giveup_seconds / s,
             sensor_blind_seconds=self.sensor_blind_seconds / s,
             arp_recent_seconds=self.arp_recent_seconds / s,
+            finding_repeat_seconds=self.finding_repeat_seconds / s,
         )
 
 

@@ -35,3 +35,27 @@ def in_window(profile: WindowProfile, kind: str, value: str) -> bool:
     if kind == "protocol":
         return value in profile.protocols or value in profile.facts.get(kind, {})
     return value in profile.facts.get(kind, {})
+
+
+class Reported:
+    """What a standing-finding detector (rules, policies) already reported, per (device,
+    rule): a finding with no new value is a refresh only, until ``repeat_seconds`` passed
+    since it was last reported (a daily reminder, not an hourly one)."""
+
+    def __init__(self, repeat_seconds: float) -> None:
+        self.repeat_seconds = repeat_seconds
+        self.seen: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self.seen
+
+    def refresh_only(self, key: tuple[str, str], values: frozenset[str], now: float) -> bool:
+        previous = self.seen.get(key)
+        if (
+            previous is None
+            or not values <= previous[0]
+            or now - previous[1] >= self.repeat_seconds
+        ):
+            self.seen[key] = (values | (previous[0] if previous else frozenset()), now)
+            return False
+        return True

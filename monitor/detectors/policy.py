@@ -2,7 +2,9 @@
 
 Wraps ``monitor.rules.evaluate_policies``: each window, every active device of a class with
 a policy is checked; a violation is reported when a violating value (peer, service,
-protocol) shows in this window, or the first time the device violates the policy. Detector
+protocol) shows in this window, or the first time the device violates the policy. Without a
+value it had not reported, a violation keeps its open event alive but opens no new one until
+``finding_repeat_seconds`` (a day) passed. Detector
 ``policy_violation``; severity from the policy, or from the device's criticality.
 """
 
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 
 from monitor.baseline import BaselineStore
 from monitor.detectors import AnalysisView, DetectorConfig
-from monitor.detectors._window import as_of, in_window
+from monitor.detectors._window import Reported, as_of, in_window
 from monitor.detectors.common import DetectorBase
 from monitor.events import Event, make_event
 from monitor.model import WindowProfile
@@ -25,7 +27,7 @@ class PolicyDetector(DetectorBase):
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         super().__init__(config)
-        self.reported: set[tuple[str, str]] = set()
+        self.reported = Reported(self.config.finding_repeat_seconds)
 
     def score_window(
         self,
@@ -57,7 +59,8 @@ class PolicyDetector(DetectorBase):
                 observable = any(k != "oui_vendor" for k in finding.evidence)
                 if not fresh and (observable or key in self.reported):
                     continue
-                self.reported.add(key)
+                values = frozenset(v for vs in finding.evidence.values() for v in vs)
+                refresh = self.reported.refresh_only(key, values, p.end)
                 event = make_event(
                     p.device_id, device, "policy_violation", "info", finding.summary, p.end,
                     {"violations": {k: list(v) for k, v in finding.evidence.items()},
@@ -66,5 +69,6 @@ class PolicyDetector(DetectorBase):
                     finding.references, signature=finding.rule_id,
                 )  # fmt: skip
                 event.severity = finding.severity
+                event.refresh_only = refresh
                 events.append(event)
         return events

@@ -3,8 +3,10 @@
 Wraps ``monitor.rules.evaluate_rules``: each window, every active device is checked against
 the library's rules. A rule that holds is reported when its evidence shows in this window
 (the device used the Telnet service *now*, not once last month) or the first time it holds
-at all. The event carries the rule's id as ``signature``, its severity, summary and
-references; its evidence is the values that made it fire.
+at all; a finding with no value it had not reported keeps its open event alive but opens no
+new one, until ``finding_repeat_seconds`` (a day) passed. The event carries the rule's id as
+``signature``, its severity, summary and references; its evidence is the values that made it
+fire.
 
 The detector name is the kind of danger, so that alerts and the evaluation speak of it:
 ``cleartext_remote_admin`` (Telnet, FTP, simple TCP services), ``remote_admin_exposure``
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 
 from monitor.baseline import BaselineStore
 from monitor.detectors import AnalysisView, DetectorConfig
-from monitor.detectors._window import as_of, in_window
+from monitor.detectors._window import Reported, as_of, in_window
 from monitor.detectors.common import DetectorBase
 from monitor.events import Event, make_event
 from monitor.model import WindowProfile
@@ -63,7 +65,7 @@ class SignatureRuleDetector(DetectorBase):
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         super().__init__(config)
-        self.reported: set[tuple[str, str]] = set()
+        self.reported = Reported(self.config.finding_repeat_seconds)
 
     def score_window(
         self,
@@ -95,7 +97,8 @@ class SignatureRuleDetector(DetectorBase):
                 observable = any(k != "oui_vendor" for k in finding.evidence)
                 if not fresh and (observable or key in self.reported):
                     continue
-                self.reported.add(key)
+                values = frozenset(v for vs in finding.evidence.values() for v in vs)
+                refresh = self.reported.refresh_only(key, values, p.end)
                 event = make_event(
                     p.device_id, device, detector_for(finding.rule_id), "info",
                     finding.summary, p.end,
@@ -104,5 +107,6 @@ class SignatureRuleDetector(DetectorBase):
                     finding.references, signature=finding.rule_id,
                 )  # fmt: skip
                 event.severity = finding.severity  # the rule's author weighed the device
+                event.refresh_only = refresh
                 events.append(event)
         return events
