@@ -12,9 +12,10 @@ daemon (score each closed window, then learn it):
 2. **Shared attack captures** (``../shared/data/pcaps``): network attacks that need no
    baseline, with the detector meant for each.
 3. **Benign traffic**: the lab's benign-ward recording (learn on its first third) and the
-week-long IoT captures of ``tj-oconnor-iot-dataset`` (learn the first day: 24 h and at least
-10 active windows, since a battery camera wakes for only a few windows a day). Every event
-raised after learning is a false event; the rate is per device-hour of real (scenario) time.
+   week-long IoT captures of ``tj-oconnor-iot-dataset`` (learn the first day: 24 h and at
+   least 10 active windows, since a battery camera wakes for only a few windows a day).
+   Every event raised after learning is a false event; the rate is per device-hour of real
+   (scenario) time.
 
     python3 bench/evaluate_detectors.py [--lab DIR ...] [--benign-lab DIR ...]
                                         [--shared DIR] [--no-long]
@@ -40,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from monitor.baseline import BaselineConfig, BaselineStore  # noqa: E402
 from monitor.detectors import DetectorConfig, DetectorSuite  # noqa: E402
+from monitor.detectors.evaluation import evaluate_lab  # noqa: E402
 from monitor.detectors.offline import replay  # noqa: E402
 from monitor.events import EventBook  # noqa: E402
 from monitor.signatures import default_signature_dirs, load_library  # noqa: E402
@@ -80,62 +82,32 @@ def run(paths: list[Path], window: float, store: BaselineStore, config: Detector
 
 
 def lab_incidents(directory: Path, library: Any, tallies: dict[str, Tally]) -> None:
-    truth = json.loads((directory / "truth.json").read_text())
-    scale = float(truth["time_scale"])
-    window = 60.0 / scale
-    first = min(e["start"] for e in truth["events"])
-    learn = first - truth["start"]
-    store = BaselineStore(BaselineConfig(min_duration=0.8 * learn, min_windows=3))
-    config = DetectorConfig().scaled(scale)
     started = time.monotonic()
-    suite, _ = run([directory / "capture.pcap"], window, store, config, 3600.0 / scale, library)
+    result = evaluate_lab(directory, library)
+    scale, window = result.time_scale, result.window
     took = time.monotonic() - started
-    print(f"\n## lab incidents: {directory} ({truth['scenario']}, x{scale:g}, "
-          f"{len(truth['events'])} events, replayed in {took:.1f} s)")  # fmt: skip
-    for injected in truth["events"]:
-        detector = injected["anomaly"]
-        mac = (injected["device"] or {}).get("mac")
-        tally = tallies.setdefault(detector, Tally())
+    print(f"\n## lab incidents: {directory} ({result.scenario}, x{scale:g}, "
+          f"{len(result.outcomes)} events, replayed in {took:.1f} s)")  # fmt: skip
+    for outcome in result.outcomes:
+        tally = tallies.setdefault(outcome.anomaly, Tally())
         tally.injected += 1
-        earliest = float(injected["start"])
-        if detector.startswith("silence"):
-            earliest = _silence_due(suite, store, mac, earliest, config)
-        hits = [
-            d
-            for d in suite.detections
-            if d.detector == detector
-            and d.device == mac
-            and injected["start"] - window <= d.time <= max(injected["end"], earliest) + 2 * window
-        ]
-        name = (injected["device"] or {}).get("name", mac)
-        if hits:
-            hit = min(hits, key=lambda d: d.time)
-            delay = max(0.0, hit.time - injected["start"])
-            tally.detected += 1
-            tally.delays.append(delay * scale)
-            tally.delays_windows.append(delay / window)
-            due = ""
-            if detector.startswith("silence"):
-                late = (hit.time - earliest) / window
-                due = f"; {late:+.1f} windows from when k x its cadence had passed"
-            print(f"  found   {detector:<24} {name:<10} after {delay * scale / 60:5.1f} min "
-                  f"({delay / window:4.1f} windows{due})")  # fmt: skip
-        else:
-            tally.missed.append(f"{directory.name}:{name}")
-            print(f"  MISSED  {detector:<24} {name}")
-    extra = Counter(e.detector for e in suite.book.emitted if e.time >= first)
+        if outcome.delay is None:
+            tally.missed.append(f"{directory.name}:{outcome.name}")
+            print(f"  MISSED  {outcome.anomaly:<24} {outcome.name}")
+            continue
+        tally.detected += 1
+        tally.delays.append(outcome.delay * scale)
+        tally.delays_windows.append(outcome.delay / window)
+        due = ""
+        if outcome.due > outcome.start:
+            late = (outcome.start + outcome.delay - outcome.due) / window
+            due = f"; {late:+.1f} windows from when k x its cadence had passed"
+        minutes, windows = outcome.delay * scale / 60, outcome.delay / window
+        print(f"  found   {outcome.anomaly:<24} {outcome.name:<10} after "
+              f"{minutes:5.1f} min ({windows:4.1f} windows{due})")  # fmt: skip
+    extra = Counter(e.detector for e in result.events if e.time >= result.learned_until)
     print(f"  events after learning (all, deduplicated): {sum(extra.values())} "
           f"({', '.join(f'{k} {v}' for k, v in sorted(extra.items()))})")  # fmt: skip
-
-
-def _silence_due(suite: DetectorSuite, store: BaselineStore, mac: str | None, start: float,
-                 config: DetectorConfig) -> float:  # fmt: skip
-    """When silence becomes visible: k x the device's steadiest learned interval after the
-    start (its last message is at most one interval before the start)."""
-    baseline = store.get(mac or "")
-    found = baseline.expected_interval() if baseline is not None else None
-    interval = found[1].median if found is not None else 0.0
-    return start + max(config.silence_k * interval, config.silence_min_seconds)
 
 
 def attacks(shared: Path, library: Any, tallies: dict[str, Tally]) -> None:
