@@ -35,6 +35,7 @@ import yaml
 from monitor.facts import FACT_KINDS, Fact, FactTable, record_fact
 from monitor.model import Device, WindowProfile
 from monitor.profiles import (
+    VOLUME_FEATURES,
     Cadence,
     FormatError,
     RobustStats,
@@ -45,6 +46,7 @@ from monitor.profiles import (
     quantize_time,
     read_count,
     read_mapping,
+    volume_vector,
 )
 
 LEARNING = "learning"
@@ -274,6 +276,19 @@ class Baseline:
                         Deviation(kind, value, count, None if seen is None else seen.first_seen)
                     )
         return out
+
+    def volume_scores(self, profile: WindowProfile, min_windows: int = 10) -> dict[str, float]:
+        """Robust z-scores of the window's volumes against what is normal at that time
+        (hour of week once known, else the recent windows); empty until ``min_windows``
+        windows are learned. Call it before the window is learned."""
+        if len(self.volumes) < min_windows:
+            return {}
+        scores: dict[str, float] = {}
+        for feature, value in zip(VOLUME_FEATURES, volume_vector(profile), strict=True):
+            expected = self.volumes.expected(feature, profile.start)
+            if expected is not None:
+                scores[feature] = expected.score(value)
+        return scores
 
     def expected_interval(self, min_gaps: int = 4) -> tuple[str, RobustStats] | None:
         """The device's main reporting cadence: its steadiest conversation.

@@ -111,13 +111,14 @@ class RobustStats:
     mad: float
     n: int
 
-    def score(self, value: float, floor: float = 1.0) -> float:
+    def score(self, value: float, floor: float = 1.0, relative_floor: float = 0.1) -> float:
         """How many (MAD-scaled) standard deviations ``value`` is from the median.
 
-        ``floor`` keeps a perfectly flat history (MAD 0) from turning every small change into
-        an infinite score: the spread used is at least ``floor`` (in the value's own unit).
+        A perfectly flat history (MAD 0) would turn every small change into an infinite
+        score: the spread used is at least ``floor`` (in the value's unit) and at least
+        ``relative_floor`` times the median.
         """
-        spread = max(self.mad * MAD_TO_SIGMA, floor)
+        spread = max(self.mad * MAD_TO_SIGMA, floor, relative_floor * abs(self.median))
         return (value - self.median) / spread
 
 

@@ -90,6 +90,13 @@ class State:
             size = 0
         except OSError as error:
             raise StateError(f"{self.path}: cannot read ({error.strerror})") from None
+        if not size and create:
+            # A new file is private from its first byte (SQLite gives -wal/-shm the same mode):
+            # it names hosts and addresses.
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError as error:
+                raise StateError(f"{self.path}: cannot create ({error.strerror})") from None
         if size:
             try:
                 with self.path.open("rb") as handle:
@@ -116,7 +123,10 @@ class State:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if not new or tables:
+        # An empty database (no tables, no marks) holds nothing to lose: a first run killed
+        # before its schema committed leaves one behind, and it is simply initialised.
+        empty = not tables and app_id == 0 and version == 0
+        if not new and not empty:
             if app_id != APPLICATION_ID:
                 raise self._refuse("not a santinel state file (another program's database)")
             if version > SCHEMA_VERSION:

@@ -320,3 +320,25 @@ def test_import_of_any_mangled_export_raises_only_format_error(data: st.DataObje
         import_yaml(text, "fuzz.yml", None)
     except FormatError as error:
         assert "\n" not in str(error) and str(error).startswith("fuzz.yml: ")
+
+
+def test_pending_facts_are_bounded() -> None:
+    baseline = Baseline("dev", BaselineConfig(min_duration=60.0, min_windows=1, max_pending=5))
+    baseline.learn(window(0))
+    for i in range(1, 4):
+        baseline.learn(window(i, names={f"n{i}-{k}.example": 1 for k in range(3)}))
+    assert sum(len(v) for v in baseline.pending.values()) == 5
+
+
+def test_volume_scores_flag_a_burst_against_the_learned_median() -> None:
+    baseline = Baseline("dev")
+    for i in range(20):
+        baseline.learn(window(i))
+    assert baseline.volume_scores(window(20)) == dict.fromkeys(
+        ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "flows", "peers"), 0.0
+    )
+    burst = window(21)
+    burst.tx_bytes = 50_000
+    # a flat history (MAD 0): the spread is 10 % of the median, so 49 "sigmas"
+    assert baseline.volume_scores(burst)["tx_bytes"] == pytest.approx(490.0)
+    assert Baseline("new").volume_scores(burst) == {}
