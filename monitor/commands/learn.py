@@ -30,6 +30,19 @@ from monitor.model import Device, WindowProfile
 from monitor.state import State, StateError
 
 
+def duration(text: str) -> float:
+    """An argparse type: seconds, or a duration like ``90s``, ``5m``, ``1h30m``, ``7d``."""
+    from monitor.config import parse_duration
+
+    try:
+        value = float(parse_duration(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a duration cannot be negative")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "learn",
@@ -40,18 +53,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("captures", nargs="+", metavar="CAPTURE", type=Path)
     parser.add_argument("--state", required=True, metavar="DB", help="state file")
     parser.add_argument(
-        "--window", type=float, default=60.0, metavar="SECONDS", help="profile window length"
+        "--window", type=duration, default=60.0, metavar="SECONDS", help="profile window length"
     )
     parser.add_argument(
         "--checkpoint-interval",
-        type=float,
+        type=duration,
         default=300.0,
         metavar="SECONDS",
         help="capture time between checkpoints (default 300)",
     )
     parser.add_argument(
         "--min-duration",
-        type=float,
+        type=duration,
         metavar="SECONDS",
         help="capture time a device needs before enforcing",
     )
@@ -62,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="active windows a device needs before enforcing",
     )
     parser.add_argument(
-        "--fact-ttl", type=float, metavar="SECONDS", help="forget facts not seen for this long"
+        "--fact-ttl", type=duration, metavar="SECONDS", help="forget facts not seen for this long"
     )
     parser.add_argument("--quiet", action="store_true", help="no per-device summary")
     parser.set_defaults(func=run)

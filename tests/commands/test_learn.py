@@ -255,3 +255,54 @@ def test_learn_killed_at_random_moments_over_a_capture_resumes_exactly(
             for leftover in tmp_path.glob("killed.db*"):
                 leftover.unlink()  # start the next cycle from scratch
     assert compared >= 10
+
+
+def test_learn_from_a_generated_capture_reports_bad_files_and_keeps_the_good(
+    tmp_path: Path,
+) -> None:
+    """An HL7-like feed every 10 s (two segments each) for 30 minutes, written with scapy;
+    next to it a file that is not a capture."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from tests.support.packets import write_capture
+
+    monitor_mac, server_mac = "00:09:fb:00:00:01", "00:1b:63:00:00:02"
+    packets, times = [], []
+    for k in range(180):
+        for segment in range(2):
+            packets.append(
+                Ether(src=monitor_mac, dst=server_mac)
+                / IP(src="10.0.0.5", dst="10.0.0.9")
+                / TCP(sport=40000, dport=2575, flags="PA", seq=1000 + 200 * (2 * k + segment))
+                / (b"x" * 100)
+            )
+            times.append(5.0 + 10.0 * k + 0.01 * segment)
+    capture = write_capture(tmp_path / "feed.pcap", packets, start=1_700_000_040.0, times=times)
+    garbage = tmp_path / "notes.pcap"
+    garbage.write_text("not a capture\n")
+    state = tmp_path / "state.db"
+    result = run_santinel(
+        "learn",
+        str(garbage),
+        str(capture),
+        "--state",
+        str(state),
+        "--min-duration",
+        "10m",
+        "--min-windows",
+        "5",
+        "--checkpoint-interval",
+        "5m",
+    )
+    assert result.returncode == 2
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and str(garbage) in errors[0] and "Traceback" not in result.stderr
+    with State(state, create=False) as db:
+        baseline = db.load_baseline(monitor_mac)
+    assert baseline is not None
+    stats = baseline.cadence["ip:10.0.0.9|tcp/2575"].stats()  # the server never answered
+    assert stats is not None and stats.median == 10.0 and stats.mad == 0.0
+    # windows of 60 s from 1_700_000_040: active in all 30; 10 minutes reached after the 10th
+    assert baseline.windows == 30
+    assert baseline.enforcing_since == 1_700_000_040.0 + 600.0
