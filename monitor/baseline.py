@@ -501,6 +501,8 @@ class BaselineStore:
     now: float | None = None
     # the devices of the last analysis seen, so the state can persist the inventory
     devices: Mapping[str, Device] = field(default_factory=dict)
+    # changes made by a person (approve, reset, import, freeze) not yet in the state file
+    edits: list[dict[str, Any]] = field(default_factory=list)
 
     def get(self, device_id: str) -> Baseline | None:
         """The device's baseline, or None when it has none yet. Read-only use: scoring."""
@@ -553,6 +555,42 @@ class BaselineStore:
                 gone += n
                 self.dirty.add(device_id)
         return gone
+
+    def edit(self, change: Mapping[str, Any]) -> None:
+        """Apply a person's change and remember it for the state file (``edits``).
+
+        ``change`` is one of ``{"op": "approve", "device", "kind", "value", "by", "why",
+        "at"}``, ``{"op": "reset", "device"}``, ``{"op": "freeze", "device", "frozen"}``,
+        ``{"op": "put", "baseline": <to_dict form>}``. The state file keeps the changes so
+        that a running daemon, whose checkpoint would otherwise overwrite what a command
+        wrote, applies them to its own store first (see ``monitor.state``).
+        """
+        self.apply(change)
+        self.edits.append(dict(change))
+
+    def apply(self, change: Mapping[str, Any]) -> None:
+        """Apply a change (see ``edit``) without recording it; ``ValueError`` if malformed."""
+        op = change.get("op")
+        try:
+            if op == "approve":
+                self.approve(
+                    str(change["device"]),
+                    str(change["kind"]),
+                    str(change["value"]),
+                    str(change["by"]),
+                    str(change["why"]),
+                    float(change["at"]),
+                )
+            elif op == "reset":
+                self.reset(str(change["device"]))
+            elif op == "freeze":
+                self.set_frozen(str(change["device"]), bool(change["frozen"]))
+            elif op == "put":
+                self.put(Baseline.from_dict(change["baseline"], self.config))
+            else:
+                raise ValueError("unknown change")
+        except (KeyError, TypeError, FormatError) as error:
+            raise ValueError(f"malformed change ({type(error).__name__})") from None
 
     def approve(
         self, device_id: str, kind: str, value: str, who: str, why: str, when: float

@@ -295,3 +295,66 @@ def test_an_empty_database_left_by_a_first_run_killed_early_is_initialised(
     assert path.stat().st_size > 0
     with State(path) as state:
         assert state.checkpoint(learned_store(3)) == 1
+
+
+def test_changes_made_by_commands_while_a_daemon_runs_are_kept_not_overwritten(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    daemon = State(path)
+    store = learned_store()  # the daemon's in-memory baselines, enforcing
+    daemon.checkpoint(store)
+    approved, reset = sorted(store.baselines)[:2]
+    new_peer = "ext:198.51.100.99"
+
+    with State(path) as command:  # santinel baseline approve / reset, in another process
+        theirs = command.load_store()
+        theirs.edit(
+            {
+                "op": "approve",
+                "device": approved,
+                "kind": "peer",
+                "value": new_peer,
+                "by": "alice",
+                "why": "CHG-1",
+                "at": theirs.now,
+            }
+        )
+        theirs.edit({"op": "reset", "device": reset})
+        command.checkpoint(theirs)
+
+    # the daemon learns on and checkpoints: it must apply the changes, not overwrite them
+    store.learn_window(window_profiles(7, 12, devices=5))
+    daemon.checkpoint(store)
+    assert store.baselines[approved].knows("peer", new_peer)
+    assert store.get(reset) is None
+    daemon.checkpoint(store)  # a change is applied once, not at every checkpoint
+    assert store.get(reset) is None
+    store.learn_window(window_profiles(7, 13, devices=5))  # the reset device starts over
+    daemon.checkpoint(store)
+    daemon.close()
+    with State(path) as again:
+        baseline = again.load_baseline(approved)
+        assert baseline is not None and baseline.knows("peer", new_peer)
+        assert baseline.approvals[("peer", new_peer)].by == "alice"
+        fresh = again.load_baseline(reset)
+        assert fresh is not None and fresh.windows == 1
+
+
+def test_a_schema_1_file_is_migrated_with_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = learned_store()
+    with State(path) as state:
+        state.checkpoint(store, {"a": make_device("a")})
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE edits")  # what a schema-1 file looked like
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with State(path) as state:
+        assert [b.to_dict() for b in state.load_store().baselines.values()] == [
+            store.baselines[k].to_dict() for k in sorted(store.baselines)
+        ]
+        assert state.load_devices() == {"a": make_device("a")}
+        store.edit({"op": "reset", "device": sorted(store.baselines)[0]})
+        state.checkpoint(store)  # the new table is there and used

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import math
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -35,12 +36,20 @@ def duration(text: str) -> float:
     from monitor.config import parse_duration
 
     try:
-        value = float(parse_duration(text))
+        value = float(text) if _is_number(text) else float(parse_duration(text))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("a duration cannot be negative")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("a duration must be a finite number >= 0")
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
