@@ -338,11 +338,12 @@ class Baseline:
 
     # --- serialisation ---------------------------------------------------------------------
 
-    def to_dict(self, derived: bool = True) -> dict[str, Any]:
+    def to_dict(self, derived: bool = True, compact: bool = False) -> dict[str, Any]:
         """A plain, ordered, JSON- and YAML-safe form; ``from_dict`` reads it back exactly.
 
         ``derived`` adds what is computed from the rest (state, progress, medians, MADs,
-        intervals) for a reader; ``from_dict`` ignores it. The state file stores without."""
+        intervals) for a reader; ``from_dict`` ignores it. ``compact`` writes the volume
+        arrays as base64 bytes. The state file stores with neither."""
         shown: dict[str, Any] = (
             {"state": self.state, "progress": round(self.progress, 4)} if derived else {}
         )
@@ -357,7 +358,7 @@ class Baseline:
             "facts": self._facts_to_dict(self.facts, with_approvals=True),
             "pending": self._facts_to_dict(self.pending, with_approvals=False),
             "cadence": {key: self.cadence[key].to_dict(derived) for key in sorted(self.cadence)},
-            "volumes": self.volumes.to_dict(derived),
+            "volumes": self.volumes.to_dict(derived, compact),
         }
 
     def _facts_to_dict(self, table: FactTable, with_approvals: bool) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class StateError(Exception):
 def _schema_v1(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     db.execute("CREATE TABLE devices (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
-    # data: zlib-compressed JSON of Baseline.to_dict(derived=False)
+    # data: zlib-compressed JSON of Baseline.to_dict(derived=False, compact=True)
     db.execute("CREATE TABLE baselines (device_id TEXT PRIMARY KEY, data BLOB NOT NULL)")
     db.execute(
         "CREATE TABLE counters (name TEXT NOT NULL, key TEXT NOT NULL, value INTEGER NOT NULL,"
@@ -355,7 +355,9 @@ class State:
             for device_id in sorted(store.dirty):
                 baseline = store.baselines.get(device_id)
                 if baseline is not None:
-                    baseline_rows.append((device_id, _pack(baseline.to_dict(derived=False))))
+                    baseline_rows.append(
+                        (device_id, _pack(baseline.to_dict(derived=False, compact=True)))
+                    )
             removed = [(device_id,) for device_id in sorted(store.removed)]
         row = db.execute("SELECT value FROM meta WHERE key='checkpoints'").fetchone()
         number = int(json.loads(row[0])) + 1 if row else 1  # other processes count too
