@@ -342,3 +342,17 @@ def test_volume_scores_flag_a_burst_against_the_learned_median() -> None:
     # a flat history (MAD 0): the spread is 10 % of the median, so 49 "sigmas"
     assert baseline.volume_scores(burst)["tx_bytes"] == pytest.approx(490.0)
     assert Baseline("new").volume_scores(burst) == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=5, unique=True))
+def test_any_fact_text_survives_export_import_export(values: list[str]) -> None:
+    baseline = Baseline("dev")
+    profile = window(0)
+    profile.facts = {"dns_query": dict.fromkeys(values, 1), "hostname": {v: 2 for v in values}}
+    profile.conversations = {f"{v}|tcp/1": [T0 + 1.0, T0 + 9.0] for v in values}
+    baseline.learn(profile)
+    text = export_yaml([baseline])
+    again = import_yaml(text, "x.yml", None)
+    assert export_yaml(again) == text
+    assert set(again[0].facts["dns_query"]) == set(values)
