@@ -35,6 +35,7 @@ import yaml
 from monitor.facts import FACT_KINDS, Fact, FactTable, record_fact
 from monitor.model import Device, WindowProfile
 from monitor.profiles import (
+    MAD_TO_SIGMA,
     VOLUME_FEATURES,
     Cadence,
     FormatError,
@@ -96,6 +97,16 @@ class Deviation:
     value: str
     count: int  # sightings in the window
     pending_since: float | None  # when it was first seen while enforcing, if it was
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """A steady conversation that missed its cadence."""
+
+    conversation: str  # "peer|service"
+    last_message: float
+    expected_interval: float  # seconds (median gap)
+    silent_for: float  # seconds since the last message
 
 
 def profile_facts(profile: WindowProfile) -> dict[str, dict[str, int]]:
@@ -289,6 +300,31 @@ class Baseline:
             if expected is not None:
                 scores[feature] = expected.score(value)
         return scores
+
+    def overdue(
+        self, now: float, factor: float = 3.0, min_gaps: int = 8, max_spread: float = 0.25
+    ) -> list[Overdue]:
+        """Steady conversations whose next message is late at capture time ``now``.
+
+        A conversation is steady when it has at least ``min_gaps`` gaps and its MAD is at most
+        ``max_spread`` of its median; it is late when nothing came for longer than
+        ``median + factor × spread``, where the spread is the MAD scaled to a standard
+        deviation but at least 5 % of the median and 1 s. Sorted by key.
+        """
+        out: list[Overdue] = []
+        for key in sorted(self.cadence):
+            cadence = self.cadence[key]
+            stats = cadence.stats()
+            if stats is None or cadence.last_message is None or stats.median <= 0:
+                continue
+            if stats.n < min_gaps or stats.mad > max_spread * stats.median:
+                continue
+            spread = max(stats.mad * MAD_TO_SIGMA, 0.05 * stats.median, 1.0)
+            allowed = stats.median + factor * spread
+            silent = now - cadence.last_message
+            if silent > allowed:
+                out.append(Overdue(key, cadence.last_message, stats.median, silent))
+        return out
 
     def expected_interval(self, min_gaps: int = 4) -> tuple[str, RobustStats] | None:
         """The device's main reporting cadence: its steadiest conversation.

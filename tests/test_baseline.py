@@ -356,3 +356,27 @@ def test_any_fact_text_survives_export_import_export(values: list[str]) -> None:
     again = import_yaml(text, "x.yml", None)
     assert export_yaml(again) == text
     assert set(again[0].facts["dns_query"]) == set(values)
+
+
+def test_a_steady_conversation_that_stops_is_reported_overdue() -> None:
+    baseline = Baseline("dev")
+    for i in range(10):  # a message every 30 s
+        baseline.learn(window(i))
+    last = T0 + 9 * 60 + 35.0
+    expected = f"{GW}|udp/53"
+    # 30 s median, MAD 0: the spread is max(5 % of 30 s, 1 s) = 1.5 s; late after 34.5 s
+    assert baseline.overdue(last + 34.0) == []
+    late = baseline.overdue(last + 35.0)
+    assert [(o.conversation, o.expected_interval, o.silent_for) for o in late] == [
+        (expected, 30.0, 35.0)
+    ]
+
+
+def test_an_irregular_conversation_is_never_overdue() -> None:
+    baseline = Baseline("dev")
+    for i in range(10):
+        profile = window(i)
+        offset = (7, 52, 20, 41, 3, 58, 33, 12, 47, 26)[i]  # gaps from 5 s to 115 s
+        profile.conversations = {"p|tcp/1": [T0 + 60 * i + offset]}
+        baseline.learn(profile)
+    assert baseline.overdue(T0 + 100_000) == []
