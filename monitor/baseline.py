@@ -22,6 +22,11 @@ contract: for each closed window a caller first scores the window against
 calls ``store.learn_window(profiles, analysis)``; learning never happens inside a query.
 Learning a window whose end is not after the device's last learned window is a no-op, so
 replaying a capture that was partly learned already does not count anything twice.
+
+Queries for detectors (all read-only): ``Baseline.deviations(profile)`` (facts it does not
+know), ``Baseline.volume_scores(profile)`` (robust z-scores of the volumes, hour-of-week aware),
+``Baseline.overdue(now)`` (steady conversations that missed their cadence),
+``Baseline.expected_interval()`` (the main cadence), ``Baseline.enforcing``/``progress``.
 """
 
 from __future__ import annotations

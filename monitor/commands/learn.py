@@ -188,6 +188,13 @@ def learn_into(
     """The command's work on an open state; ``on_checkpoint(number, store)`` is called after
     each committed checkpoint (tests compare a killed run with a straight one through it)."""
     config = _config(state, args)
+    window = state.meta("window_seconds")
+    if isinstance(window, int | float) and window != args.window:
+        # volumes per window of another length are not comparable with these
+        raise UserError(
+            f"{state.path}: its baselines were learned with {window:g} s windows, not "
+            f"{args.window:g} s (use --window {window:g}, or a new state file)"
+        )
     store = state.load_store(config)
     base_devices = state.load_devices()
     learned: dict[str, str] = dict(state.meta("learned_captures", {}) or {})
@@ -214,7 +221,7 @@ def learn_into(
     last_bucket: list[int | None] = [None]
 
     def checkpoint(devices: Mapping[str, Device], meta: Mapping[str, Any] | None = None) -> None:
-        number = state.checkpoint(store, devices, meta)
+        number = state.checkpoint(store, devices, {**(meta or {}), "window_seconds": args.window})
         if on_checkpoint is not None:
             on_checkpoint(number, store)
 

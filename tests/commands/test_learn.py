@@ -306,3 +306,7 @@ def test_learn_from_a_generated_capture_reports_bad_files_and_keeps_the_good(
     # windows of 60 s from 1_700_000_040: active in all 30; 10 minutes reached after the 10th
     assert baseline.windows == 30
     assert baseline.enforcing_since == 1_700_000_040.0 + 600.0
+    # the same state with another window length: refused, nothing learned
+    other = run_santinel("learn", str(capture), "--state", str(state), "--window", "30")
+    assert other.returncode == 2
+    assert "learned with 60 s windows, not 30 s" in other.stderr
