@@ -284,13 +284,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def _check_class(value: str) -> str:
+def _require_str(value: Any) -> str:
+    # BeforeValidators see raw input: refuse non-strings before using them as strings
+    if not isinstance(value, str):
+        raise ValueError(f"Input should be a valid string, not {type(value).__name__}")
+    return value
+
+
+def _check_class(value: Any) -> str:
+    value = _require_str(value)
     if value not in DEVICE_CLASSES:
         raise ValueError(f"unknown device class {value!r} (see DEVICE_CLASSES)")
     return value
 
 
-def _check_criticality(value: str) -> str:
+def _check_criticality(value: Any) -> str:
+    value = _require_str(value)
     if value not in CRITICALITIES:
         raise ValueError(f"unknown criticality {value!r}: one of {', '.join(CRITICALITIES)}")
     return value
@@ -302,7 +311,8 @@ Severity = Literal["critical", "high", "warning", "info"]
 Status = Literal["experimental", "test", "stable"]
 
 
-def _check_service(value: str) -> str:
+def _check_service(value: Any) -> str:
+    value = _require_str(value)
     match = _SERVICE_RE.match(value)
     if not match:
         raise ValueError(f"service {value!r} is not 'tcp/PORT', 'udp/LO-HI' or 'tcp/*'")
@@ -314,7 +324,8 @@ def _check_service(value: str) -> str:
     return value
 
 
-def _check_network(value: str) -> str:
+def _check_network(value: Any) -> str:
+    value = _require_str(value)
     if value in NETWORK_KEYWORDS:
         return value
     try:
@@ -326,7 +337,8 @@ def _check_network(value: str) -> str:
     return value
 
 
-def _check_role(value: str) -> str:
+def _check_role(value: Any) -> str:
+    value = _require_str(value)
     if value not in PEER_ROLES and value != "same_class":
         raise ValueError(f"unknown peer role {value!r}: {', '.join([*PEER_ROLES, 'same_class'])}")
     return value
@@ -519,7 +531,8 @@ def _check_references(values: list[str]) -> list[str]:
     return values
 
 
-def _check_template(value: str) -> str:
+def _check_template(value: Any) -> str:
+    value = _require_str(value)
     try:
         parsed = list(string.Formatter().parse(value))
     except ValueError as error:

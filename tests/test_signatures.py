@@ -7,6 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from monitor.signatures import (
     CLASS_LABELS,
@@ -208,6 +211,86 @@ def test_every_entry_needs_a_positive_and_a_negative_sample(tmp_path: Path) -> N
     text = GOOD_FINGERPRINT.replace('      negative: [{vendor: "Acme Toys"}]\n', "")
     errors = errors_of([write(tmp_path, "nosample.yml", text).parent])
     assert any("missing key 'negative'" in e for e in errors), errors
+
+
+GOOD_RULE_AND_POLICY = """\
+rules:
+  - id: rule.t
+    title: T
+    severity: high
+    summary: "The {class_label} offers {values}."
+    runbook: "1. Act."
+    references: [CVE-2015-3459]
+    scope: {device_classes: [infusion_pump], medical: true}
+    any: [{kind: service_offered, equals: [tcp/23]}]
+    none: [{kind: peer, networks: [10.0.0.0/8]}]
+    samples:
+      positive:
+        - {classification: {device_class: infusion_pump}, facts: {service_offered: [tcp/23]}}
+      negative: [{classification: {device_class: infusion_pump}}]
+policies:
+  - id: policy.t
+    title: P
+    device_classes: [infusion_pump]
+    summary: "{class_label}: {values}"
+    runbook: "1."
+    peers: [{classes: [pacs], networks: [private], roles: [dns_server], offers: [tcp/443]}]
+    services_used: [tcp/443, "udp/1-100"]
+    protocols: [tls]
+    samples:
+      positive: [{classification: {device_class: infusion_pump}, facts: {protocol: [ftp]}}]
+      negative: [{classification: {device_class: infusion_pump}}]
+"""
+
+YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    found = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+def _replace(node: object, path: tuple[object, ...], value: object) -> object:
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(node, dict):
+        return {k: (_replace(v, rest, value) if k == head else v) for k, v in node.items()}
+    assert isinstance(node, list)
+    return [(_replace(v, rest, value) if i == head else v) for i, v in enumerate(node)]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data(), value=YAML_VALUES)
+def test_any_value_anywhere_gives_a_located_error_or_a_library(
+    tmp_path: Path, data: st.DataObject, value: object
+) -> None:
+    documents = [yaml.safe_load(GOOD_FINGERPRINT), yaml.safe_load(GOOD_RULE_AND_POLICY)]
+    document = data.draw(st.sampled_from(documents))
+    path = data.draw(st.sampled_from(_paths(document)))
+    mutated = _replace(document, path, value)
+    target = tmp_path / "fuzz"
+    target.mkdir(exist_ok=True)
+    (target / "x.yml").write_text(yaml.safe_dump(mutated, allow_unicode=True), encoding="utf-8")
+    try:
+        load_library([target])
+    except SignatureError as error:
+        assert error.errors
+        for line in error.errors:
+            assert re.match(rf"^{re.escape(str(target / 'x.yml'))}:\d+: \S", line), line
 
 
 # --- overrides --------------------------------------------------------------------------------
