@@ -291,15 +291,15 @@ def _require_str(value: Any) -> str:
     return value
 
 
-def _check_class(value: Any) -> str:
-    value = _require_str(value)
+def _check_class(raw: Any) -> str:
+    value = _require_str(raw)
     if value not in DEVICE_CLASSES:
         raise ValueError(f"unknown device class {value!r} (see DEVICE_CLASSES)")
     return value
 
 
-def _check_criticality(value: Any) -> str:
-    value = _require_str(value)
+def _check_criticality(raw: Any) -> str:
+    value = _require_str(raw)
     if value not in CRITICALITIES:
         raise ValueError(f"unknown criticality {value!r}: one of {', '.join(CRITICALITIES)}")
     return value
@@ -311,8 +311,8 @@ Severity = Literal["critical", "high", "warning", "info"]
 Status = Literal["experimental", "test", "stable"]
 
 
-def _check_service(value: Any) -> str:
-    value = _require_str(value)
+def _check_service(raw: Any) -> str:
+    value = _require_str(raw)
     match = _SERVICE_RE.match(value)
     if not match:
         raise ValueError(f"service {value!r} is not 'tcp/PORT', 'udp/LO-HI' or 'tcp/*'")
@@ -324,8 +324,8 @@ def _check_service(value: Any) -> str:
     return value
 
 
-def _check_network(value: Any) -> str:
-    value = _require_str(value)
+def _check_network(raw: Any) -> str:
+    value = _require_str(raw)
     if value in NETWORK_KEYWORDS:
         return value
     try:
@@ -337,8 +337,8 @@ def _check_network(value: Any) -> str:
     return value
 
 
-def _check_role(value: Any) -> str:
-    value = _require_str(value)
+def _check_role(raw: Any) -> str:
+    value = _require_str(raw)
     if value not in PEER_ROLES and value != "same_class":
         raise ValueError(f"unknown peer role {value!r}: {', '.join([*PEER_ROLES, 'same_class'])}")
     return value
@@ -531,8 +531,8 @@ def _check_references(values: list[str]) -> list[str]:
     return values
 
 
-def _check_template(value: Any) -> str:
-    value = _require_str(value)
+def _check_template(raw: Any) -> str:
+    value = _require_str(raw)
     try:
         parsed = list(string.Formatter().parse(value))
     except ValueError as error:
