@@ -392,3 +392,31 @@ def test_signatures_test_prints_a_failing_sample_and_exits_1(tmp_path: Path) -> 
         result.stdout
     )
     assert "1 samples passed, 1 failed" in result.stdout
+
+
+HUE_FINGERPRINT = """\
+fingerprints:
+  - id: fp.test.hue
+    title: Hue bridge
+    sources: [test]
+    result: {vendor: Signify, device_class: generic_iot, criticality: low}
+    evidence:
+      - {kind: oui_vendor, pattern: '^philips lighting', weight: 0.6}
+    samples:
+      positive:
+        - {capture: iot-sentinel/HueBridge/Setup-A-1-STA.pcap, device: "00:17:88:24:76:ff"}
+      negative:
+        - {capture: iot-sentinel/HueBridge/Setup-A-1-STA.pcap, device: "%s"}
+"""
+
+
+@pytest.mark.shared
+def test_capture_samples_run_through_the_pipeline(tmp_path: Path, shared_pcaps: Path) -> None:
+    assert (shared_pcaps / "iot-sentinel/HueBridge/Setup-A-1-STA.pcap").is_file()
+    path = write(tmp_path, "hue.yml", HUE_FINGERPRINT % "02:00:00:00:00:99")
+    result = run_santinel("signatures", "test", "-v", str(tmp_path))
+    assert result.returncode == 1
+    assert f"{path}:2: ok fp.test.hue positive sample 1: matched with confidence 0.60" in (
+        result.stdout
+    )
+    assert f"{path}:2: FAIL fp.test.hue negative sample 1: device not in capture" in result.stdout
