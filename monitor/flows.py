@@ -34,7 +34,7 @@ class Flow:
     bytes: list[int] = field(default_factory=lambda: [0, 0])
     server_side: int = -1  # known once a SYN-ACK or a UDP reply is seen
     app: str | None = None  # application protocol recognised by content
-    inspect_budget: int = 16  # payload packets still to hand to the application decoders
+    inspect_budget: int = 4  # payload packets still to hand to the application decoders
     devices: list[str | None] = field(default_factory=lambda: [None, None])
     peers: list[str] = field(default_factory=lambda: ["", ""])  # how each side names the other
     addresses: tuple[str, str] = ("", "")
@@ -98,6 +98,32 @@ def flow_keys(
         h = _mix(h, (np.uint64(protocol[i]) << np.uint64(32)) | (np.uint64(sp) << np.uint64(16)))
         h = _mix(h, np.uint64(dp))
         keys[i] = h | np.uint64(1)  # never 0, which means "no flow"
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def could_be_metadata(
+    buffer: npt.NDArray[np.uint8],
+    offsets: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int32],
+) -> npt.NDArray[np.bool_]:
+    """Per TCP payload, whether its first bytes could start a message of a protocol the
+    application decoders read (TLS record, HTTP request, HL7/MLLP, DICOM PDU, MQTT CONNECT):
+    the rest never needs a trip into Python."""
+    out = np.zeros(offsets.shape[0], np.bool_)
+    for i in range(offsets.shape[0]):
+        n = lengths[i]
+        if n < 2:
+            continue
+        p = offsets[i]
+        b0 = buffer[p]
+        b1 = buffer[p + 1]
+        tls_record = b0 == 0x16 and b1 == 0x03
+        mllp_or_msh = b0 == 0x0B or (b0 == 77 and b1 == 83)  # start block, or "MS(H)"
+        dicom_pdu = 1 <= b0 <= 7 and b1 == 0
+        mqtt_connect = b0 == 0x10
+        upper_case_word = 65 <= b0 <= 90 and 65 <= b1 <= 90  # HTTP method, FHS/BHS batch
+        out[i] = tls_record or mllp_or_msh or dicom_pdu or mqtt_connect or upper_case_word
+    return out
 
 
 @numba.njit(cache=True)  # type: ignore[misc]

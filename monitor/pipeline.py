@@ -37,6 +37,7 @@ from monitor.decode.headers import (
 from monitor.flows import (
     Flow,
     FlowKey,
+    could_be_metadata,
     flow_keys,
     message_starts,
     payload_keys,
@@ -52,8 +53,9 @@ WindowCallback = Callable[[list[WindowProfile], "Analysis"], None]
 
 # UDP ports whose datagrams always go to an application decoder
 INSPECTED_UDP_PORTS = frozenset({53, 67, 68, 1900, 5353, 5355})
-# payload packets of a TCP flow handed to the decoders before its protocol is known
-INITIAL_INSPECT_BUDGET = 16
+# payload packets of a TCP flow handed to the decoders before its protocol is known: every
+# protocol decoded here shows itself in the first message of one side or the other
+INITIAL_INSPECT_BUDGET = 4
 # protocols whose every (small) payload packet carries metadata worth counting
 FOLLOWED_APPS = frozenset({"hl7", "dicom"})
 FOLLOWED_MAX_PAYLOAD = 4096
@@ -577,6 +579,12 @@ class Analysis:
             dtype=np.int64,
         )
         chosen = take_within_budget(groups, eligible, budget)
+        candidates = np.flatnonzero(chosen)
+        if candidates.shape[0]:
+            plausible = could_be_metadata(
+                batch.buffer, table.payload_offset[sl][candidates], payload_len[candidates]
+            )
+            chosen[candidates[~plausible]] = False
         for j, flow in enumerate(flow_list):
             if flow.app not in FOLLOWED_APPS:
                 flow.inspect_budget = int(budget[j])

@@ -1,0 +1,142 @@
+"""Tests for monitor.decode.http: hand-written requests, robustness, a real curl request
+recorded by tcpdump, and equality with tshark on shared captures."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.decode import Malformed
+from monitor.decode.http import HttpInfo, looks_like, parse
+from tests.support.pcap_payloads import tcp_payloads
+from tests.support.robustness import check_truncations, mutated, outcome
+from tests.support.tcpdump import recording
+
+GET = (
+    b"GET /fhir/Patient?identifier=SNTL-CANARY-8841 HTTP/1.1\r\nHost: ehr.hospital.example\r\n"
+    b"User-Agent: PumpGateway/2.4 (VxWorks)\r\nAccept: */*\r\n\r\n"
+)
+POST = b"POST /upload HTTP/1.0\r\nuser-agent: x\r\nHOST: 10.0.0.1:8080\r\n\r\n{}"
+SAMPLES = [GET, POST]
+
+
+def test_method_host_and_user_agent_and_nothing_else() -> None:
+    info = parse(GET)
+    assert info == HttpInfo("GET", "ehr.hospital.example", "PumpGateway/2.4 (VxWorks)")
+    assert "CANARY" not in repr(info)  # the request target is never kept
+
+
+def test_header_names_are_case_insensitive() -> None:
+    assert parse(POST) == HttpInfo("POST", "10.0.0.1:8080", "x")
+
+
+def test_header_line_cut_by_the_segment_end_is_not_kept() -> None:
+    cut = GET[: GET.index(b"(VxWorks)")]
+    info = parse(cut)
+    assert info == HttpInfo("GET", "ehr.hospital.example", None)
+
+
+def test_request_line_without_end_or_version_is_malformed() -> None:
+    for data, reason in (
+        (b"GET /very/long/path", "http_truncated_request_line"),
+        (b"GET / SPDY/3\r\n\r\n", "http_bad_request_line"),
+    ):
+        with pytest.raises(Malformed) as exc:
+            parse(data)
+        assert exc.value.reason == reason
+
+
+def test_responses_ssdp_and_binary_are_not_requests() -> None:
+    assert parse(b"HTTP/1.1 200 OK\r\n\r\n") is None
+    assert parse(b"M-SEARCH * HTTP/1.1\r\n\r\n") is None
+    assert parse(b"\x16\x03\x01\x00") is None
+    assert looks_like(GET) and not looks_like(b"GETX / HTTP/1.1")
+
+
+def test_every_truncation_gives_info_none_or_malformed() -> None:
+    check_truncations(parse, HttpInfo, SAMPLES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.binary(max_size=300).map(lambda b: b"GET " + b),
+        mutated(SAMPLES),
+    )
+)
+def test_random_bytes_never_escape_the_contract(data: bytes) -> None:
+    outcome(parse, HttpInfo, data)
+
+
+CURL = ["curl", "-s", "-A", "SantinelProbe/1.0", "-H", "Host: pacs.hospital.example"]
+
+
+def test_real_curl_request_is_decoded(tmp_path: Path) -> None:
+    for tool in ("curl", "tcpdump"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        with recording(tmp_path / "http.pcap", port, check_free=False) as pcap:
+            subprocess.run(
+                [*CURL, f"http://127.0.0.1:{port}/wado?patient=x"],
+                check=True,
+                timeout=10,
+            )
+    finally:
+        server.shutdown()
+        thread.join()
+    requests = [parse(p.data) for p in tcp_payloads(pcap) if looks_like(p.data)]
+    assert requests == [HttpInfo("GET", "pacs.hospital.example", "SantinelProbe/1.0")]
+
+
+# ---- against tshark ---------------------------------------------------------------------------
+
+HTTP_CAPTURES = [
+    "chrissanders-packets/tcp_ports.pcapng",
+    "chrissanders-packets/arppoison.pcapng",
+    "iot-sentinel/Aria/Setup-A-1-STA.pcap",
+    "iotsec-lab-medical/babymonitor/wifi/3_1.pcap",
+]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", HTTP_CAPTURES)
+def test_method_host_and_user_agent_equal_tsharks(shared_pcaps: Path, name: str) -> None:
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    path = shared_pcaps / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not in the shared corpus")
+    # Without reassembly tshark, like the decoder, looks at one segment at a time.
+    cmd = ["tshark", "-r", str(path), "-o", "tcp.desegment_tcp_streams:FALSE"]
+    cmd += ["-Y", "http.request", "-T", "fields", "-E", "separator=\t", "-e", "frame.number"]
+    cmd += ["-e", "http.request.method", "-e", "http.host", "-e", "http.user_agent"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rows = [line.split("\t") for line in out.split("\n") if line]
+    assert rows
+    payloads = {p.frame: p.data for p in tcp_payloads(path)}
+    for number, method, host, agent in rows:
+        info = parse(payloads[int(number)])
+        assert info is not None, f"{name} frame {number}"
+        assert (info.method, info.host or "", info.user_agent or "") == (method, host, agent)
