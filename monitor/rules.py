@@ -52,6 +52,24 @@ class Finding:
     criticality: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, object]:
+        """The finding as JSON-ready data, shaped like DESIGN.md's event fields."""
+        return {
+            "device": self.device_id,
+            "device_class": self.device_class,
+            "criticality": self.criticality,
+            "detector": self.kind,
+            "rule": self.rule_id,
+            "severity": self.severity,
+            "title": self.title,
+            "summary": self.summary,
+            "evidence": {
+                "observed": {kind: list(values) for kind, values in self.evidence.items()}
+            },
+            "runbook": self.runbook,
+            "references": list(self.references),
+        }
+
 
 def _values(device: Device, kind: str) -> list[str]:
     if kind == "oui_vendor":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,19 @@ def test_a_rule_fires_with_its_evidence_summary_runbook_and_references(
     assert finding.references == ("CVE-2015-3459", "ICSA-15-125-01B")
     assert finding.device_id == "00:12:21:00:00:01"
     assert (finding.device_class, finding.criticality) == ("infusion_pump", "life_sustaining")
+
+
+def test_a_finding_serialises_to_json_event_fields(library: SignatureLibrary) -> None:
+    (finding,) = evaluate_rules(device("infusion_pump", service_offered=["tcp/23"]), library)
+    data = json.loads(json.dumps(finding.to_dict()))
+    assert data["rule"] == "rule.t.telnet" and data["detector"] == "rule"
+    assert data["evidence"] == {"observed": {"service_offered": ["tcp/23"]}}
+    assert data["references"] == ["CVE-2015-3459", "ICSA-15-125-01B"]
+    assert (data["device"], data["device_class"], data["severity"]) == (
+        "00:12:21:00:00:01",
+        "infusion_pump",
+        "critical",
+    )
 
 
 def test_a_rule_scoped_to_medical_devices_ignores_others(library: SignatureLibrary) -> None:
