@@ -6,11 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from monitor.facts import record_fact
+from monitor.classifier import classify
+from monitor.facts import FACT_KINDS, record_fact
 from monitor.model import Classification, Device
 from monitor.rules import evaluate_policies, evaluate_rules, service_allowed
-from monitor.signatures import SignatureLibrary, default_signature_dirs, load_library
+from monitor.signatures import (
+    DEVICE_CLASSES,
+    SignatureLibrary,
+    default_signature_dirs,
+    load_library,
+)
 
 LIBRARY_TEXT = """\
 rules:
@@ -188,6 +196,16 @@ def test_policy_reports_every_violation_in_one_finding(library: SignatureLibrary
     assert "and 0 more" not in finding.summary
 
 
+def test_wire_values_cannot_break_the_summary_line(library: SignatureLibrary) -> None:
+    forged = "ftp\nsantinel: all clear\x1b[2J" + "x" * 200
+    pump = device("infusion_pump", protocol=["tls", forged])
+    (finding,) = evaluate_policies(pump, {}, library)
+    assert "\n" not in finding.summary and "\x1b" not in finding.summary
+    assert "ftp?santinel: all clear?[2J" in finding.summary
+    assert len(finding.summary) < 200
+    assert finding.evidence["protocol"] == (forged,)  # evidence keeps the observed value
+
+
 def test_policy_severity_follows_the_device_criticality(library: SignatureLibrary) -> None:
     for criticality, severity in (("life_sustaining", "critical"), ("high", "high")):
         pump = device("infusion_pump", criticality, peer=["ext:203.0.113.9"])
@@ -230,3 +248,29 @@ def test_shipped_policy_flags_a_monitor_talking_to_the_internet() -> None:
     assert [f.rule_id for f in findings] == ["policy.patient-monitor"]
     assert findings[0].severity == "high"
     assert findings[0].evidence["peer"] == ("ext:203.0.113.50",)
+
+
+FACT_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["tcp/23", "udp/53", "ext:203.0.113.9", "ip:fe80::1%eth0", "ext:", "ip:x"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    vendor=st.none() | st.text(max_size=30),
+    facts=st.dictionaries(
+        st.sampled_from(sorted(FACT_KINDS)), st.lists(FACT_VALUES, max_size=4), max_size=6
+    ),
+    device_class=st.none() | st.sampled_from(sorted(DEVICE_CLASSES)),
+)
+def test_any_device_is_evaluated_without_raising(
+    vendor: str | None, facts: dict[str, list[str]], device_class: str | None
+) -> None:
+    subject = device(device_class, vendor=vendor, **facts)
+    found = classify(subject, SHIPPED)
+    assert found is None or 0 < found.confidence < 1
+    peers = {"aa:00:00:00:00:01": device("pacs", "medium", "aa:00:00:00:00:01", **facts)}
+    for finding in [*evaluate_rules(subject, SHIPPED), *evaluate_policies(subject, peers, SHIPPED)]:
+        assert finding.summary and "\n" not in finding.summary
+        json.dumps(finding.to_dict())
