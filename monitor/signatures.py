@@ -197,7 +197,7 @@ PEER_ROLES: dict[str, tuple[str, ...]] = {
 }
 """A peer's role, recognised by the services it offers."""
 
-NETWORK_KEYWORDS = ("private", "public", "multicast", "link_local", "loopback")
+NETWORK_KEYWORDS = ("private", "public", "multicast", "broadcast", "link_local", "loopback")
 
 SUMMARY_FIELDS: dict[str, str] = {
     "device": "the device's inventory id",
@@ -388,6 +388,10 @@ def in_network(ip: IPAddress, spec: str) -> bool:
         )
     if spec == "multicast":
         return ip.is_multicast or str(ip) == "255.255.255.255"
+    if spec == "broadcast":
+        # the limited broadcast, or a directed broadcast: without the netmask, the last
+        # address of a /24 (what CARESCAPE-style discovery heartbeats are sent to)
+        return ip.version == 4 and (int(ip) & 0xFF) == 0xFF
     if spec == "link_local":
         return ip.is_link_local
     if spec == "loopback":

@@ -16,7 +16,9 @@ from monitor.rules import evaluate_policies, evaluate_rules, service_allowed
 from monitor.signatures import (
     DEVICE_CLASSES,
     SignatureLibrary,
+    address_of,
     default_signature_dirs,
+    in_network,
     load_library,
 )
 
@@ -275,3 +277,34 @@ def test_any_device_is_evaluated_without_raising(
     for finding in [*evaluate_rules(subject, SHIPPED), *evaluate_policies(subject, peers, SHIPPED)]:
         assert finding.summary and "\n" not in finding.summary
         json.dumps(finding.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("address", "keyword", "expected"),
+    [
+        ("10.1.0.255", "broadcast", True),
+        ("255.255.255.255", "multicast", True),
+        ("10.1.0.7", "broadcast", False),
+        ("224.0.0.251", "multicast", True),
+        ("ff02::fb", "multicast", True),
+        ("203.0.113.9", "public", True),
+        ("8.8.8.8", "public", True),
+        ("10.1.0.7", "public", False),
+        ("172.20.0.1", "private", True),
+        ("fd00::1", "private", True),
+        ("169.254.1.1", "link_local", True),
+        ("169.254.1.1", "public", False),
+        ("10.1.0.7", "10.1.0.0/24", True),
+        ("10.1.1.7", "10.1.0.0/24", False),
+        ("fe80::1", "10.0.0.0/8", False),
+    ],
+)
+def test_network_keywords_and_cidrs(address: str, keyword: str, expected: bool) -> None:
+    ip = address_of(f"ext:{address}")
+    assert ip is not None
+    assert in_network(ip, keyword) is expected
+
+
+def test_peer_values_without_an_address_match_no_network() -> None:
+    assert address_of("00:11:22:33:44:55") is None
+    assert address_of("ip:fe80::1%eth0") is not None
