@@ -342,6 +342,26 @@ def test_the_same_id_twice_at_the_same_level_is_an_error(tmp_path: Path) -> None
     assert f"first at {tmp_path / 'a.yml'}:2" in errors[0]
 
 
+def test_one_id_for_two_kinds_of_entry_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "a.yml", GOOD_FINGERPRINT)
+    rule = GOOD_RULE_AND_POLICY.replace("id: rule.t", "id: fp.test.pump")
+    path = write(tmp_path, "b.yml", rule)
+    errors = errors_of([tmp_path])
+    assert errors == [
+        f"{path}:2: id 'fp.test.pump' is already a fingerprint at {tmp_path / 'a.yml'}:2"
+    ]
+
+
+def test_a_full_local_entry_can_turn_an_entry_off(tmp_path: Path) -> None:
+    write(tmp_path, "pump.yml", GOOD_FINGERPRINT)
+    off = GOOD_FINGERPRINT.replace(
+        "    title: Test pump\n", "    title: Test pump\n    enabled: false\n"
+    )
+    write(tmp_path, "pump.local.yml", off)
+    library = load_library([tmp_path])
+    assert library.fingerprints == [] and library.disabled == {"fp.test.pump"}
+
+
 # --- the shipped library ----------------------------------------------------------------------
 
 
