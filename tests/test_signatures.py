@@ -440,3 +440,14 @@ def test_capture_samples_run_through_the_pipeline(tmp_path: Path, shared_pcaps: 
         result.stdout
     )
     assert f"{path}:2: FAIL fp.test.hue negative sample 1: device not in capture" in result.stdout
+
+
+def test_the_documented_override_example_is_valid_and_overrides(tmp_path: Path) -> None:
+    doc = (REPO / "docs" / "signatures.md").read_text(encoding="utf-8")
+    example = doc.split("one more allowed peer:\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    write(tmp_path / "site", "site.yml", example)
+    library = load_library([*default_signature_dirs(), tmp_path / "site"])
+    (policy,) = [p for p in library.policies if p.id == "policy.infusion-pump"]
+    assert library.origins[policy.id].startswith(str(tmp_path / "site"))
+    result = run_santinel("signatures", "test", str(REPO / "signatures"), str(tmp_path / "site"))
+    assert result.returncode == 0, result.stdout[-2000:]
