@@ -43,7 +43,7 @@ from monitor.flows import (
     payload_keys,
     take_within_budget,
 )
-from monitor.inventory import Inventory, address_scope, is_group_mac
+from monitor.inventory import Inventory, address_scope, format_mac, is_group_mac
 from monitor.model import SIZE_BIN_EDGES, Device, WindowProfile
 
 if TYPE_CHECKING:
@@ -273,8 +273,6 @@ class Analysis:
             for j, mac in enumerate(dmacs.tolist()):
                 if mac == 0 or is_group_mac(mac):
                     continue
-                from monitor.inventory import format_mac
-
                 known = self.devices.get(format_mac(mac))
                 if known is not None:
                     dslots[j] = slot(known)

@@ -103,7 +103,7 @@ class State:
         except sqlite3.Error as error:
             raise StateError(f"{self.path}: cannot open ({error})") from None
         try:
-            self._prepare(db, new=size == 0)
+            self._prepare(db)
         except sqlite3.DatabaseError as error:
             db.close()
             raise self._refuse(f"corrupt SQLite file ({_sqlite_reason(error)})") from None
@@ -112,11 +112,13 @@ class State:
             raise
         return db
 
-    def _prepare(self, db: sqlite3.Connection, new: bool) -> None:
+    def _prepare(self, db: sqlite3.Connection) -> None:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if not new or tables:
+        # A file with no table and no marks is one whose creation was cut short (killed
+        # before the first commit): nothing in it to lose, so it is initialised like a new one.
+        if tables or app_id or version:
             if app_id != APPLICATION_ID:
                 raise self._refuse("not a santinel state file (another program's database)")
             if version > SCHEMA_VERSION:
