@@ -429,16 +429,20 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _lines(node: yaml.Node | None, path: Loc, table: dict[Loc, int]) -> None:
+def _lines(node: yaml.Node | None, path: Loc, table: dict[Loc, int], seen: set[int]) -> None:
+    # An aliased node is walked once: "billion laughs" aliases must not cost exponential time.
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
             table[(*path, key)] = key_node.start_mark.line + 1
-            _lines(value_node, (*path, key), table)
+            _lines(value_node, (*path, key), table, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             table[(*path, index)] = item.start_mark.line + 1
-            _lines(item, (*path, index), table)
+            _lines(item, (*path, index), table, seen)
 
 
 def _line_of(loc: Loc, table: dict[Loc, int]) -> int:
@@ -497,7 +501,7 @@ def parse_scenario(text: str, name: str) -> Scenario:
     finally:
         loader.dispose()
     table: dict[Loc, int] = {}
-    _lines(node, (), table)
+    _lines(node, (), table, set())
     if not isinstance(data, dict):
         raise ScenarioError([f"{name}:1: a scenario must be a mapping of keys to values"])
     try:

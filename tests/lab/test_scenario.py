@@ -132,3 +132,13 @@ def test_the_demo_is_short() -> None:
     demo = load_scenario(SCENARIOS / "demo.yml")
     assert 60 <= demo.wall(demo.duration) <= 90
     assert 8 <= len(demo.devices) <= 14
+
+
+def test_a_billion_laughs_file_is_refused_quickly() -> None:
+    levels = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for n in range(1, 10):
+        refs = ", ".join([f"*a{n - 1}"] * 9)
+        levels.append(f"a{n}: &a{n} [{refs}]")
+    text = "\n".join(levels) + "\nname: bomb\nduration: 1m\ndevices: *a9\n"
+    errors = errors_of(text)
+    assert errors and all(line.startswith("ward.yml:") for line in errors)
