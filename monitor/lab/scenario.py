@@ -159,10 +159,16 @@ class Strict(BaseModel):
 
 
 # -- services a device offers ------------------------------------------------------------------
+DicomUid = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)*$", max_length=64)]
+DicomVersion = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-. ]{1,16}$")]
+
+
 class ServeDicom(Strict):
     protocol: Literal["dicom"]
     ae_title: AETitle = "PACS"
     port: Port = 104
+    implementation_uid: DicomUid | None = None  # absent: pynetdicom's own
+    implementation_version: DicomVersion | None = None
 
 
 class ServeHl7(Strict):
@@ -211,6 +217,8 @@ class TalkDicom(TalkBase):
     images: int = Field(default=1, ge=0, le=20)
     image_size: int = Field(default=64, ge=8, le=512)  # pixels per side, 16-bit monochrome
     modality: Literal["CT", "MR", "US", "CR", "DX", "NM"] = "CT"
+    implementation_uid: DicomUid | None = None  # absent: pynetdicom's own
+    implementation_version: DicomVersion | None = None
 
 
 class TalkHl7(TalkBase):
