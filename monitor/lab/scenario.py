@@ -556,6 +556,20 @@ def _check_references(s: Scenario) -> list[tuple[Loc, str]]:
     gateway = ipaddress.IPv4Address(s.network.gateway)
     if gateway not in lan:
         problems.append((("network", "gateway"), "the gateway is not in the lan network"))
+    if lan.prefixlen > 24:
+        problems.append((("network", "lan"), "the lan must be a /24 or larger"))
+        return problems
+    # DHCP addresses: reservations from .100 up (one per DHCP device), then a dynamic pool
+    # in the last 55 addresses; static addresses must stay out of both.
+    dhcp_devices = sum(1 for d in s.devices if d.ip is None and d.present)
+    first_host = int(lan.network_address)
+    reserved = range(first_host + 100, first_host + 100 + dhcp_devices)
+    pool = range(int(lan.broadcast_address) - 55, int(lan.broadcast_address))
+
+    def in_dhcp(address: str) -> bool:
+        value = int(ipaddress.IPv4Address(address))
+        return value in reserved or value in pool
+
     externals = [ipaddress.IPv4Network(n) for n in s.network.external]
     for i, net in enumerate(externals):
         if net.overlaps(lan):
@@ -582,6 +596,8 @@ def _check_references(s: Scenario) -> list[tuple[Loc, str]]:
                 problems.append(((*loc, "ip"), "not in the lan network"))
             if d.ip in used_ips:
                 problems.append(((*loc, "ip"), "address used twice"))
+            if in_dhcp(d.ip):
+                problems.append(((*loc, "ip"), "inside the DHCP reservations or pool"))
             used_ips[d.ip] = (*loc, "ip")
     for i, e in enumerate(s.externals):
         loc = ("externals", i)
@@ -637,6 +653,8 @@ def _check_references(s: Scenario) -> list[tuple[Loc, str]]:
                     problems.append(((*loc, "new_ip"), "not in the lan network"))
                 if ev.new_ip in used_ips:
                     problems.append(((*loc, "new_ip"), "address already used"))
+                if in_dhcp(ev.new_ip):
+                    problems.append(((*loc, "new_ip"), "inside the DHCP reservations or pool"))
             case _:
                 pass
     joiners = {ev.device for ev in s.events if isinstance(ev, NewDevice)}

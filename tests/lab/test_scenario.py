@@ -66,6 +66,8 @@ def test_a_good_scenario_parses_with_durations_in_scenario_time() -> None:
         ('oui: "44:4B:5D"', "oui: 12", "ward.yml:14: devices[1].oui: an OUI must be"),
         ("time_scale: 60", 'time_scale: "fast"', "ward.yml:2: time_scale:"),
         ("  - {at: 2m,", "  - {at: 20m,", "ward.yml:18: events[0].at: after the end"),
+        ("ip: 10.42.0.10", "ip: 10.42.0.100", "ward.yml:9: devices[0].ip: inside the DHCP"),
+        ("ip: 10.42.0.10", "ip: 10.42.0.230", "ward.yml:9: devices[0].ip: inside the DHCP"),
         ("    serves: [dicom]\n", "    serves: [hl7]\n",
          "ward.yml:16: devices[1].talks[0].to: that endpoint does not serve dicom"),
     ],
