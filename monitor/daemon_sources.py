@@ -1,0 +1,247 @@
+"""Packet sources for the daemon: a live interface (libpcap through pcapy-ng) and a capture
+file replayed at a chosen speed. Both hand out ``FrameBatch``es with ``read(timeout)``.
+
+Promises:
+- ``read`` waits at most ``timeout`` seconds and returns a batch or ``None`` (nothing yet);
+  it raises only ``CaptureError`` (one line, no packet content);
+- a live source reports the kernel's drop counter (``dropped()``), cumulative since open;
+- a file source paces frames so that capture time runs ``replay_speed`` times as fast as the
+  wall clock (0: as fast as possible) and sets ``ended`` at the end of the file;
+- ``lag()`` is how far processing runs behind the capture (live) or behind the replay clock.
+
+Live frames come through pcapy's ``next_batch`` (one C call per batch), which reports the
+captured length only: the wire length is taken to be the captured length, exact unless
+``capture.snaplen`` truncates frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import select
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pcapy
+
+from monitor.capture import CaptureError, FrameBatch
+
+LIVE_BATCH = 4096
+LIVE_TIMEOUT_MS = 100  # the kernel hands over a ring block at least this often
+
+
+class PacketSource(Protocol):
+    name: str
+    live: bool
+    ended: bool
+
+    def read(self, timeout: float) -> FrameBatch | None: ...
+    def dropped(self) -> int | None: ...
+    def lag(self) -> float | None: ...
+    def close(self) -> None: ...
+
+
+class LiveSource:
+    """A live interface. Opening it needs CAP_NET_RAW; reading does not."""
+
+    live = True
+    ended = False
+
+    def __init__(
+        self,
+        interface: str,
+        bpf_filter: str = "",
+        snaplen: int = 65535,
+        buffer_bytes: int = 32 << 20,
+    ) -> None:
+        self.name = interface
+        self._lag: float | None = None
+        try:
+            handle = pcapy.create(interface)
+            handle.set_snaplen(snaplen)
+            handle.set_promisc(1)
+            handle.set_timeout(LIVE_TIMEOUT_MS)
+            handle.set_buffer_size(buffer_bytes)
+            handle.activate()
+            if bpf_filter:
+                handle.setfilter(bpf_filter)
+            # a blocking read waits forever on a silent wire: poll the fd instead
+            handle.setnonblock(1)
+            self._fd = handle.getfd()
+        except pcapy.PcapError as error:
+            raise CaptureError(interface, f"cannot capture: {_pcap_reason(error)}") from None
+        self._handle = handle
+        self._linktype = int(handle.datalink())
+
+    def read(self, timeout: float) -> FrameBatch | None:
+        try:
+            data, meta = self._handle.next_batch(LIVE_BATCH)
+            if not meta:
+                readable, _, _ = select.select([self._fd], [], [], timeout)
+                if not readable:
+                    return None
+                data, meta = self._handle.next_batch(LIVE_BATCH)
+        except pcapy.PcapError as error:
+            raise CaptureError(self.name, f"capture failed: {_pcap_reason(error)}") from None
+        if not meta:
+            return None
+        records = np.frombuffer(meta, dtype=np.uint32).reshape(-1, 4)
+        caplens = records[:, 3].astype(np.int32)
+        stamps = (
+            records[:, 0].astype(np.int64) * 1_000_000_000 + records[:, 1].astype(np.int64) * 1000
+        )
+        batch = FrameBatch(
+            buffer=np.frombuffer(data, dtype=np.uint8),
+            offsets=records[:, 2].astype(np.int64),
+            caplens=caplens,
+            wirelens=caplens.copy(),
+            timestamps_ns=stamps,
+            linktypes=np.full(len(caplens), self._linktype, dtype=np.int32),
+            source=self.name,
+        )
+        self._lag = max(0.0, time.time() - float(stamps[-1]) / 1e9)
+        return batch
+
+    def dropped(self) -> int | None:
+        try:
+            _, drops, _ = self._handle.stats()
+        except pcapy.PcapError:
+            return None
+        return int(drops)
+
+    def lag(self) -> float | None:
+        return self._lag
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _pcap_reason(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:200]
+
+
+def _file_batches(path: Path) -> Iterator[FrameBatch]:
+    """The capture library's reader when present, else libpcap's (pcap and pcapng)."""
+    try:
+        from monitor.capture.files import open_capture
+    except ImportError:
+        return _pcapy_file(path)
+    batches: Iterator[FrameBatch] = open_capture(path)
+    return batches
+
+
+def _pcapy_file(path: Path) -> Iterator[FrameBatch]:
+    """Open now (while privileges may still be needed to read it), read lazily."""
+    source = str(path)
+    try:
+        handle = pcapy.open_offline(source)
+        linktype = int(handle.datalink())
+    except pcapy.PcapError as error:
+        raise CaptureError(source, _pcap_reason(error)) from None
+    return _pcapy_batches(handle, linktype, source)
+
+
+def _pcapy_batches(handle: Any, linktype: int, source: str) -> Iterator[FrameBatch]:
+    while True:
+        try:
+            data, meta = handle.next_batch(65536)
+        except pcapy.PcapError as error:
+            raise CaptureError(source, _pcap_reason(error)) from None
+        if not meta:
+            return
+        records = np.frombuffer(meta, dtype=np.uint32).reshape(-1, 4)
+        caplens = records[:, 3].astype(np.int32)
+        yield FrameBatch(
+            buffer=np.frombuffer(data, dtype=np.uint8),
+            offsets=records[:, 2].astype(np.int64),
+            caplens=caplens,
+            wirelens=caplens.copy(),
+            timestamps_ns=records[:, 0].astype(np.int64) * 1_000_000_000
+            + records[:, 1].astype(np.int64) * 1000,
+            linktypes=np.full(len(caplens), linktype, dtype=np.int32),
+            source=source,
+        )
+
+
+def slice_batch(batch: FrameBatch, start: int, stop: int, source: str) -> FrameBatch:
+    """Frames ``start:stop`` of ``batch`` (sharing its buffer), under the name ``source``."""
+    return dataclasses.replace(
+        batch,
+        offsets=batch.offsets[start:stop],
+        caplens=batch.caplens[start:stop],
+        wirelens=batch.wirelens[start:stop],
+        timestamps_ns=batch.timestamps_ns[start:stop],
+        linktypes=batch.linktypes[start:stop],
+        source=source,
+    )
+
+
+class FileSource:
+    """A capture file replayed at ``speed`` × real time (0: as fast as possible)."""
+
+    live = False
+
+    def __init__(self, path: Path, speed: float = 1.0, chunk: int = 4096) -> None:
+        self.path = path
+        self.name = path.name
+        self.speed = speed
+        self.chunk = chunk
+        self.ended = False
+        self._batches = _file_batches(path)
+        self._current: FrameBatch | None = None
+        self._index = 0
+        self._origin: tuple[float, float] | None = None  # (first capture time, wall start)
+        self._lag: float | None = None
+
+    def _due(self, capture_time: float) -> float:
+        assert self._origin is not None
+        first, wall = self._origin
+        return wall + (capture_time - first) / self.speed
+
+    def read(self, timeout: float) -> FrameBatch | None:
+        if self.ended:
+            time.sleep(timeout)
+            return None
+        if self._current is None or self._index >= len(self._current):
+            try:
+                self._current = next(self._batches, None)
+            except CaptureError:
+                self.ended = True
+                raise
+            self._index = 0
+            if self._current is None:
+                self.ended = True
+                return None
+            if len(self._current) == 0:
+                return None
+        batch = self._current
+        start = self._index
+        stop = min(start + self.chunk, len(batch))
+        if self.speed > 0:
+            stamps = batch.timestamps_ns
+            if self._origin is None:
+                self._origin = (float(stamps[start]) / 1e9, time.time())
+            now = time.time()
+            # frames due by now (capture time mapped to the replay clock)
+            horizon_ns = int((self._origin[0] + (now - self._origin[1]) * self.speed) * 1e9)
+            due = int(np.searchsorted(stamps[start:stop], horizon_ns, side="right"))
+            if due == 0:
+                wait = self._due(float(stamps[start]) / 1e9) - now
+                time.sleep(min(max(wait, 0.0), timeout))
+                return None
+            stop = start + due
+            self._lag = max(0.0, now - self._due(float(stamps[stop - 1]) / 1e9))
+        self._index = stop
+        return slice_batch(batch, start, stop, self.name)
+
+    def dropped(self) -> int | None:
+        return None
+
+    def lag(self) -> float | None:
+        return self._lag
+
+    def close(self) -> None:
+        self._batches = iter(())

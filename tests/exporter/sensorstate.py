@@ -1,0 +1,118 @@
+"""A fixed sensor state for the exporter tests: devices, capture stats, baselines, anomalies."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from monitor.exporter import ExporterSettings, Learning, Sensor
+from monitor.exporter.anomalies import AnomalyBook
+from monitor.facts import record_fact
+from monitor.model import Classification, Device
+
+NOW = 1_790_000_000.0
+
+
+@dataclass
+class Stats:
+    packets: int
+    bytes: int
+    last_packet_time: float | None
+    dropped: int
+
+
+@dataclass
+class FakeAnalysis:
+    """The three attributes of monitor.pipeline.Analysis that the exporter reads."""
+
+    devices: dict[str, Device] = field(default_factory=dict)
+    capture_stats: dict[str, Stats] = field(default_factory=dict)
+    decode_errors: Counter[str] = field(default_factory=Counter)
+
+
+class FixedBaselines:
+    def __init__(self, states: dict[str, Learning]) -> None:
+        self.states = states
+
+    def learning(self, device_id: str) -> Learning | None:
+        return self.states.get(device_id)
+
+
+def make_device(mac: str, first: float, last: float, **kw: object) -> Device:
+    device = Device(
+        id=mac, mac=mac, locally_administered=False, vendor=None, first_seen=first, last_seen=last
+    )
+    for name, value in kw.items():
+        setattr(device, name, value)
+    return device
+
+
+def fixed_sensor() -> Sensor:
+    pump = make_device(
+        "00:1b:63:aa:bb:01",
+        NOW - 7200,
+        NOW - 5,
+        vendor="Apple, Inc.",
+        tx_packets=120,
+        tx_bytes=48000,
+        rx_packets=80,
+        rx_bytes=9600,
+    )
+    pump.classification = Classification(
+        signature="bbraun-spacecom",
+        vendor="B. Braun",
+        device_class="infusion_pump",
+        model="SpaceCom 2",
+        criticality="life_sustaining",
+        confidence=0.9,
+    )
+    record_fact(pump.facts, "ip", "10.1.2.3", NOW - 7200)
+    record_fact(pump.facts, "ip", "10.1.2.30", NOW - 60)
+    record_fact(pump.facts, "hostname", "pump-icu-3", NOW - 7000)
+    monitor_dev = make_device(
+        "00:09:fb:00:00:02",
+        NOW - 3600,
+        NOW - 1,
+        vendor="Philips",
+        tx_packets=5000,
+        tx_bytes=2_000_000,
+        rx_packets=10,
+        rx_bytes=640,
+    )
+    record_fact(monitor_dev.facts, "ip", "10.1.2.4", NOW - 3600)
+    stale = make_device(
+        "00:00:5e:00:53:99", NOW - 30 * 86400, NOW - 10 * 86400, tx_packets=1, tx_bytes=60
+    )
+    analysis = FakeAnalysis(
+        devices={d.id: d for d in (pump, monitor_dev, stale)},
+        capture_stats={"eth1": Stats(5210, 2_058_240, NOW - 1, 3)},
+        decode_errors=Counter({"ipv4_truncated": 2, "hl7_no_msh": 1}),
+    )
+    book = AnomalyBook(hold_seconds=600)
+    book.record(
+        {"device": pump.id, "detector": "new_external_peer", "severity": "critical"}, NOW - 100
+    )
+    book.record(
+        {"device": pump.id, "detector": "new_external_peer", "severity": "critical"}, NOW - 50
+    )
+    book.record({"device": monitor_dev.id, "detector": "volume", "severity": "warning"}, NOW - 3000)
+    book.record(
+        {
+            "device": monitor_dev.id,
+            "detector": "signature_rule",
+            "severity": "warning",
+            "signature": "telnet-to-clinical",
+        },
+        NOW - 2000,
+    )
+    return Sensor(
+        analysis=analysis,
+        settings=ExporterSettings(max_devices=10, device_ttl=7 * 86400),
+        now=NOW,
+        baselines=FixedBaselines(
+            {pump.id: Learning("enforcing", 30.0), monitor_dev.id: Learning("learning")}
+        ),
+        findings=book,
+        peers_last_window={pump.id: 2},
+        processing_lag={"eth1": 0.25},
+    )

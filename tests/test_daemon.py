@@ -1,0 +1,191 @@
+"""The daemon as a process: replaying a capture into its metrics, reload keeping the old
+config on error, clean and quick SIGTERM, and the capability drop."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from monitor.privileges import capability_sets
+from tests.daemon_support import DaemonProcess, eventually, tcpdump_count, write_capture
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> tuple[Path, int]:
+    path = tmp_path / "ward.pcap"
+    count = write_capture(path, devices=6, packets_each=20)
+    assert tcpdump_count(path) == count
+    return path, count
+
+
+def _config(path: Path, max_devices: int) -> Path:
+    path.write_text(
+        f"web:\n  listen_address: 127.0.0.1:0\nexporter:\n  max_devices: {max_devices}\n"
+        f"state:\n  path: {path.parent / 'state.db'}\n"
+    )
+    return path
+
+
+def test_replayed_capture_appears_in_the_metrics_and_sigterm_exits_cleanly(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
+    pcap, count = capture
+    daemon = DaemonProcess(
+        "--pcap",
+        str(pcap),
+        "--replay-speed",
+        "0",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--state",
+        str(tmp_path / "state.db"),
+    )
+    try:
+        daemon.wait_listening()
+        daemon.wait_for("capture file finished")
+        assert requests.get(daemon.url("/-/ready"), timeout=10).status_code == 200
+        assert daemon.value("santinel_capture_packets", interface="ward.pcap") == count
+        info = daemon.metrics()["santinel_device_info"]
+        macs = {labels["mac"] for labels, _ in info}
+        assert {f"02:00:00:00:01:{d:02x}" for d in range(6)} <= macs
+        assert daemon.value("santinel_device_transmit_packets", device="02:00:00:00:01:03") == 20
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.process.wait(10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        daemon.stop()
+
+
+def test_reload_with_a_broken_config_keeps_the_old_one_and_says_so(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
+    pcap, _ = capture
+    config = _config(tmp_path / "santinel.yml", max_devices=2)
+    daemon = DaemonProcess("--config.file", str(config), "--pcap", str(pcap), "--replay-speed", "0")
+    try:
+        daemon.wait_listening()
+        daemon.wait_for("capture file finished")
+        assert len(daemon.metrics()["santinel_device_info"]) == 2
+        assert daemon.value("santinel_config_last_reload_successful") == 1
+
+        config.write_text("exporter:\n  max_devices: many\n")
+        daemon.signal(signal.SIGHUP)
+        eventually(lambda: _assert_equal(daemon.value("santinel_config_last_reload_successful"), 0))
+        line = daemon.wait_for(r".*reload failed.*").group(0)
+        assert f"{config}:2: exporter.max_devices" in line
+        # the old config is still in force
+        assert len(daemon.metrics()["santinel_device_info"]) == 2
+
+        _config(config, max_devices=5)
+        response = requests.post(daemon.url("/-/reload"), timeout=30)
+        assert response.status_code == 200
+        assert daemon.value("santinel_config_last_reload_successful") == 1
+        assert len(daemon.metrics()["santinel_device_info"]) == 5
+
+        config.write_text("exporter: {max_devices: 1}\nnot_an_option: 1\n")
+        response = requests.post(daemon.url("/-/reload"), timeout=30)
+        assert response.status_code == 500
+        assert "not_an_option: unknown key" in response.text
+        assert len(daemon.metrics()["santinel_device_info"]) == 5
+        assert daemon.process.poll() is None
+    finally:
+        assert daemon.stop() == 0
+
+
+def _assert_equal(a: object, b: object) -> None:
+    assert a == b
+
+
+def test_exit_after_pcap_exits_0_when_the_file_ends(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
+    pcap, _ = capture
+    daemon = DaemonProcess(
+        "--state",
+        str(tmp_path / "state.db"),
+        "--pcap",
+        str(pcap),
+        "--replay-speed",
+        "0",
+        "--exit-after-pcap",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    )
+    assert daemon.process.wait(60) == 0
+    assert "capture file finished" in daemon.log()
+    daemon.stop()
+
+
+def test_bad_config_refuses_to_start_with_file_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "santinel.yml"
+    config.write_text("capture:\n  snaplen: 1\n")
+    daemon = DaemonProcess("--config.file", str(config))
+    assert daemon.process.wait(60) == 2
+    assert daemon.log() == (
+        f"santinel: {config}:2: capture.snaplen: Input should be greater than or equal to 64\n"
+    )
+    daemon.stop()
+
+
+def test_insecure_remote_listen_is_refused_at_start(capture: tuple[Path, int]) -> None:
+    pcap, _ = capture
+    daemon = DaemonProcess("--pcap", str(pcap), "--web.listen-address", "0.0.0.0:0")
+    assert daemon.process.wait(60) == 2
+    assert "refusing to listen on 0.0.0.0:0 without TLS or basic auth" in daemon.log()
+    daemon.stop()
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A state directory that an unprivileged user can reach (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="sndmn-state-"))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.skipif(capability_sets().get("CapEff", 0) == 0, reason="needs root/capabilities")
+@pytest.mark.parametrize("user", [None, "nobody"])
+def test_daemon_runs_with_no_capabilities_left(
+    open_dir: Path, capture: tuple[Path, int], user: str | None
+) -> None:
+    pcap, count = capture
+    args = [
+        "--pcap",
+        str(pcap),
+        "--replay-speed",
+        "0",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--state",
+        str(open_dir / "state.db"),
+    ]
+    if user:
+        args += ["--user", user]
+    daemon = DaemonProcess(*args)
+    try:
+        daemon.wait_listening()
+        daemon.wait_for("capture file finished")
+        status = Path(f"/proc/{daemon.process.pid}/status").read_text()
+        sets = capability_sets(daemon.process.pid)
+        served = daemon.value("santinel_capture_packets", interface="ward.pcap")
+    finally:
+        log = daemon.log()
+        code = daemon.stop()
+    assert sets["CapEff"] == sets["CapPrm"] == sets["CapAmb"] == sets["CapInh"] == 0
+    assert sets["CapBnd"] == 0
+    assert "NoNewPrivs:\t1" in status
+    if user:
+        assert "Uid:\t65534\t65534\t65534\t65534" in status
+    assert served == count
+    assert code == 0, log
