@@ -23,6 +23,8 @@ import netaddr
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from monitor.signatures import DEVICE_CLASSES
+
 MAX_FILE_BYTES = 1 << 20
 Loc = tuple[str | int, ...]
 
@@ -116,42 +118,15 @@ DnsName = Annotated[
 ]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
-DEVICE_CLASSES = (
-    "infusion_pump",
-    "insulin_pump",
-    "cgm_gateway",
-    "patient_monitor",
-    "central_station",
-    "ventilator",
-    "imaging_modality",
-    "pacs",
-    "lab_analyser",
-    "point_of_care",
-    "nurse_call",
-    "interface_engine",
-    "clinical_workstation",
-    "generic_it",
-    "generic_iot",
-    "unknown",
-)
-DeviceClass = Literal[
-    "infusion_pump",
-    "insulin_pump",
-    "cgm_gateway",
-    "patient_monitor",
-    "central_station",
-    "ventilator",
-    "imaging_modality",
-    "pacs",
-    "lab_analyser",
-    "point_of_care",
-    "nurse_call",
-    "interface_engine",
-    "clinical_workstation",
-    "generic_it",
-    "generic_iot",
-    "unknown",
-]
+
+def _device_class(value: Any) -> str:
+    if not isinstance(value, str) or value not in DEVICE_CLASSES:
+        raise ValueError("not a device class of monitor.signatures.DEVICE_CLASSES")
+    return value
+
+
+# The vocabulary is the signature library's, so a truth file's classes are ones Santinel uses.
+DeviceClass = Annotated[str, BeforeValidator(_device_class)]
 
 
 class Strict(BaseModel):

@@ -65,6 +65,7 @@ def test_a_good_scenario_parses_with_durations_in_scenario_time() -> None:
         ("ip: 10.42.0.10", "ip: 10.42.0.300", "ward.yml:9: devices[0].ip: not an IPv4"),
         ('oui: "44:4B:5D"', "oui: 12", "ward.yml:14: devices[1].oui: an OUI must be"),
         ("time_scale: 60", 'time_scale: "fast"', "ward.yml:2: time_scale:"),
+        ("class: pacs", "class: toaster", "ward.yml:6: devices[0].class: not a device class"),
         ("  - {at: 2m,", "  - {at: 20m,", "ward.yml:18: events[0].at: after the end"),
         ("ip: 10.42.0.10", "ip: 10.42.0.100", "ward.yml:9: devices[0].ip: inside the DHCP"),
         ("ip: 10.42.0.10", "ip: 10.42.0.230", "ward.yml:9: devices[0].ip: inside the DHCP"),
