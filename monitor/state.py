@@ -158,7 +158,8 @@ class State:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
                 raise
 
     def _load_meta(self) -> None:
@@ -308,7 +309,8 @@ class State:
                 number = self._write(db, store, device_rows, counter_rows, meta)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
             raise StateError(
