@@ -408,3 +408,24 @@ def test_a_full_disk_fails_the_checkpoint_cleanly_and_the_next_one_catches_up(
         state.checkpoint(store)
     with State(path, create=False) as state:
         assert canonical(state.load_store(), {}, {}, 0) == canonical(store, {}, {}, 0)
+
+
+@pytest.mark.parametrize(
+    ("sql", "reading"),
+    [
+        ("UPDATE baselines SET data = x'00ff'", "load_store"),
+        ("UPDATE devices SET data = '[1, 2]'", "load_devices"),
+        ("UPDATE meta SET value = '{not json' WHERE key = 'baseline_config'", "load_store"),
+    ],
+)
+def test_a_damaged_row_is_refused_in_one_line(tmp_path: Path, sql: str, reading: str) -> None:
+    path = tmp_path / "state.db"
+    with State(path) as state:
+        state.checkpoint(learned_store(3), {"a": make_device("a")})
+    db = sqlite3.connect(path)
+    db.execute(sql)
+    db.commit()
+    db.close()
+    with State(path) as state, pytest.raises(StateError) as caught:
+        getattr(state, reading)()
+    assert "\n" not in str(caught.value) and "refusing" in str(caught.value)
