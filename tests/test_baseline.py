@@ -380,3 +380,28 @@ def test_an_irregular_conversation_is_never_overdue() -> None:
         profile.conversations = {"p|tcp/1": [T0 + 60 * i + offset]}
         baseline.learn(profile)
     assert baseline.overdue(T0 + 100_000) == []
+
+
+def test_the_compact_state_form_round_trips_exactly() -> None:
+    store = synthetic_store()
+    for baseline in store.baselines.values():
+        compact = baseline.to_dict(derived=False, compact=True)
+        assert Baseline.from_dict(compact, store.config).to_dict() == baseline.to_dict()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ["x", 1, 5.0],
+        ["x", 1, 9.0, 5.0],
+        ["x", -1, 1.0, 2.0],
+        ["", 1, 1.0, 2.0],
+        ["x", 1, float("nan"), 2.0],
+        ["x", 1, 1.0, 2.0, "alice", "", 3.0],
+    ],
+)
+def test_the_compact_facts_are_checked(entry: list[object]) -> None:
+    data = Baseline("dev").to_dict(derived=False, compact=True)
+    data["facts"] = {"peer": [entry]}
+    with pytest.raises(FormatError, match=r"facts\.peer\[0\]"):
+        Baseline.from_dict(data)
