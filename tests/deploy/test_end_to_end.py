@@ -18,9 +18,6 @@ test checks, against the capture's ground truth (``truth.json`` of the lab):
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,12 +28,11 @@ import yaml
 from tests.conftest import REPO
 from tests.deploy.conftest import PROMETHEUS_DIR, RECORDING_RULES
 from tests.deploy.dashboards_support import dashboard_files, load, queries_without_data
-from tests.deploy.stacks import fast_alert_rules, fast_alertmanager_config
+from tests.deploy.stacks import fast_alert_rules, fast_alertmanager_config, santinel_run
 from tests.support.promstack import (
     Alertmanager,
     Prometheus,
     WebhookReceiver,
-    free_port,
     prometheus_config,
     scrape_job,
     wait_until,
@@ -72,6 +68,11 @@ def find_lab_capture() -> tuple[Path, dict[str, Any]] | None:
 def missing_prerequisites() -> str | None:
     if not (REPO / "monitor" / "commands" / "run.py").is_file():
         return "needs the sensor daemon `santinel run` (issue 7), not merged on this branch yet"
+    if (
+        not (REPO / "monitor" / "detectors").is_dir()
+        and not (REPO / "monitor" / "detectors.py").is_file()
+    ):
+        return "needs the detectors (monitor/detectors, issue 6), not merged on this branch yet"
     if find_lab_capture() is None:
         return (
             "needs a committed lab incidents recording (capture.pcap + truth.json with a "
@@ -82,47 +83,17 @@ def missing_prerequisites() -> str | None:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``santinel run --pcap`` on the lab capture, exporting on a free loopback port; yields the
-    exporter address and the capture's truth. Stopped with SIGTERM after the test."""
+    """``santinel run --pcap`` on the lab capture; yields the exporter address and the truth."""
     found = find_lab_capture()
     assert found is not None
     capture, truth = found
-    address = f"127.0.0.1:{free_port()}"
+    # Learn cadences within the replay: short windows, a short learning period.
     config = {
-        "web": {"listen_address": address},
-        "state": {"path": str(tmp_path / "state.db")},
-        # Learn cadences within the replay: short windows, a short learning period.
         "profiles": {"window_seconds": 5},
         "baseline": {"min_duration": "20s", "min_windows": 2},
     }
-    config_path = tmp_path / "santinel.yml"
-    config_path.write_text(yaml.safe_dump(config))
-    log = (tmp_path / "santinel.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "monitor",
-            "run",
-            f"--config.file={config_path}",
-            f"--pcap={capture}",
-            f"--replay-speed={REPLAY_SPEED}",
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with santinel_run(capture, tmp_path, replay_speed=REPLAY_SPEED, config=config) as address:
         yield address, truth
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
 
 
 def device_ids_by_mac(prom: Prometheus) -> dict[str, dict[str, str]]:
