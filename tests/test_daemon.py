@@ -3,6 +3,7 @@ config on error, clean and quick SIGTERM, and the capability drop."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import tempfile
@@ -189,3 +190,68 @@ def test_daemon_runs_with_no_capabilities_left(
         assert "Uid:\t65534\t65534\t65534\t65534" in status
     assert served == count
     assert code == 0, log
+
+
+def test_detector_events_reach_the_metrics_and_the_events_file(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
+    from prometheus_client import generate_latest
+
+    from monitor.daemon import Daemon, Options
+    from monitor.model import WindowProfile
+
+    pcap, _ = capture
+    events_file = tmp_path / "events.jsonl"
+    config = tmp_path / "santinel.yml"
+    config.write_text(
+        f"anomalies:\n  events_file: {events_file}\n  hold_seconds: 1h\n"
+        "profiles:\n  window_seconds: 1s\nweb:\n  listen_address: 127.0.0.1:0\n"
+    )
+    daemon = Daemon(
+        Options(
+            config_file=config,
+            pcap=pcap,
+            replay_speed=0,
+            exit_after_pcap=True,
+            state=tmp_path / "state.db",
+            drop_privileges=False,
+        )
+    )
+    flagged: list[str] = []
+
+    def busy_talker(
+        profiles: list[WindowProfile], analysis: object, store: object
+    ) -> list[dict[str, object]]:
+        events: list[dict[str, object]] = []
+        for p in profiles:
+            if p.device_id == "02:00:00:00:01:02" and p.tx_packets and not flagged:
+                flagged.append(p.device_id)
+                events.append(
+                    {
+                        "device": p.device_id,
+                        "detector": "volume",
+                        "severity": "warning",
+                        "summary": "sent more than usual",
+                    }
+                )
+        return events
+
+    daemon.detectors.append(busy_talker)
+    try:
+        daemon.start()
+        daemon.run_loop()
+        assert daemon.web is not None
+        text = generate_latest(daemon.web.registry).decode()
+    finally:
+        daemon.shutdown()
+    assert flagged == ["02:00:00:00:01:02"]
+    lines = events_file.read_text().splitlines()
+    assert [json.loads(line)["detector"] for line in lines] == ["volume"]
+    assert (
+        'santinel_anomalies_total{detector="volume",device="02:00:00:00:01:02",'
+        'severity="warning"} 1.0'
+    ) in text
+    assert (
+        'santinel_anomaly_active{detector="volume",device="02:00:00:00:01:02",'
+        'severity="warning"} 1.0'
+    ) in text
