@@ -117,8 +117,12 @@ def could_be_metadata(
         p = offsets[i]
         b0 = buffer[p]
         b1 = buffer[p + 1]
-        if (b0 == 0x16 and b1 == 0x03) or b0 == 0x0B or (b0 == 77 and b1 == 83) or (1 <= b0 <= 7 and b1 == 0) or b0 == 0x10 or (65 <= b0 <= 90 and 65 <= b1 <= 90):  # TLS handshake record
-            out[i] = True
+        tls_record = b0 == 0x16 and b1 == 0x03
+        mllp_or_msh = b0 == 0x0B or (b0 == 77 and b1 == 83)  # start block, or "MS(H)"
+        dicom_pdu = 1 <= b0 <= 7 and b1 == 0
+        mqtt_connect = b0 == 0x10
+        upper_case_word = 65 <= b0 <= 90 and 65 <= b1 <= 90  # HTTP method, FHS/BHS batch
+        out[i] = tls_record or mllp_or_msh or dicom_pdu or mqtt_connect or upper_case_word
     return out
 
 

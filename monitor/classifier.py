@@ -1,0 +1,159 @@
+"""Device classification: match fingerprint evidence against a device's vendor and facts.
+
+``classify(device, library)`` returns the best-matching fingerprint as a
+``monitor.model.Classification`` (vendor, class, model, criticality, confidence and the
+evidence that matched), or None when no fingerprint reaches its threshold.
+
+Confidence is the noisy-OR of the weights of the matched evidence items::
+
+    confidence = 1 - (1 - w1) * (1 - w2) * ... * (1 - wn)
+
+so independent weak signals add up, one strong signal is enough, and no fingerprint ever
+claims certainty (each weight is at most 0.95). Each evidence item counts once however many
+of the device's values match it. A fingerprint matches when its confidence reaches its
+``min_confidence`` and none of its ``veto`` items matched. Among matches, a specific
+fingerprint always beats a ``fallback`` one (a generic platform guess such as "Windows
+host"); then the highest confidence wins; ties go to the one with more matched items, then
+to the earlier entry.
+
+Speed: the library is compiled once into per-kind indexes (a dict for ``equals`` values and
+one RE2 set per kind for patterns), so a device costs one dict lookup and one RE2 set scan
+per fact value, whatever the number of fingerprints.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import re2
+
+from monitor.model import Classification, Device, Evidence
+from monitor.signatures import RE2_OPTIONS, Fingerprint, SignatureLibrary, normalise
+from monitor.signatures import Evidence as EvidenceSpec
+
+_CACHE_KEY = "classifier-index"
+
+
+@dataclass
+class _KindIndex:
+    equals: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    patterns: list[tuple[int, int]] = field(default_factory=list)
+    regex_set: Any = None
+    # evidence tested one by one (``networks`` on ip / peer values)
+    others: list[tuple[int, int, EvidenceSpec]] = field(default_factory=list)
+
+
+@dataclass
+class _Index:
+    fingerprints: list[Fingerprint]
+    kinds: dict[str, _KindIndex]
+
+
+def _build_index(library: SignatureLibrary) -> _Index:
+    kinds: dict[str, _KindIndex] = {}
+    sources: dict[str, list[str]] = {}
+    for fp_index, fingerprint in enumerate(library.fingerprints):
+        for ev_index, evidence in enumerate(fingerprint.evidence):
+            kind_index = kinds.setdefault(evidence.kind, _KindIndex())
+            if evidence.equals is not None:
+                for value in evidence.equals:
+                    kind_index.equals.setdefault(normalise(value), []).append((fp_index, ev_index))
+            elif evidence.pattern is not None:
+                kind_index.patterns.append((fp_index, ev_index))
+                sources.setdefault(evidence.kind, []).append(evidence.pattern)
+            else:
+                kind_index.others.append((fp_index, ev_index, evidence))
+    for kind, patterns in sources.items():
+        regex_set = re2.Set.SearchSet(RE2_OPTIONS)
+        for pattern in patterns:
+            regex_set.Add(unicodedata.normalize("NFC", pattern))
+        regex_set.Compile()
+        kinds[kind].regex_set = regex_set
+    return _Index(list(library.fingerprints), kinds)
+
+
+def _index(library: SignatureLibrary) -> _Index:
+    index = library._cache.get(_CACHE_KEY)
+    if index is None:
+        index = _build_index(library)
+        library._cache[_CACHE_KEY] = index
+    assert isinstance(index, _Index)
+    return index
+
+
+def _device_values(device: Device) -> Iterable[tuple[str, Iterable[str]]]:
+    if device.vendor:
+        yield "oui_vendor", (device.vendor,)
+    for kind, values in device.facts.items():
+        yield kind, values.keys()
+
+
+def match_evidence(device: Device, library: SignatureLibrary) -> dict[int, dict[int, str]]:
+    """fingerprint index -> evidence index -> the first device value that matched it."""
+    index = _index(library)
+    hits: dict[int, dict[int, str]] = {}
+    for kind, values in _device_values(device):
+        kind_index = index.kinds.get(kind)
+        if kind_index is None:
+            continue
+        for value in values:
+            for fp_index, ev_index in kind_index.equals.get(normalise(value), ()):
+                hits.setdefault(fp_index, {}).setdefault(ev_index, value)
+            if kind_index.regex_set is not None:
+                matched = kind_index.regex_set.Match(unicodedata.normalize("NFC", value))
+                for position in matched or ():
+                    fp_index, ev_index = kind_index.patterns[position]
+                    hits.setdefault(fp_index, {}).setdefault(ev_index, value)
+            for fp_index, ev_index, evidence in kind_index.others:
+                if evidence.matches(value):
+                    hits.setdefault(fp_index, {}).setdefault(ev_index, value)
+    return hits
+
+
+def score(fingerprint: Fingerprint, matched: dict[int, str]) -> tuple[float, bool]:
+    """(noisy-OR confidence of the matched items, whether a veto item matched)."""
+    remaining = 1.0
+    for ev_index in matched:
+        evidence = fingerprint.evidence[ev_index]
+        if evidence.veto:
+            return 0.0, True
+        remaining *= 1.0 - evidence.weight
+    return 1.0 - remaining, False
+
+
+def candidates(device: Device, library: SignatureLibrary) -> list[Classification]:
+    """Every fingerprint that matches the device, best first."""
+    index = _index(library)
+    ranked: list[tuple[bool, float, int, int, Classification]] = []
+    for fp_index, matched in match_evidence(device, library).items():
+        fingerprint = index.fingerprints[fp_index]
+        confidence, vetoed = score(fingerprint, matched)
+        if vetoed or confidence < fingerprint.min_confidence - 1e-9:
+            continue
+        evidence = tuple(
+            Evidence(fingerprint.evidence[i].kind, value, fingerprint.evidence[i].weight)
+            for i, value in sorted(matched.items())
+        )
+        result = fingerprint.result
+        classification = Classification(
+            signature=fingerprint.id,
+            vendor=result.vendor or device.vendor,
+            device_class=result.device_class,
+            model=result.model,
+            criticality=result.criticality,
+            confidence=round(confidence, 4),
+            evidence=evidence,
+        )
+        key = (fingerprint.fallback, -confidence, -len(evidence), fp_index)
+        ranked.append((*key, classification))
+    ranked.sort(key=lambda item: item[:4])
+    return [item[4] for item in ranked]
+
+
+def classify(device: Device, library: SignatureLibrary) -> Classification | None:
+    """The best fingerprint match for the device, or None if nothing reaches its threshold."""
+    found = candidates(device, library)
+    return found[0] if found else None

@@ -1,0 +1,540 @@
+"""What is derived from window profiles across windows: cadence and volume series.
+
+A ``WindowProfile`` (monitor.model) says what one device did in one window. This module
+keeps what only a sequence of windows can tell:
+
+- ``Cadence``: the reporting interval of one steady conversation (an HL7 feed, an MQTT
+  publisher, a pump's check-in). Messages closer together than ``burst_gap`` seconds form
+  one burst (one TLS record split into segments, a request and its retries); the interval is
+  the gap between the starts of successive bursts. The typical interval is the **median** of
+  the last ``max_gaps`` gaps, its spread the **MAD** (median absolute deviation). The last
+  message time is kept, so a gap that spans a window boundary counts like any other.
+- ``VolumeHistory``: the per-window volume series of a device (packets and bytes each way,
+  flows started, distinct peers) over a bounded number of windows, with median and MAD, and
+  an hour-of-week view (per UTC hour of the week, the mean per window of that hour in each of
+  the last ``seasonal_weeks`` weeks) that is used once enough weeks exist.
+
+Promises: memory per device is bounded (ring buffers of fixed capacity, compact ``array``
+storage); every value round-trips exactly through ``to_dict``/``from_dict`` (times are kept
+to the microsecond, gaps to the millisecond, hourly means to 1/1000), so a baseline written
+to SQLite or YAML and read back is the same baseline.
+"""
+
+from __future__ import annotations
+
+import calendar
+import functools
+import math
+import re
+import time
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from monitor.model import WindowProfile
+
+VOLUME_FEATURES: tuple[str, ...] = (
+    "tx_packets",
+    "tx_bytes",
+    "rx_packets",
+    "rx_bytes",
+    "flows",
+    "peers",
+)
+"""The per-window volume features, in a fixed order."""
+
+_UINT32_MAX = 2**32 - 1
+# MAD of a normal distribution is 0.6745 sigma: scale it to be comparable with a std dev.
+MAD_TO_SIGMA = 1.4826
+HOURS_PER_WEEK = 168
+# 1970-01-01 was a Thursday: shift so that slot 0 is Monday 00:00 UTC.
+_EPOCH_WEEKDAY_OFFSET_HOURS = 3 * 24
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+class FormatError(ValueError):
+    """A serialised profile or baseline that does not have the expected shape.
+
+    The message names the field (a path like ``cadence.peer|tcp/443.gaps``), never a value.
+    """
+
+
+def quantize_time(t: float) -> float:
+    """Round a capture time to the microsecond, so that it round-trips through ISO text."""
+    return round(t * 1_000_000) / 1_000_000
+
+
+@functools.lru_cache(maxsize=8192)  # facts learned in one window share its end time
+def format_time(t: float) -> str:
+    """``2021-03-08T15:22:15.831389Z`` for a capture time (UTC, microseconds)."""
+    micros = round(t * 1_000_000)
+    seconds, frac = divmod(micros, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:06d}Z"
+
+
+_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z")
+
+
+def parse_time(text: object, where: str) -> float:
+    """The inverse of ``format_time``; raises ``FormatError`` naming ``where``."""
+    if not isinstance(text, str):
+        raise FormatError(f"{where}: expected a time like 2021-03-08T15:22:15.000000Z")
+    value = _parse_iso(text)
+    if value is None:
+        raise FormatError(f"{where}: expected a valid time like 2021-03-08T15:22:15.000000Z")
+    return value
+
+
+@functools.lru_cache(maxsize=8192)  # a baseline repeats the same few window times
+def _parse_iso(text: str) -> float | None:
+    match = _ISO.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, frac = (int(g) for g in match.groups())
+    try:
+        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+        if (month, day) != time.gmtime(seconds)[1:3] or hour > 23 or minute > 59 or second > 59:
+            return None
+    except (ValueError, OverflowError):
+        return None
+    return (seconds * 1_000_000 + frac) / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RobustStats:
+    """Median and MAD of a series, with how many values they come from."""
+
+    median: float
+    mad: float
+    n: int
+
+    def score(self, value: float, floor: float = 1.0) -> float:
+        """How many (MAD-scaled) standard deviations ``value`` is from the median.
+
+        ``floor`` keeps a perfectly flat history (MAD 0) from turning every small change into
+        an infinite score: the spread used is at least ``floor`` (in the value's own unit).
+        """
+        spread = max(self.mad * MAD_TO_SIGMA, floor)
+        return (value - self.median) / spread
+
+
+def robust_stats(values: Sequence[float] | np.ndarray[Any, Any]) -> RobustStats | None:
+    """Median and MAD of ``values``; ``None`` for an empty series."""
+    if len(values) <= _SMALL:
+        # Plain Python beats numpy's per-call overhead on the short series baselines keep.
+        ordered = sorted(float(v) for v in values)
+        if not ordered:
+            return None
+        median = _sorted_median(ordered)
+        mad = _sorted_median(sorted(abs(v - median) for v in ordered))
+        return RobustStats(median, mad, len(ordered))
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        return None
+    median = float(np.median(data))
+    mad = float(np.median(np.abs(data - median)))
+    return RobustStats(median, mad, int(data.size))
+
+
+_SMALL = 128
+
+
+def _sorted_median(ordered: list[float]) -> float:
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+class Ring:
+    """A fixed-capacity ring of numbers in compact storage (``array`` of ``typecode``).
+
+    Values are appended until the capacity is reached, then the oldest is overwritten.
+    ``values()`` returns them oldest first.
+    """
+
+    __slots__ = ("_data", "_next", "capacity")
+
+    def __init__(self, typecode: str, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("a ring needs a capacity of at least 1")
+        self.capacity = capacity
+        self._data: array[Any] = array(typecode)
+        self._next = 0  # where the next value goes once full
+
+    def append(self, value: float) -> None:
+        if len(self._data) < self.capacity:
+            self._data.append(value)
+        else:
+            self._data[self._next] = value
+            self._next = (self._next + 1) % self.capacity
+
+    def values(self) -> list[Any]:
+        data = self._data.tolist()
+        return data[self._next :] + data[: self._next]
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def stats(self) -> RobustStats | None:
+        if not self._data:
+            return None
+        if len(self._data) <= _SMALL:
+            return robust_stats(self._data)
+        return robust_stats(np.frombuffer(self._data, dtype=self._data.typecode))
+
+    def replace(self, values: Iterable[float]) -> None:
+        """Set the contents (oldest first); keeps only the newest ``capacity`` values."""
+        kept = list(values)[-self.capacity :]
+        self._data = array(self._data.typecode, kept)
+        self._next = 0
+
+
+class Cadence:
+    """The reporting interval of one conversation of one device.
+
+    ``observe(times)`` takes the capture times of the messages the device sent in one window
+    (any order); gaps are measured between burst starts, across windows.
+    """
+
+    __slots__ = ("_gaps_ms", "burst_gap", "bursts", "last_burst", "last_message", "messages")
+
+    def __init__(self, burst_gap: float = 1.0, max_gaps: int = 64) -> None:
+        self.burst_gap = burst_gap
+        self._gaps_ms = Ring("I", max_gaps)
+        self.last_message: float | None = None
+        self.last_burst: float | None = None
+        self.messages = 0
+        self.bursts = 0
+
+    def observe(self, times: Iterable[float]) -> None:
+        for raw in sorted(times):
+            t = quantize_time(raw)
+            self.messages += 1
+            if self.last_message is not None and t < self.last_message:
+                # A message older than one already seen (reordered capture): it cannot start
+                # a new burst, and counting it would make a negative gap.
+                continue
+            if self.last_message is None or t - self.last_message > self.burst_gap:
+                if self.last_burst is not None:
+                    gap_ms = min(round((t - self.last_burst) * 1000), _UINT32_MAX)
+                    self._gaps_ms.append(gap_ms)
+                self.last_burst = t
+                self.bursts += 1
+            self.last_message = t
+
+    def gaps(self) -> list[float]:
+        """The recent gaps between burst starts, in seconds, oldest first."""
+        return [ms / 1000 for ms in self._gaps_ms.values()]
+
+    def stats(self) -> RobustStats | None:
+        """Median and MAD of the recent gaps, in seconds; ``None`` before the first gap."""
+        raw = self._gaps_ms.stats()
+        if raw is None:
+            return None
+        return RobustStats(raw.median / 1000, raw.mad / 1000, raw.n)
+
+    def to_dict(self, derived: bool = True) -> dict[str, Any]:
+        """``derived``: include the interval and MAD (for review; recomputed on reading)."""
+        stats = self.stats() if derived else None
+        out: dict[str, Any] = {}
+        if stats is not None:
+            out["interval"] = round(stats.median, 3)
+            out["mad"] = round(stats.mad, 3)
+        out["messages"] = self.messages
+        out["bursts"] = self.bursts
+        out["last_message"] = (
+            format_time(self.last_message) if self.last_message is not None else None
+        )
+        out["last_burst"] = format_time(self.last_burst) if self.last_burst is not None else None
+        out["gaps"] = self.gaps()
+        return out
+
+    @classmethod
+    def from_dict(
+        cls, data: object, where: str, burst_gap: float = 1.0, max_gaps: int = 64
+    ) -> Cadence:
+        fields = read_mapping(data, where)
+        check_keys(
+            fields,
+            where,
+            required={"messages", "bursts", "last_message", "last_burst", "gaps"},
+            optional={"interval", "mad"},
+        )
+        cadence = cls(burst_gap, max_gaps)
+        cadence.messages = read_count(fields["messages"], f"{where}.messages")
+        cadence.bursts = read_count(fields["bursts"], f"{where}.bursts")
+        for name in ("last_message", "last_burst"):
+            value = fields[name]
+            setattr(cadence, name, None if value is None else parse_time(value, f"{where}.{name}"))
+        gaps = read_number_list(fields["gaps"], f"{where}.gaps")
+        gaps_ms = [round(g * 1000) for g in gaps]
+        if any(ms < 0 or ms > _UINT32_MAX for ms in gaps_ms):
+            raise FormatError(f"{where}.gaps: a gap is out of range")
+        cadence._gaps_ms.replace(gaps_ms)
+        return cadence
+
+
+def hour_of_week(t: float) -> int:
+    """0 for Monday 00:00–00:59 UTC … 167 for Sunday 23:00–23:59 UTC."""
+    hours = math.floor(t / 3600)
+    return (hours + _EPOCH_WEEKDAY_OFFSET_HOURS) % HOURS_PER_WEEK
+
+
+def slot_name(slot: int) -> str:
+    """``"Mon 08"`` for slot 8: the readable key of an hour-of-week slot."""
+    return f"{_DAYS[slot // 24]} {slot % 24:02d}"
+
+
+def _slot_from_name(name: object, where: str) -> int:
+    if isinstance(name, str) and len(name) == 6 and name[:3] in _DAYS and name[3] == " ":
+        hour = name[4:]
+        if hour.isdigit() and int(hour) < 24:
+            return _DAYS.index(name[:3]) * 24 + int(hour)
+    raise FormatError(f"{where}: an hour-of-week slot must look like 'Mon 08'")
+
+
+def volume_vector(profile: WindowProfile) -> tuple[int, ...]:
+    """The volume features of one window profile, in ``VOLUME_FEATURES`` order."""
+    return (
+        profile.tx_packets,
+        profile.tx_bytes,
+        profile.rx_packets,
+        profile.rx_bytes,
+        profile.flows_started,
+        len(profile.peers),
+    )
+
+
+class VolumeHistory:
+    """The per-window volume series of one device, with a global and an hour-of-week view.
+
+    The global view is the last ``capacity`` windows in which the device was active. The
+    hour-of-week view keeps, per UTC hour of the week, the mean per active window of that
+    hour, for each of the last ``seasonal_weeks`` weeks; ``expected`` uses it once the slot
+    has ``seasonal_min_weeks`` weeks, and the global view before that. It lives in one
+    float32 array (168 slots × weeks × features), allocated when the first hour closes.
+    """
+
+    __slots__ = (
+        "_current",
+        "_current_hour",
+        "_filled",
+        "_next",
+        "_seasonal",
+        "_series",
+        "capacity",
+        "seasonal_min_weeks",
+        "seasonal_weeks",
+    )
+
+    def __init__(
+        self, capacity: int = 512, seasonal_weeks: int = 4, seasonal_min_weeks: int = 2
+    ) -> None:
+        if not 1 <= seasonal_weeks <= 255:
+            raise ValueError("seasonal_weeks must be between 1 and 255")
+        self.capacity = capacity
+        self.seasonal_weeks = seasonal_weeks
+        self.seasonal_min_weeks = seasonal_min_weeks
+        self._series = [Ring("I", capacity) for _ in VOLUME_FEATURES]
+        # slot-major: [slot][week ring position][feature]
+        self._seasonal: array[float] | None = None
+        self._filled: bytearray | None = None  # weeks held per slot
+        self._next: bytearray | None = None  # ring position of the next week per slot
+        # The hour being accumulated (absolute hour number) and its sums + window count.
+        self._current_hour: int | None = None
+        self._current: list[int] = [0] * (len(VOLUME_FEATURES) + 1)
+
+    def add(self, profile: WindowProfile) -> None:
+        vector = volume_vector(profile)
+        for ring, value in zip(self._series, vector, strict=True):
+            ring.append(min(value, _UINT32_MAX))
+        hour = math.floor(profile.start / 3600)
+        if self._current_hour is not None and hour != self._current_hour:
+            self._close_hour()
+        self._current_hour = hour
+        for i, value in enumerate(vector):
+            self._current[i] += value
+        self._current[-1] += 1
+
+    def _slot_push(self, slot: int, means: Sequence[float]) -> None:
+        nf = len(VOLUME_FEATURES)
+        if self._seasonal is None or self._filled is None or self._next is None:
+            self._seasonal = array("f", bytes(4 * HOURS_PER_WEEK * self.seasonal_weeks * nf))
+            self._filled = bytearray(HOURS_PER_WEEK)
+            self._next = bytearray(HOURS_PER_WEEK)
+        position = self._next[slot]
+        base = (slot * self.seasonal_weeks + position) * nf
+        self._seasonal[base : base + nf] = array("f", means)
+        self._next[slot] = (position + 1) % self.seasonal_weeks
+        self._filled[slot] = min(self._filled[slot] + 1, self.seasonal_weeks)
+
+    def _slot_values(self, slot: int, feature: int) -> list[float]:
+        """The weekly means of one slot and feature, oldest first, rounded as stored."""
+        if self._seasonal is None or self._filled is None or self._next is None:
+            return []
+        filled, weeks, nf = self._filled[slot], self.seasonal_weeks, len(VOLUME_FEATURES)
+        order = (
+            range(filled)
+            if filled < weeks
+            else [(self._next[slot] + k) % weeks for k in range(weeks)]
+        )
+        return [round(self._seasonal[(slot * weeks + k) * nf + feature], 3) for k in order]
+
+    def _close_hour(self) -> None:
+        windows = self._current[-1]
+        if self._current_hour is not None and windows:
+            slot = (self._current_hour + _EPOCH_WEEKDAY_OFFSET_HOURS) % HOURS_PER_WEEK
+            self._slot_push(slot, [round(total / windows, 3) for total in self._current[:-1]])
+        self._current = [0] * (len(VOLUME_FEATURES) + 1)
+
+    def __len__(self) -> int:
+        return len(self._series[0])
+
+    def stats(self, feature: str) -> RobustStats | None:
+        """Median and MAD of the feature over the recent windows."""
+        return self._series[VOLUME_FEATURES.index(feature)].stats()
+
+    def seasonal_stats(self, feature: str, when: float) -> RobustStats | None:
+        """Median and MAD of the hour-of-week view for the hour of ``when``, if it has enough
+        weeks; ``None`` otherwise."""
+        values = self._slot_values(hour_of_week(when), VOLUME_FEATURES.index(feature))
+        if len(values) < self.seasonal_min_weeks:
+            return None
+        return robust_stats(values)
+
+    def expected(self, feature: str, when: float) -> RobustStats | None:
+        """What the feature normally is at ``when``: hour-of-week if known, else global."""
+        return self.seasonal_stats(feature, when) or self.stats(feature)
+
+    def to_dict(self, derived: bool = True) -> dict[str, Any]:
+        """``derived``: include median and MAD (for review; recomputed on reading)."""
+        out: dict[str, Any] = {}
+        for name, ring in zip(VOLUME_FEATURES, self._series, strict=True):
+            stats = ring.stats() if derived else None
+            entry: dict[str, Any] = {}
+            if stats is not None:
+                entry["median"] = stats.median
+                entry["mad"] = stats.mad
+            entry["history"] = ring.values()
+            out[name] = entry
+        filled = self._filled or bytearray(HOURS_PER_WEEK)
+        out["hour_of_week"] = {
+            slot_name(slot): {
+                name: self._slot_values(slot, f) for f, name in enumerate(VOLUME_FEATURES)
+            }
+            for slot in range(HOURS_PER_WEEK)
+            if filled[slot]
+        }
+        out["current_hour"] = (
+            None
+            if self._current_hour is None
+            else {
+                "start": format_time(self._current_hour * 3600.0),
+                "windows": self._current[-1],
+                "sums": dict(zip(VOLUME_FEATURES, self._current, strict=False)),
+            }
+        )
+        return out
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: object,
+        where: str,
+        capacity: int = 512,
+        seasonal_weeks: int = 4,
+        seasonal_min_weeks: int = 2,
+    ) -> VolumeHistory:
+        fields = read_mapping(data, where)
+        check_keys(fields, where, required={*VOLUME_FEATURES, "hour_of_week", "current_hour"})
+        history = cls(capacity, seasonal_weeks, seasonal_min_weeks)
+        lengths = set()
+        for name, ring in zip(VOLUME_FEATURES, history._series, strict=True):
+            entry = read_mapping(fields[name], f"{where}.{name}")
+            check_keys(entry, f"{where}.{name}", required={"history"}, optional={"median", "mad"})
+            values = read_count_list(entry["history"], f"{where}.{name}.history")
+            ring.replace(min(v, _UINT32_MAX) for v in values)
+            lengths.add(len(ring))
+        if len(lengths) > 1:
+            raise FormatError(f"{where}: the feature histories have different lengths")
+        slots = read_mapping(fields["hour_of_week"], f"{where}.hour_of_week")
+        for name, slot_data in slots.items():
+            slot_where = f"{where}.hour_of_week.{name}"
+            slot = _slot_from_name(name, slot_where)
+            slot_fields = read_mapping(slot_data, slot_where)
+            check_keys(slot_fields, slot_where, required=set(VOLUME_FEATURES))
+            columns = [
+                read_number_list(slot_fields[feature], f"{slot_where}.{feature}")[-seasonal_weeks:]
+                for feature in VOLUME_FEATURES
+            ]
+            if len({len(c) for c in columns}) != 1 or not columns[0]:
+                raise FormatError(f"{slot_where}: the features need the same number of weeks")
+            for week in zip(*columns, strict=True):
+                history._slot_push(slot, [round(v, 3) for v in week])
+        current = fields["current_hour"]
+        if current is not None:
+            cur = read_mapping(current, f"{where}.current_hour")
+            check_keys(cur, f"{where}.current_hour", required={"start", "windows", "sums"})
+            start = parse_time(cur["start"], f"{where}.current_hour.start")
+            if start % 3600:
+                raise FormatError(f"{where}.current_hour.start: not the start of an hour")
+            history._current_hour = int(start // 3600)
+            sums = read_mapping(cur["sums"], f"{where}.current_hour.sums")
+            check_keys(sums, f"{where}.current_hour.sums", required=set(VOLUME_FEATURES))
+            history._current = [
+                read_count(sums[name], f"{where}.current_hour.sums.{name}")
+                for name in VOLUME_FEATURES
+            ] + [read_count(cur["windows"], f"{where}.current_hour.windows")]
+        return history
+
+
+# --- strict readers for serialised data (hostile input: YAML files, state rows) -------------
+
+
+def read_mapping(data: object, where: str) -> Mapping[str, Any]:
+    # Keys are checked where they are used (check_keys, or the caller's own test).
+    if not isinstance(data, dict):
+        raise FormatError(f"{where}: expected a mapping")
+    return data
+
+
+def check_keys(
+    data: Mapping[str, Any],
+    where: str,
+    required: set[str],
+    optional: set[str] | frozenset[str] = frozenset(),
+) -> None:
+    missing = required - data.keys()
+    if missing:
+        raise FormatError(f"{where}: missing {', '.join(sorted(missing))}")
+    unknown = data.keys() - required - optional
+    if unknown:
+        # Keys are the file's own text: name at most a few, shortened.
+        shown = ", ".join(sorted(str(k)[:40] for k in unknown)[:3])
+        raise FormatError(f"{where}: unknown key(s) {shown}")
+
+
+def read_count(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FormatError(f"{where}: expected a count (an integer >= 0)")
+    return value
+
+
+def read_count_list(value: object, where: str) -> list[int]:
+    if not isinstance(value, list):
+        raise FormatError(f"{where}: expected a list of counts")
+    return [read_count(v, where) for v in value]
+
+
+def read_number_list(value: object, where: str) -> list[float]:
+    if not isinstance(value, list):
+        raise FormatError(f"{where}: expected a list of numbers")
+    out: list[float] = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+            raise FormatError(f"{where}: expected numbers >= 0")
+        out.append(float(v))
+    return out

@@ -1,0 +1,293 @@
+"""Evaluate behaviour rules and communication policies against devices (pure functions).
+
+``evaluate_rules(device, library)`` checks every rule of the library against one device's
+classification and facts; ``evaluate_policies(device, devices_by_id, library)`` checks what
+the device talked to against the policies of its class. Both return ``Finding``s: rule id,
+severity, a one-sentence summary a nurse manager can read, the observed values that made it
+fire, runbook text and references (CVE, CISA advisory ids). The detectors wrap these.
+
+Privacy: a finding quotes only metadata the inventory keeps (ports, peer ids and addresses,
+names, identifiers); never payload content.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from monitor.model import UNKNOWN_CLASS, Device
+from monitor.signatures import (
+    CLASS_LABELS,
+    MEDICAL_CLASSES,
+    PEER_ROLES,
+    SEVERITY_FOR_CRITICALITY,
+    Condition,
+    PeerSpec,
+    Policy,
+    Rule,
+    SignatureLibrary,
+    in_network,
+)
+
+MAX_SUMMARY_VALUES = 5
+MAX_EVIDENCE_VALUES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule or policy that fired for one device, explaining itself."""
+
+    rule_id: str
+    kind: Literal["rule", "policy"]
+    device_id: str
+    severity: str  # critical | high | warning | info
+    title: str
+    summary: str  # one sentence, readable by a nurse manager; no patient data
+    evidence: Mapping[str, tuple[str, ...]]  # kind -> observed values
+    runbook: str
+    references: tuple[str, ...] = ()
+    device_class: str = UNKNOWN_CLASS
+    criticality: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def _values(device: Device, kind: str) -> list[str]:
+    if kind == "oui_vendor":
+        return [device.vendor] if device.vendor else []
+    return sorted(device.facts.get(kind, {}))
+
+
+def _condition_hits(device: Device, condition: Condition) -> list[str]:
+    return condition.matching(_values(device, condition.kind))
+
+
+def _render(template: str, device: Device, values: Sequence[str]) -> str:
+    classification = device.classification
+    device_class = classification.device_class if classification else UNKNOWN_CLASS
+    shown = list(values[:MAX_SUMMARY_VALUES])
+    if len(values) > MAX_SUMMARY_VALUES:
+        shown.append(f"and {len(values) - MAX_SUMMARY_VALUES} more")
+    fields = {
+        "device": device.id,
+        "device_class": device_class,
+        "class_label": CLASS_LABELS.get(device_class, device_class.replace("_", " ")),
+        "vendor": (classification.vendor if classification else None)
+        or device.vendor
+        or "unknown vendor",
+        "model": (classification.model if classification else None) or "unknown model",
+        "criticality": classification.criticality if classification else "unknown",
+        "values": ", ".join(shown),
+        "count": str(len(values)),
+    }
+    return template.format_map(fields)
+
+
+def _in_scope(rule: Rule, device: Device) -> bool:
+    classification = device.classification
+    device_class = classification.device_class if classification else UNKNOWN_CLASS
+    scope = rule.scope
+    if scope.device_classes is not None and device_class not in scope.device_classes:
+        return False
+    if scope.criticalities is not None and (
+        classification is None or classification.criticality not in scope.criticalities
+    ):
+        return False
+    return scope.medical is None or (device_class in MEDICAL_CLASSES) == scope.medical
+
+
+def evaluate_rule(rule: Rule, device: Device) -> Finding | None:
+    """The finding of one rule for one device, or None."""
+    if not _in_scope(rule, device):
+        return None
+    evidence: dict[str, set[str]] = {}
+    for condition in rule.all:
+        hits = _condition_hits(device, condition)
+        if not hits:
+            return None
+        evidence.setdefault(condition.kind, set()).update(hits)
+    if rule.any:
+        matched_any = False
+        for condition in rule.any:
+            hits = _condition_hits(device, condition)
+            if hits:
+                matched_any = True
+                evidence.setdefault(condition.kind, set()).update(hits)
+        if not matched_any:
+            return None
+    for condition in rule.none:
+        if _condition_hits(device, condition):
+            return None
+    observed = {
+        kind: tuple(sorted(values)[:MAX_EVIDENCE_VALUES]) for kind, values in evidence.items()
+    }
+    all_values = sorted({v for values in evidence.values() for v in values})
+    classification = device.classification
+    return Finding(
+        rule_id=rule.id,
+        kind="rule",
+        device_id=device.id,
+        severity=rule.severity,
+        title=rule.title,
+        summary=_render(rule.summary, device, all_values),
+        evidence=observed,
+        runbook=rule.runbook.strip(),
+        references=tuple(rule.references),
+        device_class=classification.device_class if classification else UNKNOWN_CLASS,
+        criticality=classification.criticality if classification else None,
+    )
+
+
+def evaluate_rules(device: Device, library: SignatureLibrary) -> list[Finding]:
+    """Every rule of the library that fires for this device, in library order."""
+    findings = []
+    for rule in library.rules:
+        finding = evaluate_rule(rule, device)
+        if finding is not None:
+            findings.append(finding)
+    return findings
+
+
+# ---------------------------------------------------------------------------------------------
+# Policies
+
+
+def _parse_service(spec: str) -> tuple[str, int, int]:
+    proto, _, ports = spec.partition("/")
+    if ports == "*":
+        return proto, 0, 65535
+    low, _, high = ports.partition("-")
+    return proto, int(low), int(high or low)
+
+
+def service_allowed(value: str, specs: Iterable[str]) -> bool:
+    """Whether an observed ``proto/port`` value is covered by one of the specs."""
+    proto, _, port_text = value.partition("/")
+    if not port_text.isdigit():
+        return False
+    port = int(port_text)
+    for spec in specs:
+        spec_proto, low, high = _parse_service(spec)
+        if spec_proto == proto and low <= port <= high:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class _Peer:
+    device_class: str
+    ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
+    offers: frozenset[str]
+
+
+def _parse_ips(texts: Iterable[str]) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+    result = []
+    for text in texts:
+        try:
+            result.append(ipaddress.ip_address(text.split("%", 1)[0]))
+        except ValueError:
+            continue
+    return tuple(result)
+
+
+def _resolve_peer(peer_id: str, devices_by_id: Mapping[str, Device]) -> _Peer:
+    peer = devices_by_id.get(peer_id)
+    if peer is not None:
+        ips = list(peer.facts.get("ip", {}))
+        if peer_id.startswith("ip:"):
+            ips.append(peer_id[3:])
+        return _Peer(
+            peer.device_class, _parse_ips(ips), frozenset(peer.facts.get("service_offered", {}))
+        )
+    for prefix in ("ext:", "ip:"):
+        if peer_id.startswith(prefix):
+            return _Peer(UNKNOWN_CLASS, _parse_ips([peer_id[len(prefix) :]]), frozenset())
+    return _Peer(UNKNOWN_CLASS, (), frozenset())
+
+
+def _peer_allowed(peer: _Peer, own_class: str, spec: PeerSpec) -> bool:
+    if spec.classes is not None and peer.device_class not in spec.classes:
+        return False
+    if spec.networks is not None and not any(
+        in_network(ip, network) for ip in peer.ips for network in spec.networks
+    ):
+        return False
+    if spec.roles is not None:
+        ok = False
+        for role in spec.roles:
+            if role == "same_class":
+                ok = ok or peer.device_class == own_class
+            else:
+                ok = ok or any(service_allowed(s, PEER_ROLES[role]) for s in peer.offers)
+        if not ok:
+            return False
+    return spec.offers is None or any(service_allowed(s, spec.offers) for s in peer.offers)
+
+
+def policy_violations(
+    policy: Policy, device: Device, devices_by_id: Mapping[str, Device]
+) -> dict[str, list[str]]:
+    """fact kind -> observed values the policy does not allow (empty if none)."""
+    own_class = device.device_class
+    violations: dict[str, list[str]] = {}
+    if policy.peers is not None:
+        specs = policy.peers
+        for peer_id in sorted(device.facts.get("peer", {})):
+            peer = _resolve_peer(peer_id, devices_by_id)
+            if not any(_peer_allowed(peer, own_class, spec) for spec in specs):
+                violations.setdefault("peer", []).append(peer_id)
+    for kind, allowed in (
+        ("service_used", policy.services_used),
+        ("service_offered", policy.services_offered),
+    ):
+        if allowed is not None:
+            bad = [v for v in sorted(device.facts.get(kind, {})) if not service_allowed(v, allowed)]
+            if bad:
+                violations[kind] = bad
+    if policy.protocols is not None:
+        allowed_protocols = set(policy.protocols)
+        bad = [p for p in sorted(device.facts.get("protocol", {})) if p not in allowed_protocols]
+        if bad:
+            violations["protocol"] = bad
+    return violations
+
+
+def evaluate_policy(
+    policy: Policy, device: Device, devices_by_id: Mapping[str, Device]
+) -> Finding | None:
+    """The finding of one policy for one device (all its violations), or None."""
+    if device.device_class not in policy.device_classes:
+        return None
+    violations = policy_violations(policy, device, devices_by_id)
+    if not violations:
+        return None
+    classification = device.classification
+    criticality = classification.criticality if classification else None
+    severity = policy.severity or SEVERITY_FOR_CRITICALITY.get(criticality or "", "warning")
+    all_values = [v for values in violations.values() for v in values]
+    return Finding(
+        rule_id=policy.id,
+        kind="policy",
+        device_id=device.id,
+        severity=severity,
+        title=policy.title,
+        summary=_render(policy.summary, device, all_values),
+        evidence={k: tuple(v[:MAX_EVIDENCE_VALUES]) for k, v in violations.items()},
+        runbook=policy.runbook.strip(),
+        references=tuple(policy.references),
+        device_class=device.device_class,
+        criticality=criticality,
+    )
+
+
+def evaluate_policies(
+    device: Device, devices_by_id: Mapping[str, Device], library: SignatureLibrary
+) -> list[Finding]:
+    """One finding per policy of the device's class that the device broke."""
+    findings = []
+    for policy in library.policies:
+        finding = evaluate_policy(policy, device, devices_by_id)
+        if finding is not None:
+            findings.append(finding)
+    return findings

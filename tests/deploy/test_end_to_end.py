@@ -1,0 +1,250 @@
+"""End to end: a lab incidents capture replayed by ``santinel run`` reaches on-call.
+
+A real Prometheus (shipped scrape labels, shipped recording rules, shipped alert rules with their
+``for:`` removed) scrapes the daemon every second; a real Alertmanager (shipped routing and
+inhibition, group waits cut to zero) sends notifications to a webhook receiver started here. The
+test checks, against the capture's ground truth (``truth.json`` of the lab):
+
+- the silenced device raises SantinelDeviceSilent and the device that called a new internet
+  address raises SantinelNewExternalDestination, each with the device's class and clinical
+  criticality, the sensor's labels, the severity the rules promise and fully rendered
+  annotations, delivered to the receiver the routing promises;
+- no alert names a benign device (one that no event of the scenario involves), except
+  SantinelNewUnknownDevice, which by design fires for every unidentified device a fresh
+  Prometheus has not seen before;
+- every query of every dashboard returns data from this Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.deploy.conftest import PROMETHEUS_DIR, RECORDING_RULES
+from tests.deploy.dashboards_support import dashboard_files, load, queries_without_data
+from tests.deploy.stacks import fast_alert_rules, fast_alertmanager_config
+from tests.support.promstack import (
+    Alertmanager,
+    Prometheus,
+    WebhookReceiver,
+    free_port,
+    prometheus_config,
+    scrape_job,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+REPLAY_SPEED = "8"
+# Where a recorded lab scenario (capture.pcap + truth.json) may be committed.
+LAB_CAPTURE_DIRS = ["tests/data", "monitor/lab", "examples", "demo", "docs"]
+# The events the deploy files must turn into specific alerts.
+SILENCE_EVENTS = {"silence", "unplug"}
+NEW_EXTERNAL_EVENTS = {"new_external_peer"}
+# Alerts that say nothing about a device's behaviour.
+NOT_ABOUT_BEHAVIOUR = {"SantinelWatchdog", "SantinelNewUnknownDevice"}
+
+
+def find_lab_capture() -> tuple[Path, dict[str, Any]] | None:
+    """A committed lab recording whose scenario silences a device and calls a new address."""
+    for base in LAB_CAPTURE_DIRS:
+        for truth_path in sorted((REPO / base).glob("**/truth.json")):
+            try:
+                truth = json.loads(truth_path.read_text())
+            except (OSError, ValueError):
+                continue
+            capture = truth_path.parent / str(truth.get("capture", "capture.pcap"))
+            kinds = {event.get("kind") for event in truth.get("events", [])}
+            if capture.is_file() and kinds & SILENCE_EVENTS and kinds & NEW_EXTERNAL_EVENTS:
+                return capture, truth
+    return None
+
+
+def missing_prerequisites() -> str | None:
+    if not (REPO / "monitor" / "commands" / "run.py").is_file():
+        return "needs the sensor daemon `santinel run` (issue 7), not merged on this branch yet"
+    if find_lab_capture() is None:
+        return (
+            "needs a committed lab incidents recording (capture.pcap + truth.json with a "
+            "silence and a new_external_peer event, issue 3), not on this branch yet"
+        )
+    return None
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``santinel run --pcap`` on the lab capture, exporting on a free loopback port; yields the
+    exporter address and the capture's truth. Stopped with SIGTERM after the test."""
+    found = find_lab_capture()
+    assert found is not None
+    capture, truth = found
+    address = f"127.0.0.1:{free_port()}"
+    config = {
+        "web": {"listen_address": address},
+        "state": {"path": str(tmp_path / "state.db")},
+        # Learn cadences within the replay: short windows, a short learning period.
+        "profiles": {"window_seconds": 5},
+        "baseline": {"min_duration": "20s", "min_windows": 2},
+    }
+    config_path = tmp_path / "santinel.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    log = (tmp_path / "santinel.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "run",
+            f"--config.file={config_path}",
+            f"--pcap={capture}",
+            f"--replay-speed={REPLAY_SPEED}",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield address, truth
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+
+
+def device_ids_by_mac(prom: Prometheus) -> dict[str, dict[str, str]]:
+    """The inventory as Prometheus sees it: MAC -> santinel_device_info labels."""
+    return {
+        sample["metric"]["mac"].lower(): sample["metric"]
+        for sample in prom.query('santinel_device_info{job="santinel"}')
+    }
+
+
+def assert_rendered(alert: dict[str, Any]) -> None:
+    for key in ("summary", "description", "runbook_url"):
+        text = alert["annotations"].get(key, "")
+        assert text and "<no value>" not in text, (key, alert)
+    name = alert["labels"]["alertname"]
+    assert alert["annotations"]["runbook_url"].endswith(f"/docs/runbooks/{name}.md")
+
+
+@pytest.mark.skipif(missing_prerequisites() is not None, reason=str(missing_prerequisites()))
+def test_lab_incidents_reach_the_webhook_with_the_right_labels_and_dashboards_have_data(
+    tmp_path: Path,
+    prometheus_factory: Callable[..., Prometheus],
+    alertmanager_factory: Callable[..., Alertmanager],
+    webhook_receiver: WebhookReceiver,
+    daemon: tuple[str, dict[str, Any]],
+) -> None:
+    address, truth = daemon
+    am = alertmanager_factory(fast_alertmanager_config(webhook_receiver.url("/")))
+    shipped = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())["scrape_configs"][0]
+    target_labels = shipped["static_configs"][0]["labels"]
+    prom = prometheus_factory(
+        prometheus_config(
+            [scrape_job("santinel", [address], labels=target_labels)],
+            rule_files=[RECORDING_RULES, fast_alert_rules(tmp_path / "alerts.yml")],
+            alertmanagers=[am.address],
+        )
+    )
+
+    # The replay is over when the sensor's clock reaches the end of the capture.
+    wait_until(
+        lambda: any(
+            float(s["value"][1]) >= truth["capture_end"] - 1
+            for s in prom.query("santinel_capture_last_packet_timestamp_seconds")
+        ),
+        timeout=120,
+        interval=1,
+        message="replay finished",
+    )
+    inventory = device_ids_by_mac(prom)
+    by_name = {d["name"]: d for d in truth["devices"]}
+
+    def expected(kinds: set[str]) -> list[dict[str, Any]]:
+        return [e for e in truth["events"] if e["kind"] in kinds]
+
+    checks = [
+        ("SantinelDeviceSilent", expected(SILENCE_EVENTS)),
+        ("SantinelNewExternalDestination", expected(NEW_EXTERNAL_EVENTS)),
+    ]
+    for alertname, events in checks:
+        for event in events:
+            info = inventory[by_name[event["device"]["name"]]["mac"].lower()]
+
+            def delivered(alertname: str = alertname, device: str = info["device"]) -> Any:
+                return [
+                    (path, a)
+                    for path, n in webhook_receiver.received()
+                    for a in n["alerts"]
+                    if a["status"] == "firing"
+                    and a["labels"]["alertname"] == alertname
+                    and a["labels"].get("device") == device
+                ]
+
+            try:
+                (path, alert), *_ = wait_until(delivered, timeout=60, interval=1)
+            except TimeoutError:
+                selector = '{device="' + info["device"] + '"}'
+                cadence = prom.query("santinel_device_expected_interval_seconds" + selector)
+                anomalies = prom.query("santinel_anomaly_active" + selector)
+                pytest.fail(
+                    f"{alertname} for {event['device']['name']} ({info['device']}) never "
+                    f"delivered; webhook got {sorted(webhook_receiver.alertnames())}; "
+                    f"Prometheus has expected interval {cadence}, anomalies {anomalies}"
+                )
+            labels = alert["labels"]
+            assert labels["device_class"] == info["device_class"]
+            assert labels.get("criticality", "") == info["criticality"]
+            assert labels["sensor"] == target_labels["sensor"]
+            assert labels["ward"] == target_labels["ward"]
+            assert labels["instance"] == address
+            if alertname == "SantinelDeviceSilent":
+                high = info["criticality"] in ("life_sustaining", "high")
+                assert labels["severity"] == ("critical" if high else "warning")
+            else:
+                assert labels["detector"] == "new_external_peer"
+            assert_rendered(alert)
+            if info["criticality"] == "life_sustaining":
+                assert path == "/clinical-pager"
+
+    # Nothing about a benign device.
+    involved = {
+        name
+        for event in truth["events"]
+        for name in [event["device"]["name"], *(d["name"] for d in event["involved"])]
+    }
+    benign_macs = {d["mac"].lower() for d in truth["devices"] if d["name"] not in involved}
+    benign_ids = {inventory[m]["device"] for m in benign_macs if m in inventory}
+    noisy = [
+        a["labels"]
+        for a in webhook_receiver.alerts()
+        if a["labels"].get("device") in benign_ids
+        and a["labels"]["alertname"] not in NOT_ABOUT_BEHAVIOUR
+    ]
+    assert not noisy, noisy
+    for alert in webhook_receiver.alerts():
+        assert_rendered(alert)
+        if alert["labels"]["alertname"] == "SantinelNewUnknownDevice":
+            assert alert["labels"]["device_class"] == "unknown"
+
+    # Every panel of every dashboard shows data from this Prometheus.
+    empty = [
+        query
+        for path in dashboard_files()
+        for query in queries_without_data(prom, load(path), rate_interval="10s")
+    ]
+    assert not empty, "\n".join(empty)

@@ -1,0 +1,164 @@
+"""Tests of monitor/profiles.py: cadence across windows, robust statistics, volume series."""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from monitor.model import WindowProfile
+from monitor.profiles import (
+    Cadence,
+    FormatError,
+    VolumeHistory,
+    format_time,
+    hour_of_week,
+    parse_time,
+    quantize_time,
+    robust_stats,
+    slot_name,
+)
+
+MONDAY = 1615161600.0  # 2021-03-08T00:00:00Z, a Monday
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_times_round_trip_through_iso_text_exactly_once_quantized(t: float) -> None:
+    q = quantize_time(t)
+    assert parse_time(format_time(q), "t") == q
+    assert abs(q - t) <= 0.5e-6 + 1e-6 * abs(t) * 1e-9
+
+
+def test_format_time_is_utc_with_microseconds() -> None:
+    assert format_time(1615216935.831389) == "2021-03-08T15:22:15.831389Z"
+
+
+@pytest.mark.parametrize(
+    "text", ["2021-03-08 15:22:15", "2021-02-30T00:00:00.000000Z", "yesterday", 5, None]
+)
+def test_parse_time_refuses_anything_but_the_export_format(text: object) -> None:
+    with pytest.raises(FormatError, match=r"^t: "):
+        parse_time(text, "t")
+
+
+def test_robust_stats_match_the_textbook_median_and_mad() -> None:
+    values = [3, 7, 7, 8, 9, 10, 250]
+    stats = robust_stats(values)
+    assert stats is not None
+    median = statistics.median(values)
+    assert stats.median == median
+    assert stats.mad == statistics.median([abs(v - median) for v in values])
+    assert stats.n == 7
+    assert robust_stats([]) is None
+
+
+def test_cadence_measures_the_gap_between_burst_starts() -> None:
+    cadence = Cadence(burst_gap=1.0)
+    times = []
+    for k in range(20):  # a check-in every 30 s, each one three segments within 50 ms
+        base = 1000.0 + 30.0 * k
+        times += [base, base + 0.02, base + 0.05]
+    cadence.observe(times)
+    stats = cadence.stats()
+    assert stats is not None
+    assert stats.median == 30.0 and stats.mad == 0.0 and stats.n == 19
+    assert cadence.messages == 60 and cadence.bursts == 20
+
+
+def test_cadence_gaps_across_window_boundaries_count_like_any_other() -> None:
+    rng = random.Random(3)
+    times = sorted(1000.0 + 7.0 * k + rng.uniform(0, 0.3) for k in range(200))
+    whole = Cadence()
+    whole.observe(times)
+    split = Cadence()
+    for start in range(1000, 2500, 60):  # 60 s windows, each observed on its own
+        split.observe([t for t in times if start <= t < start + 60])
+    assert split.gaps() == whole.gaps()
+    assert split.to_dict() == whole.to_dict()
+    stats = split.stats()
+    assert stats is not None and abs(stats.median - 7.0) < 0.3
+
+
+def test_cadence_ignores_messages_older_than_the_last_one_seen() -> None:
+    cadence = Cadence()
+    cadence.observe([100.0, 110.0])
+    cadence.observe([105.0, 120.0])  # 105 arrives late: no negative gap, no false burst
+    assert cadence.gaps() == [10.0, 10.0]
+
+
+def test_cadence_keeps_a_bounded_number_of_recent_gaps() -> None:
+    cadence = Cadence(max_gaps=8)
+    cadence.observe([10.0 * k for k in range(50)] + [500.0 + 20.0 * k for k in range(8)])
+    assert cadence.gaps() == [10.0] + [20.0] * 7
+
+
+def test_cadence_round_trips_through_its_dict_form() -> None:
+    cadence = Cadence()
+    cadence.observe([1.123456, 61.5, 121.987654, 122.0])
+    again = Cadence.from_dict(cadence.to_dict(), "c")
+    assert again.to_dict() == cadence.to_dict()
+    assert again.last_message == cadence.last_message
+
+
+def test_cadence_from_dict_names_the_field_at_fault() -> None:
+    data = Cadence().to_dict()
+    data["gaps"] = [1.0, -3.0]
+    with pytest.raises(FormatError, match=r"^x\.gaps: "):
+        Cadence.from_dict(data, "x")
+    data = Cadence().to_dict()
+    data["surprise"] = 1
+    with pytest.raises(FormatError, match="unknown key"):
+        Cadence.from_dict(data, "x")
+
+
+def test_hour_of_week_starts_on_monday_utc() -> None:
+    assert hour_of_week(MONDAY) == 0
+    assert hour_of_week(MONDAY + 8.5 * 3600) == 8
+    assert slot_name(hour_of_week(MONDAY + 6 * 86400 + 23 * 3600)) == "Sun 23"
+
+
+def profile(start: float, tx: int, window: float = 60.0) -> WindowProfile:
+    return WindowProfile("d", start, start + window, tx_packets=tx, tx_bytes=100 * tx)
+
+
+def test_volume_history_is_bounded_and_robust_to_a_burst() -> None:
+    history = VolumeHistory(capacity=100)
+    for i in range(300):
+        history.add(profile(MONDAY + 60 * i, 1000 if i == 299 else 10 + i % 3))
+    assert len(history) == 100
+    stats = history.stats("tx_packets")
+    assert stats is not None and stats.median == 11.0 and stats.mad == 1.0
+
+
+def test_hour_of_week_view_is_used_once_enough_weeks_exist() -> None:
+    history = VolumeHistory(capacity=64, seasonal_weeks=4, seasonal_min_weeks=2)
+    busy = MONDAY + 8 * 3600  # Mondays 08:00: 100 packets a window; other hours: 5
+    for week in range(3):
+        for hour in (7, 8, 9):
+            for minute in range(0, 60, 10):
+                start = MONDAY + week * 7 * 86400 + hour * 3600 + minute * 60
+                history.add(profile(start, 100 if hour == 8 else 5))
+        if week == 0:
+            # after one week of Monday 08:00 the slot is not trusted yet
+            assert history.seasonal_stats("tx_packets", busy + 7 * 86400) is None
+    when = busy + 3 * 7 * 86400 + 600
+    seasonal = history.seasonal_stats("tx_packets", when)
+    assert seasonal is not None and seasonal.median == 100.0 and seasonal.n == 3
+    assert history.expected("tx_packets", when) == seasonal
+    overall = history.expected("tx_packets", MONDAY + 12 * 3600)
+    assert overall == history.stats("tx_packets")
+    assert overall is not None and overall.median == 5.0
+
+
+def test_volume_history_round_trips_through_its_dict_form() -> None:
+    history = VolumeHistory(capacity=16)
+    for i in range(200):
+        history.add(profile(MONDAY + 60 * i, i % 7))
+    again = VolumeHistory.from_dict(history.to_dict(), "v", capacity=16)
+    assert again.to_dict() == history.to_dict()
+    again.add(profile(MONDAY + 60 * 200, 3))
+    history.add(profile(MONDAY + 60 * 200, 3))
+    assert again.to_dict() == history.to_dict()  # including the hour being accumulated

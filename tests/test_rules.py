@@ -1,0 +1,218 @@
+"""Rules and policies evaluated against devices (monitor/rules.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.facts import record_fact
+from monitor.model import Classification, Device
+from monitor.rules import evaluate_policies, evaluate_rules, service_allowed
+from monitor.signatures import SignatureLibrary, default_signature_dirs, load_library
+
+LIBRARY_TEXT = """\
+rules:
+  - id: rule.t.telnet
+    title: Telnet on a clinical device
+    severity: critical
+    summary: "The {class_label} ({vendor}) accepts Telnet ({values})."
+    runbook: "1. Close it."
+    references: [CVE-2015-3459, ICSA-15-125-01B]
+    scope: {medical: true}
+    any:
+      - {kind: service_offered, equals: [tcp/23, tcp/2323]}
+    none:
+      - {kind: hostname, pattern: '^biomed-lab-'}
+    samples:
+      positive:
+        - classification: {device_class: infusion_pump}
+          facts: {service_offered: [tcp/23]}
+      negative: [{classification: {device_class: infusion_pump}}]
+  - id: rule.t.all
+    title: Both conditions
+    severity: warning
+    summary: "{count} values: {values}"
+    runbook: "1."
+    references: [CWE-319]
+    all:
+      - {kind: protocol, equals: hl7}
+      - {kind: peer, networks: [public]}
+    samples:
+      positive: [{facts: {protocol: [hl7], peer: ["ext:203.0.113.1"]}}]
+      negative: [{facts: {protocol: [hl7]}}]
+policies:
+  - id: policy.t.pump
+    title: Pumps
+    device_classes: [infusion_pump]
+    summary: "The {class_label} talked outside its policy: {values}."
+    runbook: "1. Check."
+    peers:
+      - {classes: [medical_gateway]}
+      - {roles: [dns_server]}
+      - {networks: [10.50.0.0/16, multicast]}
+    services_used: [udp/53, tcp/443, "tcp/8000-8010"]
+    protocols: [tcp, udp, dns, tls]
+    samples:
+      positive:
+        - classification: {device_class: infusion_pump}
+          facts: {peer: ["ext:203.0.113.9"]}
+      negative: [{classification: {device_class: infusion_pump}}]
+"""
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> SignatureLibrary:
+    directory: Path = tmp_path_factory.mktemp("lib")
+    (directory / "test.yml").write_text(LIBRARY_TEXT, encoding="utf-8")
+    return load_library([directory])
+
+
+def device(
+    device_class: str | None = None,
+    criticality: str = "life_sustaining",
+    device_id: str = "00:12:21:00:00:01",
+    vendor: str | None = "B.Braun Melsungen AG",
+    **facts: list[str],
+) -> Device:
+    result = Device(
+        id=device_id,
+        mac=device_id,
+        locally_administered=False,
+        vendor=vendor,
+        first_seen=0,
+        last_seen=0,
+    )
+    if device_class is not None:
+        result.classification = Classification(
+            "fp.x", "B. Braun", device_class, "Space", criticality, 0.8
+        )
+    for kind, values in facts.items():
+        for value in values:
+            record_fact(result.facts, kind, value, 1.0)
+    return result
+
+
+def test_a_rule_fires_with_its_evidence_summary_runbook_and_references(
+    library: SignatureLibrary,
+) -> None:
+    findings = evaluate_rules(
+        device("infusion_pump", service_offered=["tcp/23", "tcp/443"]), library
+    )
+    assert len(findings) == 1
+    finding = findings[0]
+    assert finding.rule_id == "rule.t.telnet"
+    assert finding.kind == "rule"
+    assert finding.severity == "critical"
+    assert finding.summary == "The infusion pump (B. Braun) accepts Telnet (tcp/23)."
+    assert dict(finding.evidence) == {"service_offered": ("tcp/23",)}
+    assert finding.runbook == "1. Close it."
+    assert finding.references == ("CVE-2015-3459", "ICSA-15-125-01B")
+    assert finding.device_id == "00:12:21:00:00:01"
+    assert (finding.device_class, finding.criticality) == ("infusion_pump", "life_sustaining")
+
+
+def test_a_rule_scoped_to_medical_devices_ignores_others(library: SignatureLibrary) -> None:
+    assert evaluate_rules(device("generic_it", "low", service_offered=["tcp/23"]), library) == []
+    assert evaluate_rules(device(None, service_offered=["tcp/23"]), library) == []
+
+
+def test_a_none_condition_suppresses_the_rule(library: SignatureLibrary) -> None:
+    quiet = device("infusion_pump", service_offered=["tcp/23"], hostname=["biomed-lab-pump3"])
+    assert evaluate_rules(quiet, library) == []
+
+
+def test_all_conditions_must_match(library: SignatureLibrary) -> None:
+    both = device(None, protocol=["hl7", "tcp"], peer=["ext:203.0.113.1", "ext:10.0.0.1"])
+    findings = evaluate_rules(both, library)
+    assert [f.rule_id for f in findings] == ["rule.t.all"]
+    assert findings[0].summary == "2 values: ext:203.0.113.1, hl7"
+    assert evaluate_rules(device(None, protocol=["hl7"], peer=["ext:10.0.0.1"]), library) == []
+
+
+def test_summary_lists_at_most_five_values(library: SignatureLibrary) -> None:
+    many = device(None, protocol=["hl7"], peer=[f"ext:203.0.113.{n}" for n in range(1, 9)])
+    (finding,) = evaluate_rules(many, library)
+    assert finding.summary == (
+        "9 values: ext:203.0.113.1, ext:203.0.113.2, ext:203.0.113.3, ext:203.0.113.4, "
+        "ext:203.0.113.5, and 4 more"
+    )
+    assert len(finding.evidence["peer"]) == 8
+
+
+def test_policy_allows_peers_by_class_role_and_network(library: SignatureLibrary) -> None:
+    gateway = device("medical_gateway", "high", "aa:00:00:00:00:01")
+    resolver = device(None, "low", "aa:00:00:00:00:02", service_offered=["udp/53"])
+    pump = device(
+        "infusion_pump",
+        peer=["aa:00:00:00:00:01", "aa:00:00:00:00:02", "ext:10.50.3.4", "ext:224.0.0.251"],
+        service_used=["tcp/443", "tcp/8005"],
+        protocol=["tls", "tcp"],
+    )
+    peers = {d.id: d for d in (gateway, resolver)}
+    assert evaluate_policies(pump, peers, library) == []
+
+
+def test_policy_reports_every_violation_in_one_finding(library: SignatureLibrary) -> None:
+    laptop = device("generic_it", "low", "aa:00:00:00:00:09", vendor="Dell Inc.")
+    pump = device(
+        "infusion_pump",
+        peer=["aa:00:00:00:00:09", "ext:203.0.113.9", "ff:ff:00:00:00:01"],
+        service_used=["tcp/443", "tcp/23"],
+        protocol=["tcp", "telnet"],
+    )
+    findings = evaluate_policies(pump, {laptop.id: laptop}, library)
+    assert len(findings) == 1
+    finding = findings[0]
+    assert finding.rule_id == "policy.t.pump" and finding.kind == "policy"
+    assert dict(finding.evidence) == {
+        "peer": ("aa:00:00:00:00:09", "ext:203.0.113.9", "ff:ff:00:00:00:01"),
+        "service_used": ("tcp/23",),
+        "protocol": ("telnet",),
+    }
+    assert finding.summary.startswith("The infusion pump talked outside its policy: ")
+    assert "and 0 more" not in finding.summary
+
+
+def test_policy_severity_follows_the_device_criticality(library: SignatureLibrary) -> None:
+    for criticality, severity in (("life_sustaining", "critical"), ("high", "high")):
+        pump = device("infusion_pump", criticality, peer=["ext:203.0.113.9"])
+        assert evaluate_policies(pump, {}, library)[0].severity == severity
+
+
+def test_policies_of_other_classes_do_not_apply(library: SignatureLibrary) -> None:
+    assert evaluate_policies(device("pacs", "medium", peer=["ext:203.0.113.9"]), {}, library) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [("tcp/443", True), ("tcp/8010", True), ("tcp/8011", False), ("udp/443", False), ("x", False)],
+)
+def test_service_specs_cover_ports_and_ranges(value: str, allowed: bool) -> None:
+    assert service_allowed(value, ["tcp/443", "tcp/8000-8010", "udp/53"]) is allowed
+
+
+def test_a_wildcard_service_spec_covers_every_port_of_its_protocol() -> None:
+    assert service_allowed("udp/65535", ["udp/*"]) and not service_allowed("tcp/1", ["udp/*"])
+
+
+# --- the shipped rules and policies -----------------------------------------------------------
+
+SHIPPED = load_library(default_signature_dirs())
+
+
+def test_shipped_rules_flag_telnet_on_a_pump_with_advisory_references() -> None:
+    pump = device("infusion_pump", service_offered=["tcp/23"])
+    findings = {f.rule_id: f for f in evaluate_rules(pump, SHIPPED)}
+    telnet = findings["rule.telnet-on-clinical-device"]
+    assert telnet.severity == "critical"
+    assert "CVE-2015-3459" in telnet.references
+    assert telnet.summary.endswith(".") and "\n" not in telnet.summary
+
+
+def test_shipped_policy_flags_a_monitor_talking_to_the_internet() -> None:
+    monitor = device("patient_monitor", "high", peer=["ext:203.0.113.50"])
+    findings = evaluate_policies(monitor, {}, SHIPPED)
+    assert [f.rule_id for f in findings] == ["policy.patient-monitor"]
+    assert findings[0].severity == "high"
+    assert findings[0].evidence["peer"] == ("ext:203.0.113.50",)
