@@ -159,7 +159,10 @@ class Daemon:
         )
 
     def _open_state(self) -> None:
+        """Load the inventory and the baselines of the last checkpoint (state.py and
+        baseline.py are separate parts: without them the daemon runs without persistence)."""
         try:
+            from monitor.baseline import BaselineConfig
             from monitor.state import State, StateError
         except ImportError:
             log(
@@ -169,13 +172,29 @@ class Daemon:
             )
             return
         path = self.config.state.path
+        learning = self.config.baseline
         try:
             self.state = State(path)
             devices = self.state.load_devices()
+            self.store = self.state.load_store(
+                BaselineConfig(
+                    min_duration=learning.min_duration,
+                    min_windows=learning.min_windows,
+                    fact_ttl=learning.fact_ttl,
+                )
+            )
         except StateError as error:
             raise DaemonError(str(error)) from None
         restore_inventory(self.analysis, devices)
-        log("info", "state loaded", path=str(path), devices=len(devices))
+        assert self.sensor is not None
+        self.sensor.baselines = StoreBaselines(self.store)
+        log(
+            "info",
+            "state loaded",
+            path=str(path),
+            devices=len(devices),
+            baselines=len(self.store),
+        )
 
     def start(self) -> None:
         """Steps 1–3 of the lifecycle; raises ``DaemonError`` with a one-line reason."""

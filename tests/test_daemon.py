@@ -4,6 +4,7 @@ config on error, clean and quick SIGTERM, and the capability drop."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import tempfile
@@ -14,8 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from monitor.daemon import Daemon, Options
 from monitor.privileges import capability_sets
-from tests.daemon_support import DaemonProcess, eventually, tcpdump_count, write_capture
+from tests.daemon_support import REPO, DaemonProcess, eventually, tcpdump_count, write_capture
 
 
 @pytest.fixture
@@ -197,7 +199,6 @@ def test_detector_events_reach_the_metrics_and_the_events_file(
 ) -> None:
     from prometheus_client import generate_latest
 
-    from monitor.daemon import Daemon, Options
     from monitor.model import WindowProfile
 
     pcap, _ = capture
@@ -255,3 +256,72 @@ def test_detector_events_reach_the_metrics_and_the_events_file(
         'santinel_anomaly_active{detector="volume",device="02:00:00:00:01:02",'
         'severity="warning"} 1.0'
     ) in text
+
+
+def _in_process(tmp_path: Path, pcap: Path, config_text: str) -> Daemon:
+    config = tmp_path / "santinel.yml"
+    config.write_text("web:\n  listen_address: 127.0.0.1:0\n" + config_text)
+    return Daemon(
+        Options(
+            config_file=config,
+            pcap=pcap,
+            replay_speed=0,
+            exit_after_pcap=True,
+            state=tmp_path / "state.db",
+            drop_privileges=False,
+        )
+    )
+
+
+def test_reload_with_a_broken_signature_file_keeps_the_old_library(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
+    pcap, _ = capture
+    library = tmp_path / "signatures"
+    shutil.copytree(REPO / "signatures", library)
+    daemon = _in_process(tmp_path, pcap, f"signatures:\n  dirs: [{library}]\n")
+    try:
+        daemon.start()
+        daemon.run_loop()
+        old = daemon.signatures
+        assert old is not None and len(old) > 0
+        victim = sorted((library / "fingerprints").glob("*.yml"))[0]
+        good = victim.read_text()
+        victim.write_text(good + "\n  - id: [unclosed\n")
+        ok, message = daemon.reload()
+        assert not ok and message.startswith("reload failed: signatures: ")
+        assert daemon.signatures is old and daemon.analysis.signatures is old
+        assert daemon.sensor is not None and not daemon.sensor.config_reload_successful
+        victim.write_text(good)
+        assert daemon.reload() == (True, "configuration reloaded")
+        assert daemon.signatures is not old and daemon.analysis.signatures is daemon.signatures
+        assert daemon.sensor.config_reload_successful
+    finally:
+        daemon.shutdown()
+
+
+def test_learning_state_and_cadence_come_from_the_baselines(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    pcap = tmp_path / "steady.pcap"
+    # two devices, each sending one datagram every second (frames alternate every 0.5 s)
+    write_capture(pcap, devices=2, packets_each=12, spacing=0.5)
+    daemon = _in_process(
+        tmp_path,
+        pcap,
+        "profiles:\n  window_seconds: 3s\nbaseline:\n  min_duration: 0s\n  min_windows: 2\n",
+    )
+    try:
+        daemon.start()
+        daemon.run_loop()
+        assert daemon.web is not None
+        text = generate_latest(daemon.web.registry).decode()
+    finally:
+        daemon.shutdown()
+    assert daemon.store is not None and len(daemon.store) == 2
+    assert 'santinel_devices{device_class="unknown",state="enforcing"} 2.0' in text
+    assert 'santinel_device_baseline_ready{device="02:00:00:00:01:00"} 1.0' in text
+    cadence = re.search(
+        r'santinel_device_expected_interval_seconds\{device="02:00:00:00:01:00"\} (\S+)', text
+    )
+    assert cadence is not None and float(cadence.group(1)) == pytest.approx(1.0, abs=0.01)
