@@ -421,6 +421,7 @@ class Daemon:
         next_stats = 0.0
         next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval
         pcap_done = False
+        was_down = False
         while not self._stop.is_set():
             if self._reload_requested.is_set():
                 self._handle_reload()
@@ -431,6 +432,13 @@ class Daemon:
                 if source.live:
                     raise DaemonError(str(error)) from None
                 batch = None
+            link_down = bool(getattr(source, "down", False))
+            if link_down != was_down:
+                was_down = link_down
+                if link_down:
+                    log("warn", "capture interface is down; waiting", interface=source.name)
+                else:
+                    log("info", "capture interface is up again", interface=source.name)
             if batch is not None and len(batch):
                 self._feed(batch)
             now = time.monotonic()

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import requests
 from monitor.daemon import Daemon, Options
 from monitor.privileges import capability_sets
 from tests.daemon_support import REPO, DaemonProcess, eventually, tcpdump_count, write_capture
+from tests.netns_support import Forwarder, netns_available, wire
 
 
 @pytest.fixture
@@ -59,6 +61,11 @@ def test_replayed_capture_appears_in_the_metrics_and_sigterm_exits_cleanly(
         macs = {labels["mac"] for labels, _ in info}
         assert {f"02:00:00:00:01:{d:02x}" for d in range(6)} <= macs
         assert daemon.value("santinel_device_transmit_packets", device="02:00:00:00:01:03") == 20
+        exposition = requests.get(daemon.url("/metrics"), timeout=10).content
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"], input=exposition, capture_output=True, timeout=60
+        )
+        assert lint.returncode == 0 and not lint.stdout and not lint.stderr, lint
         started = time.monotonic()
         daemon.signal(signal.SIGTERM)
         assert daemon.process.wait(10) == 0
@@ -325,3 +332,50 @@ def test_learning_state_and_cadence_come_from_the_baselines(tmp_path: Path) -> N
         r'santinel_device_expected_interval_seconds\{device="02:00:00:00:01:00"\} (\S+)', text
     )
     assert cadence is not None and float(cadence.group(1)) == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(not netns_available(), reason="needs root and ip netns")
+def test_live_capture_waits_out_a_link_flap_and_exits_when_the_interface_disappears(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
+    pcap, count = capture
+    with wire() as w:
+        daemon = DaemonProcess(
+            "--interface",
+            w.receiver,
+            "--state",
+            str(tmp_path / "s.db"),
+            "--web.listen-address",
+            "127.0.0.1:10575",
+            netns=w.netns,
+        )
+        forwarder = Forwarder(w.netns, 10575)
+        try:
+            daemon.wait_for("msg=capturing")
+            daemon.port = forwarder.port
+            link = ["ip", "-n", w.netns, "link", "set", w.receiver]
+            subprocess.run([*link, "down"], check=True, timeout=30)
+            daemon.wait_for("capture interface is down; waiting")
+            subprocess.run([*link, "up"], check=True, timeout=30)
+            daemon.wait_for("capture interface is up again")
+            subprocess.run(
+                ["ip", "netns", "exec", w.netns, "tcpreplay", "-q", "-i", w.sender, str(pcap)],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            eventually(
+                lambda: _assert_equal(
+                    daemon.value("santinel_capture_packets", interface=w.receiver), count
+                )
+            )
+            assert daemon.process.poll() is None
+            subprocess.run(["ip", "-n", w.netns, "link", "del", w.receiver], check=True, timeout=30)
+            assert daemon.process.wait(15) == 2
+            assert daemon.log().endswith(
+                f"santinel: {w.receiver}: capture failed: the interface disappeared\n"
+            )
+        finally:
+            forwarder.close()
+            daemon.stop()
