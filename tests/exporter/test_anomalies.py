@@ -29,8 +29,12 @@ def sensor_with(book: AnomalyBook, max_devices: int = 10) -> Sensor:
         f"02:00:00:00:00:0{i}": make_device(f"02:00:00:00:00:0{i}", NOW - 100 + i, NOW)
         for i in range(3)
     }
-    return Sensor(analysis=FakeAnalysis(devices=devices), now=NOW, findings=book,
-                  settings=ExporterSettings(max_devices=max_devices))
+    return Sensor(
+        analysis=FakeAnalysis(devices=devices),
+        now=NOW,
+        findings=book,
+        settings=ExporterSettings(max_devices=max_devices),
+    )
 
 
 def test_anomaly_is_active_for_hold_seconds_after_its_last_event_then_only_counted() -> None:
@@ -49,8 +53,14 @@ def test_anomaly_is_active_for_hold_seconds_after_its_last_event_then_only_count
 
 def test_anomaly_labels_are_bounded_and_unknown_severities_become_warning() -> None:
     book = AnomalyBook()
-    book.record({"device": "02:00:00:00:00:01", "detector": "new peer <203.0.113.9>",
-                 "severity": "apocalyptic"}, NOW)
+    book.record(
+        {
+            "device": "02:00:00:00:00:01",
+            "detector": "new peer <203.0.113.9>",
+            "severity": "apocalyptic",
+        },
+        NOW,
+    )
     assert samples(sensor_with(book), "santinel_anomalies") == {
         ("02:00:00:00:00:01", "newpeer203.0.113.9", "warning"): 1
     }
@@ -59,13 +69,18 @@ def test_anomaly_labels_are_bounded_and_unknown_severities_become_warning() -> N
 def test_devices_over_the_cap_get_no_anomaly_or_signature_series() -> None:
     book = AnomalyBook()
     for i in range(3):
-        book.record({"device": f"02:00:00:00:00:0{i}", "detector": "scan", "severity": "info",
-                     "signature": "port-scan"}, NOW)
+        book.record(
+            {
+                "device": f"02:00:00:00:00:0{i}",
+                "detector": "scan",
+                "severity": "info",
+                "signature": "port-scan",
+            },
+            NOW,
+        )
     sensor = sensor_with(book, max_devices=1)
     assert set(samples(sensor, "santinel_anomalies")) == {("02:00:00:00:00:00", "scan", "info")}
-    assert samples(sensor, "santinel_signature_matches") == {
-        ("02:00:00:00:00:00", "port-scan"): 1
-    }
+    assert samples(sensor, "santinel_signature_matches") == {("02:00:00:00:00:00", "port-scan"): 1}
 
 
 def test_without_a_detector_part_the_anomaly_series_are_absent() -> None:
