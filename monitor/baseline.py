@@ -134,6 +134,7 @@ class Baseline:
     """What one device normally does (see the module docstring)."""
 
     __slots__ = (
+        "_oldest",
         "approvals",
         "cadence",
         "config",
@@ -165,6 +166,8 @@ class Baseline:
         self.windows = 0
         self.enforcing_since: float | None = None
         self.frozen = False
+        # the oldest last-seen time of anything that can expire (None: unknown, sweep)
+        self._oldest: float | None = None
 
     # --- state -----------------------------------------------------------------------------
 
@@ -253,21 +256,37 @@ class Baseline:
 
     def expire(self, now: float) -> int:
         """Forget facts (and pending facts, and silent conversations) not seen for
-        ``fact_ttl``; returns how many facts went. Approved facts expire like the others: an
-        approval is about a value the device uses, and a value it stopped using is gone."""
+        ``fact_ttl``; returns how many went. Approved facts expire like the others: an
+        approval is about a value the device uses, and a value it stopped using is gone.
+
+        Cheap when nothing is due: the oldest last-seen time is remembered after each sweep
+        (learning only makes times newer), so a sweep runs only when something can expire.
+        """
         limit = now - self.config.fact_ttl
+        if self._oldest is not None and limit <= self._oldest:
+            return 0
         gone = 0
+        oldest = float("inf")
         for table in (self.facts, self.pending):
             for kind in list(table):
                 values = table[kind]
-                for value in [v for v, fact in values.items() if fact.last_seen < limit]:
-                    del values[value]
-                    self.approvals.pop((kind, value), None)
-                    gone += 1
+                for value, fact in list(values.items()):
+                    if fact.last_seen < limit:
+                        del values[value]
+                        self.approvals.pop((kind, value), None)
+                        gone += 1
+                    elif fact.last_seen < oldest:
+                        oldest = fact.last_seen
                 if not values:
                     del table[kind]
-        for key in [k for k, c in self.cadence.items() if (c.last_message or now) < limit]:
-            del self.cadence[key]
+        for key, cadence in list(self.cadence.items()):
+            last = cadence.last_message if cadence.last_message is not None else now
+            if last < limit:
+                del self.cadence[key]
+                gone += 1
+            elif last < oldest:
+                oldest = last
+        self._oldest = oldest
         return gone
 
     # --- queries (scoring) ----------------------------------------------------------------
@@ -369,6 +388,7 @@ class Baseline:
             fact.see(pending.first_seen, pending.count)
             fact.see(pending.last_seen, 0)
         self.approvals[(kind, value)] = Approval(who.strip(), why.strip(), when)
+        self._oldest = None  # an approval may carry an older time
         return fact
 
     def freeze(self) -> None:

@@ -158,7 +158,8 @@ class State:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
                 raise
 
     def _load_meta(self) -> None:
@@ -183,8 +184,12 @@ class State:
     # --- reading ---------------------------------------------------------------------------
 
     def meta(self, key: str, default: Any = None) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        """A value checkpointed with ``meta=``, or ``default``."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            return default if row is None else json.loads(row[0])
+        except (sqlite3.DatabaseError, ValueError) as error:
+            raise self._refuse(f"unreadable state ({_sqlite_reason(error)})") from None
 
     def load_store(self, config: BaselineConfig | None = None) -> BaselineStore:
         """All baselines, in a store with nothing dirty."""
@@ -192,7 +197,7 @@ class State:
         try:
             # one read transaction: the rows and the edit they reflect are from one moment
             self._db.execute("BEGIN")
-            rows = self._rows("SELECT device_id, data FROM baselines")
+            rows = self._db.execute("SELECT device_id, data FROM baselines").fetchall()
             self._edits_seen = self._db.execute(
                 "SELECT coalesce(max(id), 0) FROM edits"
             ).fetchone()[0]
@@ -248,7 +253,7 @@ class State:
         for device_id, data in self._rows("SELECT id, data FROM devices"):
             try:
                 device = device_from_dict(json.loads(data))
-            except (ValueError, TypeError, KeyError) as error:
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
                 raise self._refuse(
                     f"device row {device_id[:60]} is malformed ({type(error).__name__})"
                 ) from None
@@ -308,7 +313,8 @@ class State:
                 number = self._write(db, store, device_rows, counter_rows, meta)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
             raise StateError(

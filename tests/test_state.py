@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -10,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -358,3 +360,72 @@ def test_a_schema_1_file_is_migrated_with_its_data(tmp_path: Path) -> None:
         assert state.load_devices() == {"a": make_device("a")}
         store.edit({"op": "reset", "device": sorted(store.baselines)[0]})
         state.checkpoint(store)  # the new table is there and used
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs of this test's own, unmounted afterwards."""
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()[:80]}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=False)
+
+
+def test_a_full_disk_fails_the_checkpoint_cleanly_and_the_next_one_catches_up(
+    small_disk: Path,
+) -> None:
+    path = small_disk / "state.db"
+    store = BaselineStore(BaselineConfig())
+    store.learn_window(window_profiles(9, 0, devices=5))
+    with State(path) as state:
+        state.checkpoint(store)
+    before = canonical(store, {}, {}, 0)
+    for i in range(1, 30):  # much more than fits
+        store.learn_window(window_profiles(9, i, devices=400))
+    filler = small_disk / "filler"
+    with State(path) as state:  # open (its -wal and -shm exist), then the disk fills up
+        with filler.open("wb", buffering=0) as handle, contextlib.suppress(OSError):
+            while True:
+                handle.write(b"\0" * 4096)
+        with pytest.raises(StateError) as caught:
+            state.checkpoint(store)
+    assert "checkpoint failed (database or disk is full)" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    with State(path, create=False) as state:  # the last good checkpoint, intact
+        assert state.integrity_check() == ["ok"]
+        assert canonical(state.load_store(), {}, {}, 0) == before
+    filler.unlink()
+    with State(path) as state:  # nothing was lost from memory: the next checkpoint has it all
+        state.checkpoint(store)
+    with State(path, create=False) as state:
+        assert canonical(state.load_store(), {}, {}, 0) == canonical(store, {}, {}, 0)
+
+
+@pytest.mark.parametrize(
+    ("sql", "reading"),
+    [
+        ("UPDATE baselines SET data = x'00ff'", "load_store"),
+        ("UPDATE devices SET data = '[1, 2]'", "load_devices"),
+        ("UPDATE meta SET value = '{not json' WHERE key = 'baseline_config'", "load_store"),
+    ],
+)
+def test_a_damaged_row_is_refused_in_one_line(tmp_path: Path, sql: str, reading: str) -> None:
+    path = tmp_path / "state.db"
+    with State(path) as state:
+        state.checkpoint(learned_store(3), {"a": make_device("a")})
+    db = sqlite3.connect(path)
+    db.execute(sql)
+    db.commit()
+    db.close()
+    with State(path) as state, pytest.raises(StateError) as caught:
+        getattr(state, reading)()
+    assert "\n" not in str(caught.value) and "refusing" in str(caught.value)
