@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from monitor.model import UNKNOWN_CLASS, Device
@@ -51,7 +51,6 @@ class Finding:
     references: tuple[str, ...] = ()
     device_class: str = UNKNOWN_CLASS
     criticality: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """The finding as JSON-ready data, shaped like DESIGN.md's event fields."""

@@ -22,6 +22,7 @@ The full schema and the vocabulary are documented in ``docs/signatures.md``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import string
@@ -396,8 +397,13 @@ def in_network(ip: IPAddress, spec: str) -> bool:
         return ip.is_link_local
     if spec == "loopback":
         return ip.is_loopback
-    network = ipaddress.ip_network(spec, strict=False)
+    network = _network(spec)
     return ip.version == network.version and ip in network
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(spec: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(spec, strict=False)
 
 
 class Matcher(_Strict):

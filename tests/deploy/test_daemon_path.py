@@ -203,3 +203,13 @@ def test_nothing_pages_about_the_benign_devices_and_the_watchdog_arrives(stack: 
     assert not about_benign
     firing = {a["labels"]["alertname"] for a in stack.prometheus.alerts()}
     assert not firing & {"SantinelSensorDown", "SantinelSensorBlind", "SantinelCaptureLoss"}
+
+
+def test_a_quiet_ward_shows_zero_anomalies_not_no_data(stack: Stack) -> None:
+    if "santinel_anomaly_active" in exported_metrics(stack.prometheus):
+        pytest.skip("the daemon reported anomalies on this capture: the ward is not quiet")
+    fleet = load(next(p for p in dashboard_files() if p.name == "santinel-fleet.json"))
+    (expr,) = [e for title, e in queries(fleet) if title == "Open anomalies by severity"]
+    values = {"ward": ".*", "instance": ".+"}
+    result = stack.prometheus.query(substitute(expr, values, rate_interval="10s"))
+    assert [(r["metric"], r["value"][1]) for r in result] == [({"severity": "none"}, "0")]
