@@ -159,6 +159,8 @@ class Analysis:
                 self._windows[start] = _WindowState(start, start + self.window_seconds)
         self._window_floor = next(iter(self._windows))
         self._process(batch, table, seconds)
+        # who a device is should not wait for its window to close: classify what changed
+        self.classify()
         newest_start = self._window_starts[-1]
         for start in [w for w in self._windows if w < newest_start]:
             self._close_window(start)
