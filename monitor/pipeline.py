@@ -731,7 +731,7 @@ class Analysis:
     ) -> None:
         """Message times per (device, peer|service) conversation, for cadence."""
         proto = table.protocol[sl]
-        carries = (groups >= 0) & ((table.payload_length[sl] > 0) | (proto == PROTO_UDP))
+        carries = (groups >= 0) & ((table.payload_wire_length[sl] > 0) | (proto == PROTO_UDP))
         rows = np.flatnonzero(carries)
         if rows.shape[0] == 0:
             return

@@ -165,3 +165,18 @@ def test_datagrams_to_a_group_count_as_the_service_the_sender_uses(tmp_path: Pat
     ]
     analysis = analyze_captures([write_capture(tmp_path / "group.pcap", packets)])
     assert set(analysis.devices[MONITOR].facts["service_used"]) == {"udp/3702", "udp/24005"}
+
+
+def test_cadence_survives_a_snaplen_that_cuts_the_payload_off(tmp_path: Path) -> None:
+    packets, times = hl7_feed(count=12, interval=3.0)
+    full = write_capture(tmp_path / "full.pcap", packets, times=times)
+    cut = tmp_path / "cut.pcap"
+    import subprocess
+
+    subprocess.run(["editcap", "-s", "54", str(full), str(cut)], check=True)
+    windows: list[list[WindowProfile]] = []
+    analyze_captures([cut], window_seconds=1000, on_window=lambda p, a: windows.append(p))
+    profile = next(p for w in windows for p in w if p.device_id == MONITOR)
+    (times_sent,) = [t for key, t in profile.conversations.items() if key.endswith("|tcp/2575")]
+    assert len(times_sent) == 12
+    assert np.allclose(np.diff(times_sent), 3.0, atol=0.01)
