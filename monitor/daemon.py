@@ -236,6 +236,11 @@ class Daemon:
             window_seconds=self.config.profiles.window_seconds,
             on_window=self._on_window,
         )
+        from monitor.pipeline import SourceStats
+
+        # the source's series exist from the first scrape (at 0), so a restart is visible
+        # to Prometheus as a counter reset rather than a series that appears late
+        self.analysis.capture_stats.setdefault(self.source.name, SourceStats())
         self.sensor = Sensor(
             analysis=self.analysis,
             settings=settings,
