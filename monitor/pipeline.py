@@ -43,7 +43,7 @@ from monitor.flows import (
     payload_keys,
     take_within_budget,
 )
-from monitor.inventory import Inventory, address_scope, is_group_mac
+from monitor.inventory import Inventory, address_scope, format_mac, is_group_mac
 from monitor.model import SIZE_BIN_EDGES, Device, WindowProfile
 
 if TYPE_CHECKING:
@@ -273,8 +273,6 @@ class Analysis:
             for j, mac in enumerate(dmacs.tolist()):
                 if mac == 0 or is_group_mac(mac):
                     continue
-                from monitor.inventory import format_mac
-
                 known = self.devices.get(format_mac(mac))
                 if known is not None:
                     dslots[j] = slot(known)
@@ -524,6 +522,13 @@ class Analysis:
             flow.peer_names[side] = self._dns_names.get(addresses[1 - side])
             if side == client:
                 self._profile(owner.id, self._window_at(when)).flows_started += 1
+        # Discovery and telemetry sent to a group (IntelliVue, WS-Discovery, SSDP) get no
+        # reply to learn the service from: the group port is the service the sender uses.
+        target = 1 - client
+        sender = owners[client]
+        group = address_scope(addresses[target]) == "multicast"
+        if flow.key[5] == PROTO_UDP and sender is not None and group:
+            self.note(sender, "service_used", f"udp/{flow.port(target)}", when)
         return flow
 
     def _learn_service(self, flow: Flow, server_side: int, when: float) -> None:
@@ -590,7 +595,6 @@ class Analysis:
                 flow.inspect_budget = int(budget[j])
         buffer = batch.buffer
         offsets = table.payload_offset[sl]
-        src_port, dst_port = table.src_port[sl], table.dst_port[sl]
         # Announcements repeat byte for byte within a flow: decode each distinct one once,
         # counting its repeats (first and last time kept).
         udp_rows = np.flatnonzero(special_udp & (groups >= 0))
@@ -610,14 +614,43 @@ class Analysis:
         tcp_rows = np.flatnonzero(chosen)
         once += [(i, 1, float(t[i])) for i in tcp_rows.tolist()]
         once.sort()
+        recognised_at: dict[int, int] = {}  # flow group -> row where it became followed
         for i, repeats, last_time in once:
-            flow = flow_list[int(groups[i])]
-            start = int(offsets[i])
-            payload = buffer[start : start + int(payload_len[i])].tobytes()
-            ports = (int(src_port[i]), int(dst_port[i]))
-            self._apply_metadata(
-                flow, int(direction[i]), payload, ports, float(t[i]), repeats, last_time
-            )
+            group = int(groups[i])
+            flow = flow_list[group]
+            was_followed = flow.app in FOLLOWED_APPS
+            self._decode_row(batch, table, t, i, flow, int(direction[i]), repeats, last_time)
+            if not was_followed and flow.app in FOLLOWED_APPS:
+                recognised_at[group] = i
+        if not recognised_at:
+            return
+        # A flow recognised as HL7 or DICOM in this batch is followed from that packet on, as
+        # it would have been had the batch been cut right after it.
+        later = np.zeros(groups.shape[0], np.bool_)
+        for group, row in recognised_at.items():
+            later |= (groups == group) & (np.arange(groups.shape[0]) > row)
+        rows = np.flatnonzero(later & tcp & small & ~chosen)
+        if rows.shape[0]:
+            plausible = could_be_metadata(buffer, offsets[rows], payload_len[rows])
+            for i in rows[plausible].tolist():
+                flow = flow_list[int(groups[i])]
+                self._decode_row(batch, table, t, i, flow, int(direction[i]), 1, float(t[i]))
+
+    def _decode_row(
+        self,
+        batch: FrameBatch,
+        table: PacketTable,
+        t: npt.NDArray[np.float64],
+        i: int,
+        flow: Flow,
+        sender: int,
+        repeats: int,
+        last_time: float,
+    ) -> None:
+        start = int(table.payload_offset[i])
+        payload = batch.buffer[start : start + int(table.payload_length[i])].tobytes()
+        ports = (int(table.src_port[i]), int(table.dst_port[i]))
+        self._apply_metadata(flow, sender, payload, ports, float(t[i]), repeats, last_time)
 
     def _apply_metadata(
         self,

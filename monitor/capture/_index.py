@@ -14,10 +14,28 @@ overflow (hostile input gets a wrong timestamp, never an exception).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numba import njit
+
+
+def _jit(**options: Any) -> Callable[[Any], Any]:
+    """``njit`` with an on-disk cache where one can be written.
+
+    Without a writable cache location (a read-only install run by a user without a home,
+    as a hardened service is) numba refuses ``cache=True`` at import; compile in memory then.
+    """
+
+    def wrap(fn: Any) -> Any:
+        try:
+            return njit(cache=True, **options)(fn)
+        except RuntimeError:
+            return njit(**options)(fn)
+
+    return wrap
+
 
 # Status codes returned by the kernels.
 ST_END = 0  # clean end of file
@@ -47,7 +65,7 @@ PCAPNG_SPB = 3
 PCAPNG_EPB = 6
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _u32(buf: np.ndarray, p: Any, big: bool) -> np.int64:
     if big:
         return (
@@ -64,14 +82,14 @@ def _u32(buf: np.ndarray, p: Any, big: bool) -> np.int64:
     )
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _u16(buf: np.ndarray, p: Any, big: bool) -> np.int64:
     if big:
         return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
     return (np.int64(buf[p + 1]) << 8) | np.int64(buf[p])
 
 
-@njit(cache=True)
+@_jit()
 def index_pcap(
     buf: np.ndarray,
     pos: Any,
@@ -112,7 +130,7 @@ def index_pcap(
     return n, pos, ST_FULL
 
 
-@njit(cache=True)
+@_jit()
 def index_pcapng(
     buf: np.ndarray,
     pos: Any,

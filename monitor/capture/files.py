@@ -29,6 +29,8 @@ from monitor.capture.linktypes import describe, linktype_name
 __all__ = ["describe", "linktype_name", "open_capture", "read_buffer"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# Alexey Kuznetzov's patched libpcap (and SuSE 6.3's): longer record headers, 1999-era.
+_MODIFIED_PCAP_MAGICS = (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34")
 # A decompressed capture larger than this is refused rather than exhausting memory.
 _MAX_DECOMPRESSED = 8 << 30
 
@@ -61,6 +63,8 @@ def read_buffer(
         return read_buffer(_gunzip(buf, source), source, batch_frames)
     if len(head) < 4:
         raise CaptureError(source, "too short to be a capture file", 0)
+    if head in _MODIFIED_PCAP_MAGICS:
+        raise CaptureError(source, "modified (Kuznetzov) pcap format not supported", 0)
     raise CaptureError(source, "not a pcap or pcapng capture (unknown magic number)", 0)
 
 

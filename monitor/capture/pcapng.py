@@ -225,15 +225,19 @@ class _Reader:
             if status == ST_FULL:
                 continue
             if status != ST_END:
-                raise self.error(self.reason(section, pos, status), pos)
+                reason = self.reason(section, pos, status)
+                self.close_section(section)
+                raise self.error("; ".join([reason, *self.unsupported()]), pos)
             break
         self.close_section(section)
         if self.skipped:
-            parts = [
-                f"unsupported link type {describe(lt)} ({count} frames left out)"
-                for lt, count in sorted(self.skipped.items())
-            ]
-            raise CaptureError(self.source, "; ".join(parts))
+            raise CaptureError(self.source, "; ".join(self.unsupported()))
+
+    def unsupported(self) -> list[str]:
+        return [
+            f"unsupported link type {describe(lt)} ({count} frames left out)"
+            for lt, count in sorted(self.skipped.items())
+        ]
 
     def batch(self, out: _Out, n: int) -> FrameBatch:
         offsets, caplens, wirelens, timestamps, linktypes = out

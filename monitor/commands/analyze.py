@@ -12,9 +12,15 @@ import json
 import sys
 from pathlib import Path
 
-from monitor.cli import EXIT_OK, EXIT_USAGE
+from monitor.cli import EXIT_OK, EXIT_USAGE, UserError
 from monitor.pipeline import analyze_captures
 from monitor.report import analysis_record, render_table
+from monitor.signatures import (
+    SignatureError,
+    SignatureLibrary,
+    default_signature_dirs,
+    load_library,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,12 +35,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--window", type=float, default=60.0, metavar="SECONDS", help="profile window length"
     )
+    parser.add_argument(
+        "--signatures",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="signature folder (repeat for local overrides; default: the shipped library)",
+    )
     parser.set_defaults(func=run)
+
+
+def load_signatures(dirs: list[Path] | None) -> SignatureLibrary:
+    """The signature library, or a UserError listing every problem (FILE:LINE: message)."""
+    try:
+        return load_library(dirs or default_signature_dirs())
+    except SignatureError as error:
+        raise UserError("; ".join(error.errors[:20]) or str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     files = [str(p) for p in args.captures]
-    analysis = analyze_captures(args.captures, window_seconds=args.window)
+    library = load_signatures(args.signatures)
+    analysis = analyze_captures(args.captures, signatures=library, window_seconds=args.window)
     for error in analysis.file_errors:
         print(f"santinel: {error}", file=sys.stderr)
     record = analysis_record(analysis, files)

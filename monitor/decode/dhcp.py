@@ -15,8 +15,15 @@ from dataclasses import dataclass
 from monitor.decode import Malformed
 from monitor.decode._text import text
 
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "dhcp_truncated_options",
+        "dhcp_truncated_overload",
+    }
+)
+
 _COOKIE = b"\x63\x82\x53\x63"
-_FIXED = 236  # BOOTP header up to the options (op .. file)
 _SNAME = slice(44, 108)
 _FILE = slice(108, 236)
 

@@ -21,6 +21,16 @@ from dataclasses import dataclass
 from monitor.decode import Malformed
 from monitor.decode._text import text
 
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "dicom_bad_item",
+        "dicom_bad_pdu",
+        "dicom_bad_pdv",
+        "dicom_truncated",
+    }
+)
+
 PDU_TYPES: dict[int, str] = {
     1: "A-ASSOCIATE-RQ",
     2: "A-ASSOCIATE-AC",

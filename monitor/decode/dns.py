@@ -10,13 +10,26 @@ over TCP payload (two-byte length prefix). TXT and other record data are never r
 
 from __future__ import annotations
 
-import ipaddress
+import socket
+import struct
 from dataclasses import dataclass
 
 from monitor.decode import Malformed
 from monitor.decode._text import MAX_TEXT, text
 
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "dns_bad_label",
+        "dns_bad_srv",
+        "dns_name_too_long",
+        "dns_pointer_loop",
+        "dns_truncated",
+    }
+)
+
 MAX_RECORDS = 64
+_HEADER = struct.Struct(">6H")
 _MAX_JUMPS = 32
 _MAX_LABELS = 128
 
@@ -68,26 +81,40 @@ def looks_like(payload: bytes) -> bool:
     """A DNS header with a standard opcode, a sane question count and at least one entry."""
     if len(payload) < 12:
         return False
-    opcode = (payload[2] >> 3) & 0x0F
-    qd = (payload[4] << 8) | payload[5]
-    total = qd + sum((payload[i] << 8) | payload[i + 1] for i in (6, 8, 10))
-    return opcode in (0, 2, 4, 5) and qd <= 16 and total > 0
+    _, flags, qd, an, ns, ar = _HEADER.unpack_from(payload)
+    return (flags >> 11) & 0x0F in (0, 2, 4, 5) and qd <= 16 and qd + an + ns + ar > 0
 
 
-def _name(msg: bytes, pos: int) -> tuple[str, int]:
-    """Read a possibly compressed name at ``pos``; return it and the offset after it."""
-    labels: list[str] = []
+_Memo = dict[int, tuple[bytes, int]]
+
+
+def _name(msg: bytes, pos: int, memo: _Memo) -> tuple[str, int]:
+    """Read a possibly compressed name at ``pos``; return it and the offset after it.
+
+    ``memo`` maps an offset already read to (dotted name from there, offset after the name when
+    read from there): compressed messages point at the same suffixes again and again.
+    """
+    labels: list[bytes] = []
+    run: list[tuple[int, int]] = []  # (offset, index in labels) of the current contiguous run
+    done: list[tuple[int, int, int]] = []  # (offset, index, offset after) for the memo
+    tail = b""
     end = -1
     jumps = 0
     seen = 0
     size = 0
     n = len(msg)
     while True:
+        cached = memo.get(pos)
+        if cached is not None:
+            tail = cached[0]
+            done.extend((o, i, cached[1]) for o, i in run)
+            if end < 0:
+                end = cached[1]
+            break
         if pos >= n:
             raise Malformed("dns_truncated")
         length = msg[pos]
-        kind = length & 0xC0
-        if kind == 0xC0:
+        if length >= 0xC0:
             if pos + 1 >= n:
                 raise Malformed("dns_truncated")
             jumps += 1
@@ -95,13 +122,16 @@ def _name(msg: bytes, pos: int) -> tuple[str, int]:
                 raise Malformed("dns_pointer_loop")
             if end < 0:
                 end = pos + 2
+            done.extend((o, i, pos + 2) for o, i in run)
+            run = []
             pos = ((length & 0x3F) << 8) | msg[pos + 1]
             continue
-        if kind:
+        if length & 0xC0:
             raise Malformed("dns_bad_label")
         if length == 0:
             if end < 0:
                 end = pos + 1
+            done.extend((o, i, pos + 1) for o, i in run)
             break
         if pos + 1 + length > n:
             raise Malformed("dns_truncated")
@@ -109,13 +139,23 @@ def _name(msg: bytes, pos: int) -> tuple[str, int]:
         if seen > _MAX_LABELS:
             raise Malformed("dns_name_too_long")
         if size < MAX_TEXT:
-            labels.append(text(msg[pos + 1 : pos + 1 + length], 63).replace(".", "\\."))
+            run.append((pos, len(labels)))
+            label = msg[pos + 1 : pos + 1 + length]
+            # A dot inside a label is escaped so the dotted form stays unambiguous.
+            labels.append(label.replace(b".", b"\\.") if b"." in label else label)
             size += length + 1
         pos += 1 + length
-    return ".".join(labels)[:MAX_TEXT], end
+    if tail:
+        labels.append(tail)
+    if size < MAX_TEXT:  # a name cut at the size bound is not worth remembering
+        for offset, index, after in done:
+            memo[offset] = (b".".join(labels[index:]), after)
+    return text(b".".join(labels)), end
 
 
 def _service_type(name: str) -> str | None:
+    if "._" not in name:
+        return None
     labels = name.split(".")
     for i in range(len(labels) - 1, 0, -1):
         if labels[i].lower() in ("_tcp", "_udp") and labels[i - 1].startswith("_"):
@@ -130,11 +170,11 @@ def parse(payload: bytes) -> DnsInfo | None:
     if not looks_like(payload):
         return None
     msg = payload
-    flags = (msg[2] << 8) | msg[3]
-    qd, an, ns, ar = ((msg[i] << 8) | msg[i + 1] for i in (4, 6, 8, 10))
+    _, flags, qd, an, ns, ar = _HEADER.unpack_from(msg)
     pos = 12
     questions: list[DnsQuestion] = []
     services: dict[str, None] = {}
+    memo: _Memo = {}
 
     def note(name: str) -> None:
         service = _service_type(name)
@@ -142,7 +182,7 @@ def parse(payload: bytes) -> DnsInfo | None:
             services.setdefault(service, None)
 
     for _ in range(qd):
-        name, pos = _name(msg, pos)
+        name, pos = _name(msg, pos, memo)
         if pos + 4 > len(msg):
             raise Malformed("dns_truncated")
         questions.append(DnsQuestion(name, (msg[pos] << 8) | msg[pos + 1]))
@@ -151,7 +191,7 @@ def parse(payload: bytes) -> DnsInfo | None:
 
     records: list[DnsRecord] = []
     for _ in range(min(an + ns + ar, MAX_RECORDS)):
-        name, pos = _name(msg, pos)
+        name, pos = _name(msg, pos, memo)
         if pos + 10 > len(msg):
             raise Malformed("dns_truncated")
         rtype = (msg[pos] << 8) | msg[pos + 1]
@@ -161,15 +201,15 @@ def parse(payload: bytes) -> DnsInfo | None:
             raise Malformed("dns_truncated")
         target: str | None = None
         if rtype == 1 and rdlength == 4:
-            target = str(ipaddress.IPv4Address(msg[rdata : rdata + 4]))
+            target = socket.inet_ntop(socket.AF_INET, msg[rdata : rdata + 4])
         elif rtype == 28 and rdlength == 16:
-            target = str(ipaddress.IPv6Address(msg[rdata : rdata + 16]))
+            target = socket.inet_ntop(socket.AF_INET6, msg[rdata : rdata + 16])
         elif rtype in (5, 12):
-            target, _ = _name(msg, rdata)
+            target, _ = _name(msg, rdata, memo)
         elif rtype == 33:
             if rdlength < 7:
                 raise Malformed("dns_bad_srv")
-            target, _ = _name(msg, rdata + 6)
+            target, _ = _name(msg, rdata + 6, memo)
         records.append(DnsRecord(name, rtype, target))
         if rtype != 41:  # OPT's owner is the root
             note(name)

@@ -7,9 +7,9 @@ message holds, with the total of patient-bearing ones (PID, PD1, NK1, PV1, OBX, 
 
 Promise: no field of any segment other than MSH and MSA-1 is ever read — a patient segment is
 only counted by its three-letter id. ``parse`` returns ``None`` for anything that is not an HL7
-v2 message and raises only ``Malformed`` with a fixed reason. Only the first message of a
-payload is described; a message cut by the segment boundary is described as far as it goes
-(``complete`` is False).
+v2 message and raises only ``Malformed`` with a fixed reason. ``parse`` describes the first
+message of a payload, ``parse_all`` every MLLP frame in it; a message cut by the segment
+boundary is described as far as it goes (``complete`` is False).
 """
 
 from __future__ import annotations
@@ -19,6 +19,15 @@ from dataclasses import dataclass
 
 from monitor.decode import Malformed
 from monitor.decode._text import text
+
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "hl7_bad_separators",
+        "hl7_no_msh",
+        "hl7_truncated",
+    }
+)
 
 SB, EB, CR = 0x0B, 0x1C, 0x0D
 
@@ -166,3 +175,34 @@ def parse(payload: bytes) -> Hl7Info | None:
         segment_counts=tuple(counts.items()),
         patient_segments=patient,
     )
+
+
+_MAX_MESSAGES = 64
+
+
+def parse_all(payload: bytes) -> tuple[Hl7Info, ...]:
+    """Describe every MLLP-framed message of ``payload`` (TCP may coalesce several).
+
+    A bare payload (no MLLP) is one message. Frames after the first that are not HL7 (an MLLP
+    commit ACK) are skipped, a last one cut inside its MSH ends the list; at most 64 messages
+    are described. Raises only ``Malformed``, and only for the first message.
+    """
+    first = parse(payload)
+    if first is None:
+        return ()
+    if not first.framed:
+        return (first,)
+    infos = [first]
+    pos = payload.find(bytes([EB]))
+    while pos >= 0 and len(infos) < _MAX_MESSAGES:
+        start = payload.find(bytes([SB]), pos + 1)
+        if start < 0:
+            break
+        try:
+            info = parse(payload[start:])
+        except Malformed:
+            break  # a later frame cut inside its MSH: the next segment holds the rest
+        if info is not None:
+            infos.append(info)
+        pos = payload.find(bytes([EB]), start + 1)
+    return tuple(infos)

@@ -13,6 +13,14 @@ from dataclasses import dataclass
 from monitor.decode import Malformed
 from monitor.decode._text import text
 
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "http_bad_request_line",
+        "http_truncated_request_line",
+    }
+)
+
 METHODS = (
     b"GET",
     b"POST",
@@ -58,7 +66,11 @@ def parse(payload: bytes) -> HttpInfo | None:
     head = payload[:_MAX_HEADER_BYTES]
     eol = head.find(b"\n")
     if eol < 0:
-        raise Malformed("http_truncated_request_line")
+        if len(payload) < _MAX_HEADER_BYTES:
+            # Clients often send the method in a segment of its own ("POST "): the request
+            # line goes on in the next segment, which is not broken, just not ours to read.
+            return None
+        raise Malformed("http_request_line_too_long")
     request_line = head[:eol].rstrip(b"\r")
     method, _, rest = request_line.partition(b" ")
     if not rest.endswith((b" HTTP/1.1", b" HTTP/1.0")):

@@ -14,6 +14,15 @@ from dataclasses import dataclass
 from monitor.decode import Malformed
 from monitor.decode._text import text
 
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "mqtt_bad_flags",
+        "mqtt_bad_varint",
+        "mqtt_truncated",
+    }
+)
+
 _NAMES = {b"MQTT": "MQTT", b"MQIsdp": "MQIsdp"}
 
 

@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from monitor.decode import Malformed
 from monitor.decode._text import text
 
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "ssdp_bad_start_line",
+    }
+)
+
 _HEADERS = {
     b"server": "server",
     b"nt": "nt",

@@ -18,10 +18,23 @@ bytes to gather first.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 
 from monitor.decode import Malformed
 from monitor.decode._text import text
+
+# Every reason ``parse`` may raise ``Malformed`` with (label values of the error counter).
+REASONS = frozenset(
+    {
+        "tls_bad_alpn",
+        "tls_bad_extensions",
+        "tls_bad_hello",
+        "tls_bad_sni",
+        "tls_fragmented_hello",
+        "tls_truncated",
+    }
+)
 
 _VERSIONS: dict[int, str] = {
     0x0304: "13",
@@ -55,6 +68,9 @@ def is_grease(value: int) -> bool:
     return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
 
 
+_GREASE = frozenset(v for v in range(0x0A0A, 0x10000, 0x1010) if is_grease(v))
+
+
 def looks_like(payload: bytes) -> bool:
     """A TLS handshake record (type 22, version 3.x) whose first message is a ClientHello."""
     return (
@@ -74,7 +90,12 @@ def record_length(payload: bytes) -> int | None:
 
 
 def _u16_list(data: bytes) -> list[int]:
-    return [(data[i] << 8) | data[i + 1] for i in range(0, len(data) - 1, 2)]
+    return list(struct.unpack_from(f">{len(data) // 2}H", data))
+
+
+def _hex_list(values: list[int]) -> str:
+    """'002f,0035' from [0x2f, 0x35]: JA4's four-digit lower-case hex, comma separated."""
+    return struct.pack(f">{len(values)}H", *values).hex(",", 2)
 
 
 def _alpn_chars(first: bytes) -> str:
@@ -118,7 +139,7 @@ def parse(payload: bytes) -> TlsInfo | None:
     pos += 2
     if cs_len % 2 or pos + cs_len > len(body):
         raise Malformed("tls_bad_hello")
-    ciphers = [c for c in _u16_list(body[pos : pos + cs_len]) if not is_grease(c)]
+    ciphers = [c for c in _u16_list(body[pos : pos + cs_len]) if c not in _GREASE]
     pos += cs_len
     if pos >= len(body):
         raise Malformed("tls_bad_hello")
@@ -145,7 +166,7 @@ def parse(payload: bytes) -> TlsInfo | None:
             pos += 4 + elen
             if pos > ext_end:
                 raise Malformed("tls_bad_extensions")
-            if is_grease(etype):
+            if etype in _GREASE:
                 continue
             extensions.append(etype)
             if etype == _EXT_SNI and sni is None:
@@ -155,7 +176,7 @@ def parse(payload: bytes) -> TlsInfo | None:
             elif etype == _EXT_SIGALGS and not sigalgs and len(data) >= 2:
                 sigalgs = _u16_list(data[2 : 2 + ((data[0] << 8) | data[1])])
             elif etype == _EXT_VERSIONS and not versions and data:
-                versions = [v for v in _u16_list(data[1 : 1 + data[0]]) if not is_grease(v)]
+                versions = [v for v in _u16_list(data[1 : 1 + data[0]]) if v not in _GREASE]
 
     version = _VERSIONS.get(max(versions) if versions else legacy_version, "00")
     alpn_part = _alpn_chars(alpn[0]) if alpn else "00"
@@ -163,11 +184,11 @@ def parse(payload: bytes) -> TlsInfo | None:
         f"t{version}{'d' if _EXT_SNI in extensions else 'i'}"
         f"{min(len(ciphers), 99):02d}{min(len(extensions), 99):02d}{alpn_part}"
     )
-    cipher_list = ",".join(f"{c:04x}" for c in sorted(ciphers))
-    ext_list = ",".join(f"{e:04x}" for e in sorted(extensions) if e not in (_EXT_SNI, _EXT_ALPN))
+    cipher_list = _hex_list(sorted(ciphers))
+    ext_list = _hex_list(sorted(e for e in extensions if e not in (_EXT_SNI, _EXT_ALPN)))
     ext_part = ext_list
     if sigalgs:
-        ext_part += "_" + ",".join(f"{s:04x}" for s in sigalgs)
+        ext_part += "_" + _hex_list(sigalgs)
     ja4 = (
         f"{head}_{_hash12(cipher_list) if ciphers else '0' * 12}"
         f"_{_hash12(ext_part) if ext_list else '0' * 12}"

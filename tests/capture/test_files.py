@@ -145,6 +145,16 @@ def test_text_file_is_not_a_capture_and_its_content_is_not_quoted(tmp_path: Path
         assert secret not in msg.replace(str(path), "")
 
 
+@pytest.mark.parametrize("fmt", ["modpcap", "suse6_3pcap"])
+def test_modified_pcap_variants_are_refused_by_name(tmp_path: Path, fmt: str) -> None:
+    src = write(tmp_path / "src.pcap", PCAP)
+    dst = tmp_path / f"{fmt}.pcap"
+    subprocess.run(["editcap", "-F", fmt, str(src), str(dst)], check=True, capture_output=True)
+    r = read_all(dst)
+    assert r.frames == []
+    assert r.error is not None and "modified (Kuznetzov) pcap" in r.error.reason
+
+
 def test_linktype_name_names_known_and_unknown_types() -> None:
     assert linktype_name(1) == "Ethernet"
     assert linktype_name(272) == "Nordic BLE"

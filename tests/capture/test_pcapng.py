@@ -73,6 +73,22 @@ def test_sections_with_mixed_byte_orders_and_link_types(tmp_path: Path) -> None:
     assert as_rows(r) == rows
 
 
+@pytest.mark.parametrize("linktype", [0, 1, 12, 14, 101, 108, 113, 228, 229, 276])
+def test_every_supported_link_type_on_an_interface_reads_like_tshark(
+    tmp_path: Path, linktype: int
+) -> None:
+    frames = [ether_frame(i, 40 + 9 * i) for i in range(4)]
+    data = shb(big=linktype % 2 == 0) + idb(linktype, big=linktype % 2 == 0)
+    data += b"".join(epb(0, 1_000 + i, f, big=linktype % 2 == 0) for i, f in enumerate(frames))
+    path = write(tmp_path / "lt.pcapng", data)
+    r = read_all(path)
+    assert r.error is None
+    assert r.linktypes == [linktype] * 4
+    assert r.frames == frames
+    rows, _ = tshark_frames(path)
+    assert as_rows(r) == rows
+
+
 @pytest.mark.parametrize(
     ("tsresol", "units", "expected_ns"),
     [
@@ -212,6 +228,15 @@ def test_unsupported_interface_frames_are_left_out_and_reported_after_the_rest(
     assert "unsupported link type 105 (IEEE 802.11) (1 frames left out)" in msg
     assert "unsupported link type 272 (Nordic BLE) (3 frames left out)" in msg
     assert "ble" not in msg.replace("Nordic BLE", "")
+
+
+def test_damage_after_unsupported_frames_reports_both(tmp_path: Path) -> None:
+    good = shb() + idb(1) + idb(272) + epb(0, 1, ether_frame(0)) + epb(1, 2, b"\x01ble")
+    r = read_all(write(tmp_path / "both.pcapng", good + epb(0, 3, ether_frame(1))[:-9]))
+    assert r.frames == [ether_frame(0)]
+    assert r.error is not None and r.error.offset == len(good)
+    assert r.error.reason.startswith("truncated block")
+    assert "unsupported link type 272 (Nordic BLE) (1 frames left out)" in r.error.reason
 
 
 def test_all_frames_unsupported_gives_only_the_error(tmp_path: Path) -> None:

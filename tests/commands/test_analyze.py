@@ -72,3 +72,70 @@ def test_missing_file_is_bad_input(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", [["analyze"], ["analyze", "--format", "xml", "x.pcap"]])
 def test_bad_usage_exits_2(bad: list[str]) -> None:
     assert run_santinel(*bad).returncode == 2
+
+
+# ---------------------------------------------------------------- medical protocols, real stacks
+def _skip_without_medical_tools() -> None:
+    from tests.support.medical_traffic import missing_tools
+
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}")
+
+
+def _all_output(result: object) -> str:
+    return f"{result.stdout}\n{result.stderr}"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("port", [2575, 6661], ids=["standard-port", "site-port"])
+def test_hl7_from_a_real_mllp_pair_gives_its_metadata_and_no_patient_data(
+    tmp_path: Path, port: int
+) -> None:
+    _skip_without_medical_tools()
+    from tests.support import medical_traffic as med
+
+    capture = med.capture_hl7(tmp_path, port)
+    assert med.CANARY_PATIENT_ID.encode() in capture.read_bytes()  # the traffic is real
+    result = run_santinel("analyze", "--format", "json", str(capture))
+    assert result.returncode == 0, result.stderr
+    (device,) = json.loads(result.stdout)["devices"]
+    facts = device["facts"]
+    assert "hl7" in device["protocols"]
+    assert set(facts["hl7_message_type"]) >= {"ORU^R01", "ADT^A01"}
+    assert set(facts["hl7_sending_application"]) == {
+        f"{med.HL7_SENDING_APPLICATION}^{med.HL7_SENDING_FACILITY}"
+    }
+    assert set(facts["hl7_receiving_application"]) == {
+        f"{med.HL7_RECEIVING_APPLICATION}^{med.HL7_RECEIVING_FACILITY}"
+    }
+    assert f"tcp/{port}" in device["services_offered"]
+    table = run_santinel("analyze", str(capture))
+    for output in (_all_output(result), _all_output(table)):
+        for canary in med.CANARY_STRINGS:
+            assert canary not in output
+
+
+@pytest.mark.parametrize("port", [104, 4100], ids=["standard-port", "site-port"])
+def test_dicom_from_pynetdicom_gives_ae_titles_sop_classes_and_no_patient_data(
+    tmp_path: Path, port: int
+) -> None:
+    _skip_without_medical_tools()
+    from tests.support import medical_traffic as med
+
+    capture = med.capture_dicom(tmp_path, port)
+    assert med.CANARY_PATIENT_ID.encode() in capture.read_bytes()
+    result = run_santinel("analyze", "--format", "json", str(capture))
+    assert result.returncode == 0, result.stderr
+    (device,) = json.loads(result.stdout)["devices"]
+    facts = device["facts"]
+    assert "dicom" in device["protocols"]
+    assert set(facts["dicom_calling_ae"]) == {med.DICOM_SCU_AE}
+    assert set(facts["dicom_called_ae"]) == {med.DICOM_SCP_AE}
+    assert set(facts["dicom_sop_class"]) >= set(med.EXPECTED_DICOM_SOP_CLASSES)
+    assert set(facts["dicom_command"]) >= set(med.EXPECTED_DICOM_COMMANDS)
+    uid, version = med.expected_dicom_implementation()
+    assert f"{uid}|{version}" in facts["dicom_implementation"]
+    table = run_santinel("analyze", str(capture))
+    for output in (_all_output(result), _all_output(table)):
+        for canary in med.CANARY_STRINGS:
+            assert canary not in output

@@ -4,7 +4,9 @@ non-standard port."""
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,10 +18,11 @@ from pynetdicom.dsutils import encode
 from pynetdicom.presentation import build_context
 
 from monitor.decode import Malformed
-from monitor.decode.dicom import DicomInfo, DimseCommand, looks_like, parse
+from monitor.decode.dicom import PDU_TYPES, DicomInfo, DimseCommand, looks_like, parse
 from tests.support import medical_traffic as mt
 from tests.support.pcap_payloads import tcp_payloads
 from tests.support.robustness import check_truncations, mutated, outcome
+from tests.support.tcpdump import recording
 
 DCMTK_UID = "1.2.276.0.7230010.3.0.3.6.4"
 
@@ -189,7 +192,9 @@ def test_real_association_decodes_by_content_on_any_port(tmp_path: Path, port: i
     if missing:
         pytest.skip(f"needs {', '.join(missing)}")
     pcap = mt.capture_dicom(tmp_path, port)
-    infos = [parse(p.data) for p in tcp_payloads(pcap) if looks_like(p.data)]
+    payloads = tcp_payloads(pcap)
+    check_truncations(parse, DicomInfo, [p.data for p in payloads])
+    infos = [parse(p.data) for p in payloads if looks_like(p.data)]
     decoded = [i for i in infos if i is not None]
     kinds = [k for i in decoded for k in i.pdu_types]
     assert kinds[:2] == ["A-ASSOCIATE-RQ", "A-ASSOCIATE-AC"]
@@ -216,3 +221,81 @@ def test_real_association_decodes_by_content_on_any_port(tmp_path: Path, port: i
     assert mt.CANARY_PATIENT_ID.encode() in raw and b"CANARYZZ" in raw
     for info in decoded:
         no_canary(info)
+    if shutil.which("tshark") is not None:
+        assert_equals_tshark(pcap, port)
+
+
+def assert_equals_tshark(pcap: Path, port: int) -> None:
+    """PDU types, AE titles, abstract syntaxes, implementation and DIMSE commands per frame
+    equal what Wireshark's DICOM dissector shows."""
+    cmd = ["tshark", "-r", str(pcap), "-d", f"tcp.port=={port},dicom", "-Y", "dicom"]
+    cmd += ["-T", "fields", "-E", "separator=\t"]
+    for field in ("frame.number", "dicom.pdu.type", "dicom.assoc.ae.called"):
+        cmd += ["-e", field]
+    for field in ("dicom.assoc.ae.calling", "dicom.pctx.abss.syntax", "dicom.userinfo.uid"):
+        cmd += ["-e", field]
+    cmd += ["-e", "dicom.userinfo.version", "-e", "_ws.col.Info"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rows = [line.split("\t") for line in out.split("\n") if line]
+    assert len(rows) >= 8
+    payloads = {p.frame: p.data for p in tcp_payloads(pcap)}
+    for number, pdu_type, called, calling, syntaxes, impl_uid, impl_version, column in rows:
+        info = parse(payloads[int(number)])
+        assert info is not None, number
+        assert PDU_TYPES[int(pdu_type, 16)] == info.pdu_types[0]
+        if info.pdu_types[0] in ("A-ASSOCIATE-RQ", "A-ASSOCIATE-AC"):
+            assert (info.called_ae, info.calling_ae) == (called.strip(), calling.strip())
+            # tshark shows "Name (UID)"; keep the UID
+            uids = tuple(s.rsplit("(", 1)[-1].rstrip(")") for s in syntaxes.split(",") if s)
+            assert info.abstract_syntaxes == uids
+            assert (info.implementation_class_uid, info.implementation_version) == (
+                impl_uid,
+                impl_version,
+            )
+        for command in info.commands:
+            assert f"{command.command} " in column, column
+
+
+def test_nmap_dicom_ping_is_seen_as_echoscu_to_any_scp(tmp_path: Path) -> None:
+    """The recon signature of the research notes: nmap's dicom-ping associates as ECHOSCU."""
+    for tool in ("nmap", "tcpdump"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    scp = AE(ae_title="ANY-SCP")
+    scp.add_supported_context(Verification)
+    scp.require_called_aet = False
+    port = 2345  # dicom-ping runs only on the ports it believes DICOM: 104, 2345, 4242, 11112...
+    with recording(tmp_path / "nmap.pcap", port) as pcap:
+        server = scp.start_server(("127.0.0.1", port), block=False)
+        try:
+            subprocess.run(
+                [
+                    "nmap",
+                    "-n",
+                    "-Pn",
+                    "-sT",
+                    "-p",
+                    str(port),
+                    "--script",
+                    "dicom-ping",
+                    "127.0.0.1",
+                ],
+                capture_output=True,
+                timeout=120,
+                check=True,
+            )
+        finally:
+            if server is not None:
+                server.shutdown()
+    requests = [
+        info
+        for p in tcp_payloads(pcap)
+        if looks_like(p.data) and (info := parse(p.data)) is not None
+        if "A-ASSOCIATE-RQ" in info.pdu_types
+    ]
+    assert requests, "nmap sent no association request"
+    assert (requests[0].calling_ae, requests[0].called_ae) == ("ECHOSCU", "ANY-SCP")
+    assert requests[0].abstract_syntaxes == (mt.VERIFICATION_SOP_CLASS,)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.decode import Malformed
-from monitor.decode.hl7 import Hl7Info, looks_like, parse
+from monitor.decode.hl7 import Hl7Info, looks_like, parse, parse_all
 from tests.support import medical_traffic as mt
 from tests.support.pcap_payloads import tcp_payloads
 from tests.support.robustness import check_truncations, mutated, outcome
@@ -72,6 +74,18 @@ def test_message_cut_by_segment_boundary_is_described_as_incomplete() -> None:
     assert (info.complete, info.message_type, info.patient_segments) == (False, "ORU^R01", 3)
 
 
+def test_parse_all_describes_every_coalesced_mllp_frame() -> None:
+    commit_ack = b"\x0b\x06\x1c\x0d"
+    mllp_adt = b"\x0b" + ADT + b"\x1c\x0d"
+    cut = mllp_adt[: mllp_adt.index(b"PID") + 5]
+    infos = parse_all(MLLP_ORU + commit_ack + mllp_adt + cut)
+    assert [i.message_type for i in infos] == ["ORU^R01", "ADT^A01", "ADT^A01"]
+    assert [i.complete for i in infos] == [True, True, False]
+    assert len(parse_all(MLLP_ORU + mllp_adt[:60])) == 1  # cut inside MSH: ends the list
+    assert parse_all(ADT) == (parse(ADT),)
+    assert parse_all(b"not hl7") == ()
+
+
 def test_ack_code_is_read_from_msa() -> None:
     ack = b"\x0bMSH|^~\\&|HIS|H|MON|W|2026||ACK^R01^ACK|9|P|2.5.1\rMSA|AE|SNTL0001\r\x1c\r"
     info = parse(ack)
@@ -120,6 +134,7 @@ def test_every_truncation_gives_info_none_or_malformed() -> None:
 def test_random_bytes_never_escape_the_contract(data: bytes) -> None:
     if outcome(parse, Hl7Info, data) == "info":
         no_canary(parse(data))
+        no_canary(parse_all(data))
 
 
 # ---- real MLLP exchange ---------------------------------------------------------------------
@@ -132,6 +147,7 @@ def test_real_mllp_exchange_decodes_by_content_on_any_port(tmp_path: Path, port:
         pytest.skip(f"needs {', '.join(missing)}")
     pcap = mt.capture_hl7(tmp_path, port)
     payloads = tcp_payloads(pcap)
+    check_truncations(parse, Hl7Info, [p.data for p in payloads])
     infos = [parse(p.data) for p in payloads if looks_like(p.data)]
     decoded = [i for i in infos if i is not None]
     sent = [i for i in decoded if i.ack_code is None]
@@ -157,3 +173,10 @@ def test_real_mllp_exchange_decodes_by_content_on_any_port(tmp_path: Path, port:
     assert mt.CANARY_PATIENT_ID.encode() in raw and b"CANARYZZ" in raw
     for info in decoded:
         no_canary(info)
+    if shutil.which("tshark") is not None:
+        # Wireshark's HL7 dissector summarises each message as "ORU (R01)".
+        cmd = ["tshark", "-r", str(pcap), "-d", f"tcp.port=={port},hl7", "-Y", "hl7"]
+        cmd += ["-T", "fields", "-e", "_ws.col.Info"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        shown = [line.replace(" (", "^").rstrip(")") for line in out.split("\n") if line]
+        assert shown == [i.message_type for i in decoded]

@@ -43,9 +43,14 @@ def test_header_line_cut_by_the_segment_end_is_not_kept() -> None:
     assert info == HttpInfo("GET", "ehr.hospital.example", None)
 
 
-def test_request_line_without_end_or_version_is_malformed() -> None:
+def test_request_line_cut_by_the_segment_end_is_not_an_error() -> None:
+    assert parse(b"POST ") is None
+    assert parse(b"GET /very/long/path") is None
+
+
+def test_endless_request_line_or_wrong_version_is_malformed() -> None:
     for data, reason in (
-        (b"GET /very/long/path", "http_truncated_request_line"),
+        (b"GET /" + b"a" * 17000, "http_request_line_too_long"),
         (b"GET / SPDY/3\r\n\r\n", "http_bad_request_line"),
     ):
         with pytest.raises(Malformed) as exc:

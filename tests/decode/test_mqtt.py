@@ -178,6 +178,7 @@ def test_paho_connects_to_mosquitto_equal_tsharks_dissection(tmp_path: Path) -> 
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rows = [line.split("\t") for line in out.split("\n") if line]
     payloads = {p.frame: p.data for p in tcp_payloads(pcap)}
+    check_truncations(parse, MqttInfo, list(payloads.values()))
     seen = []
     for number, name, level, client_id, keep_alive in rows:
         info = parse(payloads[int(number)])

@@ -4,12 +4,14 @@ the fields tshark dissects.
 
 tshark 4.0 on this machine has no ``tls.handshake.ja4`` field (it arrived in Wireshark 4.2),
 so the JA4 check recomputes JA4 from tshark's own cipher, extension, signature algorithm, ALPN
-and supported-versions lists and compares it, and the raw form, with ours.
+and supported-versions lists and compares it, and the raw form, with ours; where tshark does
+have the field, its JA4 and JA4_r are compared as well.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import shutil
 import socket
@@ -214,8 +216,27 @@ def ja4_from_tshark(row: list[str]) -> tuple[str, str, str, str]:
     return f"{head}_{c_hash}_{e_hash}", f"{head}_{c_raw}_{e_raw}", sni, first_alpn
 
 
+@functools.cache
+def tshark_has_ja4() -> bool:
+    """Wireshark 4.2 and later compute JA4 themselves (``tls.handshake.ja4``)."""
+    fields = subprocess.run(["tshark", "-G", "fields"], capture_output=True, text=True).stdout
+    return "\ttls.handshake.ja4\t" in fields
+
+
+def tshark_ja4(path: Path, port: int | None) -> dict[int, tuple[str, str]]:
+    cmd = ["tshark", "-r", str(path), "-Y", "tls.handshake.type == 1", "-T", "fields"]
+    if port is not None:
+        cmd += ["-d", f"tcp.port=={port},tls"]
+    cmd += ["-e", "frame.number", "-e", "tls.handshake.ja4", "-e", "tls.handshake.ja4_r"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rows = (line.split("\t") for line in out.split("\n") if line)
+    return {int(number): (ja4, ja4_r) for number, ja4, ja4_r in rows}
+
+
 def check_against_tshark(path: Path, port: int | None = None) -> int:
     expected = tshark_hellos(path, port)
+    # Where Wireshark computes JA4 itself, ours must equal its values too.
+    wireshark_ja4 = tshark_ja4(path, port) if tshark_has_ja4() else {}
     payloads = {p.frame: p.data for p in tcp_payloads(path)}
     checked = 0
     for number, row in expected.items():
@@ -229,6 +250,8 @@ def check_against_tshark(path: Path, port: int | None = None) -> int:
         ja4, ja4_r, sni, first_alpn = ja4_from_tshark(row)
         assert (info.ja4, info.ja4_r) == (ja4, ja4_r), f"{path} frame {number}"
         assert (info.sni or "", info.alpn[0] if info.alpn else "") == (sni, first_alpn)
+        if number in wireshark_ja4:
+            assert (info.ja4, info.ja4_r) == wireshark_ja4[number], f"{path} frame {number}"
     return checked
 
 
@@ -321,5 +344,6 @@ def test_real_client_hello_equals_tsharks_dissection(tmp_path: Path, client: str
         CLIENTS[client](port)
         thread.join(timeout=15)
     assert check_against_tshark(pcap, port) == 1
+    check_truncations(parse, TlsInfo, [p.data for p in tcp_payloads(pcap)])
     hello = next(parse(p.data) for p in tcp_payloads(pcap) if looks_like(p.data))
     assert hello is not None and hello.sni == "pacs.hospital.example"

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 CANARY_PATIENT_NAME = "CANARYZZ^QUENTIN"
 CANARY_PATIENT_ID = "SNTL-CANARY-8841"
 CANARY_BIRTH_DATE = "19470229"  # not a real date: it cannot belong to anyone
-CANARY_STRINGS = (CANARY_PATIENT_NAME, "CANARYZZ", CANARY_PATIENT_ID)
+CANARY_STRINGS = (CANARY_PATIENT_NAME, "CANARYZZ", CANARY_PATIENT_ID, CANARY_BIRTH_DATE)
 
 # --- HL7 -------------------------------------------------------------------------------------
 HL7_SENDING_APPLICATION = "SNTL_MONITOR"
@@ -68,6 +68,9 @@ HL7_MESSAGES: tuple[str, ...] = (
 EXPECTED_HL7_MESSAGE_TYPES = ("ORU^R01", "ADT^A01")
 EXPECTED_HL7_ACK_TYPES = ("ACK^R01", "ACK^A01")
 EXPECTED_HL7_PATIENT_SEGMENTS = {"ORU^R01": 5, "ADT^A01": 3}  # PID PV1 OBR OBX OBX / PID NK1 PV1
+# The same, in the form of monitor.facts values ('MSH-3^MSH-4'), for end-to-end tests.
+EXPECTED_HL7_SENDING_FACT = f"{HL7_SENDING_APPLICATION}^{HL7_SENDING_FACILITY}"
+EXPECTED_HL7_RECEIVING_FACT = f"{HL7_RECEIVING_APPLICATION}^{HL7_RECEIVING_FACILITY}"
 HL7_STANDARD_PORT = 2575
 
 # --- DICOM -----------------------------------------------------------------------------------
@@ -81,13 +84,18 @@ DICOM_STANDARD_PORT = 104
 
 
 def expected_dicom_implementation() -> tuple[str, str]:
-    """Implementation class UID and version name that pynetdicom announces."""
+    """Implementation class UID and version name that pynetdicom announces (both sides)."""
     import pynetdicom
 
     return (
         str(pynetdicom.PYNETDICOM_IMPLEMENTATION_UID),
         str(pynetdicom.PYNETDICOM_IMPLEMENTATION_VERSION),
     )
+
+
+def expected_dicom_implementation_fact() -> str:
+    """The ``dicom_implementation`` fact value: 'UID|NAME'."""
+    return "|".join(expected_dicom_implementation())
 
 
 _TIMEOUT = 20.0
