@@ -223,6 +223,7 @@ def test_detector_events_reach_the_metrics_and_the_events_file(
             exit_after_pcap=True,
             state=tmp_path / "state.db",
             drop_privileges=False,
+            detector_suite=False,
         )
     )
     flagged: list[str] = []
