@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import pkgutil
 import signal
 import threading
 import time
@@ -74,6 +75,9 @@ class Options:
     log_level: str | None = None
     log_format: str | None = None
     drop_privileges: bool = True
+    # run the detector part (monitor.detectors) when it is installed; tests that plug their
+    # own detector callables into ``Daemon.detectors`` turn it off
+    detector_suite: bool = True
 
 
 def effective_config(config: Config, options: Options) -> Config:
@@ -130,6 +134,7 @@ class Daemon:
         self.source: PacketSource | None = None
         self.web: WebServer | None = None
         self.state: Any = None
+        self.suite: Any = None
         self.store: Any = None
         # detectors: (profiles, analysis, baseline store or None) -> events; the detector
         # part plugs in here
@@ -236,11 +241,19 @@ class Daemon:
             window_seconds=self.config.profiles.window_seconds,
             on_window=self._on_window,
         )
+        from monitor.pipeline import SourceStats
+
+        # the source's series exist from the first scrape (at 0), so a restart is visible
+        # to Prometheus as a counter reset rather than a series that appears late
+        self.analysis.capture_stats.setdefault(self.source.name, SourceStats())
+        self.suite = _load_suite(self.config) if self.options.detector_suite else None
         self.sensor = Sensor(
             analysis=self.analysis,
             settings=settings,
             lock=threading.RLock(),
-            findings=AnomalyBook(self.config.anomalies.hold_seconds),
+            findings=self.suite.book
+            if self.suite is not None
+            else AnomalyBook(self.config.anomalies.hold_seconds),
         )
         self._open_state()
         self.web.registry = build_registry(self.sensor)
@@ -259,13 +272,19 @@ class Daemon:
         for profile in profiles:
             peers[profile.device_id] = len(profile.peers)
         self.sensor.peers_last_window = peers
+        learn = self.store is not None and not self.config.baseline.frozen
+        if self.suite is not None:
+            # the detector part scores the window, then lets the baselines learn it
+            for event in self.suite.on_window(profiles, analysis, self.store, learn=learn):
+                _log_event(event.to_dict())
+            return
         # score first, then learn what was not found anomalous
         anomalous: set[str] = set()
         for detector in self.detectors:
             for event in detector(profiles, analysis, self.store):
                 self.emit(event)
                 anomalous.add(str(event.get("device", "")))
-        if self.store is not None and not self.config.baseline.frozen:
+        if learn:
             self.store.learn_window(profiles, analysis, skip=anomalous)
 
     def emit(self, event: Mapping[str, Any]) -> None:
@@ -289,13 +308,7 @@ class Daemon:
                     file=str(path),
                     error=error.strerror or type(error).__name__,
                 )
-        log(
-            "warn",
-            "anomaly",
-            device=str(event.get("device", "")),
-            detector=str(event.get("detector", "")),
-            severity=str(event.get("severity", "")),
-        )
+        _log_event(event)
 
     def request_reload(self) -> tuple[bool, str]:
         """Ask the main loop to reload; waits for the result (called by the web thread)."""
@@ -343,7 +356,7 @@ class Daemon:
             self.sensor.settings = settings
             self.sensor.config_reload_successful = True
             findings = self.sensor.findings
-            if isinstance(findings, AnomalyBook):
+            if findings is not None and hasattr(findings, "hold_seconds"):
                 findings.hold_seconds = new.anomalies.hold_seconds
             self.analysis.signatures = signatures
             self.signatures = signatures
@@ -390,6 +403,9 @@ class Daemon:
                 now = time.time()
                 self.sensor.now = max(self.sensor.now, now)
                 self.analysis.tick(now)
+                if self.suite is not None:  # time-driven detectors (silence) on a quiet wire
+                    for event in self.suite.tick(self.analysis, self.store, now):
+                        _log_event(event.to_dict())
             if dropped is not None:
                 stats = self.analysis.capture_stats.get(self.source.name)
                 if stats is None:
@@ -469,6 +485,9 @@ class Daemon:
         """Flush the state and close everything (safe to call more than once)."""
         self._ready.clear()
         self.checkpoint()
+        if self.suite is not None:
+            with contextlib.suppress(Exception):
+                self.suite.book.close()
         if self.state is not None:
             with contextlib.suppress(Exception):
                 self.state.close()
@@ -519,6 +538,29 @@ class StoreBaselines:
         )
 
 
+def _load_suite(config: Config) -> Any:
+    """The detector part's suite with its event book (hold, events file), or None when the
+    detector part is not installed."""
+    try:
+        from monitor.detectors import DetectorSuite
+        from monitor.events import EventBook
+    except ImportError:
+        return None
+    book = EventBook(config.anomalies.hold_seconds, config.anomalies.events_file)
+    book.keep_emitted = False  # a daemon runs for months: keep counts, not every event
+    return DetectorSuite(book=book)
+
+
+def _log_event(event: Mapping[str, Any]) -> None:
+    log(
+        "warn",
+        "anomaly",
+        device=str(event.get("device", "")),
+        detector=str(event.get("detector", "")),
+        severity=str(event.get("severity", "")),
+    )
+
+
 def _preload() -> None:
     """Import and compile everything the hot path uses, while the installation is readable.
 
@@ -529,6 +571,8 @@ def _preload() -> None:
     from monitor.pipeline import Analysis
 
     for optional in (
+        "monitor.detectors",
+        "monitor.events",
         "monitor.signatures",
         "monitor.classifier",
         "monitor.state",
@@ -537,6 +581,10 @@ def _preload() -> None:
     ):
         with contextlib.suppress(ImportError):
             importlib.import_module(optional)
+    with contextlib.suppress(ImportError):  # detector modules are imported lazily by the suite
+        detectors = importlib.import_module("monitor.detectors")
+        for info in pkgutil.iter_modules(detectors.__path__):
+            importlib.import_module(f"monitor.detectors.{info.name}")
     frames = [_WARM_UP_UDP, _WARM_UP_TCP, _WARM_UP_ARP]
     buffer = np.frombuffer(b"".join(frames), dtype=np.uint8)
     lengths = np.array([len(f) for f in frames], dtype=np.int32)

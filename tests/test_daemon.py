@@ -223,6 +223,7 @@ def test_detector_events_reach_the_metrics_and_the_events_file(
             exit_after_pcap=True,
             state=tmp_path / "state.db",
             drop_privileges=False,
+            detector_suite=False,
         )
     )
     flagged: list[str] = []
@@ -379,3 +380,56 @@ def test_live_capture_waits_out_a_link_flap_and_exits_when_the_interface_disappe
         finally:
             forwarder.close()
             daemon.stop()
+
+
+CAP_NET_RAW = 13
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(not netns_available(), reason="needs root and ip netns")
+def test_started_with_only_cap_net_raw_it_captures_and_then_holds_no_capability(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
+    # as systemd starts it (AmbientCapabilities=CAP_NET_RAW, CapabilityBoundingSet=CAP_NET_RAW):
+    # no CAP_SETPCAP, so the bounding set cannot shrink, but nothing is effective or permitted
+    pcap, count = capture
+    only_raw = (
+        "setpriv",
+        "--bounding-set=-all,+net_raw",
+        "--inh-caps=-all,+net_raw",
+        "--ambient-caps=-all,+net_raw",
+    )
+    with wire() as w:
+        daemon = DaemonProcess(
+            "--interface",
+            w.receiver,
+            "--state",
+            str(tmp_path / "s.db"),
+            "--web.listen-address",
+            "127.0.0.1:10575",
+            netns=w.netns,
+            wrapper=only_raw,
+        )
+        forwarder = Forwarder(w.netns, 10575)
+        try:
+            daemon.wait_for("msg=capturing")
+            daemon.port = forwarder.port
+            sets = capability_sets(daemon.process.pid)
+            subprocess.run(
+                ["ip", "netns", "exec", w.netns, "tcpreplay", "-q", "-i", w.sender, str(pcap)],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            eventually(
+                lambda: _assert_equal(
+                    daemon.value("santinel_capture_packets", interface=w.receiver), count
+                )
+            )
+        finally:
+            forwarder.close()
+            log = daemon.log()
+            code = daemon.stop()
+    assert sets["CapEff"] == sets["CapPrm"] == sets["CapAmb"] == sets["CapInh"] == 0
+    assert sets["CapBnd"] == 1 << CAP_NET_RAW
+    assert code == 0, log
