@@ -28,6 +28,18 @@ JOB = 'job="santinel"'
 # Filters every santinel series by the sensor and ward variables.
 SEL = f'{JOB}, ward=~"$ward", instance=~"$instance"'
 DEV = f'{SEL}, device="$device"'
+UP = f'{JOB}, ward=~"$ward", instance=~"$instance"'
+
+
+def zero_when_quiet(expr: str, label: str) -> str:
+    """``expr``, or a 0 labelled ``label="none"`` while a selected sensor is up but has never
+    counted any: a quiet ward shows zero, not "No data" (a down sensor still shows no data)."""
+    return f'{expr} or label_replace(0 * sum(up{{{UP}}} == 1), "{label}", "none", "", "")'
+
+
+def zero_per_sensor(expr: str) -> str:
+    """``expr`` (by ward and instance), completed with 0 for every selected sensor that is up."""
+    return f"{expr} or 0 * sum by (ward, instance) (up{{{UP}}} == 1)"
 
 
 @dataclass
@@ -386,7 +398,14 @@ def fleet() -> dict[str, Any]:
             "Open anomalies by severity",
             "Anomalies held active, per severity.",
             "short",
-            [Query(f"sum by (severity) (santinel_anomaly_active{{{SEL}}})", "{{severity}}")],
+            [
+                Query(
+                    zero_when_quiet(
+                        f"sum by (severity) (santinel_anomaly_active{{{SEL}}})", "severity"
+                    ),
+                    "{{severity}}",
+                )
+            ],
             stacked=True,
         ),
         Panel(
@@ -545,7 +564,12 @@ def device() -> dict[str, Any]:
             "Anomalies of this device",
             "Anomalies held active on this device, by detector and severity.",
             "short",
-            [Query(f"santinel_anomaly_active{{{DEV}}}", "{{detector}} ({{severity}})")],
+            [
+                Query(
+                    zero_when_quiet(f"santinel_anomaly_active{{{DEV}}}", "detector"),
+                    "{{detector}} ({{severity}})",
+                )
+            ],
             stacked=True,
         ),
         Panel(
@@ -555,8 +579,11 @@ def device() -> dict[str, Any]:
             "short",
             [
                 Query(
-                    f"sum by (detector) (increase(santinel_anomalies_total{{{DEV}}}"
-                    "[$__rate_interval]))",
+                    zero_when_quiet(
+                        f"sum by (detector) (increase(santinel_anomalies_total{{{DEV}}}"
+                        "[$__rate_interval]))",
+                        "detector",
+                    ),
                     "{{detector}}",
                 )
             ],
@@ -580,8 +607,11 @@ def anomalies() -> dict[str, Any]:
             "short",
             [
                 Query(
-                    f"sum by (detector) (increase(santinel_anomalies_total{{{SEL}}}"
-                    "[$__rate_interval]))",
+                    zero_when_quiet(
+                        f"sum by (detector) (increase(santinel_anomalies_total{{{SEL}}}"
+                        "[$__rate_interval]))",
+                        "detector",
+                    ),
                     "{{detector}}",
                 )
             ],
@@ -595,7 +625,11 @@ def anomalies() -> dict[str, Any]:
             "short",
             [
                 Query(
-                    f"sum by (severity) (instance_severity:santinel_anomaly_active:sum{{{SEL}}})",
+                    zero_when_quiet(
+                        "sum by (severity) "
+                        f"(instance_severity:santinel_anomaly_active:sum{{{SEL}}})",
+                        "severity",
+                    ),
                     "{{severity}}",
                 )
             ],
@@ -608,7 +642,7 @@ def anomalies() -> dict[str, Any]:
             "short",
             [
                 Query(
-                    f"sum by (ward, instance) (santinel_anomaly_active{{{SEL}}})",
+                    zero_per_sensor(f"sum by (ward, instance) (santinel_anomaly_active{{{SEL}}})"),
                     "{{ward}} {{instance}}",
                 )
             ],
@@ -648,8 +682,11 @@ def anomalies() -> dict[str, Any]:
             "short",
             [
                 Query(
-                    f"sum by (signature) (increase(santinel_signature_matches_total{{{SEL}}}"
-                    "[$__rate_interval]))",
+                    zero_when_quiet(
+                        f"sum by (signature) (increase(santinel_signature_matches_total{{{SEL}}}"
+                        "[$__rate_interval]))",
+                        "signature",
+                    ),
                     "{{signature}}",
                 )
             ],
@@ -760,8 +797,11 @@ def sensor_health() -> dict[str, Any]:
             "pps",
             [
                 Query(
-                    f"sum by (reason) (rate(santinel_decode_errors_total{{{SEL}}}"
-                    "[$__rate_interval]))",
+                    zero_when_quiet(
+                        f"sum by (reason) (rate(santinel_decode_errors_total{{{SEL}}}"
+                        "[$__rate_interval]))",
+                        "reason",
+                    ),
                     "{{reason}}",
                 )
             ],

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
+import pkgutil
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -38,7 +41,6 @@ from prometheus_client import CollectorRegistry
 from monitor.capture import CaptureError, FrameBatch
 from monitor.config import Config, ConfigError, load_config, privacy_key
 from monitor.daemon_sources import FileSource, LiveSource, PacketSource
-from monitor.events import EventBook
 from monitor.exporter import ExporterSettings, Learning, Sensor
 from monitor.exporter.anomalies import AnomalyBook
 from monitor.exporter.registry import build_registry
@@ -46,6 +48,8 @@ from monitor.logs import log, setup
 from monitor.model import WindowProfile
 from monitor.privileges import PrivilegeError, drop_privileges
 from monitor.web import WebError, WebServer
+
+Detector = Callable[[list[WindowProfile], Any, Any], Iterable[Mapping[str, Any]]]
 
 READ_TIMEOUT = 0.1
 STATS_INTERVAL = 1.0
@@ -71,6 +75,9 @@ class Options:
     log_level: str | None = None
     log_format: str | None = None
     drop_privileges: bool = True
+    # run the detector part (monitor.detectors) when it is installed; tests that plug their
+    # own detector callables into ``Daemon.detectors`` turn it off
+    detector_suite: bool = True
 
 
 def effective_config(config: Config, options: Options) -> Config:
@@ -127,8 +134,11 @@ class Daemon:
         self.source: PacketSource | None = None
         self.web: WebServer | None = None
         self.state: Any = None
+        self.suite: Any = None
         self.store: Any = None
-        self.detectors: Any = None  # monitor.detectors.DetectorSuite when that part is present
+        # detectors: (profiles, analysis, baseline store or None) -> events; the detector
+        # part plugs in here
+        self.detectors: list[Detector] = []
         self.sensor: Sensor | None = None
         self.analysis: Any = None
         self.signatures: Any = None
@@ -154,7 +164,10 @@ class Daemon:
         )
 
     def _open_state(self) -> None:
+        """Load the inventory and the baselines of the last checkpoint (state.py and
+        baseline.py are separate parts: without them the daemon runs without persistence)."""
         try:
+            from monitor.baseline import BaselineConfig
             from monitor.state import State, StateError
         except ImportError:
             log(
@@ -163,8 +176,6 @@ class Daemon:
                 path=str(self.config.state.path),
             )
             return
-        from monitor.baseline import BaselineConfig
-
         path = self.config.state.path
         learning = self.config.baseline
         try:
@@ -180,9 +191,15 @@ class Daemon:
         except StateError as error:
             raise DaemonError(str(error)) from None
         restore_inventory(self.analysis, devices)
-        if self.sensor is not None:
-            self.sensor.baselines = StoreBaselines(self.store)
-        log("info", "state loaded", path=str(path), devices=len(devices), baselines=len(self.store))
+        assert self.sensor is not None
+        self.sensor.baselines = StoreBaselines(self.store)
+        log(
+            "info",
+            "state loaded",
+            path=str(path),
+            devices=len(devices),
+            baselines=len(self.store),
+        )
 
     def start(self) -> None:
         """Steps 1–3 of the lifecycle; raises ``DaemonError`` with a one-line reason."""
@@ -224,16 +241,19 @@ class Daemon:
             window_seconds=self.config.profiles.window_seconds,
             on_window=self._on_window,
         )
-        self.detectors = _make_detectors(self.config)
+        from monitor.pipeline import SourceStats
+
+        # the source's series exist from the first scrape (at 0), so a restart is visible
+        # to Prometheus as a counter reset rather than a series that appears late
+        self.analysis.capture_stats.setdefault(self.source.name, SourceStats())
+        self.suite = _load_suite(self.config) if self.options.detector_suite else None
         self.sensor = Sensor(
             analysis=self.analysis,
             settings=settings,
             lock=threading.RLock(),
-            findings=(
-                self.detectors.book
-                if self.detectors is not None
-                else AnomalyBook(self.config.anomalies.hold_seconds)
-            ),
+            findings=self.suite.book
+            if self.suite is not None
+            else AnomalyBook(self.config.anomalies.hold_seconds),
         )
         self._open_state()
         self.web.registry = build_registry(self.sensor)
@@ -253,23 +273,42 @@ class Daemon:
             peers[profile.device_id] = len(profile.peers)
         self.sensor.peers_last_window = peers
         learn = self.store is not None and not self.config.baseline.frozen
-        if self.detectors is None:
-            if learn:
-                self.store.learn_window(profiles, analysis)
+        if self.suite is not None:
+            # the detector part scores the window, then lets the baselines learn it
+            for event in self.suite.on_window(profiles, analysis, self.store, learn=learn):
+                _log_event(event.to_dict())
             return
-        # score first, then learn (the suite skips windows it found anomalous)
-        self._log_events(self.detectors.on_window(profiles, analysis, self.store, learn=learn))
+        # score first, then learn what was not found anomalous
+        anomalous: set[str] = set()
+        for detector in self.detectors:
+            for event in detector(profiles, analysis, self.store):
+                self.emit(event)
+                anomalous.add(str(event.get("device", "")))
+        if learn:
+            self.store.learn_window(profiles, analysis, skip=anomalous)
 
-    def _log_events(self, events: list[Any]) -> None:
-        for event in events:
-            # metadata only: the summary and evidence go to the events file
-            log(
-                "warn",
-                "anomaly",
-                device=event.device,
-                detector=event.detector,
-                severity=event.severity,
-            )
+    def emit(self, event: Mapping[str, Any]) -> None:
+        """Publish one detector event (DESIGN.md's event dict): the anomaly metrics, one JSON
+        line in ``anomalies.events_file`` and one log line with its metadata."""
+        assert self.sensor is not None
+        findings = self.sensor.findings
+        if isinstance(findings, AnomalyBook):
+            # windows close inside feed(), before sensor.now moves: use the pipeline's clock
+            when = max(self.sensor.now, getattr(self.analysis, "last_time", None) or 0.0)
+            findings.record(event, when)
+        path = self.config.anomalies.events_file
+        if path is not None:
+            try:
+                with open(path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(dict(event), sort_keys=True, default=str) + "\n")
+            except OSError as error:
+                log(
+                    "error",
+                    "cannot write the events file",
+                    file=str(path),
+                    error=error.strerror or type(error).__name__,
+                )
+        _log_event(event)
 
     def request_reload(self) -> tuple[bool, str]:
         """Ask the main loop to reload; waits for the result (called by the web thread)."""
@@ -317,7 +356,7 @@ class Daemon:
             self.sensor.settings = settings
             self.sensor.config_reload_successful = True
             findings = self.sensor.findings
-            if isinstance(findings, AnomalyBook | EventBook):
+            if findings is not None and hasattr(findings, "hold_seconds"):
                 findings.hold_seconds = new.anomalies.hold_seconds
             self.analysis.signatures = signatures
             self.signatures = signatures
@@ -364,8 +403,9 @@ class Daemon:
                 now = time.time()
                 self.sensor.now = max(self.sensor.now, now)
                 self.analysis.tick(now)
-                if self.detectors is not None:
-                    self._log_events(self.detectors.tick(self.analysis, self.store, now))
+                if self.suite is not None:  # time-driven detectors (silence) on a quiet wire
+                    for event in self.suite.tick(self.analysis, self.store, now):
+                        _log_event(event.to_dict())
             if dropped is not None:
                 stats = self.analysis.capture_stats.get(self.source.name)
                 if stats is None:
@@ -397,6 +437,7 @@ class Daemon:
         next_stats = 0.0
         next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval
         pcap_done = False
+        was_down = False
         while not self._stop.is_set():
             if self._reload_requested.is_set():
                 self._handle_reload()
@@ -407,6 +448,13 @@ class Daemon:
                 if source.live:
                     raise DaemonError(str(error)) from None
                 batch = None
+            link_down = bool(getattr(source, "down", False))
+            if link_down != was_down:
+                was_down = link_down
+                if link_down:
+                    log("warn", "capture interface is down; waiting", interface=source.name)
+                else:
+                    log("info", "capture interface is up again", interface=source.name)
             if batch is not None and len(batch):
                 self._feed(batch)
             now = time.monotonic()
@@ -437,8 +485,9 @@ class Daemon:
         """Flush the state and close everything (safe to call more than once)."""
         self._ready.clear()
         self.checkpoint()
-        if self.detectors is not None:
-            self.detectors.book.close()
+        if self.suite is not None:
+            with contextlib.suppress(Exception):
+                self.suite.book.close()
         if self.state is not None:
             with contextlib.suppress(Exception):
                 self.state.close()
@@ -489,11 +538,12 @@ class StoreBaselines:
         )
 
 
-def _make_detectors(config: Config) -> Any:
-    """The detector suite writing to ``anomalies.events_file``, or None when the detectors
-    part is absent from this build."""
+def _load_suite(config: Config) -> Any:
+    """The detector part's suite with its event book (hold, events file), or None when the
+    detector part is not installed."""
     try:
         from monitor.detectors import DetectorConfig, DetectorSuite
+        from monitor.events import EventBook
     except ImportError:
         return None
     try:
@@ -503,13 +553,18 @@ def _make_detectors(config: Config) -> Any:
             f"{config.anomalies.events_file}: cannot open the events file "
             f"({error.strerror or type(error).__name__})"
         ) from None
-    return DetectorSuite(book, DetectorConfig(window_seconds=config.profiles.window_seconds))
+    book.keep_emitted = False  # a daemon runs for months: keep counts, not every event
+    return DetectorSuite(book=book, config=DetectorConfig(config.profiles.window_seconds))
 
 
-DETECTOR_MODULES = (
-    "arp", "dhcp", "flood", "new_behaviour", "new_device", "offline", "policy", "scan",
-    "signature_rules", "silence", "volume",
-)  # fmt: skip
+def _log_event(event: Mapping[str, Any]) -> None:
+    log(
+        "warn",
+        "anomaly",
+        device=str(event.get("device", "")),
+        detector=str(event.get("detector", "")),
+        severity=str(event.get("severity", "")),
+    )
 
 
 def _preload() -> None:
@@ -522,16 +577,20 @@ def _preload() -> None:
     from monitor.pipeline import Analysis
 
     for optional in (
+        "monitor.detectors",
+        "monitor.events",
         "monitor.signatures",
         "monitor.classifier",
         "monitor.state",
-        "monitor.rules",
-        *(f"monitor.detectors.{name}" for name in DETECTOR_MODULES),
         "monitor.capture.files",
         "numpy.ma",
     ):
         with contextlib.suppress(ImportError):
             importlib.import_module(optional)
+    with contextlib.suppress(ImportError):  # detector modules are imported lazily by the suite
+        detectors = importlib.import_module("monitor.detectors")
+        for info in pkgutil.iter_modules(detectors.__path__):
+            importlib.import_module(f"monitor.detectors.{info.name}")
     frames = [_WARM_UP_UDP, _WARM_UP_TCP, _WARM_UP_ARP]
     buffer = np.frombuffer(b"".join(frames), dtype=np.uint8)
     lengths = np.array([len(f) for f in frames], dtype=np.int32)

@@ -159,6 +159,8 @@ class Analysis:
                 self._windows[start] = _WindowState(start, start + self.window_seconds)
         self._window_floor = next(iter(self._windows))
         self._process(batch, table, seconds)
+        # who a device is should not wait for its window to close: classify what changed
+        self.classify()
         newest_start = self._window_starts[-1]
         for start in [w for w in self._windows if w < newest_start]:
             self._close_window(start)
@@ -522,6 +524,13 @@ class Analysis:
             flow.peer_names[side] = self._dns_names.get(addresses[1 - side])
             if side == client:
                 self._profile(owner.id, self._window_at(when)).flows_started += 1
+        # Discovery and telemetry sent to a group (IntelliVue, WS-Discovery, SSDP) get no
+        # reply to learn the service from: the group port is the service the sender uses.
+        target = 1 - client
+        sender = owners[client]
+        group = address_scope(addresses[target]) == "multicast"
+        if flow.key[5] == PROTO_UDP and sender is not None and group:
+            self.note(sender, "service_used", f"udp/{flow.port(target)}", when)
         return flow
 
     def _learn_service(self, flow: Flow, server_side: int, when: float) -> None:
@@ -722,7 +731,7 @@ class Analysis:
     ) -> None:
         """Message times per (device, peer|service) conversation, for cadence."""
         proto = table.protocol[sl]
-        carries = (groups >= 0) & ((table.payload_length[sl] > 0) | (proto == PROTO_UDP))
+        carries = (groups >= 0) & ((table.payload_wire_length[sl] > 0) | (proto == PROTO_UDP))
         rows = np.flatnonzero(carries)
         if rows.shape[0] == 0:
             return

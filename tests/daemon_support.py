@@ -58,8 +58,14 @@ def tcpdump_count(path: Path) -> int:
 class DaemonProcess:
     """``python -m monitor run ARGS`` with its stderr collected; find its port in the log."""
 
-    def __init__(self, *args: str, netns: str | None = None, cwd: Path = REPO) -> None:
-        command = [sys.executable, "-m", "monitor", "run", *args]
+    def __init__(
+        self,
+        *args: str,
+        netns: str | None = None,
+        cwd: Path = REPO,
+        wrapper: tuple[str, ...] = (),
+    ) -> None:
+        command = [*wrapper, sys.executable, "-m", "monitor", "run", *args]
         if netns is not None:
             command = ["ip", "netns", "exec", netns, *command]
         # lives as long as the daemon process, closed in stop()

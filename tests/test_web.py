@@ -241,8 +241,10 @@ def test_a_flood_of_bad_passwords_gets_429_while_cached_good_credentials_still_w
         # the first good login pays bcrypt once and is cached
         assert requests.get(url, auth=("prometheus", PASSWORD), timeout=30).status_code == 200
         codes: list[int] = []
+        go = threading.Barrier(20)
 
         def attack(url: str = url) -> None:
+            go.wait(10)  # all at once, as a flood does
             codes.append(requests.get(url, auth=("prometheus", "guess"), timeout=30).status_code)
 
         threads = [threading.Thread(target=attack) for _ in range(20)]
@@ -254,7 +256,8 @@ def test_a_flood_of_bad_passwords_gets_429_while_cached_good_credentials_still_w
         for t in threads:
             t.join()
         assert good.status_code == 200
-        assert good_latency < 1.0  # not queued behind the bcrypt checks
+        # not queued behind the bcrypt checks (generous: the machine may be busy)
+        assert good_latency < 2.0
         assert set(codes) <= {401, 429}
         assert codes.count(429) >= 10  # one bcrypt at a time: most attempts are turned away
 

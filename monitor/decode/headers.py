@@ -63,7 +63,9 @@ class PacketTable:
     ``lo = address`` (``ip_version`` tells them apart). MACs are 48-bit integers, 0 when the
     frame carries none. Ports are 0 where the packet has none (ICMP, non-first fragments,
     truncated L4). ``payload_offset``/``payload_length`` locate the L4 payload in the batch
-    buffer, bounded by the IP length (so Ethernet padding is not payload).
+    buffer, bounded by the IP length (so Ethernet padding is not payload);
+    ``payload_wire_length`` is the payload the packet carried on the wire, known from the IP,
+    TCP and UDP headers even where a short snaplen cut the payload off.
     """
 
     timestamps_ns: npt.NDArray[np.int64]
@@ -86,6 +88,7 @@ class PacketTable:
     arp_opcode: npt.NDArray[np.int32]
     payload_offset: npt.NDArray[np.int64]
     payload_length: npt.NDArray[np.int32]
+    payload_wire_length: npt.NDArray[np.int32]
     status: npt.NDArray[np.uint8]
 
     def __len__(self) -> int:
@@ -141,6 +144,7 @@ def _decode(
     arp_opcode: npt.NDArray[np.int32],
     payload_offset: npt.NDArray[np.int64],
     payload_length: npt.NDArray[np.int32],
+    payload_wire_length: npt.NDArray[np.int32],
     status: npt.NDArray[np.uint8],
 ) -> None:
     n = offsets.shape[0]
@@ -258,6 +262,7 @@ def _decode(
         # ---- network layer ----
         proto = -1
         l4_end = end
+        wire_end = end  # where the IP payload ends on the wire, past a short snaplen
         if et == ETHERTYPE_ARP:
             if end - p < 28:
                 status[k] = 4
@@ -292,8 +297,10 @@ def _decode(
             frag_offset = flags_frag & 0x1FFF
             more = (flags_frag >> 13) & 1
             # TSO-captured packets carry total length 0: trust the capture then
-            if total > 0 and p + total < l4_end:
-                l4_end = p + total
+            if total > 0:
+                wire_end = p + total
+                if wire_end < l4_end:
+                    l4_end = wire_end
             p += ihl
             if frag_offset != 0:
                 fragment[k] = FRAG_LATER
@@ -316,8 +323,10 @@ def _decode(
             dst_ip_lo[k] = _u64(buf, p + 32)
             plen = _u16(buf, p + 4)
             nxt = buf[p + 6]
-            if plen > 0 and p + 40 + plen < l4_end:
-                l4_end = p + 40 + plen
+            if plen > 0:
+                wire_end = p + 40 + plen
+                if wire_end < l4_end:
+                    l4_end = wire_end
             p += 40
             later_fragment = False
             # extension headers: hop-by-hop, routing, fragment, destination options, AH
@@ -359,28 +368,34 @@ def _decode(
         else:
             continue
         # ---- transport layer ----
+        have = l4_end - p
         if proto == PROTO_TCP:
-            if l4_end - p < 20:
-                if l4_end - p >= 4:
-                    src_port[k] = _u16(buf, p)
-                    dst_port[k] = _u16(buf, p + 2)
+            if have >= 4:
+                src_port[k] = _u16(buf, p)
+                dst_port[k] = _u16(buf, p + 2)
+            doff = 0
+            if have >= 14:  # data offset and flags: enough to know a handshake and a payload
+                doff = (buf[p + 12] >> 4) * 4
+                tcp_flags[k] = buf[p + 13]
+                if doff >= 20:
+                    payload_wire_length[k] = max(0, wire_end - p - doff)
+            if have < 20:
                 status[k] = 9
                 continue
-            src_port[k] = _u16(buf, p)
-            dst_port[k] = _u16(buf, p + 2)
-            doff = (buf[p + 12] >> 4) * 4
-            tcp_flags[k] = buf[p + 13]
             if doff < 20:
                 status[k] = 10
                 continue
-            if l4_end - p < doff:
+            if have < doff:
                 status[k] = 9
                 continue
             payload_offset[k] = p + doff
             payload_length[k] = l4_end - p - doff
         elif proto == PROTO_UDP:
-            if l4_end - p < 8:
-                if l4_end - p >= 4:
+            if have >= 6:
+                ulen = _u16(buf, p + 4)
+                payload_wire_length[k] = ulen - 8 if ulen >= 8 else max(0, wire_end - p - 8)
+            if have < 8:
+                if have >= 4:
                     src_port[k] = _u16(buf, p)
                     dst_port[k] = _u16(buf, p + 2)
                 status[k] = 11
@@ -400,6 +415,7 @@ def _decode(
             icmp_type[k] = buf[p]
             payload_offset[k] = p + 4
             payload_length[k] = l4_end - p - 4
+            payload_wire_length[k] = max(0, wire_end - p - 4)
 
 
 def decode_headers(batch: FrameBatch) -> PacketTable:
@@ -426,6 +442,7 @@ def decode_headers(batch: FrameBatch) -> PacketTable:
         arp_opcode=np.empty(n, np.int32),
         payload_offset=np.zeros(n, np.int64),
         payload_length=np.zeros(n, np.int32),
+        payload_wire_length=np.zeros(n, np.int32),
         status=np.zeros(n, np.uint8),
     )
     if n:
@@ -452,6 +469,7 @@ def decode_headers(batch: FrameBatch) -> PacketTable:
             table.arp_opcode,
             table.payload_offset,
             table.payload_length,
+            table.payload_wire_length,
             table.status,
         )
     return table

@@ -57,7 +57,7 @@ class CaptureCollector(Collector):
             packets.add_metric([name], n_packets)
             octets.add_metric([name], n_bytes)
             dropped.add_metric([name], n_dropped)
-            if last_time is not None:
+            if last_time:  # None or 0: no packet yet
                 last.add_metric([name], last_time)
             if name in lag:
                 lags.add_metric([name], lag[name])

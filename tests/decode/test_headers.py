@@ -250,3 +250,11 @@ def test_flow_counts_equal_tsharks_on_every_shared_capture(
         if ours.get(key, 0) != reference.get(key, 0)
     }
     assert not differences, f"(santinel, tshark) per flow differ: {list(differences.items())[:5]}"
+
+
+def test_wire_payload_is_known_when_the_snaplen_cut_it_off() -> None:
+    frame = bytes(Ether() / TCP_PACKET / (b"x" * 100))[:54]
+    table, i = decode_one(frame)
+    assert table.payload_length[i] == 0
+    assert table.payload_wire_length[i] == 103
+    assert table.tcp_flags[i] == 0x18

@@ -8,23 +8,34 @@ as shipped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.conftest import REPO
 from tests.deploy.conftest import ALERT_RULES, ALERTMANAGER_CONFIG
+from tests.support.promstack import free_port
 
 SHIPPED_WEBHOOK_BASE = "http://127.0.0.1:9095"
 
 
 def fast_alertmanager_config(
-    webhook_base: str, *, source: Path = ALERTMANAGER_CONFIG
+    webhook_base: str, *, source: Path = ALERTMANAGER_CONFIG, keep_time_intervals: bool = False
 ) -> dict[str, Any]:
     """The shipped Alertmanager config with every webhook sent to ``webhook_base`` (same paths,
-    so the path names the receiver) and group waits/intervals cut to 0-1 s."""
+    so the path names the receiver) and group waits/intervals cut to 0-1 s.
+
+    Mute/active time intervals are dropped from the routes unless ``keep_time_intervals``: a
+    test must not depend on the weekday it runs on (the maintenance-window test keeps them).
+    """
     config: dict[str, Any] = yaml.safe_load(source.read_text())
     for receiver in config["receivers"]:
         for webhook in receiver.get("webhook_configs", []):
@@ -32,6 +43,9 @@ def fast_alertmanager_config(
             webhook["url"] = webhook_base.rstrip("/") + webhook["url"][len(SHIPPED_WEBHOOK_BASE) :]
 
     def speed_up(route: dict[str, Any]) -> None:
+        if not keep_time_intervals:
+            route.pop("mute_time_intervals", None)
+            route.pop("active_time_intervals", None)
         if "group_wait" in route or route is config["route"]:
             route["group_wait"] = "0s"
         if "group_interval" in route or route is config["route"]:
@@ -57,3 +71,49 @@ def fast_alert_rules(destination: Path, *, source: Path = ALERT_RULES) -> Path:
 def shorten_windows(expr: str, window: str) -> str:
     """Replace every ``[5m]``-style range in a PromQL expression by ``window``."""
     return re.sub(r"\[\d+[smhd]\]", f"[{window}]", expr)
+
+
+@contextlib.contextmanager
+def santinel_run(
+    capture: Path,
+    workdir: Path,
+    *,
+    replay_speed: str,
+    config: dict[str, Any] | None = None,
+) -> Iterator[str]:
+    """``python -m monitor run --pcap CAPTURE`` from this checkout, exporting on a free
+    loopback port; yields ``host:port``. SIGTERM (then SIGKILL) when the block ends. The
+    daemon's log is ``workdir/santinel.log``."""
+    address = f"127.0.0.1:{free_port()}"
+    settings: dict[str, Any] = {
+        "web": {"listen_address": address},
+        "state": {"path": str(workdir / "state.db")},
+        **(config or {}),
+    }
+    config_path = workdir / "santinel.yml"
+    config_path.write_text(yaml.safe_dump(settings))
+    with (workdir / "santinel.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "monitor",
+                "run",
+                f"--config.file={config_path}",
+                f"--pcap={capture}",
+                f"--replay-speed={replay_speed}",
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield address
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)

@@ -5,22 +5,19 @@ A real Prometheus (shipped scrape labels, shipped recording rules, shipped alert
 inhibition, group waits cut to zero) sends notifications to a webhook receiver started here. The
 test checks, against the capture's ground truth (``truth.json`` of the lab):
 
-- the silenced device raises SantinelDeviceSilent and the device that called a new internet
-  address raises SantinelNewExternalDestination, each with the device's class and clinical
-  criticality, the sensor's labels, the severity the rules promise and fully rendered
-  annotations, delivered to the receiver the routing promises;
-- no alert names a benign device (one that no event of the scenario involves), except
-  SantinelNewUnknownDevice, which by design fires for every unidentified device a fresh
-  Prometheus has not seen before;
+- the silenced device raises a silence alert (SantinelDeviceSilent when it sends nothing at
+  all, the silence detector's SantinelAnomaly* when only its application stopped) and the
+  device that called a new internet address raises SantinelNewExternalDestination, each with
+  the device's class and clinical criticality, the sensor's labels, the severity the rules
+  promise and fully rendered annotations, delivered to the receiver the routing promises;
+- no alert names a benign device (one that no event of the scenario involves), except the
+  Watchdog and SantinelNewUnknownDevice (which a fresh Prometheus does not raise anyway);
 - every query of every dashboard returns data from this Prometheus.
 """
 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,12 +28,11 @@ import yaml
 from tests.conftest import REPO
 from tests.deploy.conftest import PROMETHEUS_DIR, RECORDING_RULES
 from tests.deploy.dashboards_support import dashboard_files, load, queries_without_data
-from tests.deploy.stacks import fast_alert_rules, fast_alertmanager_config
+from tests.deploy.stacks import fast_alert_rules, fast_alertmanager_config, santinel_run
 from tests.support.promstack import (
     Alertmanager,
     Prometheus,
     WebhookReceiver,
-    free_port,
     prometheus_config,
     scrape_job,
     wait_until,
@@ -72,6 +68,11 @@ def find_lab_capture() -> tuple[Path, dict[str, Any]] | None:
 def missing_prerequisites() -> str | None:
     if not (REPO / "monitor" / "commands" / "run.py").is_file():
         return "needs the sensor daemon `santinel run` (issue 7), not merged on this branch yet"
+    if (
+        not (REPO / "monitor" / "detectors").is_dir()
+        and not (REPO / "monitor" / "detectors.py").is_file()
+    ):
+        return "needs the detectors (monitor/detectors, issue 6), not merged on this branch yet"
     if find_lab_capture() is None:
         return (
             "needs a committed lab incidents recording (capture.pcap + truth.json with a "
@@ -82,47 +83,17 @@ def missing_prerequisites() -> str | None:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``santinel run --pcap`` on the lab capture, exporting on a free loopback port; yields the
-    exporter address and the capture's truth. Stopped with SIGTERM after the test."""
+    """``santinel run --pcap`` on the lab capture; yields the exporter address and the truth."""
     found = find_lab_capture()
     assert found is not None
     capture, truth = found
-    address = f"127.0.0.1:{free_port()}"
+    # Learn cadences within the replay: short windows, a short learning period.
     config = {
-        "web": {"listen_address": address},
-        "state": {"path": str(tmp_path / "state.db")},
-        # Learn cadences within the replay: short windows, a short learning period.
         "profiles": {"window_seconds": 5},
         "baseline": {"min_duration": "20s", "min_windows": 2},
     }
-    config_path = tmp_path / "santinel.yml"
-    config_path.write_text(yaml.safe_dump(config))
-    log = (tmp_path / "santinel.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "monitor",
-            "run",
-            f"--config.file={config_path}",
-            f"--pcap={capture}",
-            f"--replay-speed={REPLAY_SPEED}",
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with santinel_run(capture, tmp_path, replay_speed=REPLAY_SPEED, config=config) as address:
         yield address, truth
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
 
 
 def device_ids_by_mac(prom: Prometheus) -> dict[str, dict[str, str]]:
@@ -177,21 +148,34 @@ def test_lab_incidents_reach_the_webhook_with_the_right_labels_and_dashboards_ha
     def expected(kinds: set[str]) -> list[dict[str, Any]]:
         return [e for e in truth["events"] if e["kind"] in kinds]
 
-    checks = [
-        ("SantinelDeviceSilent", expected(SILENCE_EVENTS)),
-        ("SantinelNewExternalDestination", expected(NEW_EXTERNAL_EVENTS)),
+    def silence_alert(labels: dict[str, str]) -> bool:
+        # Device gone (no packet at all) is SantinelDeviceSilent; an application that stops
+        # while its host still chatters (ARP, DHCP, DNS) is the sensor's silence detector.
+        return labels["alertname"] == "SantinelDeviceSilent" or (
+            labels["alertname"] in ("SantinelAnomalyCritical", "SantinelAnomalyWarning")
+            and labels.get("detector", "").startswith("silence")
+        )
+
+    def new_external_alert(labels: dict[str, str]) -> bool:
+        return labels["alertname"] == "SantinelNewExternalDestination"
+
+    checks: list[tuple[str, list[dict[str, Any]], Callable[[dict[str, str]], bool]]] = [
+        ("a silence alert", expected(SILENCE_EVENTS), silence_alert),
+        ("SantinelNewExternalDestination", expected(NEW_EXTERNAL_EVENTS), new_external_alert),
     ]
-    for alertname, events in checks:
+    for what, events, wanted in checks:
         for event in events:
             info = inventory[by_name[event["device"]["name"]]["mac"].lower()]
 
-            def delivered(alertname: str = alertname, device: str = info["device"]) -> Any:
+            def delivered(
+                wanted: Callable[[dict[str, str]], bool] = wanted, device: str = info["device"]
+            ) -> Any:
                 return [
                     (path, a)
                     for path, n in webhook_receiver.received()
                     for a in n["alerts"]
                     if a["status"] == "firing"
-                    and a["labels"]["alertname"] == alertname
+                    and wanted(a["labels"])
                     and a["labels"].get("device") == device
                 ]
 
@@ -202,7 +186,7 @@ def test_lab_incidents_reach_the_webhook_with_the_right_labels_and_dashboards_ha
                 cadence = prom.query("santinel_device_expected_interval_seconds" + selector)
                 anomalies = prom.query("santinel_anomaly_active" + selector)
                 pytest.fail(
-                    f"{alertname} for {event['device']['name']} ({info['device']}) never "
+                    f"{what} for {event['device']['name']} ({info['device']}) never "
                     f"delivered; webhook got {sorted(webhook_receiver.alertnames())}; "
                     f"Prometheus has expected interval {cadence}, anomalies {anomalies}"
                 )
@@ -212,11 +196,12 @@ def test_lab_incidents_reach_the_webhook_with_the_right_labels_and_dashboards_ha
             assert labels["sensor"] == target_labels["sensor"]
             assert labels["ward"] == target_labels["ward"]
             assert labels["instance"] == address
-            if alertname == "SantinelDeviceSilent":
+            if labels["alertname"] == "SantinelDeviceSilent":
                 high = info["criticality"] in ("life_sustaining", "high")
                 assert labels["severity"] == ("critical" if high else "warning")
-            else:
+            elif labels["alertname"] == "SantinelNewExternalDestination":
                 assert labels["detector"] == "new_external_peer"
+            assert labels["severity"] in ("critical", "warning")
             assert_rendered(alert)
             if info["criticality"] == "life_sustaining":
                 assert path == "/clinical-pager"
