@@ -30,9 +30,9 @@ class FloodDetector(DetectorBase):
         now: float,
     ) -> list[Event]:
         cfg = self.config
-        floor = cfg.flood_pps * cfg.window_seconds
         events: list[Event] = []
         for p in profiles:
+            floor = cfg.flood_pps * max(p.end - p.start, 1e-3)
             baseline = enforcing_baseline(baselines, p.device_id)
             for direction, count, back, feature in (
                 ("against", p.rx_packets, p.tx_packets, "rx_packets"),
