@@ -62,7 +62,7 @@ class DetectorConfig:
     window_seconds: float = 60.0
     # silence: a conversation is silent after k x its learned interval (and at least this)
     silence_k: float = 3.0
-    silence_min_seconds: float = 60.0
+    silence_min_seconds: float = 0.0  # (and never less than two windows)
     silence_min_gaps: int = 4  # gaps a conversation needs to count as steady
     silence_max_spread: float = 0.5  # MAD / median above this: not steady
     silence_max_interval: float = 6 * 3600.0

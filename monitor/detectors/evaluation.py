@@ -72,7 +72,7 @@ def evaluate_lab(directory: Path, library: Any = None) -> LabResult:
             baseline = store.get(mac or "")
             found = baseline.expected_interval() if baseline is not None else None
             interval = found[1].median if found is not None else 0.0
-            outcome.due += max(config.silence_k * interval, config.silence_min_seconds)
+            outcome.due += max(config.silence_k * interval, config.silence_min_seconds, 2 * window)
         latest = max(outcome.end, outcome.due) + 2 * window
         hits = [
             d.time

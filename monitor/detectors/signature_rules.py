@@ -8,6 +8,11 @@ new one, until ``finding_repeat_seconds`` (a day) passed. The event carries the 
 ``signature``, its severity, summary and references; its evidence is the values that made it
 fire.
 
+Severity: the rule's, when the evidence is new to the device's enforcing baseline (telnet
+just opened, an internet peer just contacted); ``info`` when it is what the device always did
+(in its baseline, or all there is while it learns): a standing exposure, recorded, not
+alerted on (the alerting rules act on warning and critical).
+
 The detector name is the kind of danger, so that alerts and the evaluation speak of it:
 ``cleartext_remote_admin`` (Telnet, FTP, simple TCP services), ``remote_admin_exposure``
 (RDP, VNC, SSH, web admin, remote service agents), ``firmware_transfer`` (TFTP),
@@ -19,6 +24,7 @@ and ``signature_rule`` for any other rule.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from monitor.baseline import BaselineStore
 from monitor.detectors import AnalysisView, DetectorConfig
@@ -99,14 +105,26 @@ class SignatureRuleDetector(DetectorBase):
                     continue
                 values = frozenset(v for vs in finding.evidence.values() for v in vs)
                 refresh = self.reported.refresh_only(key, values, p.end)
+                baseline = baselines.get(p.device_id) if baselines is not None else None
+                new = sorted(
+                    v
+                    for kind, vs in finding.evidence.items()
+                    if kind != "oui_vendor"
+                    for v in vs
+                    if baseline is not None and baseline.enforcing and not baseline.knows(kind, v)
+                )
+                observed: dict[str, Any] = {k: list(v) for k, v in finding.evidence.items()}
+                observed["new_to_baseline"] = new
                 event = make_event(
                     p.device_id, device, detector_for(finding.rule_id), "info",
-                    finding.summary, p.end,
-                    {k: list(v) for k, v in finding.evidence.items()},
-                    {"rule": finding.rule_id, "title": finding.title},
+                    finding.summary, p.end, observed,
+                    {"rule": finding.rule_id, "title": finding.title,
+                     "baseline_state": baseline.state if baseline is not None else None},
                     finding.references, signature=finding.rule_id,
                 )  # fmt: skip
-                event.severity = finding.severity  # the rule's author weighed the device
+                # The rule's author weighed the device. What it always did (its baseline, or
+                # all there is while it learns) is a standing exposure, for the record.
+                event.severity = finding.severity if new else "info"
                 event.refresh_only = refresh
                 events.append(event)
         return events

@@ -5,7 +5,8 @@ longer checks in. For every enforcing baseline, each *steady* conversation (at l
 ``silence_min_gaps`` measured gaps, spread MAD/median at most ``silence_max_spread``, not an
 infrastructure service such as DNS or NTP, not the answers of a service the device offers)
 is silent once capture time ``now`` is more than
-``max(k x interval, interval + 6 sigma, silence_min_seconds)`` past its last message. A
+``max(k x interval, interval + 6 sigma, silence_min_seconds, two windows)`` past its last
+message. A
 conversation whose service carries on with another peer (a cloud address rotation, a
 fail-over) is not silent.
 
@@ -111,10 +112,12 @@ class SilenceDetector(DetectorBase):
         return learned if seen is None else max(seen, learned)
 
     def silent_conversations(
-        self, device_id: str, baseline: Baseline, now: float
+        self, device_id: str, baseline: Baseline, now: float, window: float | None = None
     ) -> tuple[list[Silent], bool]:
         """The device's silent steady conversations, and whether it has a steady one."""
         cfg = self.config
+        # a silence shorter than two windows cannot be told from a window boundary
+        floor = max(cfg.silence_min_seconds, 2 * (window or cfg.window_seconds))
         steady = False
         latest_by_service: dict[str, float] = {}
         candidates: list[Silent] = []
@@ -143,7 +146,7 @@ class SilenceDetector(DetectorBase):
             threshold = max(
                 cfg.silence_k * stats.median,
                 stats.median + 6 * MAD_TO_SIGMA * stats.mad,
-                cfg.silence_min_seconds,
+                floor,
             )
             quiet = now - last
             if threshold < quiet < max(cfg.silence_giveup_seconds, 50 * stats.median):
@@ -184,7 +187,8 @@ class SilenceDetector(DetectorBase):
         for device_id, baseline in baselines.baselines.items():
             if enforcing_baseline(baselines, device_id) is None:
                 continue
-            silent, steady = self.silent_conversations(device_id, baseline, now)
+            window = float(getattr(analysis, "window_seconds", cfg.window_seconds))
+            silent, steady = self.silent_conversations(device_id, baseline, now, window)
             steady_devices += steady
             if not silent:
                 continue
@@ -194,7 +198,6 @@ class SilenceDetector(DetectorBase):
             # Sent anything since? A closed window after the one of its last message in
             # which it sent something tells. (The device's last-seen time runs ahead of the
             # windows when a large batch is read, so it only counts live, between windows.)
-            window = float(getattr(analysis, "window_seconds", self.config.window_seconds))
             last_window = (last // window) * window
             sent_since = self.last_sent_window.get(device_id, float("-inf")) > last_window
             if not closed and device is not None and device.last_seen > last + margin:

@@ -1,6 +1,7 @@
 """The detectors against the lab's ground truth: every injected event is found by the
 detector meant for it within two windows (silence: of the moment k x its cadence passed),
-on the recorded demo and (slow, root) on a fresh run of the incidents scenario."""
+on the recorded demo and (long: 4 minutes of wall time, root) on a fresh run of the
+incidents scenario."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_every_event_of_the_recorded_demo_is_found_in_time() -> None:
     _check(LAB_DEMO)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.netns
 @pytest.mark.timeout(900)
 def test_every_event_of_a_fresh_incidents_run_is_found_in_time(tmp_path: Path) -> None:

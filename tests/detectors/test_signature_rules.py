@@ -19,13 +19,15 @@ def test_rule_ids_map_to_the_kind_of_danger() -> None:
     assert detector_for("rule.something-new") == "signature_rule"
 
 
-def test_cleartext_mqtt_from_the_lab_diabetes_devices() -> None:
+def test_cleartext_mqtt_from_the_lab_diabetes_devices_is_a_standing_exposure() -> None:
     result = run_lab(LAB_DEMO)
     found = result.of("cleartext_clinical_data")
     assert sorted(e.device_class for e in found) == ["cgm_gateway", "insulin_pump"]
     for event in found:
         assert event.signature == "rule.cleartext-mqtt-from-clinical-device"
         assert event.references and event.observed
+        # what the devices did from the start: a standing exposure, recorded at info
+        assert event.severity == "info" and event.observed["new_to_baseline"] == []
     # one event per device, held, although every window shows MQTT again
     assert len(found) == 2
     assert any(e.detector == "cleartext_clinical_data" for e in result.detections[2:])
@@ -35,3 +37,27 @@ def test_industrial_mqtt_client_fires_no_clinical_rule(shared_pcaps: Path) -> No
     library = load_library(default_signature_dirs())
     result = run([shared_pcaps / "ndpi/mqtt.pcap"], window=60.0, signatures=library)
     assert [e for e in result.events if e.signature] == []
+
+
+def test_telnet_newly_offered_by_an_enforcing_pump_keeps_the_rule_severity(
+    tmp_path: Path,
+) -> None:
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from tests.detectors.helpers import LAPTOP, PUMP, T0, ward, write
+
+    packets = ward(T0, T0 + 200)
+    for k in range(3):  # a Telnet session to the pump after learning
+        t = T0 + 170 + k
+        for src, dst, flags, sport, dport in ((LAPTOP, PUMP, "S", 40100 + k, 23),
+                                              (PUMP, LAPTOP, "SA", 23, 40100 + k)):  # fmt: skip
+            p = Ether(src=src[0], dst=dst[0]) / IP(src=src[1], dst=dst[1]) / TCP(
+                sport=sport, dport=dport, flags=flags)  # fmt: skip
+            p.time = t + (0.01 if flags == "SA" else 0.0)
+            packets.append(p)
+    library = load_library(default_signature_dirs())
+    result = run([write(tmp_path / "telnet.pcap", packets)], signatures=library)
+    (event,) = result.of("cleartext_remote_admin", PUMP[0])
+    assert event.device_class == "infusion_pump"
+    assert event.severity == "critical" and event.observed["new_to_baseline"] == ["tcp/23"]
