@@ -60,8 +60,6 @@ LONG_BENIGN = [
     "tj-oconnor-iot-dataset/blink-cam-01.pcap",
     "tj-oconnor-iot-dataset/schlage-lock-01.pcap",
 ]
-# Standing exposures the rules report once about a device (not anomalies of behaviour).
-STANDING = frozenset({"cleartext_clinical_data", "remote_admin_exposure", "vulnerable_service"})
 
 
 @dataclass
@@ -148,8 +146,9 @@ def benign(paths: list[Path], window: float, store: BaselineStore, config: Detec
         since = [b.enforcing_since for b in store.baselines.values() if b.enforcing_since]
         learn_end = min(since) if since else last
     events = [e for e in suite.book.emitted if e.time >= learn_end]
-    standing = [e for e in events if e.detector in STANDING]
-    anomalies = [e for e in events if e.detector not in STANDING]
+    # a rule's finding on what the device always did is recorded at info: not an anomaly
+    standing = [e for e in events if e.signature and e.severity == "info"]
+    anomalies = [e for e in events if e not in standing]
     hours = 0.0  # each local device from when it is watched (after learning) to the end
     for device in analysis.devices.values():
         if device.local and device.last_seen >= learn_end:

@@ -64,6 +64,7 @@ class DetectorConfig:
     silence_k: float = 3.0
     silence_min_seconds: float = 0.0  # (and never less than two windows)
     silence_min_gaps: int = 4  # gaps a conversation needs to count as steady
+    silence_min_span_windows: float = 3.0  # ... and the windows those gaps must cover
     silence_max_spread: float = 0.5  # MAD / median above this: not steady
     silence_max_interval: float = 6 * 3600.0
     silence_giveup_seconds: float = 86400.0  # stop refreshing an event after this much silence

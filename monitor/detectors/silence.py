@@ -2,13 +2,12 @@
 
 Clinically the most important detector: a monitor whose vitals feed stops, a pump that no
 longer checks in. For every enforcing baseline, each *steady* conversation (at least
-``silence_min_gaps`` measured gaps, spread MAD/median at most ``silence_max_spread``, not an
-infrastructure service such as DNS or NTP, not the answers of a service the device offers)
-is silent once capture time ``now`` is more than
-``max(k x interval, interval + 6 sigma, silence_min_seconds, two windows)`` past its last
-message. A
-conversation whose service carries on with another peer (a cloud address rotation, a
-fail-over) is not silent.
+``silence_min_gaps`` measured gaps covering ``silence_min_span_windows`` windows or more,
+spread MAD/median at most ``silence_max_spread``, not an infrastructure service such as DNS
+or NTP, not the answers of a service the device offers) is silent once capture time ``now``
+is more than ``max(k x interval, interval + 6 sigma, silence_min_seconds, two windows)``
+past its last message. A conversation whose service carries on with another peer (a cloud
+address rotation, a fail-over) is not silent.
 
 Two findings, told apart by what else the device sent since the feed stopped:
 
@@ -141,6 +140,11 @@ class SilenceDetector(DetectorBase):
             if stats.mad / stats.median > cfg.silence_max_spread:
                 continue
             if stats.median > cfg.silence_max_interval:
+                continue
+            # a feed, not a short session: its measured gaps cover a few windows at least
+            if stats.n * stats.median < cfg.silence_min_span_windows * (
+                window or cfg.window_seconds
+            ):
                 continue
             steady = True
             threshold = max(
