@@ -22,6 +22,11 @@ contract: for each closed window a caller first scores the window against
 calls ``store.learn_window(profiles, analysis)``; learning never happens inside a query.
 Learning a window whose end is not after the device's last learned window is a no-op, so
 replaying a capture that was partly learned already does not count anything twice.
+
+Queries for detectors (all read-only): ``Baseline.deviations(profile)`` (facts it does not
+know), ``Baseline.volume_scores(profile)`` (robust z-scores of the volumes, hour-of-week aware),
+``Baseline.overdue(now)`` (steady conversations that missed their cadence),
+``Baseline.expected_interval()`` (the main cadence), ``Baseline.enforcing``/``progress``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import yaml
 from monitor.facts import FACT_KINDS, Fact, FactTable, record_fact
 from monitor.model import Device, WindowProfile
 from monitor.profiles import (
+    MAD_TO_SIGMA,
+    VOLUME_FEATURES,
     Cadence,
     FormatError,
     RobustStats,
@@ -45,6 +52,7 @@ from monitor.profiles import (
     quantize_time,
     read_count,
     read_mapping,
+    volume_vector,
 )
 
 LEARNING = "learning"
@@ -96,6 +104,16 @@ class Deviation:
     pending_since: float | None  # when it was first seen while enforcing, if it was
 
 
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """A steady conversation that missed its cadence."""
+
+    conversation: str  # "peer|service"
+    last_message: float
+    expected_interval: float  # seconds (median gap)
+    silent_for: float  # seconds since the last message
+
+
 def profile_facts(profile: WindowProfile) -> dict[str, dict[str, int]]:
     """The facts a window profile shows: its ``facts`` plus its peers and protocols.
 
@@ -116,6 +134,7 @@ class Baseline:
     """What one device normally does (see the module docstring)."""
 
     __slots__ = (
+        "_oldest",
         "approvals",
         "cadence",
         "config",
@@ -147,6 +166,8 @@ class Baseline:
         self.windows = 0
         self.enforcing_since: float | None = None
         self.frozen = False
+        # the oldest last-seen time of anything that can expire (None: unknown, sweep)
+        self._oldest: float | None = None
 
     # --- state -----------------------------------------------------------------------------
 
@@ -235,21 +256,37 @@ class Baseline:
 
     def expire(self, now: float) -> int:
         """Forget facts (and pending facts, and silent conversations) not seen for
-        ``fact_ttl``; returns how many facts went. Approved facts expire like the others: an
-        approval is about a value the device uses, and a value it stopped using is gone."""
+        ``fact_ttl``; returns how many went. Approved facts expire like the others: an
+        approval is about a value the device uses, and a value it stopped using is gone.
+
+        Cheap when nothing is due: the oldest last-seen time is remembered after each sweep
+        (learning only makes times newer), so a sweep runs only when something can expire.
+        """
         limit = now - self.config.fact_ttl
+        if self._oldest is not None and limit <= self._oldest:
+            return 0
         gone = 0
+        oldest = float("inf")
         for table in (self.facts, self.pending):
             for kind in list(table):
                 values = table[kind]
-                for value in [v for v, fact in values.items() if fact.last_seen < limit]:
-                    del values[value]
-                    self.approvals.pop((kind, value), None)
-                    gone += 1
+                for value, fact in list(values.items()):
+                    if fact.last_seen < limit:
+                        del values[value]
+                        self.approvals.pop((kind, value), None)
+                        gone += 1
+                    elif fact.last_seen < oldest:
+                        oldest = fact.last_seen
                 if not values:
                     del table[kind]
-        for key in [k for k, c in self.cadence.items() if (c.last_message or now) < limit]:
-            del self.cadence[key]
+        for key, cadence in list(self.cadence.items()):
+            last = cadence.last_message if cadence.last_message is not None else now
+            if last < limit:
+                del self.cadence[key]
+                gone += 1
+            elif last < oldest:
+                oldest = last
+        self._oldest = oldest
         return gone
 
     # --- queries (scoring) ----------------------------------------------------------------
@@ -273,6 +310,44 @@ class Baseline:
                     out.append(
                         Deviation(kind, value, count, None if seen is None else seen.first_seen)
                     )
+        return out
+
+    def volume_scores(self, profile: WindowProfile, min_windows: int = 10) -> dict[str, float]:
+        """Robust z-scores of the window's volumes against what is normal at that time
+        (hour of week once known, else the recent windows); empty until ``min_windows``
+        windows are learned. Call it before the window is learned."""
+        if len(self.volumes) < min_windows:
+            return {}
+        scores: dict[str, float] = {}
+        for feature, value in zip(VOLUME_FEATURES, volume_vector(profile), strict=True):
+            expected = self.volumes.expected(feature, profile.start)
+            if expected is not None:
+                scores[feature] = expected.score(value)
+        return scores
+
+    def overdue(
+        self, now: float, factor: float = 3.0, min_gaps: int = 8, max_spread: float = 0.25
+    ) -> list[Overdue]:
+        """Steady conversations whose next message is late at capture time ``now``.
+
+        A conversation is steady when it has at least ``min_gaps`` gaps and its MAD is at most
+        ``max_spread`` of its median; it is late when nothing came for longer than
+        ``median + factor × spread``, where the spread is the MAD scaled to a standard
+        deviation but at least 5 % of the median and 1 s. Sorted by key.
+        """
+        out: list[Overdue] = []
+        for key in sorted(self.cadence):
+            cadence = self.cadence[key]
+            stats = cadence.stats()
+            if stats is None or cadence.last_message is None or stats.median <= 0:
+                continue
+            if stats.n < min_gaps or stats.mad > max_spread * stats.median:
+                continue
+            spread = max(stats.mad * MAD_TO_SIGMA, 0.05 * stats.median, 1.0)
+            allowed = stats.median + factor * spread
+            silent = now - cadence.last_message
+            if silent > allowed:
+                out.append(Overdue(key, cadence.last_message, stats.median, silent))
         return out
 
     def expected_interval(self, min_gaps: int = 4) -> tuple[str, RobustStats] | None:
@@ -313,6 +388,7 @@ class Baseline:
             fact.see(pending.first_seen, pending.count)
             fact.see(pending.last_seen, 0)
         self.approvals[(kind, value)] = Approval(who.strip(), why.strip(), when)
+        self._oldest = None  # an approval may carry an older time
         return fact
 
     def freeze(self) -> None:
@@ -323,11 +399,12 @@ class Baseline:
 
     # --- serialisation ---------------------------------------------------------------------
 
-    def to_dict(self, derived: bool = True) -> dict[str, Any]:
+    def to_dict(self, derived: bool = True, compact: bool = False) -> dict[str, Any]:
         """A plain, ordered, JSON- and YAML-safe form; ``from_dict`` reads it back exactly.
 
         ``derived`` adds what is computed from the rest (state, progress, medians, MADs,
-        intervals) for a reader; ``from_dict`` ignores it. The state file stores without."""
+        intervals) for a reader; ``from_dict`` ignores it. ``compact`` writes the volume
+        arrays as base64 bytes. The state file stores with neither."""
         shown: dict[str, Any] = (
             {"state": self.state, "progress": round(self.progress, 4)} if derived else {}
         )
@@ -342,7 +419,7 @@ class Baseline:
             "facts": self._facts_to_dict(self.facts, with_approvals=True),
             "pending": self._facts_to_dict(self.pending, with_approvals=False),
             "cadence": {key: self.cadence[key].to_dict(derived) for key in sorted(self.cadence)},
-            "volumes": self.volumes.to_dict(derived),
+            "volumes": self.volumes.to_dict(derived, compact),
         }
 
     def _facts_to_dict(self, table: FactTable, with_approvals: bool) -> dict[str, Any]:
@@ -486,6 +563,8 @@ class BaselineStore:
     now: float | None = None
     # the devices of the last analysis seen, so the state can persist the inventory
     devices: Mapping[str, Device] = field(default_factory=dict)
+    # changes made by a person (approve, reset, import, freeze) not yet in the state file
+    edits: list[dict[str, Any]] = field(default_factory=list)
 
     def get(self, device_id: str) -> Baseline | None:
         """The device's baseline, or None when it has none yet. Read-only use: scoring."""
@@ -538,6 +617,42 @@ class BaselineStore:
                 gone += n
                 self.dirty.add(device_id)
         return gone
+
+    def edit(self, change: Mapping[str, Any]) -> None:
+        """Apply a person's change and remember it for the state file (``edits``).
+
+        ``change`` is one of ``{"op": "approve", "device", "kind", "value", "by", "why",
+        "at"}``, ``{"op": "reset", "device"}``, ``{"op": "freeze", "device", "frozen"}``,
+        ``{"op": "put", "baseline": <to_dict form>}``. The state file keeps the changes so
+        that a running daemon, whose checkpoint would otherwise overwrite what a command
+        wrote, applies them to its own store first (see ``monitor.state``).
+        """
+        self.apply(change)
+        self.edits.append(dict(change))
+
+    def apply(self, change: Mapping[str, Any]) -> None:
+        """Apply a change (see ``edit``) without recording it; ``ValueError`` if malformed."""
+        op = change.get("op")
+        try:
+            if op == "approve":
+                self.approve(
+                    str(change["device"]),
+                    str(change["kind"]),
+                    str(change["value"]),
+                    str(change["by"]),
+                    str(change["why"]),
+                    float(change["at"]),
+                )
+            elif op == "reset":
+                self.reset(str(change["device"]))
+            elif op == "freeze":
+                self.set_frozen(str(change["device"]), bool(change["frozen"]))
+            elif op == "put":
+                self.put(Baseline.from_dict(change["baseline"], self.config))
+            else:
+                raise ValueError("unknown change")
+        except (KeyError, TypeError, FormatError) as error:
+            raise ValueError(f"malformed change ({type(error).__name__})") from None
 
     def approve(
         self, device_id: str, kind: str, value: str, who: str, why: str, when: float
@@ -599,7 +714,16 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
 
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    # PyYAML writes NEL and the Unicode line/paragraph separators raw in plain or single-quoted
+    # scalars, and reads them back as line breaks: double quotes escape them.
+    if any(c in data for c in "\x85\u2028\u2029"):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"')
+    return dumper.represent_str(data)
+
+
 _Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(str, _represent_str)
 
 
 def export_yaml(baselines: Iterable[Baseline]) -> str:

@@ -42,7 +42,7 @@ class _KindIndex:
     equals: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     patterns: list[tuple[int, int]] = field(default_factory=list)
     regex_set: Any = None
-    # evidence tested one by one (``networks`` on ip / peer values)
+    # evidence tested one by one (``networks`` on ip / peer values; patterns if no set)
     others: list[tuple[int, int, EvidenceSpec]] = field(default_factory=list)
 
 
@@ -67,11 +67,19 @@ def _build_index(library: SignatureLibrary) -> _Index:
             else:
                 kind_index.others.append((fp_index, ev_index, evidence))
     for kind, patterns in sources.items():
-        regex_set = re2.Set.SearchSet(RE2_OPTIONS)
-        for pattern in patterns:
-            regex_set.Add(unicodedata.normalize("NFC", pattern))
-        regex_set.Compile()
-        kinds[kind].regex_set = regex_set
+        kind_index = kinds[kind]
+        try:
+            regex_set = re2.Set.SearchSet(RE2_OPTIONS)
+            for pattern in patterns:
+                regex_set.Add(unicodedata.normalize("NFC", pattern))
+            regex_set.Compile()
+            kind_index.regex_set = regex_set
+        except re2.error:
+            # every pattern compiled alone at load time: match them one by one instead
+            kind_index.others += [
+                (fp, ev, library.fingerprints[fp].evidence[ev]) for fp, ev in kind_index.patterns
+            ]
+            kind_index.patterns = []
     return _Index(list(library.fingerprints), kinds)
 
 

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -45,6 +47,8 @@ from monitor.logs import log, setup
 from monitor.model import WindowProfile
 from monitor.privileges import PrivilegeError, drop_privileges
 from monitor.web import WebError, WebServer
+
+Detector = Callable[[list[WindowProfile], Any, Any], Iterable[Mapping[str, Any]]]
 
 READ_TIMEOUT = 0.1
 STATS_INTERVAL = 1.0
@@ -127,6 +131,9 @@ class Daemon:
         self.web: WebServer | None = None
         self.state: Any = None
         self.store: Any = None
+        # detectors: (profiles, analysis, baseline store or None) -> events; the detector
+        # part plugs in here
+        self.detectors: list[Detector] = []
         self.sensor: Sensor | None = None
         self.analysis: Any = None
         self.signatures: Any = None
@@ -152,7 +159,10 @@ class Daemon:
         )
 
     def _open_state(self) -> None:
+        """Load the inventory and the baselines of the last checkpoint (state.py and
+        baseline.py are separate parts: without them the daemon runs without persistence)."""
         try:
+            from monitor.baseline import BaselineConfig
             from monitor.state import State, StateError
         except ImportError:
             log(
@@ -162,13 +172,29 @@ class Daemon:
             )
             return
         path = self.config.state.path
+        learning = self.config.baseline
         try:
             self.state = State(path)
             devices = self.state.load_devices()
+            self.store = self.state.load_store(
+                BaselineConfig(
+                    min_duration=learning.min_duration,
+                    min_windows=learning.min_windows,
+                    fact_ttl=learning.fact_ttl,
+                )
+            )
         except StateError as error:
             raise DaemonError(str(error)) from None
         restore_inventory(self.analysis, devices)
-        log("info", "state loaded", path=str(path), devices=len(devices))
+        assert self.sensor is not None
+        self.sensor.baselines = StoreBaselines(self.store)
+        log(
+            "info",
+            "state loaded",
+            path=str(path),
+            devices=len(devices),
+            baselines=len(self.store),
+        )
 
     def start(self) -> None:
         """Steps 1–3 of the lifecycle; raises ``DaemonError`` with a one-line reason."""
@@ -233,8 +259,43 @@ class Daemon:
         for profile in profiles:
             peers[profile.device_id] = len(profile.peers)
         self.sensor.peers_last_window = peers
+        # score first, then learn what was not found anomalous
+        anomalous: set[str] = set()
+        for detector in self.detectors:
+            for event in detector(profiles, analysis, self.store):
+                self.emit(event)
+                anomalous.add(str(event.get("device", "")))
         if self.store is not None and not self.config.baseline.frozen:
-            self.store.learn_window(profiles, analysis)
+            self.store.learn_window(profiles, analysis, skip=anomalous)
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        """Publish one detector event (DESIGN.md's event dict): the anomaly metrics, one JSON
+        line in ``anomalies.events_file`` and one log line with its metadata."""
+        assert self.sensor is not None
+        findings = self.sensor.findings
+        if isinstance(findings, AnomalyBook):
+            # windows close inside feed(), before sensor.now moves: use the pipeline's clock
+            when = max(self.sensor.now, getattr(self.analysis, "last_time", None) or 0.0)
+            findings.record(event, when)
+        path = self.config.anomalies.events_file
+        if path is not None:
+            try:
+                with open(path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(dict(event), sort_keys=True, default=str) + "\n")
+            except OSError as error:
+                log(
+                    "error",
+                    "cannot write the events file",
+                    file=str(path),
+                    error=error.strerror or type(error).__name__,
+                )
+        log(
+            "warn",
+            "anomaly",
+            device=str(event.get("device", "")),
+            detector=str(event.get("detector", "")),
+            severity=str(event.get("severity", "")),
+        )
 
     def request_reload(self) -> tuple[bool, str]:
         """Ask the main loop to reload; waits for the result (called by the web thread)."""
@@ -360,6 +421,7 @@ class Daemon:
         next_stats = 0.0
         next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval
         pcap_done = False
+        was_down = False
         while not self._stop.is_set():
             if self._reload_requested.is_set():
                 self._handle_reload()
@@ -370,6 +432,13 @@ class Daemon:
                 if source.live:
                     raise DaemonError(str(error)) from None
                 batch = None
+            link_down = bool(getattr(source, "down", False))
+            if link_down != was_down:
+                was_down = link_down
+                if link_down:
+                    log("warn", "capture interface is down; waiting", interface=source.name)
+                else:
+                    log("info", "capture interface is up again", interface=source.name)
             if batch is not None and len(batch):
                 self._feed(batch)
             now = time.monotonic()

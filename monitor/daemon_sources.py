@@ -17,7 +17,10 @@ captured length only: the wire length is taken to be the captured length, exact 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import select
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,10 +47,16 @@ class PacketSource(Protocol):
 
 
 class LiveSource:
-    """A live interface. Opening it needs CAP_NET_RAW; reading does not."""
+    """A live interface. Opening it needs CAP_NET_RAW; reading does not.
+
+    A link that goes down is waited for (``down`` is True meanwhile); an interface that
+    disappears is a ``CaptureError``: the capability to open it again was dropped on purpose,
+    so the daemon exits and its supervisor starts it again.
+    """
 
     live = True
     ended = False
+    down = False
 
     def __init__(
         self,
@@ -74,8 +83,16 @@ class LiveSource:
             raise CaptureError(interface, f"cannot capture: {_pcap_reason(error)}") from None
         self._handle = handle
         self._linktype = int(handle.datalink())
+        self._ifindex = _ifindex(interface)
 
     def read(self, timeout: float) -> FrameBatch | None:
+        if self.down:
+            if not _link_up(self.name):
+                if _ifindex(self.name) != self._ifindex:
+                    raise CaptureError(self.name, "capture failed: the interface disappeared")
+                time.sleep(timeout)  # wait for the link without spinning
+                return None
+            self.down = False
         try:
             data, meta = self._handle.next_batch(LIVE_BATCH)
             if not meta:
@@ -84,7 +101,16 @@ class LiveSource:
                     return None
                 data, meta = self._handle.next_batch(LIVE_BATCH)
         except pcapy.PcapError as error:
-            raise CaptureError(self.name, f"capture failed: {_pcap_reason(error)}") from None
+            reason = _pcap_reason(error)
+            if "went down" in reason and _ifindex(self.name) == self._ifindex:
+                # link down (cable, switch port, ip link set down): the socket works again
+                # when the link is back
+                self.down = not _link_up(self.name)
+                time.sleep(timeout)
+                return None
+            if "went down" in reason:
+                reason = "the interface disappeared"
+            raise CaptureError(self.name, f"capture failed: {reason}") from None
         if not meta:
             return None
         records = np.frombuffer(meta, dtype=np.uint32).reshape(-1, 4)
@@ -116,6 +142,32 @@ class LiveSource:
 
     def close(self) -> None:
         self._handle.close()
+
+
+def _ifindex(interface: str) -> int | None:
+    """The interface's index now (None when it does not exist): a deleted and re-created
+    interface gets a new index, which our socket is not bound to."""
+    try:
+        return socket.if_nametoindex(interface)
+    except OSError:
+        return None
+
+
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+
+
+def _link_up(interface: str) -> bool:
+    """Administratively up with a carrier (``ip link`` shows ``UP,LOWER_UP``)."""
+    request = struct.pack("16sH14x", interface.encode()[:15], 0)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            reply = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request)
+    except OSError:
+        return False
+    flags = struct.unpack("16sH14x", reply)[1]
+    return bool(flags & IFF_UP and flags & IFF_RUNNING)
 
 
 def _pcap_reason(error: Exception) -> str:

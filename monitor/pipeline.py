@@ -522,6 +522,13 @@ class Analysis:
             flow.peer_names[side] = self._dns_names.get(addresses[1 - side])
             if side == client:
                 self._profile(owner.id, self._window_at(when)).flows_started += 1
+        # Discovery and telemetry sent to a group (IntelliVue, WS-Discovery, SSDP) get no
+        # reply to learn the service from: the group port is the service the sender uses.
+        target = 1 - client
+        sender = owners[client]
+        group = address_scope(addresses[target]) == "multicast"
+        if flow.key[5] == PROTO_UDP and sender is not None and group:
+            self.note(sender, "service_used", f"udp/{flow.port(target)}", when)
         return flow
 
     def _learn_service(self, flow: Flow, server_side: int, when: float) -> None:

@@ -22,10 +22,12 @@ to SQLite or YAML and read back is the same baseline.
 
 from __future__ import annotations
 
+import base64
 import calendar
 import functools
 import math
 import re
+import sys
 import time
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
@@ -111,13 +113,14 @@ class RobustStats:
     mad: float
     n: int
 
-    def score(self, value: float, floor: float = 1.0) -> float:
+    def score(self, value: float, floor: float = 1.0, relative_floor: float = 0.1) -> float:
         """How many (MAD-scaled) standard deviations ``value`` is from the median.
 
-        ``floor`` keeps a perfectly flat history (MAD 0) from turning every small change into
-        an infinite score: the spread used is at least ``floor`` (in the value's own unit).
+        A perfectly flat history (MAD 0) would turn every small change into an infinite
+        score: the spread used is at least ``floor`` (in the value's unit) and at least
+        ``relative_floor`` times the median.
         """
-        spread = max(self.mad * MAD_TO_SIGMA, floor)
+        spread = max(self.mad * MAD_TO_SIGMA, floor, relative_floor * abs(self.median))
         return (value - self.median) / spread
 
 
@@ -409,8 +412,13 @@ class VolumeHistory:
         """What the feature normally is at ``when``: hour-of-week if known, else global."""
         return self.seasonal_stats(feature, when) or self.stats(feature)
 
-    def to_dict(self, derived: bool = True) -> dict[str, Any]:
-        """``derived``: include median and MAD (for review; recomputed on reading)."""
+    def to_dict(self, derived: bool = True, compact: bool = False) -> dict[str, Any]:
+        """``derived``: include median and MAD (for review; recomputed on reading).
+        ``compact``: the arrays as base64 little-endian bytes (the state file's form: a week
+        of hour-of-week history is 4,000 numbers, too slow as JSON lists at 10,000 devices).
+        """
+        if compact:
+            return self._to_compact()
         out: dict[str, Any] = {}
         for name, ring in zip(VOLUME_FEATURES, self._series, strict=True):
             stats = ring.stats() if derived else None
@@ -428,16 +436,72 @@ class VolumeHistory:
             for slot in range(HOURS_PER_WEEK)
             if filled[slot]
         }
-        out["current_hour"] = (
-            None
-            if self._current_hour is None
-            else {
-                "start": format_time(self._current_hour * 3600.0),
-                "windows": self._current[-1],
-                "sums": dict(zip(VOLUME_FEATURES, self._current, strict=False)),
-            }
-        )
+        out["current_hour"] = self._current_to_dict()
         return out
+
+    def _current_to_dict(self) -> dict[str, Any] | None:
+        if self._current_hour is None:
+            return None
+        return {
+            "start": format_time(self._current_hour * 3600.0),
+            "windows": self._current[-1],
+            "sums": dict(zip(VOLUME_FEATURES, self._current, strict=False)),
+        }
+
+    def _to_compact(self) -> dict[str, Any]:
+        series = array("I")
+        for ring in self._series:
+            series.extend(ring.values())
+        seasonal = None
+        if self._seasonal is not None and self._filled is not None and self._next is not None:
+            seasonal = {
+                "weeks": self.seasonal_weeks,
+                "means": _b64(self._seasonal),
+                "filled": base64.b64encode(bytes(self._filled)).decode(),
+                "next": base64.b64encode(bytes(self._next)).decode(),
+            }
+        return {
+            "windows": len(self),
+            "series": _b64(series),
+            "seasonal": seasonal,
+            "current_hour": self._current_to_dict(),
+        }
+
+    def _from_compact(self, fields: Mapping[str, Any], where: str) -> None:
+        check_keys(fields, where, required={"windows", "series", "seasonal", "current_hour"})
+        n = read_count(fields["windows"], f"{where}.windows")
+        series = _from_b64(fields["series"], "I", len(VOLUME_FEATURES) * n, f"{where}.series")
+        for f, ring in enumerate(self._series):
+            ring.replace(series[f * n : (f + 1) * n])
+        seasonal = fields["seasonal"]
+        if seasonal is None:
+            return
+        at = f"{where}.seasonal"
+        data = read_mapping(seasonal, at)
+        check_keys(data, at, required={"weeks", "means", "filled", "next"})
+        weeks = read_count(data["weeks"], f"{at}.weeks")
+        if not 1 <= weeks <= 255:
+            raise FormatError(f"{at}.weeks: out of range")
+        nf = len(VOLUME_FEATURES)
+        means = _from_b64(data["means"], "f", HOURS_PER_WEEK * weeks * nf, f"{at}.means")
+        filled = _from_b64(data["filled"], "B", HOURS_PER_WEEK, f"{at}.filled")
+        positions = _from_b64(data["next"], "B", HOURS_PER_WEEK, f"{at}.next")
+        if any(v > weeks for v in filled) or any(v >= weeks for v in positions):
+            raise FormatError(f"{at}: week positions out of range")
+        if weeks == self.seasonal_weeks:
+            self._seasonal = means
+            self._filled = bytearray(filled.tobytes())
+            self._next = bytearray(positions.tobytes())
+            return
+        for slot in range(HOURS_PER_WEEK):  # the config changed: replay the weeks kept
+            order = (
+                range(filled[slot])
+                if filled[slot] < weeks
+                else [(positions[slot] + k) % weeks for k in range(weeks)]
+            )
+            for k in order:
+                base = (slot * weeks + k) * nf
+                self._slot_push(slot, [round(v, 3) for v in means[base : base + nf]])
 
     @classmethod
     def from_dict(
@@ -449,8 +513,12 @@ class VolumeHistory:
         seasonal_min_weeks: int = 2,
     ) -> VolumeHistory:
         fields = read_mapping(data, where)
-        check_keys(fields, where, required={*VOLUME_FEATURES, "hour_of_week", "current_hour"})
         history = cls(capacity, seasonal_weeks, seasonal_min_weeks)
+        if "series" in fields:
+            history._from_compact(fields, where)
+            history._read_current(fields["current_hour"], where)
+            return history
+        check_keys(fields, where, required={*VOLUME_FEATURES, "hour_of_week", "current_hour"})
         lengths = set()
         for name, ring in zip(VOLUME_FEATURES, history._series, strict=True):
             entry = read_mapping(fields[name], f"{where}.{name}")
@@ -474,7 +542,11 @@ class VolumeHistory:
                 raise FormatError(f"{slot_where}: the features need the same number of weeks")
             for week in zip(*columns, strict=True):
                 history._slot_push(slot, [round(v, 3) for v in week])
-        current = fields["current_hour"]
+        history._read_current(fields["current_hour"], where)
+        return history
+
+    def _read_current(self, current: object, where: str) -> None:
+        history = self
         if current is not None:
             cur = read_mapping(current, f"{where}.current_hour")
             check_keys(cur, f"{where}.current_hour", required={"start", "windows", "sums"})
@@ -488,7 +560,31 @@ class VolumeHistory:
                 read_count(sums[name], f"{where}.current_hour.sums.{name}")
                 for name in VOLUME_FEATURES
             ] + [read_count(cur["windows"], f"{where}.current_hour.windows")]
-        return history
+
+
+def _b64(values: array[Any]) -> str:
+    if sys.byteorder == "big":  # the file is little-endian on every machine
+        values = array(values.typecode, values)
+        values.byteswap()
+    return base64.b64encode(values.tobytes()).decode()
+
+
+def _from_b64(text: object, typecode: str, count: int, where: str) -> array[Any]:
+    if not isinstance(text, str):
+        raise FormatError(f"{where}: expected base64 text")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise FormatError(f"{where}: not base64") from None
+    values = array(typecode)
+    if len(raw) != count * values.itemsize:
+        raise FormatError(f"{where}: wrong length")
+    values.frombytes(raw)
+    if sys.byteorder == "big":
+        values.byteswap()
+    if typecode == "f" and not all(math.isfinite(v) and v >= 0 for v in values):
+        raise FormatError(f"{where}: numbers must be finite and >= 0")
+    return values
 
 
 # --- strict readers for serialised data (hostile input: YAML files, state rows) -------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from monitor.model import UNKNOWN_CLASS, Device
@@ -32,6 +32,7 @@ from monitor.signatures import (
 )
 
 MAX_SUMMARY_VALUES = 5
+MAX_SHOWN_LENGTH = 80
 MAX_EVIDENCE_VALUES = 20
 
 
@@ -50,7 +51,24 @@ class Finding:
     references: tuple[str, ...] = ()
     device_class: str = UNKNOWN_CLASS
     criticality: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """The finding as JSON-ready data, shaped like DESIGN.md's event fields."""
+        return {
+            "device": self.device_id,
+            "device_class": self.device_class,
+            "criticality": self.criticality,
+            "detector": self.kind,
+            "rule": self.rule_id,
+            "severity": self.severity,
+            "title": self.title,
+            "summary": self.summary,
+            "evidence": {
+                "observed": {kind: list(values) for kind, values in self.evidence.items()}
+            },
+            "runbook": self.runbook,
+            "references": list(self.references),
+        }
 
 
 def _values(device: Device, kind: str) -> list[str]:
@@ -63,20 +81,27 @@ def _condition_hits(device: Device, condition: Condition) -> list[str]:
     return condition.matching(_values(device, condition.kind))
 
 
+def printable(value: str, limit: int = MAX_SHOWN_LENGTH) -> str:
+    """A wire-derived value made safe for a one-line summary: no control characters
+    (a crafted host name must not forge log lines), bounded length."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in value)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
 def _render(template: str, device: Device, values: Sequence[str]) -> str:
     classification = device.classification
     device_class = classification.device_class if classification else UNKNOWN_CLASS
-    shown = list(values[:MAX_SUMMARY_VALUES])
+    shown = [printable(v) for v in values[:MAX_SUMMARY_VALUES]]
     if len(values) > MAX_SUMMARY_VALUES:
         shown.append(f"and {len(values) - MAX_SUMMARY_VALUES} more")
     fields = {
-        "device": device.id,
+        "device": printable(device.id),
         "device_class": device_class,
         "class_label": CLASS_LABELS.get(device_class, device_class.replace("_", " ")),
-        "vendor": (classification.vendor if classification else None)
-        or device.vendor
-        or "unknown vendor",
-        "model": (classification.model if classification else None) or "unknown model",
+        "vendor": printable(
+            (classification.vendor if classification else None) or device.vendor or "unknown vendor"
+        ),
+        "model": printable((classification.model if classification else None) or "unknown model"),
         "criticality": classification.criticality if classification else "unknown",
         "values": ", ".join(shown),
         "count": str(len(values)),

@@ -22,6 +22,7 @@ The full schema and the vocabulary are documented in ``docs/signatures.md``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import string
@@ -197,7 +198,7 @@ PEER_ROLES: dict[str, tuple[str, ...]] = {
 }
 """A peer's role, recognised by the services it offers."""
 
-NETWORK_KEYWORDS = ("private", "public", "multicast", "link_local", "loopback")
+NETWORK_KEYWORDS = ("private", "public", "multicast", "broadcast", "link_local", "loopback")
 
 SUMMARY_FIELDS: dict[str, str] = {
     "device": "the device's inventory id",
@@ -284,13 +285,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def _check_class(value: str) -> str:
+def _require_str(value: Any) -> str:
+    # BeforeValidators see raw input: refuse non-strings before using them as strings
+    if not isinstance(value, str):
+        raise ValueError(f"Input should be a valid string, not {type(value).__name__}")
+    return value
+
+
+def _check_class(raw: Any) -> str:
+    value = _require_str(raw)
     if value not in DEVICE_CLASSES:
         raise ValueError(f"unknown device class {value!r} (see DEVICE_CLASSES)")
     return value
 
 
-def _check_criticality(value: str) -> str:
+def _check_criticality(raw: Any) -> str:
+    value = _require_str(raw)
     if value not in CRITICALITIES:
         raise ValueError(f"unknown criticality {value!r}: one of {', '.join(CRITICALITIES)}")
     return value
@@ -302,7 +312,8 @@ Severity = Literal["critical", "high", "warning", "info"]
 Status = Literal["experimental", "test", "stable"]
 
 
-def _check_service(value: str) -> str:
+def _check_service(raw: Any) -> str:
+    value = _require_str(raw)
     match = _SERVICE_RE.match(value)
     if not match:
         raise ValueError(f"service {value!r} is not 'tcp/PORT', 'udp/LO-HI' or 'tcp/*'")
@@ -314,7 +325,8 @@ def _check_service(value: str) -> str:
     return value
 
 
-def _check_network(value: str) -> str:
+def _check_network(raw: Any) -> str:
+    value = _require_str(raw)
     if value in NETWORK_KEYWORDS:
         return value
     try:
@@ -326,7 +338,8 @@ def _check_network(value: str) -> str:
     return value
 
 
-def _check_role(value: str) -> str:
+def _check_role(raw: Any) -> str:
+    value = _require_str(raw)
     if value not in PEER_ROLES and value != "same_class":
         raise ValueError(f"unknown peer role {value!r}: {', '.join([*PEER_ROLES, 'same_class'])}")
     return value
@@ -376,12 +389,21 @@ def in_network(ip: IPAddress, spec: str) -> bool:
         )
     if spec == "multicast":
         return ip.is_multicast or str(ip) == "255.255.255.255"
+    if spec == "broadcast":
+        # the limited broadcast, or a directed broadcast: without the netmask, the last
+        # address of a /24 (what CARESCAPE-style discovery heartbeats are sent to)
+        return ip.version == 4 and (int(ip) & 0xFF) == 0xFF
     if spec == "link_local":
         return ip.is_link_local
     if spec == "loopback":
         return ip.is_loopback
-    network = ipaddress.ip_network(spec, strict=False)
+    network = _network(spec)
     return ip.version == network.version and ip in network
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(spec: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(spec, strict=False)
 
 
 class Matcher(_Strict):
@@ -519,7 +541,8 @@ def _check_references(values: list[str]) -> list[str]:
     return values
 
 
-def _check_template(value: str) -> str:
+def _check_template(raw: Any) -> str:
+    value = _require_str(raw)
     try:
         parsed = list(string.Formatter().parse(value))
     except ValueError as error:

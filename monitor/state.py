@@ -35,9 +35,10 @@ from monitor.facts import Fact, FactTable
 from monitor.model import Classification, Device, Evidence
 from monitor.profiles import FormatError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x53414E54  # "SANT"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+MAX_EDITS = 10_000  # changes kept for running daemons to pick up
 
 
 class StateError(Exception):
@@ -47,7 +48,7 @@ class StateError(Exception):
 def _schema_v1(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     db.execute("CREATE TABLE devices (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
-    # data: zlib-compressed JSON of Baseline.to_dict(derived=False)
+    # data: zlib-compressed JSON of Baseline.to_dict(derived=False, compact=True)
     db.execute("CREATE TABLE baselines (device_id TEXT PRIMARY KEY, data BLOB NOT NULL)")
     db.execute(
         "CREATE TABLE counters (name TEXT NOT NULL, key TEXT NOT NULL, value INTEGER NOT NULL,"
@@ -55,7 +56,13 @@ def _schema_v1(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_v1]
+def _schema_v2(db: sqlite3.Connection) -> None:
+    # Changes made by commands (approve, reset, import, freeze), so that a running daemon
+    # applies them to its in-memory baselines instead of overwriting them.
+    db.execute("CREATE TABLE edits (id INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_v1, _schema_v2]
 """``MIGRATIONS[i]`` takes a database from schema version ``i`` to ``i + 1``."""
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -66,6 +73,7 @@ class State:
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = Path(path)
         self.checkpoints = 0
+        self._edits_seen = 0  # the last edit already reflected in the store loaded from here
         self._written_devices: dict[str, tuple[Any, ...]] = {}
         self._counters: dict[tuple[str, str], int] = {}
         self._written_counters: dict[tuple[str, str], int] = {}
@@ -90,6 +98,13 @@ class State:
             size = 0
         except OSError as error:
             raise StateError(f"{self.path}: cannot read ({error.strerror})") from None
+        if not size and create:
+            # A new file is private from its first byte (SQLite gives -wal/-shm the same mode):
+            # it names hosts and addresses.
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError as error:
+                raise StateError(f"{self.path}: cannot create ({error.strerror})") from None
         if size:
             try:
                 with self.path.open("rb") as handle:
@@ -99,7 +114,7 @@ class State:
             if head != SQLITE_MAGIC:
                 raise self._refuse("not a SQLite database")
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
         except sqlite3.Error as error:
             raise StateError(f"{self.path}: cannot open ({error})") from None
         try:
@@ -143,7 +158,8 @@ class State:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
                 raise
 
     def _load_meta(self) -> None:
@@ -168,13 +184,29 @@ class State:
     # --- reading ---------------------------------------------------------------------------
 
     def meta(self, key: str, default: Any = None) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        """A value checkpointed with ``meta=``, or ``default``."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            return default if row is None else json.loads(row[0])
+        except (sqlite3.DatabaseError, ValueError) as error:
+            raise self._refuse(f"unreadable state ({_sqlite_reason(error)})") from None
 
     def load_store(self, config: BaselineConfig | None = None) -> BaselineStore:
         """All baselines, in a store with nothing dirty."""
         store = BaselineStore(config or self.baseline_config())
-        for device_id, data in self._rows("SELECT device_id, data FROM baselines"):
+        try:
+            # one read transaction: the rows and the edit they reflect are from one moment
+            self._db.execute("BEGIN")
+            rows = self._db.execute("SELECT device_id, data FROM baselines").fetchall()
+            self._edits_seen = self._db.execute(
+                "SELECT coalesce(max(id), 0) FROM edits"
+            ).fetchone()[0]
+            self._db.execute("COMMIT")
+        except sqlite3.DatabaseError as error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise self._refuse(f"unreadable state ({_sqlite_reason(error)})") from None
+        for device_id, data in rows:
             try:
                 baseline = Baseline.from_dict(_unpack(data), store.config)
             except (ValueError, FormatError, zlib.error) as error:
@@ -221,7 +253,7 @@ class State:
         for device_id, data in self._rows("SELECT id, data FROM devices"):
             try:
                 device = device_from_dict(json.loads(data))
-            except (ValueError, TypeError, KeyError) as error:
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
                 raise self._refuse(
                     f"device row {device_id[:60]} is malformed ({type(error).__name__})"
                 ) from None
@@ -269,54 +301,20 @@ class State:
             if self._written_devices.get(device_id) != signature:
                 device_rows.append((device_id, json.dumps(device_to_dict(device))))
                 signatures[device_id] = signature
-        baseline_rows: list[tuple[str, bytes]] = []
-        removed: list[tuple[str]] = []
-        if store is not None:
-            for device_id in sorted(store.dirty):
-                baseline = store.baselines.get(device_id)
-                if baseline is not None:
-                    baseline_rows.append((device_id, _pack(baseline.to_dict(derived=False))))
-            removed = [(device_id,) for device_id in sorted(store.removed)]
         counter_rows = [
             (name, key, value)
             for (name, key), value in self._counters.items()
             if self._written_counters.get((name, key)) != value
         ]
-        number = self.checkpoints + 1
-        meta_rows = [("checkpoints", json.dumps(number))]
-        if store is not None:
-            meta_rows.append(("baseline_config", json.dumps(dataclasses.asdict(store.config))))
-            if store.now is not None:
-                meta_rows.append(("baseline_now", json.dumps(store.now)))
-        meta_rows += [(key, json.dumps(value)) for key, value in (meta or {}).items()]
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany(
-                    "INSERT INTO devices (id, data) VALUES (?, ?) "
-                    "ON CONFLICT (id) DO UPDATE SET data=excluded.data",
-                    device_rows,
-                )
-                db.executemany(
-                    "INSERT INTO baselines (device_id, data) VALUES (?, ?) "
-                    "ON CONFLICT (device_id) DO UPDATE SET data=excluded.data",
-                    baseline_rows,
-                )
-                db.executemany("DELETE FROM baselines WHERE device_id=?", removed)
-                db.executemany(
-                    "INSERT INTO counters (name, key, value) VALUES (?, ?, ?) "
-                    "ON CONFLICT (name, key) DO UPDATE SET value=excluded.value",
-                    counter_rows,
-                )
-                db.executemany(
-                    "INSERT INTO meta (key, value) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-                    meta_rows,
-                )
+                number = self._write(db, store, device_rows, counter_rows, meta)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
             raise StateError(
@@ -328,6 +326,73 @@ class State:
             self._written_counters[(name, key)] = value
         if store is not None:
             store.mark_clean()
+            store.edits.clear()
+        return number
+
+    def _write(
+        self,
+        db: sqlite3.Connection,
+        store: BaselineStore | None,
+        device_rows: list[tuple[str, str]],
+        counter_rows: list[tuple[str, str, int]],
+        meta: Mapping[str, Any] | None,
+    ) -> int:
+        """The body of a checkpoint, inside its write transaction."""
+        baseline_rows: list[tuple[str, bytes]] = []
+        removed: list[tuple[str]] = []
+        if store is not None:
+            # Changes other processes made since this store was loaded come first: a command
+            # may have approved a fact while this daemon was running.
+            for edit_id, data in db.execute(
+                "SELECT id, data FROM edits WHERE id > ? ORDER BY id", (self._edits_seen,)
+            ).fetchall():
+                self._edits_seen = edit_id
+                try:
+                    store.apply(json.loads(data))
+                except ValueError:
+                    continue  # a malformed change is skipped, never blocks checkpoints
+            for edit in store.edits:
+                cursor = db.execute("INSERT INTO edits (data) VALUES (?)", (json.dumps(edit),))
+                self._edits_seen = max(self._edits_seen, cursor.lastrowid or 0)
+            db.execute(
+                "DELETE FROM edits WHERE id <= (SELECT max(id) FROM edits) - ?", (MAX_EDITS,)
+            )
+            for device_id in sorted(store.dirty):
+                baseline = store.baselines.get(device_id)
+                if baseline is not None:
+                    baseline_rows.append(
+                        (device_id, _pack(baseline.to_dict(derived=False, compact=True)))
+                    )
+            removed = [(device_id,) for device_id in sorted(store.removed)]
+        row = db.execute("SELECT value FROM meta WHERE key='checkpoints'").fetchone()
+        number = int(json.loads(row[0])) + 1 if row else 1  # other processes count too
+        meta_rows = [("checkpoints", json.dumps(number))]
+        if store is not None:
+            meta_rows.append(("baseline_config", json.dumps(dataclasses.asdict(store.config))))
+            if store.now is not None:
+                meta_rows.append(("baseline_now", json.dumps(store.now)))
+        meta_rows += [(key, json.dumps(value)) for key, value in (meta or {}).items()]
+        db.executemany(
+            "INSERT INTO devices (id, data) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET data=excluded.data",
+            device_rows,
+        )
+        db.executemany(
+            "INSERT INTO baselines (device_id, data) VALUES (?, ?) "
+            "ON CONFLICT (device_id) DO UPDATE SET data=excluded.data",
+            baseline_rows,
+        )
+        db.executemany("DELETE FROM baselines WHERE device_id=?", removed)
+        db.executemany(
+            "INSERT INTO counters (name, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (name, key) DO UPDATE SET value=excluded.value",
+            counter_rows,
+        )
+        db.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+            meta_rows,
+        )
         return number
 
     def integrity_check(self) -> list[str]:

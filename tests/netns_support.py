@@ -68,6 +68,9 @@ def wire(tag: str = "sndmn") -> Iterator[Wire]:
         )
         _ip("-n", netns, "link", "set", "lo", "up")
         _ip("-n", netns, "link", "add", sender, "type", "veth", "peer", "name", receiver)
+        # captures taken on a host with segmentation offload hold frames above 1500 bytes
+        _ip("-n", netns, "link", "set", sender, "mtu", "65535")
+        _ip("-n", netns, "link", "set", receiver, "mtu", "65535")
         _ip("-n", netns, "link", "set", sender, "up")
         _ip("-n", netns, "link", "set", receiver, "up")
         yield Wire(netns, sender, receiver)

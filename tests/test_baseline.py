@@ -320,3 +320,63 @@ def test_import_of_any_mangled_export_raises_only_format_error(data: st.DataObje
         import_yaml(text, "fuzz.yml", None)
     except FormatError as error:
         assert "\n" not in str(error) and str(error).startswith("fuzz.yml: ")
+
+
+def test_pending_facts_are_bounded() -> None:
+    baseline = Baseline("dev", BaselineConfig(min_duration=60.0, min_windows=1, max_pending=5))
+    baseline.learn(window(0))
+    for i in range(1, 4):
+        baseline.learn(window(i, names={f"n{i}-{k}.example": 1 for k in range(3)}))
+    assert sum(len(v) for v in baseline.pending.values()) == 5
+
+
+def test_volume_scores_flag_a_burst_against_the_learned_median() -> None:
+    baseline = Baseline("dev")
+    for i in range(20):
+        baseline.learn(window(i))
+    assert baseline.volume_scores(window(20)) == dict.fromkeys(
+        ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "flows", "peers"), 0.0
+    )
+    burst = window(21)
+    burst.tx_bytes = 50_000
+    # a flat history (MAD 0): the spread is 10 % of the median, so 49 "sigmas"
+    assert baseline.volume_scores(burst)["tx_bytes"] == pytest.approx(490.0)
+    assert Baseline("new").volume_scores(burst) == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=5, unique=True))
+def test_any_fact_text_survives_export_import_export(values: list[str]) -> None:
+    baseline = Baseline("dev")
+    profile = window(0)
+    profile.facts = {"dns_query": dict.fromkeys(values, 1), "hostname": {v: 2 for v in values}}
+    profile.conversations = {f"{v}|tcp/1": [T0 + 1.0, T0 + 9.0] for v in values}
+    baseline.learn(profile)
+    text = export_yaml([baseline])
+    again = import_yaml(text, "x.yml", None)
+    assert export_yaml(again) == text
+    assert set(again[0].facts["dns_query"]) == set(values)
+
+
+def test_a_steady_conversation_that_stops_is_reported_overdue() -> None:
+    baseline = Baseline("dev")
+    for i in range(10):  # a message every 30 s
+        baseline.learn(window(i))
+    last = T0 + 9 * 60 + 35.0
+    expected = f"{GW}|udp/53"
+    # 30 s median, MAD 0: the spread is max(5 % of 30 s, 1 s) = 1.5 s; late after 34.5 s
+    assert baseline.overdue(last + 34.0) == []
+    late = baseline.overdue(last + 35.0)
+    assert [(o.conversation, o.expected_interval, o.silent_for) for o in late] == [
+        (expected, 30.0, 35.0)
+    ]
+
+
+def test_an_irregular_conversation_is_never_overdue() -> None:
+    baseline = Baseline("dev")
+    for i in range(10):
+        profile = window(i)
+        offset = (7, 52, 20, 41, 3, 58, 33, 12, 47, 26)[i]  # gaps from 5 s to 115 s
+        profile.conversations = {"p|tcp/1": [T0 + 60 * i + offset]}
+        baseline.learn(profile)
+    assert baseline.overdue(T0 + 100_000) == []

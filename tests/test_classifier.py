@@ -231,3 +231,20 @@ def test_classifying_five_thousand_devices_is_fast() -> None:
     elapsed = time.perf_counter() - start
     assert all(r is not None for r in results)
     assert elapsed < 2.0, f"{elapsed:.2f} s for 5000 devices"
+
+
+def test_patterns_still_match_when_the_regex_set_cannot_be_built(
+    library: SignatureLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re2
+
+    class Refusing:
+        @staticmethod
+        def SearchSet(options: object) -> object:
+            raise re2.error("refused")
+
+    fresh = SignatureLibrary(fingerprints=list(library.fingerprints))
+    monkeypatch.setattr(re2, "Set", Refusing)
+    found = classify(device("Acme Medical Inc", service_used=["udp/3613"]), fresh)
+    assert found is not None and found.signature == "fp.t.pump"
+    assert found.confidence == pytest.approx(0.76, abs=1e-4)

@@ -3,8 +3,11 @@ config on error, clean and quick SIGTERM, and the capability drop."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -13,8 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from monitor.daemon import Daemon, Options
 from monitor.privileges import capability_sets
-from tests.daemon_support import DaemonProcess, eventually, tcpdump_count, write_capture
+from tests.daemon_support import REPO, DaemonProcess, eventually, tcpdump_count, write_capture
+from tests.netns_support import Forwarder, netns_available, wire
 
 
 @pytest.fixture
@@ -56,6 +61,11 @@ def test_replayed_capture_appears_in_the_metrics_and_sigterm_exits_cleanly(
         macs = {labels["mac"] for labels, _ in info}
         assert {f"02:00:00:00:01:{d:02x}" for d in range(6)} <= macs
         assert daemon.value("santinel_device_transmit_packets", device="02:00:00:00:01:03") == 20
+        exposition = requests.get(daemon.url("/metrics"), timeout=10).content
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"], input=exposition, capture_output=True, timeout=60
+        )
+        assert lint.returncode == 0 and not lint.stdout and not lint.stderr, lint
         started = time.monotonic()
         daemon.signal(signal.SIGTERM)
         assert daemon.process.wait(10) == 0
@@ -189,3 +199,183 @@ def test_daemon_runs_with_no_capabilities_left(
         assert "Uid:\t65534\t65534\t65534\t65534" in status
     assert served == count
     assert code == 0, log
+
+
+def test_detector_events_reach_the_metrics_and_the_events_file(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
+    from prometheus_client import generate_latest
+
+    from monitor.model import WindowProfile
+
+    pcap, _ = capture
+    events_file = tmp_path / "events.jsonl"
+    config = tmp_path / "santinel.yml"
+    config.write_text(
+        f"anomalies:\n  events_file: {events_file}\n  hold_seconds: 1h\n"
+        "profiles:\n  window_seconds: 1s\nweb:\n  listen_address: 127.0.0.1:0\n"
+    )
+    daemon = Daemon(
+        Options(
+            config_file=config,
+            pcap=pcap,
+            replay_speed=0,
+            exit_after_pcap=True,
+            state=tmp_path / "state.db",
+            drop_privileges=False,
+        )
+    )
+    flagged: list[str] = []
+
+    def busy_talker(
+        profiles: list[WindowProfile], analysis: object, store: object
+    ) -> list[dict[str, object]]:
+        events: list[dict[str, object]] = []
+        for p in profiles:
+            if p.device_id == "02:00:00:00:01:02" and p.tx_packets and not flagged:
+                flagged.append(p.device_id)
+                events.append(
+                    {
+                        "device": p.device_id,
+                        "detector": "volume",
+                        "severity": "warning",
+                        "summary": "sent more than usual",
+                    }
+                )
+        return events
+
+    daemon.detectors.append(busy_talker)
+    try:
+        daemon.start()
+        daemon.run_loop()
+        assert daemon.web is not None
+        text = generate_latest(daemon.web.registry).decode()
+    finally:
+        daemon.shutdown()
+    assert flagged == ["02:00:00:00:01:02"]
+    lines = events_file.read_text().splitlines()
+    assert [json.loads(line)["detector"] for line in lines] == ["volume"]
+    assert (
+        'santinel_anomalies_total{detector="volume",device="02:00:00:00:01:02",'
+        'severity="warning"} 1.0'
+    ) in text
+    assert (
+        'santinel_anomaly_active{detector="volume",device="02:00:00:00:01:02",'
+        'severity="warning"} 1.0'
+    ) in text
+
+
+def _in_process(tmp_path: Path, pcap: Path, config_text: str) -> Daemon:
+    config = tmp_path / "santinel.yml"
+    config.write_text("web:\n  listen_address: 127.0.0.1:0\n" + config_text)
+    return Daemon(
+        Options(
+            config_file=config,
+            pcap=pcap,
+            replay_speed=0,
+            exit_after_pcap=True,
+            state=tmp_path / "state.db",
+            drop_privileges=False,
+        )
+    )
+
+
+def test_reload_with_a_broken_signature_file_keeps_the_old_library(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
+    pcap, _ = capture
+    library = tmp_path / "signatures"
+    shutil.copytree(REPO / "signatures", library)
+    daemon = _in_process(tmp_path, pcap, f"signatures:\n  dirs: [{library}]\n")
+    try:
+        daemon.start()
+        daemon.run_loop()
+        old = daemon.signatures
+        assert old is not None and len(old) > 0
+        victim = sorted((library / "fingerprints").glob("*.yml"))[0]
+        good = victim.read_text()
+        victim.write_text(good + "\n  - id: [unclosed\n")
+        ok, message = daemon.reload()
+        assert not ok and message.startswith("reload failed: signatures: ")
+        assert daemon.signatures is old and daemon.analysis.signatures is old
+        assert daemon.sensor is not None and not daemon.sensor.config_reload_successful
+        victim.write_text(good)
+        assert daemon.reload() == (True, "configuration reloaded")
+        assert daemon.signatures is not old and daemon.analysis.signatures is daemon.signatures
+        assert daemon.sensor.config_reload_successful
+    finally:
+        daemon.shutdown()
+
+
+def test_learning_state_and_cadence_come_from_the_baselines(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    pcap = tmp_path / "steady.pcap"
+    # two devices, each sending one datagram every second (frames alternate every 0.5 s)
+    write_capture(pcap, devices=2, packets_each=12, spacing=0.5)
+    daemon = _in_process(
+        tmp_path,
+        pcap,
+        "profiles:\n  window_seconds: 3s\nbaseline:\n  min_duration: 0s\n  min_windows: 2\n",
+    )
+    try:
+        daemon.start()
+        daemon.run_loop()
+        assert daemon.web is not None
+        text = generate_latest(daemon.web.registry).decode()
+    finally:
+        daemon.shutdown()
+    assert daemon.store is not None and len(daemon.store) == 2
+    assert 'santinel_devices{device_class="unknown",state="enforcing"} 2.0' in text
+    assert 'santinel_device_baseline_ready{device="02:00:00:00:01:00"} 1.0' in text
+    cadence = re.search(
+        r'santinel_device_expected_interval_seconds\{device="02:00:00:00:01:00"\} (\S+)', text
+    )
+    assert cadence is not None and float(cadence.group(1)) == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(not netns_available(), reason="needs root and ip netns")
+def test_live_capture_waits_out_a_link_flap_and_exits_when_the_interface_disappears(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
+    pcap, count = capture
+    with wire() as w:
+        daemon = DaemonProcess(
+            "--interface",
+            w.receiver,
+            "--state",
+            str(tmp_path / "s.db"),
+            "--web.listen-address",
+            "127.0.0.1:10575",
+            netns=w.netns,
+        )
+        forwarder = Forwarder(w.netns, 10575)
+        try:
+            daemon.wait_for("msg=capturing")
+            daemon.port = forwarder.port
+            link = ["ip", "-n", w.netns, "link", "set", w.receiver]
+            subprocess.run([*link, "down"], check=True, timeout=30)
+            daemon.wait_for("capture interface is down; waiting")
+            subprocess.run([*link, "up"], check=True, timeout=30)
+            daemon.wait_for("capture interface is up again")
+            subprocess.run(
+                ["ip", "netns", "exec", w.netns, "tcpreplay", "-q", "-i", w.sender, str(pcap)],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            eventually(
+                lambda: _assert_equal(
+                    daemon.value("santinel_capture_packets", interface=w.receiver), count
+                )
+            )
+            assert daemon.process.poll() is None
+            subprocess.run(["ip", "-n", w.netns, "link", "del", w.receiver], check=True, timeout=30)
+            assert daemon.process.wait(15) == 2
+            assert daemon.log().endswith(
+                f"santinel: {w.receiver}: capture failed: the interface disappeared\n"
+            )
+        finally:
+            forwarder.close()
+            daemon.stop()

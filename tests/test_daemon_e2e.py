@@ -10,8 +10,10 @@ by ``resets()``, or, with persisted state, the device counters simply continue).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -183,3 +185,74 @@ def _state_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+LAB_DEMO = REPO / "tests" / "data" / "lab-demo"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(
+    not (LAB_DEMO / "capture.pcap").is_file(), reason="needs the lab demo capture (tests/data)"
+)
+def test_lab_demo_replayed_live_gives_the_inventory_classes_and_counters_of_analyze(
+    tmp_path: Path, prometheus_factory: Callable[..., Any]
+) -> None:
+    pcap = LAB_DEMO / "capture.pcap"
+    offline = subprocess.run(
+        [sys.executable, "-m", "monitor", "analyze", "--format", "json", str(pcap)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert offline.returncode in (0, 1), offline.stderr
+    expected = {d["id"]: d for d in json.loads(offline.stdout)["devices"]}
+    truth = json.loads((LAB_DEMO / "truth.json").read_text())
+    lab_macs = {d["mac"] for d in truth["devices"] if d.get("mac")}
+    assert lab_macs <= set(expected)  # the offline path itself finds the lab's devices
+    config = tmp_path / "santinel.yml"
+    config.write_text(
+        f"web:\n  listen_address: 127.0.0.1:{METRICS_PORT}\n"
+        f"state:\n  path: {tmp_path / 'state.db'}\n"
+    )
+    with wire() as w:
+        forwarder = Forwarder(w.netns, METRICS_PORT)
+        daemon = start_daemon(w.netns, w.receiver, config)
+        try:
+            prom = prometheus_factory(
+                promstack.prometheus_config([deploy_scrape_job(forwarder.address)])
+            )
+            prom.wait_for_targets_up(timeout=60)
+            sent = replay(w.netns, w.sender, pcap)
+            assert sent == tcpdump_count(pcap)
+            packets = f'santinel_capture_packets_total{{interface="{w.receiver}"}}'
+            drops = f'santinel_capture_dropped_packets_total{{interface="{w.receiver}"}}'
+            wait_until(
+                lambda: value(prom, f"{packets} + {drops}") == sent,
+                timeout=60,
+                message="captured + dropped == sent",
+            )
+            dropped = value(prom, drops)
+            info = wait_until(
+                lambda: {
+                    s["metric"]["device"]: s["metric"] for s in prom.query("santinel_device_info")
+                }
+                if len(prom.query("santinel_device_info")) >= len(expected)
+                else None,
+                timeout=60,
+                message="every device in Prometheus",
+            )
+            transmitted = prom.values("santinel_device_transmit_packets_total")
+        finally:
+            daemon.stop()
+            forwarder.close()
+    assert set(info) == set(expected)
+    for device_id, labels in info.items():
+        assert labels["device_class"] == expected[device_id]["device_class"], device_id
+        assert labels["vendor"] == (
+            expected[device_id]["classified_vendor"] or expected[device_id]["vendor"] or ""
+        )
+    assert lab_macs <= {labels["mac"] for labels in info.values()}
+    if not dropped:
+        live = {dict(k)["device"]: v for k, v in transmitted.items()}
+        assert live == {i: float(d["tx_packets"]) for i, d in expected.items()}

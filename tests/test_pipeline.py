@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from monitor.capture import FrameBatch
@@ -150,3 +150,18 @@ def test_results_do_not_depend_on_how_frames_are_batched(shared_pcaps: Path) -> 
             }
         )
     assert results[0] == results[1]
+
+
+def test_datagrams_to_a_group_count_as_the_service_the_sender_uses(tmp_path: Path) -> None:
+    packets = [
+        Ether(src=MONITOR, dst="01:00:5e:7f:ff:fa")
+        / IP(src="10.1.0.5", dst="239.255.255.250")
+        / UDP(sport=3702, dport=3702)
+        / b"<Probe/>",
+        Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="10.1.0.5", dst="255.255.255.255")
+        / UDP(sport=24005, dport=24005)
+        / b"x",
+    ]
+    analysis = analyze_captures([write_capture(tmp_path / "group.pcap", packets)])
+    assert set(analysis.devices[MONITOR].facts["service_used"]) == {"udp/3702", "udp/24005"}

@@ -162,3 +162,41 @@ def test_volume_history_round_trips_through_its_dict_form() -> None:
     again.add(profile(MONDAY + 60 * 200, 3))
     history.add(profile(MONDAY + 60 * 200, 3))
     assert again.to_dict() == history.to_dict()  # including the hour being accumulated
+
+
+def a_week_of_history(weeks: int = 4) -> VolumeHistory:
+    history = VolumeHistory(capacity=32, seasonal_weeks=weeks)
+    for h in range(3 * 168 + 5):  # three weeks and a bit, one window an hour
+        history.add(profile(MONDAY + 3600 * h + 60, h % 11))
+    return history
+
+
+def test_the_compact_state_form_round_trips_exactly() -> None:
+    history = a_week_of_history()
+    again = VolumeHistory.from_dict(history.to_dict(compact=True), "v", capacity=32)
+    assert again.to_dict() == history.to_dict()
+    assert len(history.to_dict()["hour_of_week"]) == 168
+
+
+def test_the_compact_form_follows_a_change_of_seasonal_weeks() -> None:
+    history = a_week_of_history(weeks=4)
+    fewer = VolumeHistory.from_dict(
+        history.to_dict(compact=True), "v", capacity=32, seasonal_weeks=2, seasonal_min_weeks=1
+    )
+    slot = fewer.to_dict()["hour_of_week"]["Mon 00"]
+    assert slot == {k: v[-2:] for k, v in history.to_dict()["hour_of_week"]["Mon 00"].items()}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("series", "!!!", "not base64"),
+        ("series", "AAAA", "wrong length"),
+        ("windows", -1, "count"),
+    ],
+)
+def test_the_compact_form_is_checked(field: str, value: object, message: str) -> None:
+    data = a_week_of_history().to_dict(compact=True)
+    data[field] = value
+    with pytest.raises(FormatError, match=message):
+        VolumeHistory.from_dict(data, "v", capacity=32)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from monitor.facts import record_fact
+from monitor.classifier import classify
+from monitor.facts import FACT_KINDS, record_fact
 from monitor.model import Classification, Device
 from monitor.rules import evaluate_policies, evaluate_rules, service_allowed
-from monitor.signatures import SignatureLibrary, default_signature_dirs, load_library
+from monitor.signatures import (
+    DEVICE_CLASSES,
+    SignatureLibrary,
+    address_of,
+    default_signature_dirs,
+    in_network,
+    load_library,
+)
 
 LIBRARY_TEXT = """\
 rules:
@@ -73,7 +84,8 @@ def device(
     criticality: str = "life_sustaining",
     device_id: str = "00:12:21:00:00:01",
     vendor: str | None = "B.Braun Melsungen AG",
-    **facts: list[str],
+    facts: dict[str, list[str]] | None = None,
+    **more_facts: list[str],
 ) -> Device:
     result = Device(
         id=device_id,
@@ -87,7 +99,7 @@ def device(
         result.classification = Classification(
             "fp.x", "B. Braun", device_class, "Space", criticality, 0.8
         )
-    for kind, values in facts.items():
+    for kind, values in {**(facts or {}), **more_facts}.items():
         for value in values:
             record_fact(result.facts, kind, value, 1.0)
     return result
@@ -110,6 +122,19 @@ def test_a_rule_fires_with_its_evidence_summary_runbook_and_references(
     assert finding.references == ("CVE-2015-3459", "ICSA-15-125-01B")
     assert finding.device_id == "00:12:21:00:00:01"
     assert (finding.device_class, finding.criticality) == ("infusion_pump", "life_sustaining")
+
+
+def test_a_finding_serialises_to_json_event_fields(library: SignatureLibrary) -> None:
+    (finding,) = evaluate_rules(device("infusion_pump", service_offered=["tcp/23"]), library)
+    data = json.loads(json.dumps(finding.to_dict()))
+    assert data["rule"] == "rule.t.telnet" and data["detector"] == "rule"
+    assert data["evidence"] == {"observed": {"service_offered": ["tcp/23"]}}
+    assert data["references"] == ["CVE-2015-3459", "ICSA-15-125-01B"]
+    assert (data["device"], data["device_class"], data["severity"]) == (
+        "00:12:21:00:00:01",
+        "infusion_pump",
+        "critical",
+    )
 
 
 def test_a_rule_scoped_to_medical_devices_ignores_others(library: SignatureLibrary) -> None:
@@ -174,6 +199,16 @@ def test_policy_reports_every_violation_in_one_finding(library: SignatureLibrary
     assert "and 0 more" not in finding.summary
 
 
+def test_wire_values_cannot_break_the_summary_line(library: SignatureLibrary) -> None:
+    forged = "ftp\nsantinel: all clear\x1b[2J" + "x" * 200
+    pump = device("infusion_pump", protocol=["tls", forged])
+    (finding,) = evaluate_policies(pump, {}, library)
+    assert "\n" not in finding.summary and "\x1b" not in finding.summary
+    assert "ftp?santinel: all clear?[2J" in finding.summary
+    assert len(finding.summary) < 200
+    assert finding.evidence["protocol"] == (forged,)  # evidence keeps the observed value
+
+
 def test_policy_severity_follows_the_device_criticality(library: SignatureLibrary) -> None:
     for criticality, severity in (("life_sustaining", "critical"), ("high", "high")):
         pump = device("infusion_pump", criticality, peer=["ext:203.0.113.9"])
@@ -216,3 +251,60 @@ def test_shipped_policy_flags_a_monitor_talking_to_the_internet() -> None:
     assert [f.rule_id for f in findings] == ["policy.patient-monitor"]
     assert findings[0].severity == "high"
     assert findings[0].evidence["peer"] == ("ext:203.0.113.50",)
+
+
+FACT_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["tcp/23", "udp/53", "ext:203.0.113.9", "ip:fe80::1%eth0", "ext:", "ip:x"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    vendor=st.none() | st.text(max_size=30),
+    facts=st.dictionaries(
+        st.sampled_from(sorted(FACT_KINDS)), st.lists(FACT_VALUES, max_size=4), max_size=6
+    ),
+    device_class=st.none() | st.sampled_from(sorted(DEVICE_CLASSES)),
+)
+def test_any_device_is_evaluated_without_raising(
+    vendor: str | None, facts: dict[str, list[str]], device_class: str | None
+) -> None:
+    subject = device(device_class, vendor=vendor, facts=facts)
+    found = classify(subject, SHIPPED)
+    assert found is None or 0 < found.confidence < 1
+    peers = {"aa:00:00:00:00:01": device("pacs", "medium", "aa:00:00:00:00:01", facts=facts)}
+    for finding in [*evaluate_rules(subject, SHIPPED), *evaluate_policies(subject, peers, SHIPPED)]:
+        assert finding.summary and "\n" not in finding.summary
+        json.dumps(finding.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("address", "keyword", "expected"),
+    [
+        ("10.1.0.255", "broadcast", True),
+        ("255.255.255.255", "multicast", True),
+        ("10.1.0.7", "broadcast", False),
+        ("224.0.0.251", "multicast", True),
+        ("ff02::fb", "multicast", True),
+        ("203.0.113.9", "public", True),
+        ("8.8.8.8", "public", True),
+        ("10.1.0.7", "public", False),
+        ("172.20.0.1", "private", True),
+        ("fd00::1", "private", True),
+        ("169.254.1.1", "link_local", True),
+        ("169.254.1.1", "public", False),
+        ("10.1.0.7", "10.1.0.0/24", True),
+        ("10.1.1.7", "10.1.0.0/24", False),
+        ("fe80::1", "10.0.0.0/8", False),
+    ],
+)
+def test_network_keywords_and_cidrs(address: str, keyword: str, expected: bool) -> None:
+    ip = address_of(f"ext:{address}")
+    assert ip is not None
+    assert in_network(ip, keyword) is expected
+
+
+def test_peer_values_without_an_address_match_no_network() -> None:
+    assert address_of("00:11:22:33:44:55") is None
+    assert address_of("ip:fe80::1%eth0") is not None

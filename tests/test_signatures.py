@@ -7,6 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from monitor.signatures import (
     CLASS_LABELS,
@@ -210,6 +213,86 @@ def test_every_entry_needs_a_positive_and_a_negative_sample(tmp_path: Path) -> N
     assert any("missing key 'negative'" in e for e in errors), errors
 
 
+GOOD_RULE_AND_POLICY = """\
+rules:
+  - id: rule.t
+    title: T
+    severity: high
+    summary: "The {class_label} offers {values}."
+    runbook: "1. Act."
+    references: [CVE-2015-3459]
+    scope: {device_classes: [infusion_pump], medical: true}
+    any: [{kind: service_offered, equals: [tcp/23]}]
+    none: [{kind: peer, networks: [10.0.0.0/8]}]
+    samples:
+      positive:
+        - {classification: {device_class: infusion_pump}, facts: {service_offered: [tcp/23]}}
+      negative: [{classification: {device_class: infusion_pump}}]
+policies:
+  - id: policy.t
+    title: P
+    device_classes: [infusion_pump]
+    summary: "{class_label}: {values}"
+    runbook: "1."
+    peers: [{classes: [pacs], networks: [private], roles: [dns_server], offers: [tcp/443]}]
+    services_used: [tcp/443, "udp/1-100"]
+    protocols: [tls]
+    samples:
+      positive: [{classification: {device_class: infusion_pump}, facts: {protocol: [ftp]}}]
+      negative: [{classification: {device_class: infusion_pump}}]
+"""
+
+YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    found = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+def _replace(node: object, path: tuple[object, ...], value: object) -> object:
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(node, dict):
+        return {k: (_replace(v, rest, value) if k == head else v) for k, v in node.items()}
+    assert isinstance(node, list)
+    return [(_replace(v, rest, value) if i == head else v) for i, v in enumerate(node)]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data(), value=YAML_VALUES)
+def test_any_value_anywhere_gives_a_located_error_or_a_library(
+    tmp_path: Path, data: st.DataObject, value: object
+) -> None:
+    documents = [yaml.safe_load(GOOD_FINGERPRINT), yaml.safe_load(GOOD_RULE_AND_POLICY)]
+    document = data.draw(st.sampled_from(documents))
+    path = data.draw(st.sampled_from(_paths(document)))
+    mutated = _replace(document, path, value)
+    target = tmp_path / "fuzz"
+    target.mkdir(exist_ok=True)
+    (target / "x.yml").write_text(yaml.safe_dump(mutated, allow_unicode=True), encoding="utf-8")
+    try:
+        load_library([target])
+    except SignatureError as error:
+        assert error.errors
+        for line in error.errors:
+            assert re.match(rf"^{re.escape(str(target / 'x.yml'))}:\d+: \S", line), line
+
+
 # --- overrides --------------------------------------------------------------------------------
 
 
@@ -257,6 +340,26 @@ def test_the_same_id_twice_at_the_same_level_is_an_error(tmp_path: Path) -> None
     errors = errors_of([tmp_path])
     assert len(errors) == 1 and "duplicate id 'fp.test.pump'" in errors[0]
     assert f"first at {tmp_path / 'a.yml'}:2" in errors[0]
+
+
+def test_one_id_for_two_kinds_of_entry_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "a.yml", GOOD_FINGERPRINT)
+    rule = GOOD_RULE_AND_POLICY.replace("id: rule.t", "id: fp.test.pump")
+    path = write(tmp_path, "b.yml", rule)
+    errors = errors_of([tmp_path])
+    assert errors == [
+        f"{path}:2: id 'fp.test.pump' is already a fingerprint at {tmp_path / 'a.yml'}:2"
+    ]
+
+
+def test_a_full_local_entry_can_turn_an_entry_off(tmp_path: Path) -> None:
+    write(tmp_path, "pump.yml", GOOD_FINGERPRINT)
+    off = GOOD_FINGERPRINT.replace(
+        "    title: Test pump\n", "    title: Test pump\n    enabled: false\n"
+    )
+    write(tmp_path, "pump.local.yml", off)
+    library = load_library([tmp_path])
+    assert library.fingerprints == [] and library.disabled == {"fp.test.pump"}
 
 
 # --- the shipped library ----------------------------------------------------------------------
@@ -309,3 +412,42 @@ def test_signatures_test_prints_a_failing_sample_and_exits_1(tmp_path: Path) -> 
         result.stdout
     )
     assert "1 samples passed, 1 failed" in result.stdout
+
+
+HUE_FINGERPRINT = """\
+fingerprints:
+  - id: fp.test.hue
+    title: Hue bridge
+    sources: [test]
+    result: {vendor: Signify, device_class: generic_iot, criticality: low}
+    evidence:
+      - {kind: oui_vendor, pattern: '^philips lighting', weight: 0.6}
+    samples:
+      positive:
+        - {capture: iot-sentinel/HueBridge/Setup-A-1-STA.pcap, device: "00:17:88:24:76:ff"}
+      negative:
+        - {capture: iot-sentinel/HueBridge/Setup-A-1-STA.pcap, device: "%s"}
+"""
+
+
+@pytest.mark.shared
+def test_capture_samples_run_through_the_pipeline(tmp_path: Path, shared_pcaps: Path) -> None:
+    assert (shared_pcaps / "iot-sentinel/HueBridge/Setup-A-1-STA.pcap").is_file()
+    path = write(tmp_path, "hue.yml", HUE_FINGERPRINT % "02:00:00:00:00:99")
+    result = run_santinel("signatures", "test", "-v", str(tmp_path))
+    assert result.returncode == 1
+    assert f"{path}:2: ok fp.test.hue positive sample 1: matched with confidence 0.60" in (
+        result.stdout
+    )
+    assert f"{path}:2: FAIL fp.test.hue negative sample 1: device not in capture" in result.stdout
+
+
+def test_the_documented_override_example_is_valid_and_overrides(tmp_path: Path) -> None:
+    doc = (REPO / "docs" / "signatures.md").read_text(encoding="utf-8")
+    example = doc.split("one more allowed peer:\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    write(tmp_path / "site", "site.yml", example)
+    library = load_library([*default_signature_dirs(), tmp_path / "site"])
+    (policy,) = [p for p in library.policies if p.id == "policy.infusion-pump"]
+    assert library.origins[policy.id].startswith(str(tmp_path / "site"))
+    result = run_santinel("signatures", "test", str(REPO / "signatures"), str(tmp_path / "site"))
+    assert result.returncode == 0, result.stdout[-2000:]

@@ -105,7 +105,7 @@ def run_import(args: argparse.Namespace) -> int:
             store = state.load_store()
             baselines = import_yaml(text, str(path), store.config)
             for baseline in baselines:
-                store.put(baseline)
+                store.edit({"op": "put", "baseline": baseline.to_dict(derived=False)})
             state.checkpoint(store)
         except (FormatError, StateError) as error:
             raise UserError(str(error)) from None
@@ -117,8 +117,19 @@ def run_approve(args: argparse.Namespace) -> int:
     with _open(args.state) as state:
         try:
             store = state.load_store()
-            fact = store.approve(args.device, args.kind, args.value, args.by, args.why, time.time())
+            store.edit(
+                {
+                    "op": "approve",
+                    "device": args.device,
+                    "kind": args.kind,
+                    "value": args.value,
+                    "by": args.by,
+                    "why": args.why,
+                    "at": time.time(),
+                }
+            )
             state.checkpoint(store)
+            fact = store.baselines[args.device].facts[args.kind][args.value]
         except ValueError as error:
             raise UserError(str(error)) from None
         except StateError as error:
@@ -134,8 +145,9 @@ def run_reset(args: argparse.Namespace) -> int:
     with _open(args.state) as state:
         try:
             store = state.load_store()
-            if not store.reset(args.device):
+            if store.get(args.device) is None:
                 raise UserError(f"{state.path}: no baseline for device {args.device[:60]}")
+            store.edit({"op": "reset", "device": args.device})
             state.checkpoint(store)
         except StateError as error:
             raise UserError(str(error)) from None
@@ -147,8 +159,9 @@ def run_freeze(args: argparse.Namespace) -> int:
     with _open(args.state) as state:
         try:
             store = state.load_store()
-            if not store.set_frozen(args.device, args.frozen):
+            if store.get(args.device) is None:
                 raise UserError(f"{state.path}: no baseline for device {args.device[:60]}")
+            store.edit({"op": "freeze", "device": args.device, "frozen": args.frozen})
             state.checkpoint(store)
         except StateError as error:
             raise UserError(str(error)) from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import math
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,6 +31,27 @@ from monitor.model import Device, WindowProfile
 from monitor.state import State, StateError
 
 
+def duration(text: str) -> float:
+    """An argparse type: seconds, or a duration like ``90s``, ``5m``, ``1h30m``, ``7d``."""
+    from monitor.config import parse_duration
+
+    try:
+        value = float(text) if _is_number(text) else float(parse_duration(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("a duration must be a finite number >= 0")
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "learn",
@@ -40,18 +62,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("captures", nargs="+", metavar="CAPTURE", type=Path)
     parser.add_argument("--state", required=True, metavar="DB", help="state file")
     parser.add_argument(
-        "--window", type=float, default=60.0, metavar="SECONDS", help="profile window length"
+        "--window", type=duration, default=60.0, metavar="SECONDS", help="profile window length"
     )
     parser.add_argument(
         "--checkpoint-interval",
-        type=float,
+        type=duration,
         default=300.0,
         metavar="SECONDS",
         help="capture time between checkpoints (default 300)",
     )
     parser.add_argument(
         "--min-duration",
-        type=float,
+        type=duration,
         metavar="SECONDS",
         help="capture time a device needs before enforcing",
     )
@@ -62,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="active windows a device needs before enforcing",
     )
     parser.add_argument(
-        "--fact-ttl", type=float, metavar="SECONDS", help="forget facts not seen for this long"
+        "--fact-ttl", type=duration, metavar="SECONDS", help="forget facts not seen for this long"
     )
     parser.add_argument("--quiet", action="store_true", help="no per-device summary")
     parser.set_defaults(func=run)
@@ -166,6 +188,13 @@ def learn_into(
     """The command's work on an open state; ``on_checkpoint(number, store)`` is called after
     each committed checkpoint (tests compare a killed run with a straight one through it)."""
     config = _config(state, args)
+    window = state.meta("window_seconds")
+    if isinstance(window, int | float) and window != args.window:
+        # volumes per window of another length are not comparable with these
+        raise UserError(
+            f"{state.path}: its baselines were learned with {window:g} s windows, not "
+            f"{args.window:g} s (use --window {window:g}, or a new state file)"
+        )
     store = state.load_store(config)
     base_devices = state.load_devices()
     learned: dict[str, str] = dict(state.meta("learned_captures", {}) or {})
@@ -192,7 +221,7 @@ def learn_into(
     last_bucket: list[int | None] = [None]
 
     def checkpoint(devices: Mapping[str, Device], meta: Mapping[str, Any] | None = None) -> None:
-        number = state.checkpoint(store, devices, meta)
+        number = state.checkpoint(store, devices, {**(meta or {}), "window_seconds": args.window})
         if on_checkpoint is not None:
             on_checkpoint(number, store)
 

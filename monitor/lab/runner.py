@@ -244,7 +244,12 @@ class Ward:
         label = f"{name}-{serve.protocol}-server"
         cfg: dict[str, Any] = {"bind": ip, "port": serve.port}
         if serve.protocol == "dicom":
-            return self.agent(label, ns, "dicom-server", cfg | {"ae_title": serve.ae_title})
+            cfg |= {
+                "ae_title": serve.ae_title,
+                "implementation_uid": serve.implementation_uid,
+                "implementation_version": serve.implementation_version,
+            }
+            return self.agent(label, ns, "dicom-server", cfg)
         if serve.protocol == "hl7":
             return self.agent(label, ns, "hl7-server", cfg | {"application": serve.application})
         if serve.protocol == "mqtt":
@@ -372,6 +377,8 @@ class Ward:
                     "images": talk.images,
                     "image_size": talk.image_size,
                     "modality": talk.modality,
+                    "implementation_uid": talk.implementation_uid,
+                    "implementation_version": talk.implementation_version,
                 }
                 role = "dicom-client"
             elif talk.protocol == "hl7":

@@ -23,6 +23,8 @@ import netaddr
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from monitor.signatures import DEVICE_CLASSES
+
 MAX_FILE_BYTES = 1 << 20
 Loc = tuple[str | int, ...]
 
@@ -116,42 +118,15 @@ DnsName = Annotated[
 ]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
-DEVICE_CLASSES = (
-    "infusion_pump",
-    "insulin_pump",
-    "cgm_gateway",
-    "patient_monitor",
-    "central_station",
-    "ventilator",
-    "imaging_modality",
-    "pacs",
-    "lab_analyser",
-    "point_of_care",
-    "nurse_call",
-    "interface_engine",
-    "clinical_workstation",
-    "generic_it",
-    "generic_iot",
-    "unknown",
-)
-DeviceClass = Literal[
-    "infusion_pump",
-    "insulin_pump",
-    "cgm_gateway",
-    "patient_monitor",
-    "central_station",
-    "ventilator",
-    "imaging_modality",
-    "pacs",
-    "lab_analyser",
-    "point_of_care",
-    "nurse_call",
-    "interface_engine",
-    "clinical_workstation",
-    "generic_it",
-    "generic_iot",
-    "unknown",
-]
+
+def _device_class(value: Any) -> str:
+    if not isinstance(value, str) or value not in DEVICE_CLASSES:
+        raise ValueError("not a device class of monitor.signatures.DEVICE_CLASSES")
+    return value
+
+
+# The vocabulary is the signature library's, so a truth file's classes are ones Santinel uses.
+DeviceClass = Annotated[str, BeforeValidator(_device_class)]
 
 
 class Strict(BaseModel):
@@ -159,10 +134,16 @@ class Strict(BaseModel):
 
 
 # -- services a device offers ------------------------------------------------------------------
+DicomUid = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)*$", max_length=64)]
+DicomVersion = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-. ]{1,16}$")]
+
+
 class ServeDicom(Strict):
     protocol: Literal["dicom"]
     ae_title: AETitle = "PACS"
     port: Port = 104
+    implementation_uid: DicomUid | None = None  # absent: pynetdicom's own
+    implementation_version: DicomVersion | None = None
 
 
 class ServeHl7(Strict):
@@ -211,6 +192,8 @@ class TalkDicom(TalkBase):
     images: int = Field(default=1, ge=0, le=20)
     image_size: int = Field(default=64, ge=8, le=512)  # pixels per side, 16-bit monochrome
     modality: Literal["CT", "MR", "US", "CR", "DX", "NM"] = "CT"
+    implementation_uid: DicomUid | None = None  # absent: pynetdicom's own
+    implementation_version: DicomVersion | None = None
 
 
 class TalkHl7(TalkBase):
@@ -429,16 +412,20 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _lines(node: yaml.Node | None, path: Loc, table: dict[Loc, int]) -> None:
+def _lines(node: yaml.Node | None, path: Loc, table: dict[Loc, int], seen: set[int]) -> None:
+    # An aliased node is walked once: "billion laughs" aliases must not cost exponential time.
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
             table[(*path, key)] = key_node.start_mark.line + 1
-            _lines(value_node, (*path, key), table)
+            _lines(value_node, (*path, key), table, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             table[(*path, index)] = item.start_mark.line + 1
-            _lines(item, (*path, index), table)
+            _lines(item, (*path, index), table, seen)
 
 
 def _line_of(loc: Loc, table: dict[Loc, int]) -> int:
@@ -497,7 +484,7 @@ def parse_scenario(text: str, name: str) -> Scenario:
     finally:
         loader.dispose()
     table: dict[Loc, int] = {}
-    _lines(node, (), table)
+    _lines(node, (), table, set())
     if not isinstance(data, dict):
         raise ScenarioError([f"{name}:1: a scenario must be a mapping of keys to values"])
     try:
@@ -544,6 +531,20 @@ def _check_references(s: Scenario) -> list[tuple[Loc, str]]:
     gateway = ipaddress.IPv4Address(s.network.gateway)
     if gateway not in lan:
         problems.append((("network", "gateway"), "the gateway is not in the lan network"))
+    if lan.prefixlen > 24:
+        problems.append((("network", "lan"), "the lan must be a /24 or larger"))
+        return problems
+    # DHCP addresses: reservations from .100 up (one per DHCP device), then a dynamic pool
+    # in the last 55 addresses; static addresses must stay out of both.
+    dhcp_devices = sum(1 for d in s.devices if d.ip is None and d.present)
+    first_host = int(lan.network_address)
+    reserved = range(first_host + 100, first_host + 100 + dhcp_devices)
+    pool = range(int(lan.broadcast_address) - 55, int(lan.broadcast_address))
+
+    def in_dhcp(address: str) -> bool:
+        value = int(ipaddress.IPv4Address(address))
+        return value in reserved or value in pool
+
     externals = [ipaddress.IPv4Network(n) for n in s.network.external]
     for i, net in enumerate(externals):
         if net.overlaps(lan):
@@ -570,6 +571,8 @@ def _check_references(s: Scenario) -> list[tuple[Loc, str]]:
                 problems.append(((*loc, "ip"), "not in the lan network"))
             if d.ip in used_ips:
                 problems.append(((*loc, "ip"), "address used twice"))
+            if in_dhcp(d.ip):
+                problems.append(((*loc, "ip"), "inside the DHCP reservations or pool"))
             used_ips[d.ip] = (*loc, "ip")
     for i, e in enumerate(s.externals):
         loc = ("externals", i)
@@ -625,6 +628,8 @@ def _check_references(s: Scenario) -> list[tuple[Loc, str]]:
                     problems.append(((*loc, "new_ip"), "not in the lan network"))
                 if ev.new_ip in used_ips:
                     problems.append(((*loc, "new_ip"), "address already used"))
+                if in_dhcp(ev.new_ip):
+                    problems.append(((*loc, "new_ip"), "inside the DHCP reservations or pool"))
             case _:
                 pass
     joiners = {ev.device for ev in s.events if isinstance(ev, NewDevice)}

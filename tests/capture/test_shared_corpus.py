@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from capture.pcapbuild import as_rows, read_all, tshark_frames
+from capture.pcapbuild import as_rows, read_all
+from tests.support.tshark import tshark_view
 
 pytestmark = pytest.mark.shared
 
@@ -35,7 +36,8 @@ def _check_against_tshark(path: Path, manifest_linktype: str) -> str | None:
         if r.frames or f"({manifest_linktype})" not in r.error.reason:
             return f"{path}: unsupported-type report wrong: {r.error}"
         return None
-    rows, stderr = tshark_frames(path)
+    view = tshark_view(path)
+    rows, stderr = view.frames, view.stderr
     if r.error is not None:
         return f"{path}: we stopped with {r.error}; tshark said {stderr.strip()[-200:]}"
     ours = as_rows(r)

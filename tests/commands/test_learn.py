@@ -24,8 +24,6 @@ from monitor.state import State, device_to_dict
 from tests.conftest import REPO, run_santinel
 from tests.support.tshark import require_tshark
 
-pytestmark = pytest.mark.shared
-
 LOCK = "78:db:2f:db:43:48"
 GATEWAY = "00:1c:7f:53:d0:28"
 CAMERA = "f4:b8:5e:ff:2b:1b"
@@ -85,6 +83,7 @@ def lock_state(shared_pcaps: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return state
 
 
+@pytest.mark.shared
 def test_learned_dhcp_cadence_of_the_lock_matches_tshark(
     shared_pcaps: Path, lock_state: Path
 ) -> None:
@@ -115,15 +114,18 @@ def active_windows(capture: Path, device: str, window: float = 60.0) -> list[int
     return sorted({math.floor(t / window) for t in times})
 
 
-def enforcing_time(windows: list[int], min_duration: float, min_count: int) -> float | None:
-    first_start = windows[0] * 60.0
+def enforcing_time(
+    windows: list[int], min_duration: float, min_count: int, window: float = 60.0
+) -> float | None:
+    first_start = windows[0] * window
     for count, w in enumerate(windows, start=1):
-        end = (w + 1) * 60.0
+        end = (w + 1) * window
         if end - first_start >= min_duration and count >= min_count:
             return end
     return None
 
 
+@pytest.mark.shared
 def test_learning_ends_exactly_when_both_thresholds_are_reached(
     shared_pcaps: Path, lock_state: Path
 ) -> None:
@@ -137,6 +139,7 @@ def test_learning_ends_exactly_when_both_thresholds_are_reached(
     assert baseline.enforcing_since == enforcing_time(windows, 86400.0, 200)
 
 
+@pytest.mark.shared
 def test_a_device_seen_in_too_few_windows_is_still_learning(
     shared_pcaps: Path, tmp_path: Path
 ) -> None:
@@ -168,6 +171,7 @@ def test_a_device_seen_in_too_few_windows_is_still_learning(
     )
 
 
+@pytest.mark.shared
 def test_learning_the_same_capture_again_changes_nothing(
     shared_pcaps: Path, lock_state: Path
 ) -> None:
@@ -185,6 +189,7 @@ def baselines_digest(store: BaselineStore) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.shared
 def test_learn_killed_at_random_moments_over_a_capture_resumes_exactly(
     shared_pcaps: Path, tmp_path: Path
 ) -> None:
@@ -255,3 +260,130 @@ def test_learn_killed_at_random_moments_over_a_capture_resumes_exactly(
             for leftover in tmp_path.glob("killed.db*"):
                 leftover.unlink()  # start the next cycle from scratch
     assert compared >= 10
+
+
+def test_learn_from_a_generated_capture_reports_bad_files_and_keeps_the_good(
+    tmp_path: Path,
+) -> None:
+    """An HL7-like feed every 10 s (two segments each) for 30 minutes, written with scapy;
+    next to it a file that is not a capture."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from tests.support.packets import write_capture
+
+    monitor_mac, server_mac = "00:09:fb:00:00:01", "00:1b:63:00:00:02"
+    packets, times = [], []
+    for k in range(180):
+        for segment in range(2):
+            packets.append(
+                Ether(src=monitor_mac, dst=server_mac)
+                / IP(src="10.0.0.5", dst="10.0.0.9")
+                / TCP(sport=40000, dport=2575, flags="PA", seq=1000 + 200 * (2 * k + segment))
+                / (b"x" * 100)
+            )
+            times.append(5.0 + 10.0 * k + 0.01 * segment)
+    capture = write_capture(tmp_path / "feed.pcap", packets, start=1_700_000_040.0, times=times)
+    garbage = tmp_path / "notes.pcap"
+    garbage.write_text("not a capture\n")
+    state = tmp_path / "state.db"
+    result = run_santinel(
+        "learn",
+        str(garbage),
+        str(capture),
+        "--state",
+        str(state),
+        "--min-duration",
+        "10m",
+        "--min-windows",
+        "5",
+        "--checkpoint-interval",
+        "5m",
+    )
+    assert result.returncode == 2
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and str(garbage) in errors[0] and "Traceback" not in result.stderr
+    with State(state, create=False) as db:
+        baseline = db.load_baseline(monitor_mac)
+    assert baseline is not None
+    stats = baseline.cadence["ip:10.0.0.9|tcp/2575"].stats()  # the server never answered
+    assert stats is not None and stats.median == 10.0 and stats.mad == 0.0
+    # windows of 60 s from 1_700_000_040: active in all 30; 10 minutes reached after the 10th
+    assert baseline.windows == 30
+    assert baseline.enforcing_since == 1_700_000_040.0 + 600.0
+    # the same state with another window length: refused, nothing learned
+    other = run_santinel("learn", str(capture), "--state", str(state), "--window", "30")
+    assert other.returncode == 2
+    assert "learned with 60 s windows, not 30 s" in other.stderr
+
+
+LAB_DEMO = Path(__file__).resolve().parents[1] / "data" / "lab-demo"
+
+
+@pytest.fixture(scope="module")
+def lab_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    state = tmp_path_factory.mktemp("lab") / "state.db"
+    result = run_santinel(
+        "learn",
+        str(LAB_DEMO / "capture.pcap"),
+        "--state",
+        str(state),
+        "--window",
+        "10",
+        "--min-duration",
+        "30",
+        "--min-windows",
+        "3",
+    )
+    assert result.returncode == 0, result.stderr
+    return state
+
+
+def lab_talks() -> list[tuple[str, str, str, int, float]]:
+    """(name/protocol, device MAC, server MAC, port, scenario interval in wall seconds)."""
+    truth = json.loads((LAB_DEMO / "truth.json").read_text())
+    macs = {d["name"]: d["mac"] for d in truth["devices"]}
+    return [
+        (f"{d['name']}/{t['protocol']}", d["mac"], macs[t["to"]], t["port"], t["every"])
+        for d in truth["devices"]
+        for t in d["talks"]
+    ]
+
+
+@pytest.mark.parametrize("talk", lab_talks(), ids=lambda t: t[0])
+def test_lab_cadence_matches_the_scenario_and_tshark(
+    lab_state: Path, talk: tuple[str, str, str, int, float]
+) -> None:
+    name, device, server, port, every = talk
+    starts = message_starts(
+        tshark_times(
+            LAB_DEMO / "capture.pcap",
+            f"eth.src=={device} && eth.dst=={server} && tcp.dstport=={port} && tcp.len>0",
+        )
+    )
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    with State(lab_state, create=False) as state:
+        baseline = state.load_baseline(device)
+    assert baseline is not None
+    cadence = baseline.cadence[f"{server}|tcp/{port}"]
+    stats = cadence.stats()
+    assert stats is not None
+    assert cadence.messages == len(starts)
+    assert stats.median == pytest.approx(statistics.median(gaps[-64:]), abs=0.0011)
+    if name.endswith("/mqtt"):
+        # the client's keepalive (PINGREQ every 2 s of wall time) is a message too: the
+        # conversation beats faster than the publishes the scenario schedules
+        assert stats.median < every
+    else:
+        assert stats.median == pytest.approx(every, rel=0.05)  # what the scenario asked for
+
+
+def test_lab_devices_enforce_exactly_when_the_thresholds_say(lab_state: Path) -> None:
+    truth = json.loads((LAB_DEMO / "truth.json").read_text())
+    with State(lab_state, create=False) as state:
+        for device in truth["devices"]:
+            windows = active_windows(LAB_DEMO / "capture.pcap", device["mac"], window=10.0)
+            baseline = state.load_baseline(device["mac"])
+            assert baseline is not None, device["name"]
+            assert baseline.windows == len(windows), device["name"]
+            assert baseline.enforcing_since == enforcing_time(windows, 30.0, 3, 10.0)

@@ -1,0 +1,1 @@
+"""Tests of monitor.lab: the scenario format, the namespaces, a recorded run and its truth."""

@@ -1,5 +1,6 @@
 """Santinel's inventory on lab captures finds every device of the truth file with its MAC, its
-addresses and its registry vendor — and no device that was not there.
+addresses, its registry vendor and (DHCP clients) its hostname — and no device that was not
+there.
 
 Runs on the committed demo recording (no root needed) and on a fresh CI-scenario run."""
 
@@ -30,6 +31,8 @@ def check_inventory(pcap: Path, truth: dict[str, Any]) -> None:
         assert set(expected["ips"]) <= set(device.ips), expected["name"]
         assert device.vendor == expected["vendor"], expected["name"]
         assert not device.locally_administered
+        if expected["address"] == "dhcp":
+            assert expected["hostname"] in device.hostnames, expected["name"]
 
 
 def test_the_committed_demo_is_small_and_matches_its_truth() -> None:

@@ -61,6 +61,8 @@ def test_truth_devices_carry_mac_ip_class_and_registry_vendor(ci_run: LabRun) ->
     ("device", "display_filter"),
     [
         ("ct1", 'dicom.assoc.ae.calling contains "CT_CI"'),
+        ("ct1", 'dicom.userinfo.version contains "REVOLUTION_2_1"'),
+        ("ct1", 'dicom.userinfo.uid == "1.2.840.113619.6.374"'),
         ("monitor1", 'hl7.message.type == "ORU" && hl7.event.type == "R01"'),
         ("engine", 'hl7.message.type == "ACK"'),
         ("cgm1", "mqtt.msgtype == 3"),

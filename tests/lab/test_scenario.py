@@ -65,7 +65,10 @@ def test_a_good_scenario_parses_with_durations_in_scenario_time() -> None:
         ("ip: 10.42.0.10", "ip: 10.42.0.300", "ward.yml:9: devices[0].ip: not an IPv4"),
         ('oui: "44:4B:5D"', "oui: 12", "ward.yml:14: devices[1].oui: an OUI must be"),
         ("time_scale: 60", 'time_scale: "fast"', "ward.yml:2: time_scale:"),
+        ("class: pacs", "class: toaster", "ward.yml:6: devices[0].class: not a device class"),
         ("  - {at: 2m,", "  - {at: 20m,", "ward.yml:18: events[0].at: after the end"),
+        ("ip: 10.42.0.10", "ip: 10.42.0.100", "ward.yml:9: devices[0].ip: inside the DHCP"),
+        ("ip: 10.42.0.10", "ip: 10.42.0.230", "ward.yml:9: devices[0].ip: inside the DHCP"),
         ("    serves: [dicom]\n", "    serves: [hl7]\n",
          "ward.yml:16: devices[1].talks[0].to: that endpoint does not serve dicom"),
     ],
@@ -132,3 +135,13 @@ def test_the_demo_is_short() -> None:
     demo = load_scenario(SCENARIOS / "demo.yml")
     assert 60 <= demo.wall(demo.duration) <= 90
     assert 8 <= len(demo.devices) <= 14
+
+
+def test_a_billion_laughs_file_is_refused_quickly() -> None:
+    levels = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for n in range(1, 10):
+        refs = ", ".join([f"*a{n - 1}"] * 9)
+        levels.append(f"a{n}: &a{n} [{refs}]")
+    text = "\n".join(levels) + "\nname: bomb\nduration: 1m\ndevices: *a9\n"
+    errors = errors_of(text)
+    assert errors and all(line.startswith("ward.yml:") for line in errors)

@@ -20,7 +20,7 @@ from .test_inventory_on_lab import check_inventory
 
 SCENARIOS = REPO / "monitor" / "lab" / "scenarios"
 
-pytestmark = [pytest.mark.netns, pytest.mark.slow]
+pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.long]
 
 
 @pytest.mark.timeout(1500)
