@@ -38,8 +38,7 @@ def verifiable_unit(tmp_path: Path) -> Path:
     """A copy of the unit whose ExecStart binaries exist here (verify refuses missing ones)."""
     text = UNIT.read_text()
     if not Path("/usr/bin/santinel").is_file():
-        here = shutil.which("santinel") or shutil.which("true") or "/bin/true"
-        text = text.replace("/usr/bin/santinel", here)
+        text = text.replace("/usr/bin/santinel", shutil.which("true") or "/bin/true")
     copy = tmp_path / "santinel.service"
     copy.write_text(text)
     return copy
