@@ -543,13 +543,19 @@ def _load_suite(config: Config) -> Any:
     """The detector part's suite with its event book (hold, events file), or None when the
     detector part is not installed."""
     try:
-        from monitor.detectors import DetectorSuite
+        from monitor.detectors import DetectorConfig, DetectorSuite
         from monitor.events import EventBook
     except ImportError:
         return None
-    book = EventBook(config.anomalies.hold_seconds, config.anomalies.events_file)
+    try:
+        book = EventBook(config.anomalies.hold_seconds, config.anomalies.events_file)
+    except OSError as error:
+        raise DaemonError(
+            f"{config.anomalies.events_file}: cannot open the events file "
+            f"({error.strerror or type(error).__name__})"
+        ) from None
     book.keep_emitted = False  # a daemon runs for months: keep counts, not every event
-    return DetectorSuite(book=book)
+    return DetectorSuite(book=book, config=DetectorConfig(config.profiles.window_seconds))
 
 
 def _log_event(event: Mapping[str, Any]) -> None:

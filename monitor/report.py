@@ -68,11 +68,15 @@ def device_record(device: Device) -> dict[str, Any]:
     }
 
 
-def analysis_record(analysis: Analysis, files: list[str]) -> dict[str, Any]:
+def analysis_record(
+    analysis: Analysis, files: list[str], anomalies: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The record ``analyze`` prints; ``anomalies`` (event dicts, with ``--state``) adds an
+    ``anomalies`` key."""
     errors = {error.source: str(error) for error in analysis.file_errors}
     first, last = analysis.first_time, analysis.last_time
     devices = sorted(analysis.devices.values(), key=lambda d: d.id)
-    return {
+    record: dict[str, Any] = {
         "santinel_version": __version__,
         "captures": [{"file": f, "error": errors.get(f)} for f in files],
         "summary": {
@@ -88,6 +92,9 @@ def analysis_record(analysis: Analysis, files: list[str]) -> dict[str, Any]:
         },
         "devices": [device_record(d) for d in devices],
     }
+    if anomalies is not None:
+        record["anomalies"] = anomalies
+    return record
 
 
 def _short(text: str | None, width: int) -> str:
@@ -123,4 +130,13 @@ def render_table(record: dict[str, Any]) -> str:
     if s["decode_errors"]:
         errs = ", ".join(f"{k} {v}" for k, v in s["decode_errors"].items())
         lines.append(f"decode errors: {errs}")
+    if "anomalies" in record:
+        anomalies = record["anomalies"]
+        lines.append("")
+        lines.append(f"{len(anomalies)} anomalies" if anomalies else "no anomalies")
+        for a in anomalies:
+            lines.append(
+                f"{a['time']}  {a['severity']:<8} {a['detector']:<22} {a['device']:<18} "
+                f"{a['summary']}"
+            )
     return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""Window views for the rule and policy wrappers: whether a fact value shows in a window
+profile, and a device as it was at the end of a window."""
+
+from __future__ import annotations
+
+import copy
+
+from monitor.model import Device, WindowProfile
+
+
+def as_of(device: Device, end: float) -> Device:
+    """``device`` with only the facts first seen before ``end``.
+
+    The pipeline accounts a whole batch of frames before it closes the older windows of
+    that batch, so the inventory's facts can run ahead of the window being scored; rules
+    must judge the device as it was then.
+    """
+    if all(f.first_seen < end for values in device.facts.values() for f in values.values()):
+        return device
+    view = copy.copy(device)
+    view.facts = {
+        kind: kept
+        for kind, values in device.facts.items()
+        if (kept := {v: f for v, f in values.items() if f.first_seen < end})
+    }
+    return view
+
+
+def in_window(profile: WindowProfile, kind: str, value: str) -> bool:
+    """True when ``profile`` (one device, one window) shows ``value`` of fact ``kind``."""
+    if kind in ("service_offered", "service_used"):
+        return value in profile.services or value in profile.facts.get(kind, {})
+    if kind == "peer":
+        return value in profile.peers
+    if kind == "protocol":
+        return value in profile.protocols or value in profile.facts.get(kind, {})
+    return value in profile.facts.get(kind, {})
+
+
+class Reported:
+    """What a standing-finding detector (rules, policies) already reported, per (device,
+    rule): a finding with no new value is a refresh only, until ``repeat_seconds`` passed
+    since it was last reported (a daily reminder, not an hourly one)."""
+
+    def __init__(self, repeat_seconds: float) -> None:
+        self.repeat_seconds = repeat_seconds
+        self.seen: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self.seen
+
+    def refresh_only(self, key: tuple[str, str], values: frozenset[str], now: float) -> bool:
+        previous = self.seen.get(key)
+        if (
+            previous is None
+            or not values <= previous[0]
+            or now - previous[1] >= self.repeat_seconds
+        ):
+            self.seen[key] = (values | (previous[0] if previous else frozenset()), now)
+            return False
+        return True

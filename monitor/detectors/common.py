@@ -1,0 +1,80 @@
+"""Helpers shared by the detectors: device lookup, enforcing baselines, readable values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from monitor.baseline import Baseline, BaselineStore
+from monitor.detectors import AnalysisView, DetectorConfig
+from monitor.events import Event
+from monitor.model import Device, WindowProfile
+
+# Infrastructure services every host uses now and then: not a clinical feed.
+INFRASTRUCTURE_SERVICES = frozenset(
+    {"udp/53", "udp/67", "udp/68", "udp/123", "udp/137", "udp/138", "udp/1900", "udp/5353",
+     "udp/5355", "tcp/53"}
+)  # fmt: skip
+
+
+class DetectorBase:
+    """Default ``tick`` (nothing to say between windows) and the config."""
+
+    name = "detector"
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+
+    def score_window(
+        self,
+        profiles: Sequence[WindowProfile],
+        analysis: AnalysisView,
+        baselines: BaselineStore | None,
+        now: float,
+    ) -> list[Event]:
+        return []
+
+    def tick(
+        self, analysis: AnalysisView, baselines: BaselineStore | None, now: float
+    ) -> list[Event]:
+        return []
+
+
+def enforcing_baseline(baselines: BaselineStore | None, device_id: str) -> Baseline | None:
+    """The device's baseline when it is enforcing, else None."""
+    if baselines is None:
+        return None
+    baseline = baselines.get(device_id)
+    return baseline if baseline is not None and baseline.enforcing else None
+
+
+def device_of(analysis: AnalysisView, device_id: str) -> Device | None:
+    return analysis.devices.get(device_id)
+
+
+def shown(values: Sequence[str], limit: int = 3) -> str:
+    """``a, b, c and 4 more``: a short list for a summary."""
+    values = list(values)
+    head = ", ".join(values[:limit])
+    return head if len(values) <= limit else f"{head} and {len(values) - limit} more"
+
+
+def peer_text(peer: str, analysis: Any = None) -> str:
+    """A peer id in words: ``203.0.113.9 (internet)``, ``10.1.2.3``, or a device's label."""
+    if peer.startswith("ext:"):
+        return f"{peer[4:]} (internet)"
+    if peer.startswith("ip:"):
+        return peer[3:]
+    if analysis is not None:
+        device = analysis.devices.get(peer)
+        if device is not None:
+            ips = device.facts.get("ip", {})
+            if ips:  # its main address: the one that carried most of its traffic
+                main = max(ips.items(), key=lambda item: (item[1].count, item[0]))[0]
+                return f"{peer} ({main})"
+            return peer
+    return peer
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

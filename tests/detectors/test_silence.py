@@ -1,0 +1,112 @@
+"""Silence: a steady feed that stops is found; *gone* is told from *application silent*; a
+blind sensor is one sensor event, not silent devices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.detectors.helpers import (
+    ENGINE,
+    LAB_DEMO,
+    MONITOR,
+    ROUTER,
+    T0,
+    arp_request,
+    every,
+    run,
+    udp,
+    ward,
+    write,
+)
+
+LEARN_END = T0 + 150.0
+END = T0 + 260.0
+
+
+def test_feed_that_keeps_going_raises_no_silence(tmp_path: Path) -> None:
+    capture = write(tmp_path / "steady.pcap", ward(T0, END))
+    result = run([capture])
+    assert result.store.get(MONITOR[0]) is not None and result.store.get(MONITOR[0]).enforcing
+    assert [e for e in result.events if e.detector.startswith("silence")] == []
+    assert result.of("sensor_blind") == []
+
+
+def test_unplugged_device_is_gone(tmp_path: Path) -> None:
+    # the monitor sends nothing at all after LEARN_END: no feed, no ARP
+    capture = write(tmp_path / "gone.pcap", ward(T0, END, feed_until=LEARN_END,
+                                                 monitor_chatter=False))  # fmt: skip
+    result = run([capture])
+    gone = result.of("silence_gone", MONITOR[0])
+    assert len(gone) == 1, [e.to_dict() for e in result.events]
+    assert result.of("silence_app") == []
+    event = gone[0]
+    # found after k x 5 s (and the 10 s floor), within two windows of that
+    assert LEARN_END + 10.0 < event.time <= LEARN_END + 15.0 + 2 * 5.0
+    assert event.baseline["interval_seconds"] == pytest.approx(5.0, abs=0.1)
+    assert "gone off the network" in event.summary
+    assert event.device_class == "unknown" and event.severity == "high"
+
+
+def test_host_still_talking_but_feed_stopped_is_application_silence(tmp_path: Path) -> None:
+    packets = ward(T0, END, feed_until=LEARN_END, monitor_chatter=False)
+    # the host is up: it keeps resolving its gateway (ARP) every 4 s
+    packets += [arp_request(MONITOR, ROUTER[1], t) for t in every(T0 + 1.1, END, 4.0)]
+    capture = write(tmp_path / "app.pcap", packets)
+    result = run([capture])
+    app = result.of("silence_app", MONITOR[0])
+    assert len(app) == 1, [e.to_dict() for e in result.events]
+    assert result.of("silence_gone") == []
+    assert "still on the network" in app[0].summary
+    assert app[0].observed["silent_conversations"] == [f"{ENGINE[0]}|udp/2575"]
+
+
+def test_a_sensor_that_sees_nothing_is_a_sensor_problem_not_silent_devices(
+    tmp_path: Path,
+) -> None:
+    # everything stops at LEARN_END: then capture time moves on (live ticks) with no packet
+    capture = write(tmp_path / "blind.pcap", ward(T0, LEARN_END))
+    result = run([capture])
+    new = result.suite.tick(result.analysis, result.store, LEARN_END + 100.0)
+    assert [e.detector for e in new] == ["sensor_blind"]
+    assert new[0].device == "sensor"
+    assert [e for e in result.events if e.detector.startswith("silence")] == []
+
+
+def test_silence_is_found_on_tick_when_the_wire_is_quiet(tmp_path: Path) -> None:
+    # the monitor is unplugged; a trickle keeps the sensor seeing packets until LEARN_END + 8,
+    # then nothing closes a window: the live tick must still find the silence
+    packets = ward(T0, LEARN_END + 8.0, feed_until=LEARN_END, monitor_chatter=False)
+    capture = write(tmp_path / "quiet.pcap", packets)
+    result = run([capture])
+    assert result.of("silence_gone") == []  # not yet k x cadence when the last window closed
+    events = result.suite.tick(result.analysis, result.store, LEARN_END + 14.0)
+    assert [(e.detector, e.device) for e in events] == [("silence_gone", MONITOR[0])]
+
+
+@pytest.mark.skipif(not (LAB_DEMO / "truth.json").is_file(), reason="lab demo capture absent")
+def test_lab_monitor_whose_application_stopped_is_application_silence() -> None:
+    import json
+
+    truth = json.loads((LAB_DEMO / "truth.json").read_text())
+    (event,) = [e for e in truth["events"] if e["anomaly"] == "silence_app"]
+    from tests.detectors.lab import run_lab
+
+    result = run_lab(LAB_DEMO)
+    found = result.of("silence_app", event["device"]["mac"])
+    assert len(found) == 1
+    assert found[0].time >= event["start"]
+    assert result.of("silence_gone") == []
+
+
+def test_most_steady_devices_falling_silent_at_once_is_one_sensor_event(tmp_path: Path) -> None:
+    hosts = [(f"00:09:fb:00:01:{k:02x}", f"10.9.0.{120 + k}") for k in range(6)]
+    packets = ward(T0, END, feed_until=LEARN_END, monitor_chatter=False)
+    for k, host in enumerate(hosts):
+        packets += [udp(host, ENGINE, t + 0.1 * k, 41000, 2575) for t in every(T0, LEARN_END, 5.0)]
+    capture = write(tmp_path / "span-lost.pcap", packets)
+    result = run([capture])
+    assert [e.detector for e in result.events if e.detector.startswith("silence")] == []
+    (event,) = result.of("sensor_blind")
+    assert len(event.observed["silent_devices"]) == 7  # the monitor and the six others

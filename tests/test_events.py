@@ -1,0 +1,128 @@
+"""Events: severity from the detector and the device's criticality, deduplication and hold,
+JSON lines, and the exporter's anomaly series filled from the book (checked with promtool)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+
+from monitor.events import Event, EventBook, make_event, severity_for
+from monitor.exporter import Sensor
+from monitor.exporter.registry import build_registry
+from monitor.model import Classification, Device
+
+T = 1_790_000_000.0
+
+
+def _device(mac: str, criticality: str | None, device_class: str = "infusion_pump") -> Device:
+    device = Device(id=mac, mac=mac, locally_administered=False, vendor=None,
+                    first_seen=T - 100, last_seen=T)  # fmt: skip
+    if criticality is not None:
+        device.classification = Classification(
+            signature="fp.test", vendor="Test", device_class=device_class, model=None,
+            criticality=criticality, confidence=0.9,
+        )  # fmt: skip
+    return device
+
+
+def _event(device: Device, detector: str, when: float, base: str = "warning") -> Event:
+    return make_event(device.id, device, detector, base, "test summary", when, {"x": 1}, {})
+
+
+@pytest.mark.parametrize(
+    ("base", "criticality", "expected"),
+    [
+        ("warning", "life_sustaining", "critical"),
+        ("warning", "high", "high"),
+        ("warning", "medium", "warning"),
+        ("warning", "low", "info"),
+        ("warning", None, "warning"),
+        ("info", "low", "info"),
+        ("critical", "life_sustaining", "critical"),
+        ("high", "high", "critical"),
+    ],
+)
+def test_severity_comes_from_detector_and_criticality(
+    base: str, criticality: str | None, expected: str
+) -> None:
+    assert severity_for(base, criticality) == expected
+
+
+def test_the_same_finding_on_a_pump_is_more_severe_than_on_an_office_pc() -> None:
+    pump = _event(_device("00:00:00:00:00:01", "life_sustaining"), "new_external_peer", T)
+    pc = _event(_device("00:00:00:00:00:02", "low", "generic_it"), "new_external_peer", T)
+    assert (pump.severity, pump.criticality) == ("critical", "life_sustaining")
+    assert (pc.severity, pc.criticality) == ("info", "low")
+
+
+def test_one_open_event_per_device_and_detector_until_it_clears() -> None:
+    pump = _device("00:00:00:00:00:01", "medium")
+    book = EventBook(hold_seconds=600)
+    assert len(book.submit([_event(pump, "silence_gone", T)])) == 1
+    # the condition keeps firing: refreshed, not repeated
+    for k in range(1, 10):
+        assert book.submit([_event(pump, "silence_gone", T + 60 * k)]) == []
+    held = book.open[(pump.id, "silence_gone")]
+    assert held.occurrences == 10 and held.last_seen == T + 540
+    # another detector on the same device is its own event
+    assert len(book.submit([_event(pump, "port_scan", T + 600)])) == 1
+    # quiet for the hold time: it clears, and the next detection is a new event
+    assert book.submit([], T + 540 + 600) == []
+    assert (pump.id, "silence_gone") not in book.open
+    assert len(book.submit([_event(pump, "silence_gone", T + 2000)])) == 1
+    assert book.anomaly_counts()[(pump.id, "silence_gone", "warning")] == 2
+
+
+def test_a_more_severe_detection_reopens_the_event() -> None:
+    pump = _device("00:00:00:00:00:01", None)
+    book = EventBook(hold_seconds=600)
+    book.submit([_event(pump, "volume_high", T, "info")])
+    assert len(book.submit([_event(pump, "volume_high", T + 10, "high")])) == 1
+    assert book.submit([_event(pump, "volume_high", T + 20, "warning")]) == []
+
+
+def test_events_are_written_as_json_lines_in_the_design_schema(tmp_path: Path) -> None:
+    pump = _device("00:00:00:00:00:01", "life_sustaining")
+    path = tmp_path / "sub" / "events.jsonl"
+    book = EventBook(hold_seconds=600, events_file=path)
+    book.submit([_event(pump, "new_external_peer", T), _event(pump, "new_external_peer", T + 1)])
+    book.submit([_event(pump, "port_scan", T + 2)])
+    book.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["detector"] for line in lines] == ["new_external_peer", "port_scan"]
+    assert set(lines[0]) == {"time", "device", "device_class", "criticality", "detector",
+                             "severity", "summary", "evidence", "references"}  # fmt: skip
+    assert lines[0]["time"] == "2026-09-21T14:13:20.000Z"
+    assert lines[0]["evidence"] == {"observed": {"x": 1}, "baseline": {}}
+    assert lines[0]["device_class"] == "infusion_pump" and lines[0]["severity"] == "critical"
+
+
+def test_exporter_shows_counts_and_held_anomalies_from_the_book() -> None:
+    pump = _device("00:00:00:00:00:01", "life_sustaining")
+
+    class Analysis:
+        def __init__(self) -> None:
+            self.devices = {pump.id: pump}
+            self.capture_stats: dict[str, object] = {}
+            self.decode_errors: dict[str, int] = {}
+
+    book = EventBook(hold_seconds=600)
+    book.submit([_event(pump, "new_external_peer", T)])
+    book.submit([_event(pump, "port_scan", T - 1000, "info")], T - 1000)
+    sensor = Sensor(analysis=Analysis(), findings=book, now=T + 10)
+    text = generate_latest(build_registry(sensor)).decode()
+    labels = 'detector="new_external_peer",device="00:00:00:00:00:01",severity="critical"'
+    assert f"santinel_anomalies_total{{{labels}}} 1.0" in text
+    assert f"santinel_anomaly_active{{{labels}}} 1.0" in text
+    # "high" is acted on in working hours: the alerting scale calls it warning
+    scan = 'detector="port_scan",device="00:00:00:00:00:01",severity="warning"'
+    assert f"santinel_anomaly_active{{{scan}}} 0.0" in text  # cleared: held 600 s only
+    if shutil.which("promtool"):
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
+                               capture_output=True)  # fmt: skip
+        assert "error" not in (check.stdout + check.stderr).lower(), check.stderr
