@@ -113,8 +113,11 @@ class StateConfig(StrictModel):
 
 
 class SignaturesConfig(StrictModel):
-    # empty: the library shipped with santinel (``signatures/`` of the installation)
+    # local folders, loaded after the shipped library: their entries add to it, override an
+    # entry with the same id, or turn one off (``enabled: false``)
     dirs: list[Path] = Field(default_factory=list)
+    # False: only ``dirs`` (a site that maintains its whole library itself)
+    shipped: bool = True
 
 
 class ProfilesConfig(StrictModel):

@@ -113,7 +113,8 @@ def _load_signatures(config: Config) -> Any:
         from monitor import signatures
     except ImportError:
         return None
-    dirs = list(config.signatures.dirs) or signatures.default_signature_dirs()
+    shipped = signatures.default_signature_dirs() if config.signatures.shipped else []
+    dirs = [*shipped, *config.signatures.dirs]
     return signatures.load_library(dirs)
 
 

@@ -9,27 +9,27 @@ Promises:
   wall clock (0: as fast as possible) and sets ``ended`` at the end of the file;
 - ``lag()`` is how far processing runs behind the capture (live) or behind the replay clock.
 
-Live frames come through pcapy's ``next_batch`` (one C call per batch), which reports the
-captured length only: the wire length is taken to be the captured length, exact unless
-``capture.snaplen`` truncates frames.
+The live source is ``monitor.capture.live.LiveSource`` (libpcap's TPACKET_V3 ring, polled)
+plus what a months-long daemon needs on top: a link that goes down is waited out, an interface
+that disappears ends the capture. Files are read by ``monitor.capture.files``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fcntl
-import select
 import socket
 import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
-import pcapy
 
 from monitor.capture import CaptureError, FrameBatch
+from monitor.capture import live as capture_live
+from monitor.capture.files import open_capture
 
 LIVE_BATCH = 4096
 LIVE_TIMEOUT_MS = 100  # the kernel hands over a ring block at least this often
@@ -67,22 +67,13 @@ class LiveSource:
     ) -> None:
         self.name = interface
         self._lag: float | None = None
-        try:
-            handle = pcapy.create(interface)
-            handle.set_snaplen(snaplen)
-            handle.set_promisc(1)
-            handle.set_timeout(LIVE_TIMEOUT_MS)
-            handle.set_buffer_size(buffer_bytes)
-            handle.activate()
-            if bpf_filter:
-                handle.setfilter(bpf_filter)
-            # a blocking read waits forever on a silent wire: poll the fd instead
-            handle.setnonblock(1)
-            self._fd = handle.getfd()
-        except pcapy.PcapError as error:
-            raise CaptureError(interface, f"cannot capture: {_pcap_reason(error)}") from None
-        self._handle = handle
-        self._linktype = int(handle.datalink())
+        self._capture = capture_live.LiveSource(
+            interface,
+            bpf_filter=bpf_filter,
+            snaplen=snaplen,
+            buffer_bytes=buffer_bytes,
+            timeout_ms=LIVE_TIMEOUT_MS,
+        )
         self._ifindex = _ifindex(interface)
 
     def read(self, timeout: float) -> FrameBatch | None:
@@ -93,15 +84,11 @@ class LiveSource:
                 time.sleep(timeout)  # wait for the link without spinning
                 return None
             self.down = False
+        self._capture.timeout_ms = max(1, int(timeout * 1000))
         try:
-            data, meta = self._handle.next_batch(LIVE_BATCH)
-            if not meta:
-                readable, _, _ = select.select([self._fd], [], [], timeout)
-                if not readable:
-                    return None
-                data, meta = self._handle.next_batch(LIVE_BATCH)
-        except pcapy.PcapError as error:
-            reason = _pcap_reason(error)
+            batch = self._capture.read_batch(LIVE_BATCH)
+        except CaptureError as error:
+            reason = error.reason
             if "went down" in reason and _ifindex(self.name) == self._ifindex:
                 # link down (cable, switch port, ip link set down): the socket works again
                 # when the link is back
@@ -109,39 +96,24 @@ class LiveSource:
                 time.sleep(timeout)
                 return None
             if "went down" in reason:
-                reason = "the interface disappeared"
-            raise CaptureError(self.name, f"capture failed: {reason}") from None
-        if not meta:
+                reason = "capture failed: the interface disappeared"
+            raise CaptureError(self.name, reason) from None
+        if batch is None:
             return None
-        records = np.frombuffer(meta, dtype=np.uint32).reshape(-1, 4)
-        caplens = records[:, 3].astype(np.int32)
-        stamps = (
-            records[:, 0].astype(np.int64) * 1_000_000_000 + records[:, 1].astype(np.int64) * 1000
-        )
-        batch = FrameBatch(
-            buffer=np.frombuffer(data, dtype=np.uint8),
-            offsets=records[:, 2].astype(np.int64),
-            caplens=caplens,
-            wirelens=caplens.copy(),
-            timestamps_ns=stamps,
-            linktypes=np.full(len(caplens), self._linktype, dtype=np.int32),
-            source=self.name,
-        )
-        self._lag = max(0.0, time.time() - float(stamps[-1]) / 1e9)
+        self._lag = max(0.0, time.time() - float(batch.timestamps_ns[-1]) / 1e9)
         return batch
 
     def dropped(self) -> int | None:
         try:
-            _, drops, _ = self._handle.stats()
-        except pcapy.PcapError:
+            return self._capture.stats()[1]
+        except CaptureError:
             return None
-        return int(drops)
 
     def lag(self) -> float | None:
         return self._lag
 
     def close(self) -> None:
-        self._handle.close()
+        self._capture.close()
 
 
 def _ifindex(interface: str) -> int | None:
@@ -170,52 +142,10 @@ def _link_up(interface: str) -> bool:
     return bool(flags & IFF_UP and flags & IFF_RUNNING)
 
 
-def _pcap_reason(error: Exception) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:200]
-
-
 def _file_batches(path: Path) -> Iterator[FrameBatch]:
-    """The capture library's reader when present, else libpcap's (pcap and pcapng)."""
-    try:
-        from monitor.capture.files import open_capture
-    except ImportError:
-        return _pcapy_file(path)
+    """The capture library's reader (pcap and pcapng by magic number), opened now."""
     batches: Iterator[FrameBatch] = open_capture(path)
     return batches
-
-
-def _pcapy_file(path: Path) -> Iterator[FrameBatch]:
-    """Open now (while privileges may still be needed to read it), read lazily."""
-    source = str(path)
-    try:
-        handle = pcapy.open_offline(source)
-        linktype = int(handle.datalink())
-    except pcapy.PcapError as error:
-        raise CaptureError(source, _pcap_reason(error)) from None
-    return _pcapy_batches(handle, linktype, source)
-
-
-def _pcapy_batches(handle: Any, linktype: int, source: str) -> Iterator[FrameBatch]:
-    while True:
-        try:
-            data, meta = handle.next_batch(65536)
-        except pcapy.PcapError as error:
-            raise CaptureError(source, _pcap_reason(error)) from None
-        if not meta:
-            return
-        records = np.frombuffer(meta, dtype=np.uint32).reshape(-1, 4)
-        caplens = records[:, 3].astype(np.int32)
-        yield FrameBatch(
-            buffer=np.frombuffer(data, dtype=np.uint8),
-            offsets=records[:, 2].astype(np.int64),
-            caplens=caplens,
-            wirelens=caplens.copy(),
-            timestamps_ns=records[:, 0].astype(np.int64) * 1_000_000_000
-            + records[:, 1].astype(np.int64) * 1000,
-            linktypes=np.full(len(caplens), linktype, dtype=np.int32),
-            source=source,
-        )
 
 
 def slice_batch(batch: FrameBatch, start: int, stop: int, source: str) -> FrameBatch:

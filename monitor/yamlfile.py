@@ -13,6 +13,7 @@ Used for the daemon config and the web config. Promises:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,16 +61,23 @@ class _LineLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _line_table(node: yaml.Node | None, path: Loc, lines: dict[Loc, int]) -> None:
+def _line_table(
+    node: yaml.Node | None, path: Loc, lines: dict[Loc, int], seen: set[int] | None = None
+) -> None:
+    # An aliased node is walked once: "billion laughs" aliases must not cost exponential time.
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
             lines[(*path, key)] = key_node.start_mark.line + 1
-            _line_table(value_node, (*path, key), lines)
+            _line_table(value_node, (*path, key), lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*path, index)] = item.start_mark.line + 1
-            _line_table(item, (*path, index), lines)
+            _line_table(item, (*path, index), lines, seen)
 
 
 def parse_yaml(text: str, name: str) -> tuple[Any, dict[Loc, int]]:
@@ -96,7 +104,7 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[Loc, int]]:
     return data, lines
 
 
-def _line_of(loc: Loc, lines: dict[Loc, int]) -> int:
+def line_of(loc: Loc, lines: dict[Loc, int]) -> int:
     for end in range(len(loc), 0, -1):
         line = lines.get(loc[:end])
         if line is not None:
@@ -104,7 +112,7 @@ def _line_of(loc: Loc, lines: dict[Loc, int]) -> int:
     return 1
 
 
-def _dotted(loc: Loc) -> str:
+def dotted(loc: Loc) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -120,6 +128,8 @@ def _message(error: Any) -> str:
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown kind; expected one of {error['ctx']['expected_tags']}"
     message = str(error["msg"])
     # pydantic prefixes messages raised by our validators with "Value error, "
     for prefix in ("Value error, ", "Assertion failed, "):
@@ -128,8 +138,17 @@ def _message(error: Any) -> str:
     return message
 
 
-def validate(model: type[M], data: Any, lines: dict[Loc, int], name: str) -> M:
-    """Validate parsed YAML against ``model``; errors as ``FILE:LINE: key: message``."""
+def validate(
+    model: type[M],
+    data: Any,
+    lines: dict[Loc, int],
+    name: str,
+    clean_loc: Callable[[tuple[Any, ...]], Loc] | None = None,
+) -> M:
+    """Validate parsed YAML against ``model``; errors as ``FILE:LINE: key: message``.
+
+    ``clean_loc`` rewrites pydantic's error paths into key paths of the file (a model with
+    discriminated unions adds tag names to them)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -139,15 +158,22 @@ def validate(model: type[M], data: Any, lines: dict[Loc, int], name: str) -> M:
     except ValidationError as error:
         found: list[tuple[int, str]] = []
         for item in error.errors(include_url=False, include_input=False):
-            loc: Loc = tuple(item["loc"])
-            line = _line_of(loc, lines)
-            found.append((line, f"{name}:{line}: {_dotted(loc)}: {_message(item)}"))
+            loc: Loc = clean_loc(tuple(item["loc"])) if clean_loc else tuple(item["loc"])
+            line = line_of(loc, lines)
+            found.append((line, f"{name}:{line}: {dotted(loc)}: {_message(item)}"))
         found.sort(key=lambda pair: pair[0])  # stable: same-line errors keep pydantic's order
         raise YamlModelError([message for _, message in found]) from None
 
 
 def load_model(model: type[M], path: Path) -> M:
     """Read, parse and validate ``path``; every failure is a ``YamlModelError``."""
+    name = str(path)
+    data, lines = parse_yaml(read_text(path), name)
+    return validate(model, data, lines, name)
+
+
+def read_text(path: Path) -> str:
+    """A YAML file's text: bounded in size, UTF-8; failures are one-line ``YamlModelError``s."""
     name = str(path)
     try:
         with open(path, "rb") as handle:
@@ -162,5 +188,4 @@ def load_model(model: type[M], path: Path) -> M:
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise YamlModelError([f"{name}:{line}: not valid UTF-8"]) from None
-    data, lines = parse_yaml(text, name)
-    return validate(model, data, lines, name)
+    return text

@@ -20,10 +20,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import netaddr
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from monitor.signatures import DEVICE_CLASSES
+from monitor.yamlfile import (
+    YamlModelError,
+    dotted,
+    line_of,
+    parse_yaml,
+    read_text,
+    validate,
+)
 
 MAX_FILE_BYTES = 1 << 20
 Loc = tuple[str | int, ...]
@@ -396,65 +403,7 @@ class Scenario(Strict):
         raise KeyError(name)
 
 
-# -- YAML with line numbers -------------------------------------------------------------------
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (the later one would silently win)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            key = repr(key_node.value) if isinstance(key_node, yaml.ScalarNode) else ""
-            if key and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, "duplicate key", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _lines(node: yaml.Node | None, path: Loc, table: dict[Loc, int], seen: set[int]) -> None:
-    # An aliased node is walked once: "billion laughs" aliases must not cost exponential time.
-    if node is None or id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
-            table[(*path, key)] = key_node.start_mark.line + 1
-            _lines(value_node, (*path, key), table, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            table[(*path, index)] = item.start_mark.line + 1
-            _lines(item, (*path, index), table, seen)
-
-
-def _line_of(loc: Loc, table: dict[Loc, int]) -> int:
-    for end in range(len(loc), 0, -1):
-        if loc[:end] in table:
-            return table[loc[:end]]
-    return 1
-
-
-def _where(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown key"
-    if error["type"] == "missing":
-        return "required key is missing"
-    if error["type"] == "union_tag_invalid":
-        return f"unknown kind; expected one of {error['ctx']['expected_tags']}"
-    message = str(error["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    return message
-
-
+# -- YAML with line numbers: monitor.yamlfile, as for the daemon's config ---------------------
 def _clean_loc(loc: tuple[Any, ...]) -> Loc:
     # Discriminated unions add the tag and validator names to the path; drop them.
     out: list[str | int] = []
@@ -471,57 +420,28 @@ def _clean_loc(loc: tuple[Any, ...]) -> Loc:
 
 def parse_scenario(text: str, name: str) -> Scenario:
     """Parse and validate scenario text; ``name`` is used in error lines."""
-    loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise ScenarioError([f"{name}:{line}: {error.problem or 'invalid YAML'}"]) from None
-    except yaml.YAMLError as error:
-        raise ScenarioError([f"{name}:1: invalid YAML ({type(error).__name__})"]) from None
-    finally:
-        loader.dispose()
-    table: dict[Loc, int] = {}
-    _lines(node, (), table, set())
-    if not isinstance(data, dict):
-        raise ScenarioError([f"{name}:1: a scenario must be a mapping of keys to values"])
-    try:
-        scenario = Scenario.model_validate(data)
-    except ValidationError as error:
-        found = []
-        for item in error.errors(include_url=False, include_input=False):
-            loc = _clean_loc(tuple(item["loc"]))
-            line = _line_of(loc, table)
-            found.append((line, f"{name}:{line}: {_where(loc)}: {_message(item)}"))
-        found.sort(key=lambda pair: pair[0])
-        raise ScenarioError([message for _, message in found]) from None
+        data, table = parse_yaml(text, name)
+        if not isinstance(data, dict):
+            raise ScenarioError([f"{name}:1: a scenario must be a mapping of keys to values"])
+        scenario = validate(Scenario, data, table, name, clean_loc=_clean_loc)
+    except YamlModelError as error:
+        raise ScenarioError(error.errors) from None
     problems = _check_references(scenario)
     if problems:
         raise ScenarioError(
-            [f"{name}:{_line_of(loc, table)}: {_where(loc)}: {what}" for loc, what in problems]
+            [f"{name}:{line_of(loc, table)}: {dotted(loc)}: {what}" for loc, what in problems]
         )
     return scenario
 
 
 def load_scenario(path: Path) -> Scenario:
     """Read, parse and validate a scenario file; every failure is a ``ScenarioError``."""
-    name = str(path)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise ScenarioError([f"{name}: cannot read: {reason}"]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ScenarioError([f"{name}: larger than {MAX_FILE_BYTES} bytes"])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise ScenarioError([f"{name}:{line}: not valid UTF-8"]) from None
-    return parse_scenario(text, name)
+        text = read_text(path)
+    except YamlModelError as error:
+        raise ScenarioError(error.errors) from None
+    return parse_scenario(text, str(path))
 
 
 # -- cross-references -------------------------------------------------------------------------

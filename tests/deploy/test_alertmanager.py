@@ -168,16 +168,23 @@ def test_a_down_or_blind_sensor_mutes_the_silence_of_its_own_devices_only_and_si
     silent = dict(
         alertname="SantinelDeviceSilent", severity="critical", criticality="life_sustaining"
     )
+    # The sensor alerts first, as in real life (the sensor fails, then its devices look
+    # silent): Alertmanager only inhibits with sources it already holds.
     am.post_alerts(
         [
             alert(alertname="SantinelSensorDown", severity="critical", instance="a:10575"),
-            alert(**silent, instance="a:10575", device="pump-a"),
             alert(
                 alertname="SantinelSensorBlind",
                 severity="critical",
                 instance="c:10575",
                 interface="eth1",
             ),
+        ]
+    )
+    wait_until(lambda: len(am.alerts()) == 2, timeout=10)
+    am.post_alerts(
+        [
+            alert(**silent, instance="a:10575", device="pump-a"),
             alert(**silent, instance="c:10575", device="pump-c"),
             # Another sensor's device: its silence is real.
             alert(**silent, instance="b:10575", device="pump-b"),

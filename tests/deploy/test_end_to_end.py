@@ -18,7 +18,9 @@ test checks, against the capture's ground truth (``truth.json`` of the lab):
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +35,12 @@ from tests.support.promstack import (
     Alertmanager,
     Prometheus,
     WebhookReceiver,
+    alertmanager_binary,
+    prometheus_binary,
     prometheus_config,
     scrape_job,
     wait_until,
 )
-
-pytestmark = pytest.mark.slow
 
 REPLAY_SPEED = "8"
 # Where a recorded lab scenario (capture.pcap + truth.json) may be committed.
@@ -65,14 +67,9 @@ def find_lab_capture() -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
-def missing_prerequisites() -> str | None:
+def missing_daemon_or_capture() -> str | None:
     if not (REPO / "monitor" / "commands" / "run.py").is_file():
         return "needs the sensor daemon `santinel run` (issue 7), not merged on this branch yet"
-    if (
-        not (REPO / "monitor" / "detectors").is_dir()
-        and not (REPO / "monitor" / "detectors.py").is_file()
-    ):
-        return "needs the detectors (monitor/detectors, issue 6), not merged on this branch yet"
     if find_lab_capture() is None:
         return (
             "needs a committed lab incidents recording (capture.pcap + truth.json with a "
@@ -81,19 +78,76 @@ def missing_prerequisites() -> str | None:
     return None
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``santinel run --pcap`` on the lab capture; yields the exporter address and the truth."""
+def missing_detectors() -> str | None:
+    if (REPO / "monitor" / "detectors").is_dir() or (REPO / "monitor" / "detectors.py").is_file():
+        return None
+    return (
+        "needs the detectors (monitor/detectors, issue 6: new_external_peer, silence, ...), "
+        "not merged on this branch yet"
+    )
+
+
+needs_detectors = pytest.mark.skipif(
+    missing_detectors() is not None, reason=str(missing_detectors())
+)
+
+
+@dataclass
+class LabStack:
+    prometheus: Prometheus
+    receiver: WebhookReceiver
+    address: str
+    truth: dict[str, Any]
+    target_labels: dict[str, str]
+    inventory: dict[str, dict[str, str]]  # MAC -> santinel_device_info labels
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
+    """The lab capture replayed by ``santinel run`` into Prometheus and Alertmanager, with the
+    webhook receiver; yields once the replay is over and scraped."""
+    missing = missing_daemon_or_capture()
+    if missing:
+        pytest.skip(missing)
+    if prometheus_binary() is None or alertmanager_binary() is None:
+        pytest.skip("needs prometheus and prometheus-alertmanager (Debian packages)")
     found = find_lab_capture()
     assert found is not None
     capture, truth = found
+    workdir = tmp_path_factory.mktemp("lab-e2e")
     # Learn cadences within the replay: short windows, a short learning period.
     config = {
         "profiles": {"window_seconds": 5},
         "baseline": {"min_duration": "20s", "min_windows": 2},
     }
-    with santinel_run(capture, tmp_path, replay_speed=REPLAY_SPEED, config=config) as address:
-        yield address, truth
+    shipped = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())["scrape_configs"][0]
+    labels = shipped["static_configs"][0]["labels"]
+    with (
+        WebhookReceiver() as receiver,
+        santinel_run(capture, workdir, replay_speed=REPLAY_SPEED, config=config) as address,
+        Alertmanager(fast_alertmanager_config(receiver.url("/")), workdir / "am") as am,
+        Prometheus(
+            prometheus_config(
+                [scrape_job("santinel", [address], labels=labels)],
+                rule_files=[RECORDING_RULES, fast_alert_rules(workdir / "alerts.yml")],
+                alertmanagers=[am.address],
+            ),
+            workdir / "prometheus",
+        ) as prom,
+    ):
+        # The replay is over when the sensor's clock reaches the end of the capture.
+        wait_until(
+            lambda: any(
+                float(s["value"][1]) >= truth["capture_end"] - 1
+                for s in prom.query("santinel_capture_last_packet_timestamp_seconds")
+            ),
+            timeout=120,
+            interval=1,
+            message="replay finished",
+        )
+        # Rules evaluated and notifications flushed for the final state.
+        time.sleep(3)
+        yield LabStack(prom, receiver, address, truth, labels, device_ids_by_mac(prom))
 
 
 def device_ids_by_mac(prom: Prometheus) -> dict[str, dict[str, str]]:
@@ -112,37 +166,11 @@ def assert_rendered(alert: dict[str, Any]) -> None:
     assert alert["annotations"]["runbook_url"].endswith(f"/docs/runbooks/{name}.md")
 
 
-@pytest.mark.skipif(missing_prerequisites() is not None, reason=str(missing_prerequisites()))
-def test_lab_incidents_reach_the_webhook_with_the_right_labels_and_dashboards_have_data(
-    tmp_path: Path,
-    prometheus_factory: Callable[..., Prometheus],
-    alertmanager_factory: Callable[..., Alertmanager],
-    webhook_receiver: WebhookReceiver,
-    daemon: tuple[str, dict[str, Any]],
-) -> None:
-    address, truth = daemon
-    am = alertmanager_factory(fast_alertmanager_config(webhook_receiver.url("/")))
-    shipped = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())["scrape_configs"][0]
-    target_labels = shipped["static_configs"][0]["labels"]
-    prom = prometheus_factory(
-        prometheus_config(
-            [scrape_job("santinel", [address], labels=target_labels)],
-            rule_files=[RECORDING_RULES, fast_alert_rules(tmp_path / "alerts.yml")],
-            alertmanagers=[am.address],
-        )
-    )
-
-    # The replay is over when the sensor's clock reaches the end of the capture.
-    wait_until(
-        lambda: any(
-            float(s["value"][1]) >= truth["capture_end"] - 1
-            for s in prom.query("santinel_capture_last_packet_timestamp_seconds")
-        ),
-        timeout=120,
-        interval=1,
-        message="replay finished",
-    )
-    inventory = device_ids_by_mac(prom)
+@needs_detectors
+def test_lab_incidents_reach_the_webhook_with_the_right_labels(lab: LabStack) -> None:
+    prom, webhook_receiver, truth = lab.prometheus, lab.receiver, lab.truth
+    target_labels, address = lab.target_labels, lab.address
+    inventory = lab.inventory
     by_name = {d["name"]: d for d in truth["devices"]}
 
     def expected(kinds: set[str]) -> list[dict[str, Any]]:
@@ -206,7 +234,11 @@ def test_lab_incidents_reach_the_webhook_with_the_right_labels_and_dashboards_ha
             if info["criticality"] == "life_sustaining":
                 assert path == "/clinical-pager"
 
-    # Nothing about a benign device.
+
+def test_nothing_alerts_about_the_benign_devices_of_the_lab(lab: LabStack) -> None:
+    truth, inventory, webhook_receiver = lab.truth, lab.inventory, lab.receiver
+    # Every device of the scenario is in the inventory Prometheus sees.
+    assert {d["mac"].lower() for d in truth["devices"]} <= set(inventory)
     involved = {
         name
         for event in truth["events"]
@@ -226,10 +258,12 @@ def test_lab_incidents_reach_the_webhook_with_the_right_labels_and_dashboards_ha
         if alert["labels"]["alertname"] == "SantinelNewUnknownDevice":
             assert alert["labels"]["device_class"] == "unknown"
 
-    # Every panel of every dashboard shows data from this Prometheus.
+
+@needs_detectors
+def test_every_dashboard_query_returns_data_on_the_lab_capture(lab: LabStack) -> None:
     empty = [
         query
         for path in dashboard_files()
-        for query in queries_without_data(prom, load(path), rate_interval="10s")
+        for query in queries_without_data(lab.prometheus, load(path), rate_interval="10s")
     ]
     assert not empty, "\n".join(empty)

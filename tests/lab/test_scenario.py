@@ -84,7 +84,7 @@ def test_an_invalid_scenario_is_reported_with_file_line_and_key(
 def test_yaml_syntax_errors_and_duplicate_keys_name_their_line() -> None:
     assert errors_of(GOOD.replace("devices:\n", "devices: [\n"))[0].startswith("ward.yml:")
     duplicate = GOOD.replace("    model: Vue PACS\n", "    model: Vue PACS\n    model: Other\n")
-    assert errors_of(duplicate) == ["ward.yml:8: duplicate key"]
+    assert errors_of(duplicate) == ["ward.yml:8: duplicate key 'model'"]
 
 
 def test_every_problem_of_a_file_is_reported_at_once_in_line_order() -> None:
