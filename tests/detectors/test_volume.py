@@ -50,3 +50,15 @@ def test_sustained_rise_is_reported_once_after_three_windows(tmp_path: Path) -> 
 def test_routine_traffic_raises_no_volume_event(tmp_path: Path) -> None:
     result = run([write(tmp_path / "ward.pcap", ward(T0, END))])
     assert result.events == []
+
+
+def test_sustained_drop_is_reported_too(tmp_path: Path) -> None:
+    packets = ward(T0, END)
+    # the pump streams 80 packets a second to the engine, then only 4 from LEARN_END on
+    packets += [udp(PUMP, ENGINE, t, 40020, 443, 200) for t in every(T0, LEARN_END, 1 / 80)]
+    packets += [udp(PUMP, ENGINE, t, 40020, 443, 200) for t in every(LEARN_END, END, 1 / 4)]
+    result = run([write(tmp_path / "less.pcap", packets)])
+    (event,) = result.of("volume_low", PUMP[0])
+    assert event.time >= LEARN_END + 3 * 5.0
+    assert "much less" in event.summary
+    assert result.of("volume_high") == [] and result.of("silence_app") == []
