@@ -426,24 +426,19 @@ def fleet() -> dict[str, Any]:
         ),
         Panel(
             "table",
-            "New devices (24 h)",
-            "Devices whose inventory entry appeared in the last 24 hours.",
+            "New and unknown devices",
+            "Devices no signature identifies, and devices whose inventory entry appeared in the "
+            "last 24 hours.",
             "short",
             [
                 Query(
-                    f"santinel_device_info{{{SEL}}} unless on (job, instance, device) "
-                    f"santinel_device_info{{{SEL}}} offset 1d",
+                    f'santinel_device_info{{{SEL}, device_class="unknown"}} or '
+                    f"(santinel_device_info{{{SEL}}} unless on (job, instance, device) "
+                    f"santinel_device_info{{{SEL}}} offset 1d)",
                     table=True,
                 )
             ],
-            hide_columns=("Value",),
-        ),
-        Panel(
-            "table",
-            "Unknown devices",
-            "Devices no signature identifies.",
-            "short",
-            [Query(f'santinel_device_info{{{SEL}, device_class="unknown"}}', table=True)],
+            width=24,
             hide_columns=("Value",),
         ),
     ]

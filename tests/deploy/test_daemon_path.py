@@ -220,11 +220,13 @@ def test_nothing_pages_about_the_benign_devices_and_the_watchdog_arrives(stack: 
     assert not firing & {"SantinelSensorDown", "SantinelSensorBlind", "SantinelCaptureLoss"}
 
 
-def test_a_quiet_ward_shows_zero_anomalies_not_no_data(stack: Stack) -> None:
-    if "santinel_anomaly_active" in exported_metrics(stack.prometheus):
-        pytest.skip("the daemon reported anomalies on this capture: the ward is not quiet")
-    fleet = load(next(p for p in dashboard_files() if p.name == "santinel-fleet.json"))
-    (expr,) = [e for title, e in queries(fleet) if title == "Open anomalies by severity"]
-    values = {"ward": ".*", "instance": ".+"}
+def test_a_device_without_anomalies_shows_zero_events_not_no_data(stack: Stack) -> None:
+    board = load(next(p for p in dashboard_files() if p.name == "santinel-device.json"))
+    (expr,) = [e for title, e in queries(board) if title == "New anomaly events"]
+    with_events = {
+        s["metric"]["device"] for s in stack.prometheus.query("santinel_anomalies_total")
+    }
+    quiet = next((d for d in (MONITOR, SERVER, PUMP) if d not in with_events), "no-such-device")
+    values = {"ward": ".*", "instance": ".+", "device": quiet}
     result = stack.prometheus.query(substitute(expr, values, rate_interval="10s"))
-    assert [(r["metric"], r["value"][1]) for r in result] == [({"severity": "none"}, "0")]
+    assert [(r["metric"], r["value"][1]) for r in result] == [({"detector": "none"}, "0")]
