@@ -139,3 +139,27 @@ def test_dicom_from_pynetdicom_gives_ae_titles_sop_classes_and_no_patient_data(
     for output in (_all_output(result), _all_output(table)):
         for canary in med.CANARY_STRINGS:
             assert canary not in output
+
+
+def test_no_lab_canary_patient_reaches_any_output_of_analyze(tmp_path: Path) -> None:
+    demo = Path(__file__).resolve().parents[1] / "data" / "lab-demo"
+    truth = json.loads((demo / "truth.json").read_text())
+    capture = demo / "capture.pcap"
+    raw = capture.read_bytes()
+    canaries = truth["canaries"]
+    assert any(c.encode() in raw for c in canaries)  # the patients really are on the wire
+    state = tmp_path / "state.db"
+    learned = run_santinel("learn", str(capture), "--state", str(state))
+    outputs = [
+        learned,
+        run_santinel("analyze", str(capture)),
+        run_santinel("analyze", "--format", "json", str(capture)),
+        run_santinel("analyze", "--state", str(state), "--format", "json", str(capture)),
+        run_santinel("baseline", "export", "--state", str(state)),
+    ]
+    assert all(result.returncode in (0, 1) for result in outputs), [r.stderr for r in outputs]
+    texts = [_all_output(result) for result in outputs]
+    texts += [f.read_bytes().decode("latin-1") for f in tmp_path.glob("state.db*")]
+    for text in texts:
+        for canary in canaries:
+            assert canary not in text
