@@ -7,8 +7,10 @@ from typing import Any
 
 from monitor.baseline import Baseline, BaselineStore
 from monitor.detectors import AnalysisView, DetectorConfig
+from monitor.detectors._window import Reported, as_of, in_window
 from monitor.events import Event
 from monitor.model import Device, WindowProfile
+from monitor.rules import Finding
 
 # Infrastructure services every host uses now and then: not a clinical feed.
 INFRASTRUCTURE_SERVICES = frozenset(
@@ -78,3 +80,66 @@ def peer_text(peer: str, analysis: Any = None) -> str:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class FindingDetector(DetectorBase):
+    """A detector that reports ``monitor.rules`` findings (rules or policies) per window.
+
+    A finding is reported when one of its values shows in the window (facts are cumulative and
+    may run ahead of the window), or once when nothing in a window can show it (vendor only);
+    a finding with no value it had not reported keeps its open event alive but opens no new
+    one until ``finding_repeat_seconds`` passed. Subclasses say which findings and how each
+    becomes an event.
+    """
+
+    library_part = ""  # "rules" or "policies": nothing to do when the library has none
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        super().__init__(config)
+        self.reported = Reported(self.config.finding_repeat_seconds)
+
+    def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
+        raise NotImplementedError
+
+    def event_for(
+        self,
+        profile: WindowProfile,
+        device: Device,
+        finding: Finding,
+        fresh: dict[str, list[str]],
+        baselines: BaselineStore | None,
+    ) -> Event:
+        raise NotImplementedError
+
+    def score_window(
+        self,
+        profiles: Sequence[WindowProfile],
+        analysis: AnalysisView,
+        baselines: BaselineStore | None,
+        now: float,
+    ) -> list[Event]:
+        library = getattr(analysis, "signatures", None)
+        if library is None or not getattr(library, self.library_part):
+            return []
+        events: list[Event] = []
+        for p in profiles:
+            device = analysis.devices.get(p.device_id)
+            if device is None:
+                continue
+            device = as_of(device, p.end)
+            for finding in self.findings(device, analysis, library):
+                fresh = {
+                    kind: [v for v in values if in_window(p, kind, v)]
+                    for kind, values in finding.evidence.items()
+                }
+                fresh = {k: v for k, v in fresh.items() if v}
+                key = (p.device_id, finding.rule_id)
+                observable = any(k != "oui_vendor" for k in finding.evidence)
+                if not fresh and (observable or key in self.reported):
+                    continue
+                values = frozenset(v for vs in finding.evidence.values() for v in vs)
+                refresh = self.reported.refresh_only(key, values, p.end)
+                event = self.event_for(p, device, finding, fresh, baselines)
+                event.refresh_only = refresh
+                events.append(event)
+        return events

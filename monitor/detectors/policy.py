@@ -10,65 +10,39 @@ value it had not reported, a violation keeps its open event alive but opens no n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 from monitor.baseline import BaselineStore
-from monitor.detectors import AnalysisView, DetectorConfig
-from monitor.detectors._window import Reported, as_of, in_window
-from monitor.detectors.common import DetectorBase
+from monitor.detectors import AnalysisView
+from monitor.detectors.common import FindingDetector
 from monitor.events import Event, make_event
-from monitor.model import WindowProfile
+from monitor.model import Device, WindowProfile
+from monitor.rules import Finding, evaluate_policies
 
 
-class PolicyDetector(DetectorBase):
+class PolicyDetector(FindingDetector):
     """See the module docstring."""
 
     name = "policy"
+    library_part = "policies"
 
-    def __init__(self, config: DetectorConfig | None = None) -> None:
-        super().__init__(config)
-        self.reported = Reported(self.config.finding_repeat_seconds)
+    def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
+        return evaluate_policies(device, analysis.devices, library)
 
-    def score_window(
+    def event_for(
         self,
-        profiles: Sequence[WindowProfile],
-        analysis: AnalysisView,
+        profile: WindowProfile,
+        device: Device,
+        finding: Finding,
+        fresh: dict[str, list[str]],
         baselines: BaselineStore | None,
-        now: float,
-    ) -> list[Event]:
-        library = getattr(analysis, "signatures", None)
-        if library is None or not library.policies:
-            return []
-        from monitor.rules import evaluate_policies
-
-        events: list[Event] = []
-        for p in profiles:
-            device = analysis.devices.get(p.device_id)
-            if device is None:
-                continue
-            device = as_of(device, p.end)
-            for finding in evaluate_policies(device, analysis.devices, library):
-                fresh = {
-                    kind: [v for v in values if in_window(p, kind, v)]
-                    for kind, values in finding.evidence.items()
-                }
-                fresh = {k: v for k, v in fresh.items() if v}
-                key = (p.device_id, finding.rule_id)
-                # Facts are cumulative and may run ahead of this window: report what shows
-                # in it, and a finding nothing in a window can show (vendor only) once.
-                observable = any(k != "oui_vendor" for k in finding.evidence)
-                if not fresh and (observable or key in self.reported):
-                    continue
-                values = frozenset(v for vs in finding.evidence.values() for v in vs)
-                refresh = self.reported.refresh_only(key, values, p.end)
-                event = make_event(
-                    p.device_id, device, "policy_violation", "info", finding.summary, p.end,
-                    {"violations": {k: list(v) for k, v in finding.evidence.items()},
-                     "in_this_window": fresh},
-                    {"policy": finding.rule_id, "title": finding.title},
-                    finding.references, signature=finding.rule_id,
-                )  # fmt: skip
-                event.severity = finding.severity
-                event.refresh_only = refresh
-                events.append(event)
-        return events
+    ) -> Event:
+        event = make_event(
+            profile.device_id, device, "policy_violation", "info", finding.summary, profile.end,
+            {"violations": {k: list(v) for k, v in finding.evidence.items()},
+             "in_this_window": fresh},
+            {"policy": finding.rule_id, "title": finding.title},
+            finding.references, signature=finding.rule_id,
+        )  # fmt: skip
+        event.severity = finding.severity
+        return event

@@ -23,15 +23,14 @@ and ``signature_rule`` for any other rule.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from monitor.baseline import BaselineStore
-from monitor.detectors import AnalysisView, DetectorConfig
-from monitor.detectors._window import Reported, as_of, in_window
-from monitor.detectors.common import DetectorBase
+from monitor.detectors import AnalysisView
+from monitor.detectors.common import FindingDetector
 from monitor.events import Event, make_event
-from monitor.model import WindowProfile
+from monitor.model import Device, WindowProfile
+from monitor.rules import Finding, evaluate_rules
 
 KINDS: tuple[tuple[str, str], ...] = (
     ("tftp", "firmware_transfer"),  # before "ftp"
@@ -64,67 +63,41 @@ def detector_for(rule_id: str) -> str:
     return "signature_rule"
 
 
-class SignatureRuleDetector(DetectorBase):
+class SignatureRuleDetector(FindingDetector):
     """See the module docstring."""
 
     name = "signature_rules"
+    library_part = "rules"
 
-    def __init__(self, config: DetectorConfig | None = None) -> None:
-        super().__init__(config)
-        self.reported = Reported(self.config.finding_repeat_seconds)
+    def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
+        return evaluate_rules(device, library)
 
-    def score_window(
+    def event_for(
         self,
-        profiles: Sequence[WindowProfile],
-        analysis: AnalysisView,
+        profile: WindowProfile,
+        device: Device,
+        finding: Finding,
+        fresh: dict[str, list[str]],
         baselines: BaselineStore | None,
-        now: float,
-    ) -> list[Event]:
-        library = getattr(analysis, "signatures", None)
-        if library is None or not library.rules:
-            return []
-        from monitor.rules import evaluate_rules
-
-        events: list[Event] = []
-        for p in profiles:
-            device = analysis.devices.get(p.device_id)
-            if device is None:
-                continue
-            device = as_of(device, p.end)
-            for finding in evaluate_rules(device, library):
-                fresh = any(
-                    in_window(p, kind, value)
-                    for kind, values in finding.evidence.items()
-                    for value in values
-                )
-                key = (p.device_id, finding.rule_id)
-                # Facts are cumulative and may run ahead of this window: report what shows
-                # in it, and a finding nothing in a window can show (vendor only) once.
-                observable = any(k != "oui_vendor" for k in finding.evidence)
-                if not fresh and (observable or key in self.reported):
-                    continue
-                values = frozenset(v for vs in finding.evidence.values() for v in vs)
-                refresh = self.reported.refresh_only(key, values, p.end)
-                baseline = baselines.get(p.device_id) if baselines is not None else None
-                new = sorted(
-                    v
-                    for kind, vs in finding.evidence.items()
-                    if kind != "oui_vendor"
-                    for v in vs
-                    if baseline is not None and baseline.enforcing and not baseline.knows(kind, v)
-                )
-                observed: dict[str, Any] = {k: list(v) for k, v in finding.evidence.items()}
-                observed["new_to_baseline"] = new
-                event = make_event(
-                    p.device_id, device, detector_for(finding.rule_id), "info",
-                    finding.summary, p.end, observed,
-                    {"rule": finding.rule_id, "title": finding.title,
-                     "baseline_state": baseline.state if baseline is not None else None},
-                    finding.references, signature=finding.rule_id,
-                )  # fmt: skip
-                # The rule's author weighed the device. What it always did (its baseline, or
-                # all there is while it learns) is a standing exposure, for the record.
-                event.severity = finding.severity if new else "info"
-                event.refresh_only = refresh
-                events.append(event)
-        return events
+    ) -> Event:
+        baseline = baselines.get(profile.device_id) if baselines is not None else None
+        new = sorted(
+            v
+            for kind, vs in finding.evidence.items()
+            if kind != "oui_vendor"
+            for v in vs
+            if baseline is not None and baseline.enforcing and not baseline.knows(kind, v)
+        )
+        observed: dict[str, Any] = {k: list(v) for k, v in finding.evidence.items()}
+        observed["new_to_baseline"] = new
+        event = make_event(
+            profile.device_id, device, detector_for(finding.rule_id), "info",
+            finding.summary, profile.end, observed,
+            {"rule": finding.rule_id, "title": finding.title,
+             "baseline_state": baseline.state if baseline is not None else None},
+            finding.references, signature=finding.rule_id,
+        )  # fmt: skip
+        # The rule's author weighed the device. What it always did (its baseline, or
+        # all there is while it learns) is a standing exposure, for the record.
+        event.severity = finding.severity if new else "info"
+        return event
