@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
-packages=(libpcap0.8 libpcap-dev tcpdump tshark iproute2 libcap2-bin)
+packages=(libpcap0.8 libpcap-dev tcpdump tshark iproute2 libcap2-bin gcc)
+# Debian's own Python needs pip and headers (pcapy-ng builds against libpcap where no wheel fits)
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  packages+=(python3-pip python3-dev)
+fi
 if [ "$dev" = 1 ]; then
   packages+=(tcpreplay prometheus prometheus-alertmanager dnsmasq-base mosquitto nmap
              busybox tftpd-hpa telnet openssl systemd)
