@@ -34,7 +34,9 @@ class Flow:
     bytes: list[int] = field(default_factory=lambda: [0, 0])
     server_side: int = -1  # known once a SYN-ACK or a UDP reply is seen
     app: str | None = None  # application protocol recognised by content
-    inspect_budget: int = 4  # payload packets still to hand to the application decoders
+    # payload packets still to hand to the application decoders before the protocol is known:
+    # every protocol decoded here shows itself in the first message of one side or the other
+    inspect_budget: int = 4
     devices: list[str | None] = field(default_factory=lambda: [None, None])
     peers: list[str] = field(default_factory=lambda: ["", ""])  # how each side names the other
     addresses: tuple[str, str] = ("", "")

@@ -53,9 +53,6 @@ WindowCallback = Callable[[list[WindowProfile], "Analysis"], None]
 
 # UDP ports whose datagrams always go to an application decoder
 INSPECTED_UDP_PORTS = frozenset({53, 67, 68, 1900, 5353, 5355})
-# payload packets of a TCP flow handed to the decoders before its protocol is known: every
-# protocol decoded here shows itself in the first message of one side or the other
-INITIAL_INSPECT_BUDGET = 4
 # protocols whose every (small) payload packet carries metadata worth counting
 FOLLOWED_APPS = frozenset({"hl7", "dicom"})
 FOLLOWED_MAX_PAYLOAD = 4096
@@ -496,7 +493,6 @@ class Analysis:
             client = sender_side
         addresses = (format_ip(version, a[0], a[1]), format_ip(version, b[0], b[1]))
         flow = Flow(key=key, first_seen=when, last_seen=when, client_side=client)
-        flow.inspect_budget = INITIAL_INSPECT_BUDGET
         flow.addresses = addresses
         self.flows[key] = flow
         for address in addresses:
