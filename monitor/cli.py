@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from monitor import __version__, commands
+from monitor.runtime import tune_garbage_collector
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_garbage_collector()
     try:
         result: int = args.func(args)
         return result

@@ -2,14 +2,24 @@
 
 A flow is one bidirectional conversation between two endpoints (IP, port) over one IP
 protocol. Per batch, packets are grouped by flow with a 64-bit key computed in a compiled
-loop and sorted once; Python then touches each *flow* of the batch, not each packet.
+loop and sorted once. ``FlowTable`` keeps the live flows: a compiled open-addressing index
+from key to slot, the per-flow counters as array columns updated for a whole batch at once,
+and one small ``Flow`` record per flow for what Python needs (addresses, owners, peers,
+application). Python therefore touches a flow when it starts, when its service or protocol
+becomes known and when one of its packets needs an application decoder, never per packet.
 
-Promise: grouping is exact up to 64-bit hash collisions of distinct flows within one batch
-(about 1e-10 per batch of 65,536 packets); everything per flow is kept in ``Flow`` objects.
+Promises:
+- grouping is exact up to 64-bit hash collisions of distinct flows (about 3e-8 with a
+  million live flows);
+- the table is bounded: flows idle longer than their transport's timeout are evicted
+  (TCP 600 s, others 300 s, as Suricata's established-flow timeouts), and when
+  ``max_flows`` are live the least recently seen go first; ``evicted`` counts both. A flow
+  that resumes after eviction is a new flow record, as in Zeek and Suricata.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numba
@@ -20,27 +30,29 @@ FlowKey = tuple[int, int, int, int, int, int, int, int]
 """(ip_version, a_hi, a_lo, b_hi, b_lo, protocol, a_port, b_port), endpoint a <= endpoint b."""
 
 TRANSPORT_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+IDLE_TIMEOUT_TCP = 600.0
+IDLE_TIMEOUT_OTHER = 300.0
+DEFAULT_MAX_FLOWS = 500_000
+# payload packets handed to the application decoders before a flow's protocol is known:
+# every protocol decoded here shows itself in the first message of one side or the other
+INSPECT_BUDGET = 4
 
 
 @dataclass(slots=True)
 class Flow:
-    """One bidirectional flow. Side 0 is endpoint a of the key, side 1 endpoint b."""
+    """What Python keeps of one live flow. Side 0 is endpoint a of the key, side 1 endpoint
+    b. Packet and byte counters live in ``FlowTable``'s columns under ``slot``."""
 
+    slot: int
     key: FlowKey
     first_seen: float
-    last_seen: float
     client_side: int
-    packets: list[int] = field(default_factory=lambda: [0, 0])
-    bytes: list[int] = field(default_factory=lambda: [0, 0])
-    server_side: int = -1  # known once a SYN-ACK or a UDP reply is seen
-    app: str | None = None  # application protocol recognised by content
-    # payload packets still to hand to the application decoders before the protocol is known:
-    # every protocol decoded here shows itself in the first message of one side or the other
-    inspect_budget: int = 4
+    addresses: tuple[str, str] = ("", "")
     devices: list[str | None] = field(default_factory=lambda: [None, None])
     peers: list[str] = field(default_factory=lambda: ["", ""])  # how each side names the other
-    addresses: tuple[str, str] = ("", "")
     peer_names: list[str | None] = field(default_factory=lambda: [None, None])  # from DNS
+    server_side: int = -1  # known once a SYN-ACK or a UDP reply is seen
+    app: str | None = None  # application protocol recognised by content
 
     @property
     def transport(self) -> str:
@@ -54,6 +66,220 @@ class Flow:
         """``tcp/2575``: the server's port when known, else the port the client sent to."""
         side = self.server_side if self.server_side >= 0 else 1 - self.client_side
         return f"{self.transport}/{self.port(side)}"
+
+
+class FlowTable:
+    """The live flows: see the module docstring. Columns are indexed by slot."""
+
+    def __init__(self, max_flows: int = DEFAULT_MAX_FLOWS, initial: int = 4096) -> None:
+        if max_flows < 1:
+            raise ValueError("max_flows must be at least 1")
+        self.max_flows = max_flows
+        self.created = 0  # flow records ever started
+        self.evicted: Counter[str] = Counter()  # reason ("idle", "full") -> flows
+        self.records: list[Flow | None] = []
+        self._free: list[int] = []
+        self._index_keys = np.zeros(0, np.uint64)
+        self._index_slots = np.zeros(0, np.int64)
+        capacity = max(1, min(initial, max_flows))
+        self.hash = np.zeros(capacity, np.uint64)
+        self.live = np.zeros(capacity, np.bool_)
+        self.packets = np.zeros((capacity, 2), np.int64)
+        self.bytes = np.zeros((capacity, 2), np.int64)
+        self.last_seen = np.zeros(capacity, np.float64)
+        self.server_side = np.full(capacity, -1, np.int8)
+        self.timeout = np.zeros(capacity, np.float64)
+        self.budget = np.zeros(capacity, np.int64)
+        self.followed = np.zeros(capacity, np.bool_)
+        # per side: the pipeline's accounting ids (profile key, conversation), -1 for none
+        self.account = np.full((capacity, 2), -1, np.int64)
+        self.conversation = np.full((capacity, 2), -1, np.int64)
+        self.label = np.zeros(capacity, np.int64)  # protocol label id, for protocol counts
+        self._rebuild_index(capacity)
+
+    def __len__(self) -> int:
+        return len(self.records) - len(self._free)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.hash.shape[0])
+
+    def flows(self) -> list[Flow]:
+        return [flow for flow in self.records if flow is not None]
+
+    # ---- lookup and insertion ----
+    def lookup(self, hashes: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """The slot of each flow key hash, -1 for flows not in the table."""
+        out = np.empty(hashes.shape[0], np.int64)
+        _index_lookup(self._index_keys, self._index_slots, hashes, out)
+        return out
+
+    def make_room(self, needed: int, keep: npt.NDArray[np.int64]) -> None:
+        """Evict least recently seen flows (never those in ``keep``) until ``needed`` new
+        ones fit under ``max_flows``."""
+        excess = len(self) + needed - self.max_flows
+        if excess <= 0:
+            return
+        # evict in bulk so a flood does not pay a full scan per new flow
+        count = max(excess, self.max_flows // 16)
+        candidates = self.live.copy()
+        candidates[keep[keep >= 0]] = False
+        slots = np.flatnonzero(candidates)
+        if slots.shape[0] > count:
+            order = np.argpartition(self.last_seen[slots], count - 1)[:count]
+            slots = slots[order]
+        self.evict(slots, "full")
+
+    def allocate(
+        self, hashes: npt.NDArray[np.uint64], protocols: npt.NDArray[np.uint8]
+    ) -> npt.NDArray[np.int64]:
+        """Slots for new flows (the caller has made room and sets ``records[slot]``)."""
+        count = hashes.shape[0]
+        reused = [self._free.pop() for _ in range(min(count, len(self._free)))]
+        fresh = count - len(reused)
+        first_fresh = len(self.records)
+        if first_fresh + fresh > self.capacity:
+            capacity = self.capacity
+            while capacity < first_fresh + fresh:
+                capacity *= 2
+            # one batch may bring more new flows than max_flows: they are tracked until the
+            # next batch makes room
+            self._grow(max(min(self.max_flows, capacity), first_fresh + fresh))
+        self.records.extend([None] * fresh)
+        slots = np.array(reused + list(range(first_fresh, first_fresh + fresh)), np.int64)
+        self.hash[slots] = hashes
+        self.live[slots] = True
+        self.packets[slots] = 0
+        self.bytes[slots] = 0
+        self.last_seen[slots] = 0.0
+        self.server_side[slots] = -1
+        self.timeout[slots] = np.where(protocols == 6, IDLE_TIMEOUT_TCP, IDLE_TIMEOUT_OTHER)
+        self.budget[slots] = INSPECT_BUDGET
+        self.followed[slots] = False
+        self.account[slots] = -1
+        self.conversation[slots] = -1
+        self.label[slots] = 0
+        self.created += count
+        _index_insert(self._index_keys, self._index_slots, hashes, slots)
+        return slots
+
+    # ---- eviction ----
+    def idle(self, now: float) -> npt.NDArray[np.int64]:
+        """Slots of live flows idle longer than their timeout at capture time ``now``."""
+        return np.flatnonzero(self.live & (self.last_seen + self.timeout < now))
+
+    def evict(self, slots: npt.NDArray[np.int64], reason: str) -> None:
+        if slots.shape[0] == 0:
+            return
+        _index_remove(self._index_keys, self._index_slots, self.hash[slots])
+        self.live[slots] = False
+        for slot in slots.tolist():
+            self.records[slot] = None
+            self._free.append(slot)
+        self.evicted[reason] += int(slots.shape[0])
+
+    # ---- storage ----
+    def _grow(self, capacity: int) -> None:
+        old = self.capacity
+        for name in (
+            "hash",
+            "live",
+            "packets",
+            "bytes",
+            "last_seen",
+            "server_side",
+            "timeout",
+            "budget",
+            "followed",
+            "account",
+            "conversation",
+            "label",
+        ):
+            column = getattr(self, name)
+            grown = np.zeros((capacity, *column.shape[1:]), column.dtype)
+            grown[:old] = column
+            setattr(self, name, grown)
+        self._rebuild_index(capacity)
+
+    def _rebuild_index(self, capacity: int) -> None:
+        size = 1
+        while size < capacity * 4:
+            size *= 2
+        self._index_keys = np.zeros(size, np.uint64)
+        self._index_slots = np.full(size, -1, np.int64)
+        slots = np.flatnonzero(self.live)
+        _index_insert(self._index_keys, self._index_slots, self.hash[slots], slots)
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def _index_lookup(
+    index_keys: npt.NDArray[np.uint64],
+    index_slots: npt.NDArray[np.int64],
+    hashes: npt.NDArray[np.uint64],
+    out: npt.NDArray[np.int64],
+) -> None:
+    mask = np.uint64(index_keys.shape[0] - 1)
+    for i in range(hashes.shape[0]):
+        h = hashes[i]
+        p = (h >> np.uint64(20)) & mask
+        out[i] = -1
+        while index_keys[p] != 0:
+            if index_keys[p] == h:
+                out[i] = index_slots[p]
+                break
+            p = (p + np.uint64(1)) & mask
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def _index_insert(
+    index_keys: npt.NDArray[np.uint64],
+    index_slots: npt.NDArray[np.int64],
+    hashes: npt.NDArray[np.uint64],
+    slots: npt.NDArray[np.int64],
+) -> None:
+    mask = np.uint64(index_keys.shape[0] - 1)
+    for i in range(hashes.shape[0]):
+        h = hashes[i]
+        p = (h >> np.uint64(20)) & mask
+        while index_keys[p] != 0 and index_keys[p] != h:
+            p = (p + np.uint64(1)) & mask
+        index_keys[p] = h
+        index_slots[p] = slots[i]
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def _index_remove(
+    index_keys: npt.NDArray[np.uint64],
+    index_slots: npt.NDArray[np.int64],
+    hashes: npt.NDArray[np.uint64],
+) -> None:
+    """Linear-probing deletion by backward shift: no tombstones, so lookups stay short."""
+    mask = np.uint64(index_keys.shape[0] - 1)
+    one = np.uint64(1)
+    for i in range(hashes.shape[0]):
+        h = hashes[i]
+        p = (h >> np.uint64(20)) & mask
+        while index_keys[p] != 0 and index_keys[p] != h:
+            p = (p + one) & mask
+        if index_keys[p] == 0:
+            continue
+        index_keys[p] = 0
+        index_slots[p] = -1
+        q = p
+        while True:
+            q = (q + one) & mask
+            k = index_keys[q]
+            if k == 0:
+                break
+            ideal = (k >> np.uint64(20)) & mask
+            # the entry at q may fill the hole at p unless its ideal place lies in (p, q]
+            stays = (p < ideal <= q) if p <= q else (ideal > p or ideal <= q)
+            if not stays:
+                index_keys[p] = k
+                index_slots[p] = index_slots[q]
+                index_keys[q] = 0
+                index_slots[q] = -1
+                p = q
 
 
 @numba.njit(cache=True, inline="always")  # type: ignore[misc]
@@ -186,3 +412,72 @@ def message_starts(
             starts[i] = True
         last_seen[g] = t
     return starts
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def row_keys(
+    a: npt.NDArray[np.uint64],
+    b: npt.NDArray[np.uint64],
+    c: npt.NDArray[np.uint64],
+    d: npt.NDArray[np.uint64],
+) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of each row of four columns: grouping rows by it is a one-column sort,
+    where ``np.unique(axis=0)`` would sort structured rows (ten times slower)."""
+    out = np.empty(a.shape[0], np.uint64)
+    for i in range(a.shape[0]):
+        h = _mix(np.uint64(0x100000001B3), a[i])
+        h = _mix(h, b[i])
+        h = _mix(h, c[i])
+        out[i] = _mix(h, d[i])
+    return out
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def group_keys(
+    keys: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Group equal keys in one hashing pass (``np.unique`` sorts, several times slower).
+    Returns, with groups numbered in order of first appearance: each group's first index,
+    each key's group, and each group's size."""
+    n = keys.shape[0]
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = np.uint64(size - 1)
+    table_keys = np.empty(size, np.uint64)
+    table_groups = np.full(size, -1, np.int64)
+    first = np.empty(n, np.int64)
+    counts = np.zeros(n, np.int64)
+    inverse = np.empty(n, np.int64)
+    groups = 0
+    for i in range(n):
+        k = keys[i]
+        p = _mix(k, np.uint64(0x51ED27)) & mask
+        while True:
+            g = table_groups[p]
+            if g < 0:
+                table_keys[p] = k
+                table_groups[p] = groups
+                first[groups] = i
+                g = groups
+                groups += 1
+                break
+            if table_keys[p] == k:
+                break
+            p = (p + np.uint64(1)) & mask
+        inverse[i] = g
+        counts[g] += 1
+    return first[:groups], inverse, counts[:groups]
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def group_max(
+    groups: npt.NDArray[np.int64], values: npt.NDArray[np.float64], count: int
+) -> npt.NDArray[np.float64]:
+    """The largest value per group (``np.maximum.at`` without its per-element overhead)."""
+    out = np.full(count, -np.inf)
+    for i in range(groups.shape[0]):
+        g = groups[i]
+        if values[i] > out[g]:
+            out[g] = values[i]
+    return out

@@ -27,6 +27,7 @@ ROUTER_ADDRESS_THRESHOLD = 16
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+@functools.lru_cache(maxsize=65536)
 def format_mac(value: int) -> str:
     raw = f"{value:012x}"
     return ":".join(raw[i : i + 2] for i in range(0, 12, 2))

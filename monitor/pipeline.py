@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -35,12 +35,17 @@ from monitor.decode.headers import (
     decode_headers,
 )
 from monitor.flows import (
+    DEFAULT_MAX_FLOWS,
     Flow,
     FlowKey,
+    FlowTable,
     could_be_metadata,
     flow_keys,
+    group_keys,
+    group_max,
     message_starts,
     payload_keys,
+    row_keys,
     take_within_budget,
 )
 from monitor.inventory import Inventory, address_scope, format_mac, is_group_mac
@@ -75,15 +80,39 @@ class SourceStats:
 
 @dataclass(slots=True)
 class _WindowState:
+    """An open window: its profiles, and what flows added to them since it opened, kept as
+    arrays (packets per accounting key, message times per conversation) until it closes,
+    so a busy window costs Python once per key, not once per key per batch."""
+
     start: float
     end: float
     profiles: dict[str, WindowProfile] = field(default_factory=dict)
+    account_packets: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    messages: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = field(
+        default_factory=list
+    )
+
+    def add_packets(
+        self, accounts: npt.NDArray[np.int64], packets: npt.NDArray[np.int64], size: int
+    ) -> None:
+        if self.account_packets.shape[0] < size:
+            grown = np.zeros(max(size, 2 * self.account_packets.shape[0]), np.int64)
+            grown[: self.account_packets.shape[0]] = self.account_packets
+            self.account_packets = grown
+        np.add.at(self.account_packets, accounts, packets)
 
 
 def format_ip(version: int, hi: int, lo: int) -> str:
     if version == 4:
         return str(ipaddress.IPv4Address(lo))
     return str(ipaddress.IPv6Address((hi << 64) | lo))
+
+
+# capture time between sweeps of the flow table for idle flows
+FLOW_SWEEP_SECONDS = 10.0
+# interned accounting keys beyond this many per live flow are compacted away
+KEYS_PER_FLOW = 4
+ADDRESS_CACHE_SIZE = 65_536
 
 
 class Analysis:
@@ -94,13 +123,14 @@ class Analysis:
         signatures: SignatureLibrary | None = None,
         window_seconds: float = 60.0,
         on_window: WindowCallback | None = None,
+        max_flows: int = DEFAULT_MAX_FLOWS,
     ) -> None:
         self.signatures = signatures
         self.window_seconds = float(window_seconds)
         self.on_window = on_window
         self.inventory = Inventory()
         self.devices: dict[str, Device] = self.inventory.devices
-        self.flows: dict[FlowKey, Flow] = {}
+        self.flows = FlowTable(max_flows)
         self.capture_stats: dict[str, SourceStats] = {}
         self.decode_errors: Counter[str] = Counter()
         self.file_errors: list[CaptureError] = []
@@ -115,9 +145,22 @@ class Analysis:
         self._packet_window: npt.NDArray[np.int64] = np.zeros(0, np.int64)
         self._window_starts: list[float] = []
         self._dns_names: dict[str, str] = {}  # address -> name a device resolved it as
-        self._conversation_last: dict[tuple[str, str], float] = {}
         self._new_flows_by_address: dict[str, list[Flow]] = {}
         self._new_flows: list[Flow] = []
+        self._next_sweep = float("-inf")
+        self._addresses: dict[tuple[int, int, int], str] = {}
+        # Interned per-side accounting keys of flows, so a batch aggregates by integer:
+        # (device, peer, service, protocol) for window profiles, (device, "peer|service") for
+        # cadence, and the flow's protocol label for the protocol counts.
+        self._account_ids: dict[tuple[str, str, str, str], int] = {}
+        self._account_keys: list[tuple[str, str, str, str]] = []
+        self._conversation_ids: dict[tuple[str, str], int] = {}
+        self._conversation_keys: list[tuple[str, str]] = []
+        self._conversation_last: npt.NDArray[np.float64] = np.full(1024, -1.0)
+        self._label_ids: dict[str, int] = {}
+        self._label_names: list[str] = []
+        # facts noted while a batch is processed, applied once per distinct fact at its end
+        self._pending_notes: dict[tuple[str, str, str, float], list[float]] | None = None
 
     # ------------------------------------------------------------------ public API
     def feed(self, batch: FrameBatch) -> None:
@@ -149,7 +192,12 @@ class Analysis:
             newest = round(next(reversed(self._windows)) * 1e9) // window_ns
             window_ids = np.maximum(window_ids, newest)
         window_ids = np.maximum.accumulate(window_ids)
-        starts, self._packet_window = np.unique(window_ids, return_inverse=True)
+        # non-decreasing: each change starts the next window of the batch
+        changes = np.flatnonzero(np.diff(window_ids)) + 1
+        starts = window_ids[np.concatenate(([0], changes))]
+        self._packet_window = np.zeros(window_ids.shape[0], np.int64)
+        self._packet_window[changes] = 1
+        np.cumsum(self._packet_window, out=self._packet_window)
         self._window_starts = [int(w) * window_ns / 1e9 for w in starts.tolist()]
         for start in self._window_starts:
             if start not in self._windows:
@@ -161,11 +209,13 @@ class Analysis:
         newest_start = self._window_starts[-1]
         for start in [w for w in self._windows if w < newest_start]:
             self._close_window(start)
+        self._sweep_flows(self.last_time)
 
     def tick(self, now: float) -> None:
         """Close the windows that capture time ``now`` is past (a quiet wire)."""
         for start in [w for w, state in self._windows.items() if now >= state.end]:
             self._close_window(start)
+        self._sweep_flows(now)
 
     def finish(self) -> None:
         """Close the open windows and classify what is still unclassified."""
@@ -188,9 +238,11 @@ class Analysis:
 
     # ------------------------------------------------------------------ windows
     def _close_window(self, start: float) -> None:
-        window = self._windows.pop(start, None)
+        window = self._windows.get(start)
         if window is None:
             return
+        self._settle(window)
+        del self._windows[start]
         self.classify()
         if self.on_window is not None:
             self.on_window(sorted(window.profiles.values(), key=lambda p: p.device_id), self)
@@ -221,11 +273,41 @@ class Analysis:
         times: int = 1,
         last: float | None = None,
     ) -> None:
-        """Record a fact about ``device`` in the inventory and in its window's profile."""
+        """Record a fact about ``device`` in the inventory and in its window's profile.
+        Inside a batch the sightings are summed and applied when the batch ends (a fact keeps
+        its first time, last time and count, so the order of sightings does not matter)."""
+        window = self._window_at(when) if self._windows else None
+        pending = self._pending_notes
+        if pending is not None and window is not None:
+            key = (device.id, kind, value, window)
+            seen = pending.get(key)
+            end = when if last is None or last < when else last
+            if seen is None:
+                pending[key] = [times, when, end]
+            else:
+                seen[0] += times
+                if when < seen[1]:
+                    seen[1] = when
+                if end > seen[2]:
+                    seen[2] = end
+            return
         self.inventory.note(device, kind, value, when, times, last)
-        if self._windows:
-            seen = self._profile(device.id, self._window_at(when)).facts.setdefault(kind, {})
-            seen[value] = seen.get(value, 0) + times
+        if window is not None:
+            seen_in = self._profile(device.id, window).facts.setdefault(kind, {})
+            seen_in[value] = seen_in.get(value, 0) + times
+
+    def _apply_notes(self) -> None:
+        pending, self._pending_notes = self._pending_notes, None
+        if not pending:
+            return
+        for (device_id, kind, value, window), (times, first, last) in pending.items():
+            device = self.devices.get(device_id)
+            if device is None:
+                continue
+            count = int(times)
+            self.inventory.note(device, kind, value, first, count, last)
+            seen_in = self._profile(device_id, window).facts.setdefault(kind, {})
+            seen_in[value] = seen_in.get(value, 0) + count
 
     # ------------------------------------------------------------------ one batch
     def _process(
@@ -233,10 +315,14 @@ class Analysis:
     ) -> None:
         sl = slice(0, len(batch))
         t = seconds
-        src_dev, dst_dev, device_list = self._resolve_devices(table, t, sl)
-        self._account_devices(table, t, sl, src_dev, dst_dev, device_list)
-        self._bind_addresses(table, t, sl, src_dev, device_list)
-        self._account_flows(batch, table, t, sl)
+        self._pending_notes = {}
+        try:
+            src_dev, dst_dev, device_list = self._resolve_devices(table, t, sl)
+            self._account_devices(table, t, sl, src_dev, dst_dev, device_list)
+            self._bind_addresses(table, t, sl, src_dev, device_list)
+            self._account_flows(batch, table, t, sl)
+        finally:
+            self._apply_notes()
 
     def _resolve_devices(
         self, table: PacketTable, t: npt.NDArray[np.float64], sl: slice
@@ -260,16 +346,16 @@ class Analysis:
 
         has_l2 = src_mac != 0
         if has_l2.any():
-            macs, first, inverse = np.unique(src_mac, return_index=True, return_inverse=True)
-            slots = np.full(macs.shape[0], -1, np.int64)
-            for j, mac in enumerate(macs.tolist()):
+            first, inverse, _ = group_keys(src_mac)
+            slots = np.full(first.shape[0], -1, np.int64)
+            for j, mac in enumerate(src_mac[first].tolist()):
                 if mac == 0 or is_group_mac(mac):
                     continue
                 slots[j] = slot(self.inventory.device_for_mac(mac, float(t[first[j]])))
             src_dev = slots[inverse]
-            dmacs, dinverse = np.unique(dst_mac, return_inverse=True)
-            dslots = np.full(dmacs.shape[0], -1, np.int64)
-            for j, mac in enumerate(dmacs.tolist()):
+            dfirst, dinverse, _ = group_keys(dst_mac)
+            dslots = np.full(dfirst.shape[0], -1, np.int64)
+            for j, mac in enumerate(dst_mac[dfirst].tolist()):
                 if mac == 0 or is_group_mac(mac):
                     continue
                 known = self.devices.get(format_mac(mac))
@@ -283,15 +369,15 @@ class Analysis:
                 ("src", src_dev, table.src_ip_hi[sl], table.src_ip_lo[sl]),
                 ("dst", dst_dev, table.dst_ip_hi[sl], table.dst_ip_lo[sl]),
             ):
-                pairs = np.stack([hi_col[rows], lo_col[rows]], axis=1)
-                uniq, first, inverse = np.unique(
-                    pairs, axis=0, return_index=True, return_inverse=True
-                )
                 versions = table.ip_version[sl][rows]
-                slots = np.full(uniq.shape[0], -1, np.int64)
-                for j in range(uniq.shape[0]):
-                    row = rows[first[j]]
-                    address = format_ip(int(versions[first[j]]), int(uniq[j, 0]), int(uniq[j, 1]))
+                zero = np.zeros(rows.shape[0], np.uint64)
+                pair_keys = row_keys(hi_col[rows], lo_col[rows], versions.astype(np.uint64), zero)
+                first, inverse, _ = group_keys(pair_keys)
+                slots = np.full(first.shape[0], -1, np.int64)
+                for j in range(first.shape[0]):
+                    f = int(first[j])
+                    row = rows[f]
+                    address = self._address(int(versions[f]), int(hi_col[row]), int(lo_col[row]))
                     if address_scope(address) != "internal":
                         continue
                     if side == "src":
@@ -377,33 +463,45 @@ class Analysis:
             rows = np.flatnonzero(mask)
             if rows.shape[0] == 0:
                 continue
-            keys = np.stack(
-                [
-                    src_dev[rows].astype(np.uint64),
-                    table.src_ip_hi[sl][rows],
-                    table.src_ip_lo[sl][rows],
-                    version[rows].astype(np.uint64),
-                ],
-                axis=1,
-            )
-            uniq, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
-            for j in range(uniq.shape[0]):
-                dev_index, hi, lo, ver = (int(x) for x in uniq[j])
+            dev_col = src_dev[rows].astype(np.uint64)
+            hi_col = table.src_ip_hi[sl][rows]
+            lo_col = table.src_ip_lo[sl][rows]
+            ver_col = version[rows].astype(np.uint64)
+            keys = row_keys(dev_col, hi_col, lo_col, ver_col)
+            first, _, counts = group_keys(keys)
+            for j in range(first.shape[0]):
+                r = int(first[j])
+                dev_index, hi, lo, ver = (
+                    int(dev_col[r]),
+                    int(hi_col[r]),
+                    int(lo_col[r]),
+                    int(ver_col[r]),
+                )
                 if authoritative:
                     if lo == 0:  # ARP probe from 0.0.0.0
                         continue
-                    address = format_ip(4, 0, lo)
+                    address = self._address(4, 0, lo)
                 else:
-                    address = format_ip(ver, hi, lo)
+                    address = self._address(ver, hi, lo)
                 self.inventory.bind(
                     devices[dev_index],
                     address,
-                    float(t[rows[first[j]]]),
+                    float(t[rows[r]]),
                     authoritative,
                     int(counts[j]),
                 )
 
     # ------------------------------------------------------------------ flows
+    def _address(self, version: int, hi: int, lo: int) -> str:
+        """The text form of an address, from a bounded cache (formatting is slow)."""
+        key = (version, hi, lo)
+        text = self._addresses.get(key)
+        if text is None:
+            if len(self._addresses) >= ADDRESS_CACHE_SIZE:
+                self._addresses.clear()
+            text = self._addresses[key] = format_ip(version, hi, lo)
+        return text
+
     def _account_flows(
         self, batch: FrameBatch, table: PacketTable, t: npt.NDArray[np.float64], sl: slice
     ) -> None:
@@ -412,8 +510,6 @@ class Analysis:
         keys = np.empty(n, np.uint64)
         direction = np.empty(n, np.uint8)
         proto = table.protocol[sl]
-        sport = table.src_port[sl]
-        dport = table.dst_port[sl]
         flow_keys(
             version,
             table.src_ip_hi[sl],
@@ -421,8 +517,8 @@ class Analysis:
             table.dst_ip_hi[sl],
             table.dst_ip_lo[sl],
             proto,
-            sport,
-            dport,
+            table.src_port[sl],
+            table.dst_port[sl],
             keys,
             direction,
         )
@@ -430,107 +526,162 @@ class Analysis:
         if not has_flow.any():
             return
         rows = np.flatnonzero(has_flow)
-        uniq, first, inverse = np.unique(keys[rows], return_index=True, return_inverse=True)
+        first, inverse, _ = group_keys(keys[rows])
+        uniq = keys[rows][first]
         groups = np.full(n, -1, np.int64)
-        groups[rows] = inverse.reshape(-1)
+        groups[rows] = inverse
         m = uniq.shape[0]
-        length = table.wire_length[sl].astype(np.int64)
-        nw = len(self._window_starts)
-        flow_window = np.bincount(
-            groups[rows] * nw + self._packet_window[sl][rows], minlength=m * nw
-        ).reshape(m, nw)
-        side_index = groups[rows] * 2 + direction[rows]
-        packets = np.bincount(side_index, minlength=2 * m).reshape(m, 2)
-        volume = np.bincount(side_index, weights=length[rows], minlength=2 * m).reshape(m, 2)
-        flags = table.tcp_flags[sl]
-        synack = (proto == PROTO_TCP) & ((flags & 0x12) == 0x12)
-        synack_side = np.full(m, -1, np.int64)
-        sa_rows = np.flatnonzero(synack)
-        synack_side[groups[sa_rows]] = direction[sa_rows]
-        last = np.zeros(m)
-        np.maximum.at(last, groups[rows], t[rows])
+        first_rows = rows[first]
+        flows = self.flows
+        slots = flows.lookup(uniq)
+        new = np.flatnonzero(slots < 0)
+        if new.shape[0]:
+            flows.make_room(new.shape[0], slots)
+            slots[new] = flows.allocate(uniq[new], proto[first_rows[new]])
 
-        flow_list: list[Flow] = []
+        side_index = groups[rows] * 2 + direction[rows]
+        length = table.wire_length[sl][rows].astype(np.int64)
+        flows.packets[slots] += np.bincount(side_index, minlength=2 * m).reshape(m, 2)
+        flows.bytes[slots] += (
+            np.bincount(side_index, weights=length, minlength=2 * m).reshape(m, 2).astype(np.int64)
+        )
+        last = group_max(inverse, t[rows], m)
+        flows.last_seen[slots] = np.maximum(flows.last_seen[slots], last)
+
+        flags = table.tcp_flags[sl]
         self._new_flows_by_address = {}
         self._new_flows = []
-        for j in range(m):
-            i = int(rows[first[j]])
-            flow = self._flow_for(table, sl, i, float(t[i]), int(direction[i]), flags)
-            flow_list.append(flow)
-            for side in (0, 1):
-                flow.packets[side] += int(packets[j, side])
-                flow.bytes[side] += int(volume[j, side])
-            flow.last_seen = max(flow.last_seen, float(last[j]))
-            if flow.server_side < 0:
-                if synack_side[j] >= 0:
-                    self._learn_service(flow, int(synack_side[j]), float(t[i]))
-                elif flow.key[5] == PROTO_UDP and flow.packets[0] and flow.packets[1]:
-                    self._learn_service(flow, 1 - flow.client_side, float(t[i]))
+        if new.shape[0]:
+            self._start_flows(table, sl, t, direction, flags, first_rows[new], slots[new])
 
-        self._inspect(batch, table, t, sl, groups, direction, flow_list)
+        # a service becomes known from a SYN-ACK, or from a UDP reply
+        synack = np.flatnonzero((proto == PROTO_TCP) & ((flags & 0x12) == 0x12))
+        synack_side = np.full(m, -1, np.int64)
+        synack_side[groups[synack]] = direction[synack]
+        both_sides = (flows.packets[slots] > 0).all(axis=1) & (proto[first_rows] == PROTO_UDP)
+        unknown = flows.server_side[slots] < 0
+        for j in np.flatnonzero(unknown & ((synack_side >= 0) | both_sides)).tolist():
+            flow = flows.records[int(slots[j])]
+            assert flow is not None
+            server = int(synack_side[j]) if synack_side[j] >= 0 else 1 - flow.client_side
+            self._learn_service(flow, server, float(t[first_rows[j]]))
+
+        self._inspect(batch, table, t, sl, groups, direction, slots)
         self._name_new_flows()
-        for j, w in zip(*(x.tolist() for x in np.nonzero(flow_window)), strict=True):
-            self._account_flow_window(flow_list[j], int(flow_window[j, w]), self._window_starts[w])
-        self._conversations(table, t, sl, groups, direction, flow_list)
+        self._account_flow_windows(groups[rows], slots, self._packet_window[sl][rows])
+        self._conversations(table, t, sl, groups, direction, slots)
 
-    def _flow_for(
-        self, table: PacketTable, sl: slice, i: int, when: float, direction: int, flags: Any
-    ) -> Flow:
-        base = sl.start + i
-        version = int(table.ip_version[base])
-        src = (int(table.src_ip_hi[base]), int(table.src_ip_lo[base]), int(table.src_port[base]))
-        dst = (int(table.dst_ip_hi[base]), int(table.dst_ip_lo[base]), int(table.dst_port[base]))
-        a, b = (dst, src) if direction else (src, dst)
-        key: FlowKey = (version, a[0], a[1], b[0], b[1], int(table.protocol[base]), a[2], b[2])
-        flow = self.flows.get(key)
-        if flow is not None:
-            return flow
-        sender_side = direction
+    def _start_flows(
+        self,
+        table: PacketTable,
+        sl: slice,
+        t: npt.NDArray[np.float64],
+        direction: npt.NDArray[np.uint8],
+        flags: npt.NDArray[np.uint8],
+        rows: npt.NDArray[np.int64],
+        slots: npt.NDArray[np.int64],
+    ) -> None:
+        """Records for the flows that start in this batch (``rows``: each one's first packet)."""
+        swap = direction[rows].astype(np.bool_)
+        columns = []
+        for mine, theirs in (
+            (table.src_ip_hi[sl][rows], table.dst_ip_hi[sl][rows]),
+            (table.src_ip_lo[sl][rows], table.dst_ip_lo[sl][rows]),
+            (table.src_port[sl][rows], table.dst_port[sl][rows]),
+        ):
+            columns.append(np.where(swap, theirs, mine).tolist())
+            columns.append(np.where(swap, mine, theirs).tolist())
+        a_hi, b_hi, a_lo, b_lo, a_port, b_port = columns
+        protocol = table.protocol[sl][rows]
         # a first packet that is a SYN-ACK was sent by the server: the client is the other side
-        if int(table.protocol[base]) == PROTO_TCP and (int(flags[i]) & 0x12) == 0x12:
-            client = 1 - sender_side
-        else:
-            client = sender_side
-        addresses = (format_ip(version, a[0], a[1]), format_ip(version, b[0], b[1]))
-        flow = Flow(key=key, first_seen=when, last_seen=when, client_side=client)
-        flow.addresses = addresses
-        self.flows[key] = flow
-        for address in addresses:
-            self._new_flows_by_address.setdefault(address, []).append(flow)
-        self._new_flows.append(flow)
-        owners = [self.inventory.owner_of(addr) for addr in addresses]
-        for side in (0, 1):
-            owner = owners[side]
-            flow.devices[side] = owner.id if owner is not None else None
-            other = addresses[1 - side]
-            other_owner = owners[1 - side]
-            flow.peers[side] = (
-                other_owner.id
-                if other_owner is not None
-                else (f"ext:{other}" if address_scope(other) == "external" else f"ip:{other}")
+        synack = (protocol == PROTO_TCP) & ((flags[rows] & 0x12) == 0x12)
+        client = np.where(synack, 1 - swap, swap).astype(np.int64).tolist()
+        pending = self._pending_notes
+        assert pending is not None
+        ip_owner = self.inventory.ip_owner
+        devices = self.devices
+        records = self.flows.records
+        by_address = self._new_flows_by_address
+        dns_names = self._dns_names
+        started: Counter[tuple[str, float]] = Counter()
+        for j, (version, proto, when, slot) in enumerate(
+            zip(
+                table.ip_version[sl][rows].tolist(),
+                protocol.tolist(),
+                t[rows].tolist(),
+                slots.tolist(),
+                strict=True,
             )
-        transport = flow.transport
-        for side in (0, 1):
-            owner = owners[side]
-            if owner is None:
-                continue
-            self.note(owner, "peer", flow.peers[side], when)
-            self.note(owner, "protocol", transport, when)
-            # named (peer_name fact) after the batch's DNS answers are in: see _resolved
-            flow.peer_names[side] = self._dns_names.get(addresses[1 - side])
-            if side == client:
-                self._profile(owner.id, self._window_at(when)).flows_started += 1
-        # Discovery and telemetry sent to a group (IntelliVue, WS-Discovery, SSDP) get no
-        # reply to learn the service from: the group port is the service the sender uses.
-        target = 1 - client
-        sender = owners[client]
-        group = address_scope(addresses[target]) == "multicast"
-        if flow.key[5] == PROTO_UDP and sender is not None and group:
-            self.note(sender, "service_used", f"udp/{flow.port(target)}", when)
-        return flow
+        ):
+            key: FlowKey = (
+                version,
+                a_hi[j],
+                a_lo[j],
+                b_hi[j],
+                b_lo[j],
+                proto,
+                a_port[j],
+                b_port[j],
+            )
+            addresses = (
+                self._address(version, a_hi[j], a_lo[j]),
+                self._address(version, b_hi[j], b_lo[j]),
+            )
+            owner_ids = [ip_owner.get(addresses[0]), ip_owner.get(addresses[1])]
+            owner_ids = [i if i is not None and i in devices else None for i in owner_ids]
+            flow = Flow(
+                slot=slot,
+                key=key,
+                first_seen=when,
+                client_side=client[j],
+                addresses=addresses,
+                devices=owner_ids,
+                peers=[
+                    owner_ids[1] or self._peer_label(addresses[1]),
+                    owner_ids[0] or self._peer_label(addresses[0]),
+                ],
+            )
+            records[slot] = flow
+            by_address.setdefault(addresses[0], []).append(flow)
+            by_address.setdefault(addresses[1], []).append(flow)
+            self._new_flows.append(flow)
+            window = self._window_at(when)
+            transport = flow.transport
+            for side in (0, 1):
+                device_id = owner_ids[side]
+                if device_id is None:
+                    continue
+                for fact in (("peer", flow.peers[side]), ("protocol", transport)):
+                    noted = (device_id, fact[0], fact[1], window)
+                    seen = pending.get(noted)
+                    if seen is None:
+                        pending[noted] = [1, when, when]
+                    else:
+                        seen[0] += 1
+                        seen[1] = min(seen[1], when)
+                        seen[2] = max(seen[2], when)
+                # named (peer_name fact) after the batch's DNS answers are in: see _resolved
+                flow.peer_names[side] = dns_names.get(addresses[1 - side])
+                if side == flow.client_side:
+                    started[(device_id, window)] += 1
+            # Discovery and telemetry sent to a group (IntelliVue, WS-Discovery, SSDP) get no
+            # reply to learn the service from: the group port is the service the sender uses.
+            target = 1 - flow.client_side
+            sender = owner_ids[flow.client_side]
+            to_group = proto == PROTO_UDP and address_scope(addresses[target]) == "multicast"
+            if to_group and sender is not None:
+                self.note(devices[sender], "service_used", f"udp/{flow.port(target)}", when)
+            self._rekey(flow)
+        for (device_id, window), count in started.items():
+            self._profile(device_id, window).flows_started += count
+
+    def _peer_label(self, address: str) -> str:
+        """How a peer that is no inventory device is named: ``ext:ADDR`` or ``ip:ADDR``."""
+        return f"ext:{address}" if address_scope(address) == "external" else f"ip:{address}"
 
     def _learn_service(self, flow: Flow, server_side: int, when: float) -> None:
         flow.server_side = server_side
+        self.flows.server_side[flow.slot] = server_side
         service = f"{flow.transport}/{flow.port(server_side)}"
         server = self.devices.get(flow.devices[server_side] or "")
         client = self.devices.get(flow.devices[1 - server_side] or "")
@@ -538,19 +689,121 @@ class Analysis:
             self.note(server, "service_offered", service, when)
         if client is not None:
             self.note(client, "service_used", service, when)
+        self._rekey(flow)
 
-    def _account_flow_window(self, flow: Flow, total: int, window_start: float) -> None:
+    def _rekey(self, flow: Flow) -> None:
+        """Intern the flow's accounting keys: called when its service or protocol changes."""
         service = flow.service()
         protocol = flow.app or flow.transport
-        self.protocol_packets[protocol] += total
+        label = self._label_ids.get(protocol)
+        if label is None:
+            label = self._label_ids[protocol] = len(self._label_names)
+            self._label_names.append(protocol)
+        flows = self.flows
+        flows.label[flow.slot] = label
         for side in (0, 1):
             device_id = flow.devices[side]
             if device_id is None:
                 continue
-            profile = self._profile(device_id, window_start)
-            profile.peers.add(flow.peers[side])
-            profile.services[service] = profile.services.get(service, 0) + total
-            profile.protocols[protocol] = profile.protocols.get(protocol, 0) + total
+            peer = flow.peers[side]
+            account = (device_id, peer, service, protocol)
+            a = self._account_ids.get(account)
+            if a is None:
+                a = self._account_ids[account] = len(self._account_keys)
+                self._account_keys.append(account)
+            flows.account[flow.slot, side] = a
+            conversation = (device_id, f"{peer}|{service}")
+            c = self._conversation_ids.get(conversation)
+            if c is None:
+                c = self._conversation_ids[conversation] = len(self._conversation_keys)
+                self._conversation_keys.append(conversation)
+                if c >= self._conversation_last.shape[0]:
+                    grown = np.full(self._conversation_last.shape[0] * 2, -1.0)
+                    grown[:c] = self._conversation_last[:c]
+                    self._conversation_last = grown
+            flows.conversation[flow.slot, side] = c
+
+    def _account_flow_windows(
+        self,
+        row_groups: npt.NDArray[np.int64],
+        slots: npt.NDArray[np.int64],
+        row_windows: npt.NDArray[np.int64],
+    ) -> None:
+        """Packets per (flow, window), summed per accounting key into the profiles of the
+        devices on either side, and per protocol label into ``protocol_packets``."""
+        nw = len(self._window_starts)
+        cell_keys = (row_groups * nw + row_windows).astype(np.uint64)
+        cell_first, _, totals = group_keys(cell_keys)
+        cells = cell_keys[cell_first].astype(np.int64)
+        cell_slots = slots[cells // nw]
+        cell_windows = cells % nw
+        flows = self.flows
+        per_label = np.bincount(flows.label[cell_slots], weights=totals)
+        for label in np.flatnonzero(per_label).tolist():
+            self.protocol_packets[self._label_names[label]] += int(per_label[label])
+        size = len(self._account_keys)
+        for side in (0, 1):
+            accounts = flows.account[cell_slots, side]
+            known = accounts >= 0
+            for w in np.unique(cell_windows[known]).tolist():
+                here = known & (cell_windows == w)
+                self._windows[self._window_starts[w]].add_packets(
+                    accounts[here], totals[here], size
+                )
+
+    def _settle(self, window: _WindowState) -> None:
+        """Move what flows added to an open window into its profiles."""
+        packets = window.account_packets
+        profiles = window.profiles
+        for account in np.flatnonzero(packets).tolist():
+            device_id, peer, service, protocol = self._account_keys[account]
+            profile = profiles.get(device_id) or self._profile(device_id, window.start)
+            profile.peers.add(peer)
+            count = int(packets[account])
+            profile.services[service] = profile.services.get(service, 0) + count
+            profile.protocols[protocol] = profile.protocols.get(protocol, 0) + count
+        window.account_packets = np.zeros(0, np.int64)
+        if not window.messages:
+            return
+        conversations = np.concatenate([c for c, _ in window.messages])
+        times = np.concatenate([t for _, t in window.messages])
+        window.messages = []
+        order = np.argsort(conversations, kind="stable")  # capture order within each
+        ids, bounds = np.unique(conversations[order], return_index=True)
+        ordered = times[order]
+        ends = [*bounds[1:].tolist(), ordered.shape[0]]
+        for c, begin, end in zip(ids.tolist(), bounds.tolist(), ends, strict=True):
+            device_id, conversation = self._conversation_keys[c]
+            profile = profiles.get(device_id) or self._profile(device_id, window.start)
+            kept = profile.conversations.setdefault(conversation, [])
+            room = MAX_MESSAGES_PER_WINDOW - len(kept)
+            if room > 0:
+                kept.extend(ordered[begin : min(end, begin + room)].tolist())
+
+    def _sweep_flows(self, now: float | None) -> None:
+        """Evict idle flows every ``FLOW_SWEEP_SECONDS`` of capture time, and drop the
+        interned keys no live flow uses any more."""
+        if now is None or now < self._next_sweep:
+            return
+        self._next_sweep = now + FLOW_SWEEP_SECONDS
+        self.flows.evict(self.flows.idle(now), "idle")
+        if len(self._account_keys) > KEYS_PER_FLOW * len(self.flows) + 4096:
+            self._compact_keys()
+
+    def _compact_keys(self) -> None:
+        for window in self._windows.values():
+            self._settle(window)
+        last_by_key = {
+            key: float(self._conversation_last[c]) for c, key in enumerate(self._conversation_keys)
+        }
+        self._account_ids, self._account_keys = {}, []
+        self._conversation_ids, self._conversation_keys = {}, []
+        self._label_ids, self._label_names = {}, []
+        self._conversation_last = np.full(1024, -1.0)
+        for flow in self.flows.flows():
+            self._rekey(flow)
+        for c, key in enumerate(self._conversation_keys):
+            self._conversation_last[c] = last_by_key.get(key, -1.0)
 
     # ------------------------------------------------------------------ application metadata
     def _inspect(
@@ -561,8 +814,10 @@ class Analysis:
         sl: slice,
         groups: npt.NDArray[np.int64],
         direction: npt.NDArray[np.uint8],
-        flow_list: list[Flow],
+        slots: npt.NDArray[np.int64],
     ) -> None:
+        flows = self.flows
+        records = flows.records
         proto = table.protocol[sl]
         payload_len = table.payload_length[sl]
         has_payload = (payload_len > 0) & (table.fragment[sl] != 2)
@@ -572,15 +827,12 @@ class Analysis:
             | np.isin(table.dst_port[sl], list(INSPECTED_UDP_PORTS))
         )
         tcp = has_payload & (proto == PROTO_TCP)
-        followed = np.array(
-            [f.app in FOLLOWED_APPS for f in flow_list] + [False], dtype=np.bool_
-        )  # index -1 (no flow) lands on the trailing False
+        group_followed = flows.followed[slots]
+        # index -1 (no flow) lands on the trailing False
+        followed = np.append(group_followed, False)
         small = payload_len <= FOLLOWED_MAX_PAYLOAD
         eligible = tcp & (~followed[groups] | small)
-        budget = np.array(
-            [UNLIMITED if f.app in FOLLOWED_APPS else f.inspect_budget for f in flow_list],
-            dtype=np.int64,
-        )
+        budget = np.where(group_followed, UNLIMITED, flows.budget[slots])
         chosen = take_within_budget(groups, eligible, budget)
         candidates = np.flatnonzero(chosen)
         if candidates.shape[0]:
@@ -588,9 +840,7 @@ class Analysis:
                 batch.buffer, table.payload_offset[sl][candidates], payload_len[candidates]
             )
             chosen[candidates[~plausible]] = False
-        for j, flow in enumerate(flow_list):
-            if flow.app not in FOLLOWED_APPS:
-                flow.inspect_budget = int(budget[j])
+        flows.budget[slots[~group_followed]] = budget[~group_followed]
         buffer = batch.buffer
         offsets = table.payload_offset[sl]
         # Announcements repeat byte for byte within a flow: decode each distinct one once,
@@ -600,11 +850,8 @@ class Analysis:
         if udp_rows.shape[0]:
             salt = groups[udp_rows] * 2 + direction[udp_rows]
             keys = payload_keys(buffer, offsets, payload_len, udp_rows, salt)
-            _, first, inverse, counts = np.unique(
-                keys, return_index=True, return_inverse=True, return_counts=True
-            )
-            last = np.zeros(first.shape[0])
-            np.maximum.at(last, inverse.reshape(-1), t[udp_rows])
+            first, inverse, counts = group_keys(keys)
+            last = group_max(inverse, t[udp_rows], first.shape[0])
             once = [
                 (int(udp_rows[f]), int(c), float(x))
                 for f, c, x in zip(first.tolist(), counts.tolist(), last.tolist(), strict=True)
@@ -615,7 +862,8 @@ class Analysis:
         recognised_at: dict[int, int] = {}  # flow group -> row where it became followed
         for i, repeats, last_time in once:
             group = int(groups[i])
-            flow = flow_list[group]
+            flow = records[int(slots[group])]
+            assert flow is not None
             was_followed = flow.app in FOLLOWED_APPS
             self._decode_row(batch, table, t, i, flow, int(direction[i]), repeats, last_time)
             if not was_followed and flow.app in FOLLOWED_APPS:
@@ -631,7 +879,8 @@ class Analysis:
         if rows.shape[0]:
             plausible = could_be_metadata(buffer, offsets[rows], payload_len[rows])
             for i in rows[plausible].tolist():
-                flow = flow_list[int(groups[i])]
+                flow = records[int(slots[groups[i]])]
+                assert flow is not None
                 self._decode_row(batch, table, t, i, flow, int(direction[i]), 1, float(t[i]))
 
     def _decode_row(
@@ -673,8 +922,11 @@ class Analysis:
         app, facts = found
         if flow.app is None:
             flow.app = app
+            if app in FOLLOWED_APPS:
+                self.flows.followed[flow.slot] = True
             if app in ("tls", "mqtt"):
-                flow.inspect_budget = 0  # what they reveal comes first: the rest is opaque
+                self.flows.budget[flow.slot] = 0  # what they reveal comes first: the rest is opaque
+            self._rekey(flow)
         if app in appmeta.FLOW_PROTOCOLS:
             for side in (0, 1):
                 device = self.devices.get(flow.devices[side] or "")
@@ -723,7 +975,7 @@ class Analysis:
         sl: slice,
         groups: npt.NDArray[np.int64],
         direction: npt.NDArray[np.uint8],
-        flow_list: list[Flow],
+        slots: npt.NDArray[np.int64],
     ) -> None:
         """Message times per (device, peer|service) conversation, for cadence."""
         proto = table.protocol[sl]
@@ -731,33 +983,21 @@ class Analysis:
         rows = np.flatnonzero(carries)
         if rows.shape[0] == 0:
             return
-        conv_keys: list[tuple[str, str]] = []
-        conv_index: dict[tuple[str, str], int] = {}
-        lookup = np.full(len(flow_list) * 2, -1, np.int64)
-        for j, flow in enumerate(flow_list):
-            service = flow.service()
-            for side in (0, 1):
-                device_id = flow.devices[side]
-                if device_id is None:
-                    continue
-                key = (device_id, f"{flow.peers[side]}|{service}")
-                c = conv_index.get(key)
-                if c is None:
-                    c = conv_index[key] = len(conv_keys)
-                    conv_keys.append(key)
-                lookup[j * 2 + side] = c
-        conv_of_row = lookup[groups[rows] * 2 + direction[rows]]
-        last = np.array([self._conversation_last.get(k, -1.0) for k in conv_keys] or [0.0])
-        starts = message_starts(conv_of_row, t[rows], last, MESSAGE_GAP_SECONDS)
-        for c, key in enumerate(conv_keys):
-            self._conversation_last[key] = float(last[c])
-        for r in np.flatnonzero(starts).tolist():
-            device_id, conversation = conv_keys[int(conv_of_row[r])]
-            when = float(t[rows[r]])
-            window = self._window_starts[int(self._packet_window[rows[r]])]
-            times = self._profile(device_id, window).conversations.setdefault(conversation, [])
-            if len(times) < MAX_MESSAGES_PER_WINDOW:
-                times.append(when)
+        conversation_of_row = self.flows.conversation[slots[groups[rows]], direction[rows]]
+        starts = message_starts(
+            conversation_of_row, t[rows], self._conversation_last, MESSAGE_GAP_SECONDS
+        )
+        start_rows = rows[starts]
+        if start_rows.shape[0] == 0:
+            return
+        conversations = conversation_of_row[starts]
+        windows = self._packet_window[start_rows]
+        times = t[start_rows]
+        for w in np.unique(windows).tolist():
+            here = windows == w
+            self._windows[self._window_starts[w]].messages.append(
+                (conversations[here], times[here])
+            )
 
 
 def analyze_captures(

@@ -86,7 +86,7 @@ def analysis_record(
             "last_packet": iso_time(last),
             "duration_seconds": round(last - first, 6) if first is not None and last else 0.0,
             "devices": len(devices),
-            "flows": len(analysis.flows),
+            "flows": analysis.flows.created,
             "protocols": dict(analysis.protocol_packets.most_common()),
             "decode_errors": dict(sorted(analysis.decode_errors.items())),
         },
