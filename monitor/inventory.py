@@ -5,10 +5,12 @@ capture has no L2 header. Per device: vendor from the IEEE registry (netaddr, of
 addresses over time, hostnames, DHCP fingerprint and the rest of its facts (see
 ``monitor.facts``), traffic totals, first and last seen, and its classification.
 
-Promise: identity survives IP changes (the MAC is the key, addresses are facts). An IP is
+Promises: identity survives IP changes (the MAC is the key, addresses are facts). An IP is
 bound to a MAC only on evidence that the MAC really owns it (ARP, DHCP, or traffic with a
 private source address from a MAC that is not a router), so a gateway does not collect every
-address it forwards.
+address it forwards. The inventory is bounded: beyond ``max_devices`` (a MAC flood, a
+scan of spoofed sources) the devices that sent the least traffic make room, a sixty-fourth
+at a time, and ``evicted`` counts them; a device that talks regularly is never the one to go.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from monitor.model import Device
 
 # A MAC that sources this many distinct addresses, or any global one, forwards for others.
 ROUTER_ADDRESS_THRESHOLD = 16
+DEFAULT_MAX_DEVICES = 200_000
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -84,7 +87,9 @@ def address_scope(address: str) -> str:
 class Inventory:
     """The devices seen so far, and the address bindings that tie traffic to them."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_devices: int = DEFAULT_MAX_DEVICES) -> None:
+        self.max_devices = max_devices
+        self.evicted = 0  # devices dropped to make room
         self.devices: dict[str, Device] = {}
         self.ip_owner: dict[str, str] = {}  # address -> device id (latest binding)
         self._addresses_by_mac: dict[str, set[str]] = {}  # learned from plain traffic
@@ -98,6 +103,7 @@ class Inventory:
         mac = format_mac(mac_value)
         device = self.devices.get(mac)
         if device is None:
+            self._make_room()
             device = Device(
                 id=mac,
                 mac=mac,
@@ -115,6 +121,7 @@ class Inventory:
         key = f"ip:{address}"
         device = self.devices.get(key)
         if device is None:
+            self._make_room()
             device = Device(
                 id=key,
                 mac=None,
@@ -130,6 +137,25 @@ class Inventory:
             self.dirty.add(key)
             self.new_devices.append(key)
         return device
+
+    def _make_room(self) -> None:
+        if len(self.devices) < self.max_devices:
+            return
+        count = max(1, self.max_devices // 64)
+        quietest = sorted(
+            self.devices.values(),
+            key=lambda d: (d.tx_packets + d.rx_packets, d.last_seen),
+        )[:count]
+        gone = {device.id for device in quietest}
+        for device_id in gone:
+            del self.devices[device_id]
+            self._addresses_by_mac.pop(device_id, None)
+        self.ip_owner = {a: d for a, d in self.ip_owner.items() if d not in gone}
+        self._confirmed = {(d, a) for d, a in self._confirmed if d not in gone}
+        self.routers -= gone
+        self.dirty -= gone
+        self.new_devices = [d for d in self.new_devices if d not in gone]
+        self.evicted += len(gone)
 
     # ---- address bindings ----
     def bind(

@@ -104,3 +104,14 @@ class WindowProfile:
 
 
 SIZE_BIN_EDGES = (64, 128, 256, 512, 1024, 1518)
+
+
+@dataclass(slots=True)
+class TableStats:
+    """How full the sensor's bounded tables are, and what they dropped to stay bounded."""
+
+    flows_active: int = 0
+    flows_started: int = 0
+    flows_evicted: dict[str, int] = field(default_factory=dict)  # reason -> flows
+    devices: int = 0
+    devices_evicted: int = 0

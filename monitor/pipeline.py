@@ -48,8 +48,14 @@ from monitor.flows import (
     row_keys,
     take_within_budget,
 )
-from monitor.inventory import Inventory, address_scope, format_mac, is_group_mac
-from monitor.model import SIZE_BIN_EDGES, Device, WindowProfile
+from monitor.inventory import (
+    DEFAULT_MAX_DEVICES,
+    Inventory,
+    address_scope,
+    format_mac,
+    is_group_mac,
+)
+from monitor.model import SIZE_BIN_EDGES, Device, TableStats, WindowProfile
 
 if TYPE_CHECKING:
     from monitor.signatures import SignatureLibrary
@@ -124,11 +130,12 @@ class Analysis:
         window_seconds: float = 60.0,
         on_window: WindowCallback | None = None,
         max_flows: int = DEFAULT_MAX_FLOWS,
+        max_devices: int = DEFAULT_MAX_DEVICES,
     ) -> None:
         self.signatures = signatures
         self.window_seconds = float(window_seconds)
         self.on_window = on_window
-        self.inventory = Inventory()
+        self.inventory = Inventory(max_devices)
         self.devices: dict[str, Device] = self.inventory.devices
         self.flows = FlowTable(max_flows)
         self.capture_stats: dict[str, SourceStats] = {}
@@ -203,13 +210,24 @@ class Analysis:
             if start not in self._windows:
                 self._windows[start] = _WindowState(start, start + self.window_seconds)
         self._window_floor = next(iter(self._windows))
+        # flows idle since before this batch are gone before its packets are counted
+        self._sweep_flows(float(seconds[0]))
         self._process(batch, table, seconds)
         # who a device is should not wait for its window to close: classify what changed
         self.classify()
         newest_start = self._window_starts[-1]
         for start in [w for w in self._windows if w < newest_start]:
             self._close_window(start)
-        self._sweep_flows(self.last_time)
+
+    def table_stats(self) -> TableStats:
+        """Sizes of the flow and device tables and what they evicted."""
+        return TableStats(
+            flows_active=len(self.flows),
+            flows_started=self.flows.created,
+            flows_evicted=dict(self.flows.evicted),
+            devices=len(self.devices),
+            devices_evicted=self.inventory.evicted,
+        )
 
     def tick(self, now: float) -> None:
         """Close the windows that capture time ``now`` is past (a quiet wire)."""
@@ -346,14 +364,14 @@ class Analysis:
 
         has_l2 = src_mac != 0
         if has_l2.any():
-            first, inverse, _ = group_keys(src_mac)
+            first, inverse, _ = group_keys(src_mac.view(np.uint64))
             slots = np.full(first.shape[0], -1, np.int64)
             for j, mac in enumerate(src_mac[first].tolist()):
                 if mac == 0 or is_group_mac(mac):
                     continue
                 slots[j] = slot(self.inventory.device_for_mac(mac, float(t[first[j]])))
             src_dev = slots[inverse]
-            dfirst, dinverse, _ = group_keys(dst_mac)
+            dfirst, dinverse, _ = group_keys(dst_mac.view(np.uint64))
             dslots = np.full(dfirst.shape[0], -1, np.int64)
             for j, mac in enumerate(dst_mac[dfirst].tolist()):
                 if mac == 0 or is_group_mac(mac):
@@ -535,8 +553,8 @@ class Analysis:
         flows = self.flows
         slots = flows.lookup(uniq)
         new = np.flatnonzero(slots < 0)
+        flows.make_room(new.shape[0], slots)
         if new.shape[0]:
-            flows.make_room(new.shape[0], slots)
             slots[new] = flows.allocate(uniq[new], proto[first_rows[new]])
 
         side_index = groups[rows] * 2 + direction[rows]
@@ -604,6 +622,7 @@ class Analysis:
         by_address = self._new_flows_by_address
         dns_names = self._dns_names
         started: Counter[tuple[str, float]] = Counter()
+        keys: list[tuple[int, tuple[int, int], tuple[int, int]]] = []
         for j, (version, proto, when, slot) in enumerate(
             zip(
                 table.ip_version[sl][rows].tolist(),
@@ -671,7 +690,11 @@ class Analysis:
             to_group = proto == PROTO_UDP and address_scope(addresses[target]) == "multicast"
             if to_group and sender is not None:
                 self.note(devices[sender], "service_used", f"udp/{flow.port(target)}", when)
-            self._rekey(flow)
+            keys.append(self._keys_of(flow))
+        labels, accounts, conversations = zip(*keys, strict=True)
+        self.flows.label[slots] = labels
+        self.flows.account[slots] = accounts
+        self.flows.conversation[slots] = conversations
         for (device_id, window), count in started.items():
             self._profile(device_id, window).flows_started += count
 
@@ -693,14 +716,23 @@ class Analysis:
 
     def _rekey(self, flow: Flow) -> None:
         """Intern the flow's accounting keys: called when its service or protocol changes."""
+        label, account, conversation = self._keys_of(flow)
+        flows = self.flows
+        flows.label[flow.slot] = label
+        flows.account[flow.slot] = account
+        flows.conversation[flow.slot] = conversation
+
+    def _keys_of(self, flow: Flow) -> tuple[int, tuple[int, int], tuple[int, int]]:
+        """The flow's protocol label id, and per side its accounting and conversation ids
+        (-1 for a side that is no inventory device)."""
         service = flow.service()
         protocol = flow.app or flow.transport
         label = self._label_ids.get(protocol)
         if label is None:
             label = self._label_ids[protocol] = len(self._label_names)
             self._label_names.append(protocol)
-        flows = self.flows
-        flows.label[flow.slot] = label
+        accounts = [-1, -1]
+        conversations = [-1, -1]
         for side in (0, 1):
             device_id = flow.devices[side]
             if device_id is None:
@@ -711,7 +743,7 @@ class Analysis:
             if a is None:
                 a = self._account_ids[account] = len(self._account_keys)
                 self._account_keys.append(account)
-            flows.account[flow.slot, side] = a
+            accounts[side] = a
             conversation = (device_id, f"{peer}|{service}")
             c = self._conversation_ids.get(conversation)
             if c is None:
@@ -721,7 +753,8 @@ class Analysis:
                     grown = np.full(self._conversation_last.shape[0] * 2, -1.0)
                     grown[:c] = self._conversation_last[:c]
                     self._conversation_last = grown
-            flows.conversation[flow.slot, side] = c
+            conversations[side] = c
+        return label, (accounts[0], accounts[1]), (conversations[0], conversations[1])
 
     def _account_flow_windows(
         self,

@@ -180,3 +180,60 @@ def test_cadence_survives_a_snaplen_that_cuts_the_payload_off(tmp_path: Path) ->
     (times_sent,) = [t for key, t in profile.conversations.items() if key.endswith("|tcp/2575")]
     assert len(times_sent) == 12
     assert np.allclose(np.diff(times_sent), 3.0, atol=0.01)
+
+
+def _udp_spray(count: int, start_time: float = 0.0) -> tuple[list[object], list[float]]:
+    """One chatty monitor sending one datagram to each of ``count`` ports of the engine."""
+    packets: list[object] = [
+        Ether(src=MONITOR, dst=ENGINE)
+        / IP(src="10.1.0.5", dst="10.1.0.9")
+        / UDP(sport=5000, dport=10_000 + i)
+        / b"x"
+        for i in range(count)
+    ]
+    return packets, [start_time + i * 0.001 for i in range(count)]
+
+
+def test_flow_table_stays_bounded_and_counts_what_it_evicted(tmp_path: Path) -> None:
+    packets, times = _udp_spray(300)
+    capture = write_capture(tmp_path / "spray.pcap", packets, times=times)
+    analysis = Analysis(max_flows=40)
+    for batch in _rebatch(capture, 25):
+        analysis.feed(batch)
+        assert len(analysis.flows) <= 40 + 25  # the bound, plus at most one batch
+    analysis.finish()
+    stats = analysis.table_stats()
+    assert stats.flows_started == 300
+    assert stats.flows_evicted["full"] >= 300 - 65
+    assert stats.flows_active + stats.flows_evicted["full"] == 300
+    # eviction drops flow records, never traffic: the device totals stay exact
+    assert analysis.devices[MONITOR].tx_packets == 300
+
+
+def test_idle_flows_are_evicted_and_a_resumed_flow_starts_a_new_record(tmp_path: Path) -> None:
+    first, first_times = _udp_spray(1)
+    later, later_times = _udp_spray(1, start_time=400.0)  # the same flow, 400 s later
+    capture = write_capture(tmp_path / "idle.pcap", first + later, times=first_times + later_times)
+    analysis = Analysis()
+    for batch in _rebatch(capture, 1):
+        analysis.feed(batch)
+    stats = analysis.table_stats()
+    assert stats.flows_evicted == {"idle": 1}  # UDP times out after 300 s
+    assert stats.flows_started == 2 and stats.flows_active == 1
+
+
+def test_a_mac_flood_evicts_the_quiet_sources_not_the_devices_that_talk(tmp_path: Path) -> None:
+    feed, feed_times = hl7_feed(20, 1.0)
+    flood = [
+        Ether(src=f"02:00:00:00:{i // 256:02x}:{i % 256:02x}", dst=ENGINE) / IP() / UDP()
+        for i in range(300)
+    ]
+    flood_times = [30.0 + i * 0.001 for i in range(300)]
+    capture = write_capture(tmp_path / "flood.pcap", feed + flood, times=feed_times + flood_times)
+    analysis = Analysis(max_devices=64)
+    for batch in _rebatch(capture, 50):
+        analysis.feed(batch)
+    analysis.finish()
+    assert len(analysis.devices) <= 64
+    assert analysis.table_stats().devices_evicted >= 300 + 2 - 64
+    assert {MONITOR, ENGINE} <= set(analysis.devices)

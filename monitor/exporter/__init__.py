@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from monitor.model import Device
+from monitor.model import Device, TableStats
 
 LearningStateName = Literal["learning", "enforcing"]
 
@@ -82,6 +82,8 @@ class AnalysisLike(Protocol):
     def capture_stats(self) -> Mapping[str, SourceStatsLike]: ...
     @property
     def decode_errors(self) -> Mapping[str, int]: ...
+
+    def table_stats(self) -> TableStats: ...
 
 
 @dataclass

@@ -9,6 +9,7 @@ from monitor.exporter.anomalies import AnomaliesCollector
 from monitor.exporter.build import BuildCollector
 from monitor.exporter.capture import CaptureCollector
 from monitor.exporter.devices import DevicesCollector
+from monitor.exporter.tables import TablesCollector
 
 
 def build_registry(sensor: Sensor) -> CollectorRegistry:
@@ -19,6 +20,7 @@ def build_registry(sensor: Sensor) -> CollectorRegistry:
         CaptureCollector(sensor),
         DevicesCollector(sensor),
         AnomaliesCollector(sensor),
+        TablesCollector(sensor),
     ):
         registry.register(collector)
     return registry

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from monitor.exporter import ExporterSettings, Learning, Sensor
 from monitor.exporter.anomalies import AnomalyBook
 from monitor.facts import record_fact
-from monitor.model import Classification, Device
+from monitor.model import Classification, Device, TableStats
 
 NOW = 1_790_000_000.0
 
@@ -23,11 +23,15 @@ class Stats:
 
 @dataclass
 class FakeAnalysis:
-    """The three attributes of monitor.pipeline.Analysis that the exporter reads."""
+    """What the exporter reads of monitor.pipeline.Analysis."""
 
     devices: dict[str, Device] = field(default_factory=dict)
     capture_stats: dict[str, Stats] = field(default_factory=dict)
     decode_errors: Counter[str] = field(default_factory=Counter)
+    tables: TableStats = field(default_factory=TableStats)
+
+    def table_stats(self) -> TableStats:
+        return self.tables
 
 
 class FixedBaselines:
@@ -87,6 +91,13 @@ def fixed_sensor() -> Sensor:
         devices={d.id: d for d in (pump, monitor_dev, stale)},
         capture_stats={"eth1": Stats(5210, 2_058_240, NOW - 1, 3)},
         decode_errors=Counter({"ipv4_truncated": 2, "hl7_no_msh": 1}),
+        tables=TableStats(
+            flows_active=412,
+            flows_started=9_311,
+            flows_evicted={"idle": 8_899},
+            devices=3,
+            devices_evicted=0,
+        ),
     )
     book = AnomalyBook(hold_seconds=600)
     book.record(

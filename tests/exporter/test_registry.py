@@ -76,4 +76,8 @@ def test_exposition_names_exactly_the_metrics_of_design_md(sensor: Sensor) -> No
         "santinel_anomaly_active",
         "santinel_signature_matches",
         "santinel_config_last_reload_successful",
+        "santinel_flows_active",
+        "santinel_flows_started",
+        "santinel_flows_evicted",
+        "santinel_devices_evicted",
     }

@@ -1,0 +1,87 @@
+"""The flow table's compiled index and the batch grouping helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from monitor.flows import FlowTable, group_keys, group_max
+
+
+def flow_hashes(count: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.integers(1, 2**62, count, dtype=np.uint64) | np.uint64(1)).astype(np.uint64)
+
+
+def tcp(count: int) -> np.ndarray:
+    return np.full(count, 6, np.uint8)
+
+
+def test_lookup_finds_allocated_flows_and_misses_the_others() -> None:
+    table = FlowTable(max_flows=1000, initial=8)
+    hashes = flow_hashes(600)
+    slots = table.allocate(hashes[:300], tcp(300))
+    assert (table.lookup(hashes[:300]) == slots).all()
+    assert (table.lookup(hashes[300:]) == -1).all()
+    assert len(table) == 300 and table.created == 300
+
+
+def test_index_stays_exact_through_random_churn() -> None:
+    """Backward-shift deletion must never lose a key that probed past a deleted one."""
+    table = FlowTable(max_flows=5000, initial=16)
+    rng = np.random.default_rng(7)
+    model: dict[int, int] = {}
+    pool = flow_hashes(3000, seed=3)
+    for _ in range(60):
+        absent = np.array([h for h in rng.choice(pool, 80) if int(h) not in model], np.uint64)
+        absent = np.unique(absent)
+        for h, slot in zip(
+            absent.tolist(), table.allocate(absent, tcp(len(absent))).tolist(), strict=False
+        ):
+            model[h] = slot
+        present = np.array(list(model), np.uint64)
+        gone = rng.choice(present, min(40, len(present)), replace=False)
+        table.evict(table.lookup(gone), "idle")
+        for h in gone.tolist():
+            del model[h]
+        expected = np.array([model.get(int(h), -1) for h in pool], np.int64)
+        assert (table.lookup(pool) == expected).all()
+    assert len(table) == len(model)
+
+
+def test_making_room_evicts_the_least_recently_seen_but_never_the_kept() -> None:
+    table = FlowTable(max_flows=64, initial=64)
+    hashes = flow_hashes(64)
+    slots = table.allocate(hashes, tcp(64))
+    table.last_seen[slots] = np.arange(64, dtype=np.float64)  # slot order = age order
+    keep = slots[:2]  # the two oldest are in the current batch
+    table.make_room(10, keep)
+    remaining = table.lookup(hashes)
+    assert (remaining[:2] >= 0).all()
+    assert (remaining[2:12] == -1).all() and (remaining[12:] >= 0).all()
+    assert table.evicted["full"] == 10
+
+
+def test_idle_flows_are_those_past_their_transport_timeout() -> None:
+    table = FlowTable()
+    slots = table.allocate(flow_hashes(2), np.array([6, 17], np.uint8))
+    table.last_seen[slots] = 1000.0
+    assert table.idle(1000.0 + 400).tolist() == [slots[1]]  # UDP: 300 s
+    assert sorted(table.idle(1000.0 + 700).tolist()) == sorted(slots.tolist())  # TCP: 600 s
+
+
+def test_grouping_by_hash_agrees_with_sorting() -> None:
+    keys = np.random.default_rng(5).integers(0, 500, 20_000).astype(np.uint64)
+    first, inverse, counts = group_keys(keys)
+    unique, unique_counts = np.unique(keys, return_counts=True)
+    assert sorted(keys[first].tolist()) == unique.tolist()
+    assert (keys[first][inverse] == keys).all()
+    assert dict(zip(keys[first].tolist(), counts.tolist(), strict=False)) == dict(
+        zip(unique.tolist(), unique_counts.tolist(), strict=False)
+    )
+    assert (first == np.sort(first)).all()  # numbered in order of first appearance
+
+
+def test_group_max_is_the_largest_value_of_each_group() -> None:
+    groups = np.array([0, 1, 0, 2, 1], np.int64)
+    values = np.array([5.0, 1.0, 7.0, -3.0, 0.5])
+    assert group_max(groups, values, 3).tolist() == [7.0, 1.0, -3.0]
