@@ -84,6 +84,10 @@ class SourceStats:
     dropped: int = 0
 
 
+# tx packets, tx bytes, rx packets, rx bytes, then one column per size histogram bin
+DEVICE_COUNT_COLUMNS = 4 + len(SIZE_BIN_EDGES) + 1
+
+
 @dataclass(slots=True)
 class _WindowState:
     """An open window: its profiles, and what flows added to them since it opened, kept as
@@ -97,6 +101,20 @@ class _WindowState:
     messages: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = field(
         default_factory=list
     )
+    device_counts: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros((0, DEVICE_COUNT_COLUMNS), np.int64)
+    )
+
+    def add_device_counts(
+        self, devices: npt.NDArray[np.int64], counts: npt.NDArray[np.int64], size: int
+    ) -> None:
+        if self.device_counts.shape[0] < size:
+            grown = np.zeros(
+                (max(size, 2 * self.device_counts.shape[0]), DEVICE_COUNT_COLUMNS), np.int64
+            )
+            grown[: self.device_counts.shape[0]] = self.device_counts
+            self.device_counts = grown
+        self.device_counts[devices] += counts
 
     def add_packets(
         self, accounts: npt.NDArray[np.int64], packets: npt.NDArray[np.int64], size: int
@@ -166,6 +184,8 @@ class Analysis:
         self._conversation_last: npt.NDArray[np.float64] = np.full(1024, -1.0)
         self._label_ids: dict[str, int] = {}
         self._label_names: list[str] = []
+        self._device_numbers: dict[str, int] = {}  # device id -> row of window device counts
+        self._device_names: list[str] = []
         # facts noted while a batch is processed, applied once per distinct fact at its end
         self._pending_notes: dict[tuple[str, str, str, float], list[float]] | None = None
 
@@ -441,27 +461,58 @@ class Analysis:
         arp_counts = np.bincount(tx_cell[arp], minlength=cells).reshape(m, nw)
         arp_last = np.full(m, -1.0)
         np.maximum.at(arp_last, src_dev[tx][arp], t[tx][arp])
-        active = np.flatnonzero((tx_packets.sum(axis=1) + rx_packets.sum(axis=1)) > 0)
-        for i in active.tolist():
+        tx_total = tx_packets.sum(axis=1)
+        rx_total = rx_packets.sum(axis=1)
+        for i, sent, sent_bytes, received, received_bytes, last in zip(
+            np.flatnonzero(tx_total + rx_total).tolist(),
+            *(
+                column[tx_total + rx_total > 0].tolist()
+                for column in (
+                    tx_total,
+                    tx_bytes.sum(axis=1),
+                    rx_total,
+                    rx_bytes.sum(axis=1),
+                    last_tx,
+                )
+            ),
+            strict=True,
+        ):
             device = devices[i]
-            device.tx_packets += int(tx_packets[i].sum())
-            device.tx_bytes += int(tx_bytes[i].sum())
-            device.rx_packets += int(rx_packets[i].sum())
-            device.rx_bytes += int(rx_bytes[i].sum())
-            if last_tx[i] > device.last_seen:
-                device.last_seen = float(last_tx[i])
-            for w in np.flatnonzero(tx_packets[i] + rx_packets[i]).tolist():
-                profile = self._profile(device.id, windows[w])
-                profile.tx_packets += int(tx_packets[i, w])
-                profile.tx_bytes += int(tx_bytes[i, w])
-                profile.rx_packets += int(rx_packets[i, w])
-                profile.rx_bytes += int(rx_bytes[i, w])
-                for k, count in enumerate(histogram[i, w].tolist()):
-                    profile.size_histogram[k] += count
-                arp_count = int(arp_counts[i, w])
-                if arp_count:
-                    self.note(device, "protocol", "arp", float(arp_last[i]), arp_count)
-                    profile.protocols["arp"] = profile.protocols.get("arp", 0) + arp_count
+            device.tx_packets += sent
+            device.tx_bytes += int(sent_bytes)
+            device.rx_packets += received
+            device.rx_bytes += int(received_bytes)
+            if last > device.last_seen:
+                device.last_seen = last
+        # per window: tx packets, tx bytes, rx packets, rx bytes, then the size histogram
+        counts = np.concatenate(
+            (
+                np.stack(
+                    (tx_packets, tx_bytes.astype(np.int64), rx_packets, rx_bytes.astype(np.int64)),
+                    axis=2,
+                ),
+                histogram,
+            ),
+            axis=2,
+        )
+        device_ids = np.array([self._device_number(d.id) for d in devices], np.int64)
+        size = len(self._device_names)
+        for w in range(nw):
+            busy = np.flatnonzero(counts[:, w, 0] + counts[:, w, 2])
+            if busy.shape[0]:
+                self._windows[windows[w]].add_device_counts(device_ids[busy], counts[busy, w], size)
+        for i, w in zip(*np.nonzero(arp_counts), strict=True):
+            arp_count = int(arp_counts[i, w])
+            self.note(devices[i], "protocol", "arp", float(arp_last[i]), arp_count)
+            profile = self._profile(devices[i].id, windows[w])
+            profile.protocols["arp"] = profile.protocols.get("arp", 0) + arp_count
+
+    def _device_number(self, device_id: str) -> int:
+        number = self._device_numbers.get(device_id)
+        if number is None:
+            number = self._device_numbers[device_id] = len(self._device_names)
+            self._device_names.append(device_id)
+        return number
 
     def _bind_addresses(
         self,
@@ -785,9 +836,22 @@ class Analysis:
                 )
 
     def _settle(self, window: _WindowState) -> None:
-        """Move what flows added to an open window into its profiles."""
-        packets = window.account_packets
+        """Move what devices and flows added to an open window into its profiles."""
         profiles = window.profiles
+        counts = window.device_counts
+        for number in np.flatnonzero(counts[:, 0] + counts[:, 2]).tolist():
+            device_id = self._device_names[number]
+            profile = profiles.get(device_id) or self._profile(device_id, window.start)
+            tx_packets, tx_bytes, rx_packets, rx_bytes, *histogram = counts[number].tolist()
+            profile.tx_packets += tx_packets
+            profile.tx_bytes += tx_bytes
+            profile.rx_packets += rx_packets
+            profile.rx_bytes += rx_bytes
+            profile.size_histogram = [
+                a + b for a, b in zip(profile.size_histogram, histogram, strict=True)
+            ]
+        window.device_counts = np.zeros((0, DEVICE_COUNT_COLUMNS), np.int64)
+        packets = window.account_packets
         for account in np.flatnonzero(packets).tolist():
             device_id, peer, service, protocol = self._account_keys[account]
             profile = profiles.get(device_id) or self._profile(device_id, window.start)
@@ -822,6 +886,10 @@ class Analysis:
         self.flows.evict(self.flows.idle(now), "idle")
         if len(self._account_keys) > KEYS_PER_FLOW * len(self.flows) + 4096:
             self._compact_keys()
+        if len(self._device_names) > 2 * len(self.devices) + 4096:
+            for window in self._windows.values():
+                self._settle(window)
+            self._device_numbers, self._device_names = {}, []
 
     def _compact_keys(self) -> None:
         for window in self._windows.values():
