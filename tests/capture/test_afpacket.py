@@ -111,7 +111,7 @@ class Tcpdump:
     def __init__(self, interface: str, out: Path) -> None:
         self.out = out
         self.process = subprocess.Popen(
-            ["tcpdump", "-i", interface, "-n", "-U", "-w", str(out)],
+            ["tcpdump", "-i", interface, "-n", "--immediate-mode", "-B", "65536", "-w", str(out)],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -120,9 +120,10 @@ class Tcpdump:
         assert "listening on" in line, line
 
     def count(self) -> int:
-        time.sleep(0.3)
+        time.sleep(1.0)
         self.process.terminate()
-        self.process.wait(10)
+        _, stderr = self.process.communicate(timeout=10)
+        assert "\n0 packets dropped by kernel" in stderr, stderr
         done = subprocess.run(
             ["tcpdump", "-nr", str(self.out)], capture_output=True, text=True, check=True
         )
@@ -137,7 +138,7 @@ def test_every_replayed_frame_arrives_once_and_intact(
     with PacketRing(host_if) as ring:
         tcpdump = Tcpdump(host_if, tmp_path / "tcpdump.pcap")
         before = time.time_ns()
-        sent = replay(ns, ns_if, DEMO)
+        sent = replay(ns, ns_if, DEMO, "--pps=20000")
         batches = drain(ring, sent)
         after = time.time_ns()
         received, dropped, _ = ring.stats()
