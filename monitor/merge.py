@@ -25,7 +25,6 @@ packet). What can legitimately differ from one ``Analysis`` over the whole wire 
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -307,8 +306,3 @@ class MergedAnalysis:
 
 def _fact_keys(device: Device) -> set[tuple[str, str]]:
     return {(kind, value) for kind, values in device.facts.items() for value in values}
-
-
-def snapshot(device: Device) -> Device:
-    """A copy of ``device`` that later updates of the original do not reach."""
-    return copy.deepcopy(device)
