@@ -14,6 +14,7 @@ Promises:
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -85,6 +86,16 @@ class CaptureConfig(StrictModel):
     replay_speed: float = Field(default=1.0, ge=0, le=1000)
     snaplen: int = Field(default=65535, ge=64, le=262144)
     buffer_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024, le=2 * 1024**3)
+    # capture processes sharing the interface (PACKET_FANOUT by flow); live capture only
+    workers: int = Field(default=1, ge=1)
+
+    @field_validator("workers")
+    @classmethod
+    def _at_most_cores(cls, value: int) -> int:
+        cores = os.cpu_count() or 1
+        if value > cores:
+            raise ValueError(f"at most {cores} (the cores of this machine)")
+        return value
 
     @field_validator("pcap")
     @classmethod

@@ -2,13 +2,18 @@
 
 Lifecycle (``Daemon.run``):
 
-1. open the packet source (a live interface needs CAP_NET_RAW for this step only);
-2. drop every capability (and switch to ``--user`` if given) before any thread starts;
+1. open the packet source (a live interface needs CAP_NET_RAW for this step only): one
+   AF_PACKET ring, or with ``capture.workers`` > 1 one ring per worker in a fanout group;
+2. drop every capability (and switch to ``--user`` if given) before any thread starts, then
+   fork the capture workers (``monitor.workers``), which so never hold a capability;
 3. load signatures and the saved state, start the HTTP endpoint, become ready;
 4. loop: read a batch, feed it to the ``Analysis`` under the sensor lock, tick windows when a
    live wire is quiet, update the kernel-drop counter, checkpoint the state every
-   ``state.checkpoint_interval``, and handle reloads;
-5. on SIGTERM/SIGINT: checkpoint once more and exit 0 within seconds.
+   ``state.checkpoint_interval``, and handle reloads. With workers the loop takes their
+   reports instead, merges them (``monitor.merge.MergedAnalysis``) and runs the window path
+   (detectors, baselines) on the merged windows;
+5. on SIGTERM/SIGINT: stop the workers (their last reports are merged), checkpoint once
+   more and exit 0 within seconds.
 
 Promises:
 - SIGHUP and ``POST /-/reload`` re-read the config file and the signatures; on any error the
@@ -17,6 +22,8 @@ Promises:
 - capture time is the clock (a replayed file ages devices on its own timestamps);
 - after a capture file ends the daemon keeps serving its metrics until SIGTERM, unless
   ``exit_after_pcap``;
+- a capture worker that dies is logged in one line and the daemon exits non-zero (its
+  supervisor restarts it) rather than running blind;
 - logs carry metadata only (interface, file names, counts, reasons), never payload.
 """
 
@@ -45,9 +52,11 @@ from monitor.exporter import ExporterSettings, Learning, Sensor
 from monitor.exporter.anomalies import AnomalyBook
 from monitor.exporter.registry import build_registry
 from monitor.logs import log, setup
+from monitor.merge import MergedAnalysis, WorkerReport
 from monitor.model import WindowProfile
 from monitor.privileges import PrivilegeError, drop_privileges
 from monitor.web import WebError, WebServer
+from monitor.workers import WorkerFailed, WorkerPool
 
 Detector = Callable[[list[WindowProfile], Any, Any], Iterable[Mapping[str, Any]]]
 
@@ -133,6 +142,7 @@ class Daemon:
         self._reload_result: tuple[bool, str] = (True, "")
         self._ready = threading.Event()
         self.source: PacketSource | None = None
+        self.pool: WorkerPool | None = None
         self.web: WebServer | None = None
         self.state: Any = None
         self.suite: Any = None
@@ -145,8 +155,19 @@ class Daemon:
         self.signatures: Any = None
 
     # ------------------------------------------------------------------ start-up
-    def _open_source(self) -> PacketSource:
+    def _open_source(self) -> PacketSource | None:
+        """The packet source; None when capture workers read the interface instead."""
         capture = self.config.capture
+        if capture.interface is not None and capture.workers > 1:
+            self.pool = WorkerPool(
+                capture.interface,
+                capture.workers,
+                capture.bpf_filter,
+                capture.snaplen,
+                capture.buffer_bytes,
+                self.config.profiles.window_seconds,
+            )
+            return None
         if capture.interface is not None:
             return LiveSource(
                 capture.interface, capture.bpf_filter, capture.snaplen, capture.buffer_bytes
@@ -229,6 +250,9 @@ class Daemon:
             except PrivilegeError as error:
                 raise DaemonError(f"cannot drop privileges: {error}") from None
             log("info", "privileges dropped", user=self.options.user or "(unchanged)")
+        if self.pool is not None:
+            self.pool.start()  # before any thread: fork copies only the calling thread
+            log("info", "capture workers started", workers=self.pool.workers)
         try:
             settings = self._settings(self.config)
         except ConfigError as error:
@@ -237,16 +261,22 @@ class Daemon:
             self.signatures = _load_signatures(self.config)
         except Exception as error:  # the signature loader's own one-line error
             raise DaemonError(f"signatures: {_one_line(error)}") from None
-        self.analysis = Analysis(
-            signatures=self.signatures,
-            window_seconds=self.config.profiles.window_seconds,
-            on_window=self._on_window,
-        )
-        from monitor.pipeline import SourceStats
+        if self.pool is not None:
+            self.analysis = MergedAnalysis(
+                self.pool.interface, self.pool.workers, signatures=self.signatures
+            )
+        else:
+            assert self.source is not None
+            self.analysis = Analysis(
+                signatures=self.signatures,
+                window_seconds=self.config.profiles.window_seconds,
+                on_window=self._on_window,
+            )
+            from monitor.pipeline import SourceStats
 
-        # the source's series exist from the first scrape (at 0), so a restart is visible
-        # to Prometheus as a counter reset rather than a series that appears late
-        self.analysis.capture_stats.setdefault(self.source.name, SourceStats())
+            # the source's series exist from the first scrape (at 0), so a restart is visible
+            # to Prometheus as a counter reset rather than a series that appears late
+            self.analysis.capture_stats.setdefault(self.source.name, SourceStats())
         self.suite = _load_suite(self.config) if self.options.detector_suite else None
         self.sensor = Sensor(
             analysis=self.analysis,
@@ -263,7 +293,11 @@ class Daemon:
         except WebError as error:
             raise DaemonError(str(error)) from None
         self._ready.set()
-        log("info", "capturing", source=self.source.name, live=self.source.live)
+        if self.pool is not None:
+            log("info", "capturing", source=self.pool.interface, live=True)
+        else:
+            assert self.source is not None
+            log("info", "capturing", source=self.source.name, live=self.source.live)
 
     # ------------------------------------------------------------------ callbacks
     def _on_window(self, profiles: list[WindowProfile], analysis: Any) -> None:
@@ -432,7 +466,65 @@ class Daemon:
             seconds=round(time.monotonic() - started, 3),
         )
 
+    # ------------------------------------------------------------------ with capture workers
+    def _merge(self, reports: list[WorkerReport]) -> None:
+        assert self.sensor is not None and self.pool is not None
+        with self.sensor.lock:
+            windows = []
+            for report in reports:
+                windows.extend(self.analysis.apply(report))
+            lags = [s.lag for s in self.analysis.worker_stats if s.lag is not None]
+            if lags:  # the worker furthest behind
+                self.sensor.processing_lag[self.pool.interface] = max(lags)
+            self.analysis.classify()
+            last = self.analysis.capture_stats[self.pool.interface].last_packet_time
+            self.sensor.now = max(self.sensor.now, last)
+            for profiles in windows:
+                self._on_window(profiles, self.analysis)
+
+    def _run_workers_loop(self) -> None:
+        assert self.pool is not None and self.sensor is not None
+        next_tick = 0.0
+        next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval
+        while not self._stop.is_set():
+            if self._reload_requested.is_set():
+                self._handle_reload()
+            try:
+                reports = self.pool.reports(READ_TIMEOUT)
+            except WorkerFailed as error:
+                log("error", "capture stopped", error=str(error))
+                raise DaemonError(str(error)) from None
+            if reports:
+                self._merge(reports)
+            now = time.monotonic()
+            if now >= next_tick and self.suite is not None:
+                with self.sensor.lock:  # time-driven detectors (silence) on a quiet wire
+                    wall = time.time()
+                    self.sensor.now = max(self.sensor.now, wall)
+                    for event in self.suite.tick(self.analysis, self.store, wall):
+                        _log_event(event.to_dict())
+                next_tick = now + STATS_INTERVAL
+            if now >= next_checkpoint:
+                self.checkpoint()
+                next_checkpoint = now + self.config.state.checkpoint_interval
+
+    def _stop_workers(self) -> None:
+        if self.pool is None:
+            return
+        pool, self.pool = self.pool, None
+        final = pool.stop()
+        if final and self.sensor is not None:
+            with self.sensor.lock:
+                for report in final:
+                    # the devices only: a window still open is not scored half-full
+                    report.profiles = []
+                    self.analysis.apply(report)
+                self.analysis.classify()
+
     def run_loop(self) -> None:
+        if self.pool is not None:
+            self._run_workers_loop()
+            return
         assert self.source is not None
         source = self.source
         next_stats = 0.0
@@ -485,6 +577,8 @@ class Daemon:
     def shutdown(self) -> None:
         """Flush the state and close everything (safe to call more than once)."""
         self._ready.clear()
+        with contextlib.suppress(Exception):
+            self._stop_workers()
         self.checkpoint()
         if self.suite is not None:
             with contextlib.suppress(Exception):
@@ -622,6 +716,9 @@ _WARM_UP_ARP = _ETH[:6] + bytes.fromhex(
 
 def restore_inventory(analysis: Any, devices: dict[str, Any]) -> None:
     """Put checkpointed devices back into a fresh ``Analysis`` (ids, facts, counters)."""
+    if isinstance(analysis, MergedAnalysis):
+        analysis.restore(devices)
+        return
     inventory = analysis.inventory
     for device_id, device in devices.items():
         inventory.devices[device_id] = device

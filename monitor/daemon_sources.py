@@ -1,4 +1,4 @@
-"""Packet sources for the daemon: a live interface (libpcap through pcapy-ng) and a capture
+"""Packet sources for the daemon: a live interface (an AF_PACKET ring) and a capture
 file replayed at a chosen speed. Both hand out ``FrameBatch``es with ``read(timeout)``.
 
 Promises:
@@ -9,7 +9,7 @@ Promises:
   wall clock (0: as fast as possible) and sets ``ended`` at the end of the file;
 - ``lag()`` is how far processing runs behind the capture (live) or behind the replay clock.
 
-The live source is ``monitor.capture.live.LiveSource`` (libpcap's TPACKET_V3 ring, polled)
+The live source is ``monitor.capture.live.LiveSource`` (an AF_PACKET TPACKET_V3 ring, polled)
 plus what a months-long daemon needs on top: a link that goes down is waited out, an interface
 that disappears ends the capture. Files are read by ``monitor.capture.files``.
 """

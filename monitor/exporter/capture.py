@@ -2,6 +2,12 @@
 
 These series tell Grafana when the sensor is blind: a capture interface whose
 ``santinel_capture_last_packet_timestamp_seconds`` stops moving, or whose drop counter grows.
+
+With capture workers (``capture.workers`` > 1) the per-interface series are the sums over
+the workers, and ``santinel_capture_worker_packets_total`` and
+``santinel_capture_worker_dropped_packets_total`` (labels ``interface``, ``worker``: 0 ..
+workers - 1, bounded by the machine's cores) show each worker's share and its socket's
+kernel drops: one worker that falls behind shows there, diluted in the sum.
 """
 
 from __future__ import annotations
@@ -27,6 +33,11 @@ class CaptureCollector(Collector):
             ]
             errors = sorted(sensor.analysis.decode_errors.items())
             lag = dict(sensor.processing_lag)
+            interface = getattr(sensor.analysis, "interface", "")
+            workers = [
+                (str(i), int(w.packets), int(w.dropped))
+                for i, w in enumerate(getattr(sensor.analysis, "worker_stats", ()))
+            ]
         stats.sort()
         packets = CounterMetricFamily(
             "santinel_capture_packets",
@@ -71,6 +82,22 @@ class CaptureCollector(Collector):
         yield packets
         yield octets
         yield dropped
+        if workers:
+            worker_packets = CounterMetricFamily(
+                "santinel_capture_worker_packets",
+                "Packets the capture worker received from the interface's fanout group.",
+                labels=["interface", "worker"],
+            )
+            worker_dropped = CounterMetricFamily(
+                "santinel_capture_worker_dropped_packets",
+                "Packets the kernel dropped because the capture worker's ring was full.",
+                labels=["interface", "worker"],
+            )
+            for worker, n_packets, n_dropped in workers:
+                worker_packets.add_metric([interface, worker], n_packets)
+                worker_dropped.add_metric([interface, worker], n_dropped)
+            yield worker_packets
+            yield worker_dropped
         yield last
         yield lags
         yield decode

@@ -1,0 +1,274 @@
+"""Live capture without loss: packets sent by tcpreplay vs packets Santinel counted.
+
+Usage: ``python3 bench/live_capture.py [CAPTURE] [--rates 10000,25000,...] [--workers 1,2]
+[--duration SECONDS] [--markdown]`` (as root). CAPTURE defaults to the bundled lab demo; any
+pcap works (e.g. the 1,000,000-packet hospital capture of ``bench/generate_traffic.py``).
+
+For each worker count and rate it creates a network namespace holding one end of a veth pair
+(the other end stays in the host namespace), replays CAPTURE from the namespace with
+``tcpreplay --pps R --loop 0 --duration D --preload-pcap``, and captures on the host end:
+
+- 1 worker: the daemon's single-process path (``monitor.daemon_sources.LiveSource``, one
+  AF_PACKET ring, feeding one ``Analysis`` in this process, ticking as the daemon does);
+- N workers: ``monitor.workers.WorkerPool`` (N forked processes on N rings in one fanout
+  group), their reports merged by ``monitor.merge.MergedAnalysis`` in this process, as the
+  daemon does.
+
+Per (workers, rate) it prints tcpreplay's own count of packets sent and its achieved rate,
+the packets Santinel counted, the kernel's drops (sum over the rings), packets lost before
+any ring (sent - received by the rings: the veth backlog), loss %, and the load average. Last,
+the highest loss-free rate per worker count. The machine is shared and tcpreplay needs a
+core of its own: the load average is printed with each row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from monitor.daemon import _preload
+from monitor.daemon_sources import LiveSource
+from monitor.merge import MergedAnalysis
+from monitor.pipeline import Analysis
+from monitor.workers import WorkerPool
+
+DEFAULT_CAPTURE = Path("/work/main/tests/data/lab-demo/capture.pcap")
+DEFAULT_RATES = (10_000, 25_000, 50_000, 100_000, 200_000, 400_000)
+TAG = "slbench"
+QUIET_SECONDS = 2.0
+
+
+@dataclass
+class Row:
+    workers: int
+    rate: int
+    sent: int
+    achieved: float
+    received: int
+    counted: int
+    dropped: int
+    load: tuple[float, float, float]
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.sent - self.counted)
+
+    @property
+    def loss(self) -> float:
+        return 100.0 * self.lost / self.sent if self.sent else 0.0
+
+    @property
+    def before_ring(self) -> int:
+        return max(0, self.sent - self.received)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+class Wire:
+    """A veth pair: ``sender`` in a fresh namespace, ``receiver`` in this one."""
+
+    def __init__(self) -> None:
+        uid = f"{os.getpid() % 100000}"
+        self.ns, self.receiver, self.sender = f"{TAG}-{uid}", f"{TAG}{uid}a", f"{TAG}{uid}b"
+
+    def __enter__(self) -> Wire:
+        _ip("netns", "add", self.ns)
+        _ip("link", "add", self.receiver, "type", "veth", "peer", "name", self.sender)
+        _ip("link", "set", self.sender, "netns", self.ns)
+        inside = ["ip", "netns", "exec", self.ns]
+        for command in (
+            ["sysctl", "-qw", f"net.ipv6.conf.{self.receiver}.disable_ipv6=1"],
+            [*inside, "sysctl", "-qw", f"net.ipv6.conf.{self.sender}.disable_ipv6=1"],
+        ):
+            subprocess.run(command, capture_output=True)
+        _ip("link", "set", self.receiver, "mtu", "65535")
+        _ip("-n", self.ns, "link", "set", self.sender, "mtu", "65535")
+        _ip("link", "set", self.receiver, "up")
+        _ip("-n", self.ns, "link", "set", self.sender, "up")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["ip", "link", "del", self.receiver], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+    def replay(self, capture: Path, rate: int, duration: float) -> subprocess.Popen[str]:
+        command = ["ip", "netns", "exec", self.ns, "tcpreplay", "--preload-pcap"]
+        command += [f"--pps={rate}", "--loop=0", f"--duration={int(duration)}"]
+        command += ["-i", self.sender, str(capture)]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _sent(process: subprocess.Popen[str]) -> tuple[int, float]:
+    out, err = process.communicate(timeout=600)
+    match = re.search(r"Actual: (\d+) packets", out)
+    rated = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", out)
+    if match is None:
+        raise SystemExit(f"tcpreplay failed: {(err or out).strip().splitlines()[-1:]}")
+    return int(match.group(1)), float(rated.group(1)) if rated else 0.0
+
+
+def run_single(wire: Wire, capture: Path, rate: int, duration: float, buffer: int) -> Row:
+    source = LiveSource(wire.receiver, buffer_bytes=buffer)
+    analysis = Analysis(window_seconds=60.0)
+    replay = wire.replay(capture, rate, duration)
+    quiet_since = time.monotonic()
+    next_tick = 0.0
+    while True:
+        batch = source.read(0.1)
+        now = time.monotonic()
+        if batch is not None and len(batch):
+            analysis.feed(batch)
+            quiet_since = now
+        if now >= next_tick:
+            analysis.tick(time.time())
+            next_tick = now + 1.0
+        if replay.poll() is not None and now - quiet_since > QUIET_SECONDS:
+            break
+    sent, achieved = _sent(replay)
+    received, dropped, _ = source._capture.stats()
+    source.close()
+    return Row(1, rate, sent, achieved, received, analysis.packets, dropped, os.getloadavg())
+
+
+def run_pool(
+    wire: Wire, capture: Path, rate: int, duration: float, buffer: int, workers: int
+) -> Row:
+    pool = WorkerPool(wire.receiver, workers, buffer_bytes=buffer)
+    pool.start()
+    merged = MergedAnalysis(wire.receiver, workers)
+    replay = wire.replay(capture, rate, duration)
+    last_count = -1
+    quiet_since = time.monotonic()
+    try:
+        while True:
+            for report in pool.reports(0.2):
+                merged.apply(report)
+            merged.classify()
+            now = time.monotonic()
+            if merged.packets != last_count:
+                last_count = merged.packets
+                quiet_since = now
+            if replay.poll() is not None and now - quiet_since > QUIET_SECONDS + 1.0:
+                break
+    finally:
+        for report in pool.stop():
+            report.profiles = []
+            merged.apply(report)
+    sent, achieved = _sent(replay)
+    received = sum(s.received for s in merged.worker_stats)
+    dropped = sum(s.dropped for s in merged.worker_stats)
+    return Row(workers, rate, sent, achieved, received, merged.packets, dropped, os.getloadavg())
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
+    tcpreplay = subprocess.run(["tcpreplay", "--version"], capture_output=True, text=True)
+    found = re.search(r"tcpreplay version: (\S+)", tcpreplay.stdout + tcpreplay.stderr)
+    version = found.group(1) if found else "(unknown version)"
+    return (
+        f"{os.cpu_count()} cores ({model}), {memory} GiB, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, tcpreplay {version}"
+    )
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| workers | rate asked (pps) | achieved (pps) | sent | counted | kernel drops "
+        "| lost before the ring | loss % | load avg (1/5 min) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.workers} | {r.rate:,} | {r.achieved:,.0f} | {r.sent:,} | {r.counted:,} "
+            f"| {r.dropped:,} | {r.before_ring:,} | {r.loss:.3f} "
+            f"| {r.load[0]:.2f} / {r.load[1]:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def best_rates(rows: list[Row]) -> dict[int, int | None]:
+    best: dict[int, int | None] = {}
+    for workers in sorted({r.workers for r in rows}):
+        clean = [r.rate for r in rows if r.workers == workers and r.lost == 0 and r.dropped == 0]
+        best[workers] = max(clean) if clean else None
+    return best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("capture", nargs="?", type=Path, default=DEFAULT_CAPTURE)
+    parser.add_argument("--rates", default=",".join(str(r) for r in DEFAULT_RATES))
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--buffer-bytes", type=int, default=32 << 20)
+    parser.add_argument("--markdown", action="store_true", help="print a bench/RESULTS.md section")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("live_capture: needs root (network namespaces, packet sockets)", file=sys.stderr)
+        return 2
+    if not args.capture.is_file():
+        print(f"live_capture: {args.capture}: no such file", file=sys.stderr)
+        return 2
+    try:
+        rates = [int(r) for r in args.rates.split(",")]
+        worker_counts = [int(w) for w in args.workers.split(",")]
+    except ValueError:
+        print("live_capture: --rates and --workers are comma-separated integers", file=sys.stderr)
+        return 2
+    _preload()  # compile before forking: the workers inherit the compiled code
+    description = machine()
+    print(f"machine: {description}", flush=True)
+    rows: list[Row] = []
+    for workers in worker_counts:
+        for rate in rates:
+            with Wire() as wire:
+                if workers == 1:
+                    row = run_single(wire, args.capture, rate, args.duration, args.buffer_bytes)
+                else:
+                    row = run_pool(
+                        wire, args.capture, rate, args.duration, args.buffer_bytes, workers
+                    )
+            rows.append(row)
+            print(
+                f"workers={row.workers} rate={row.rate} achieved={row.achieved:.0f} "
+                f"sent={row.sent} counted={row.counted} kernel_drops={row.dropped} "
+                f"before_ring={row.before_ring} loss={row.loss:.3f}% "
+                f"load={row.load[0]:.2f}/{row.load[1]:.2f}",
+                flush=True,
+            )
+    best = best_rates(rows)
+    for workers, rate in best.items():
+        print(f"highest loss-free rate with {workers} worker(s): {rate if rate else 'none'}")
+    if args.markdown:
+        print()
+        print(f"## Live capture (`python3 bench/live_capture.py --duration {args.duration:g}`)")
+        print()
+        print(f"Machine: {description}. Capture replayed: `{args.capture.name}`, ")
+        print(f"{args.duration:g} s per rate, tcpreplay on the same machine.")
+        print()
+        print(table(rows))
+        print()
+        for workers, rate in best.items():
+            shown = f"{rate:,} packets/s" if rate else "none of the rates tried"
+            print(f"- highest loss-free rate with {workers} worker(s): {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
