@@ -31,7 +31,7 @@ from monitor.capture import CaptureError, FrameBatch
 from monitor.capture import live as capture_live
 from monitor.capture.files import open_capture
 
-LIVE_BATCH = 4096
+LIVE_BATCH = 8192
 LIVE_TIMEOUT_MS = 100  # the kernel hands over a ring block at least this often
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from monitor.facts import Fact, FactTable
 from monitor.inventory import Inventory
-from monitor.model import Device, WindowProfile
+from monitor.model import Device, TableStats, WindowProfile
 from monitor.pipeline import MAX_MESSAGES_PER_WINDOW, MESSAGE_GAP_SECONDS
 
 
@@ -141,6 +141,7 @@ class WorkerReport:
     protocol_packets: dict[str, int] = field(default_factory=dict)  # cumulative
     first_time: float | None = None
     last_time: float | None = None
+    tables: TableStats = field(default_factory=TableStats)  # the worker's flow/device tables
 
 
 @dataclass(slots=True)
@@ -169,6 +170,7 @@ class MergedAnalysis:
         self.worker_stats: list[WorkerStats] = [WorkerStats() for _ in range(workers)]
         self._decode_errors: list[dict[str, int]] = [{} for _ in range(workers)]
         self._protocols: list[dict[str, int]] = [{} for _ in range(workers)]
+        self._tables: list[TableStats] = [TableStats() for _ in range(workers)]
         self._closed_until = [float("-inf")] * workers
         self._first: list[float | None] = [None] * workers
         self._last: list[float | None] = [None] * workers
@@ -197,6 +199,20 @@ class MergedAnalysis:
         known = [t for t in self._last if t is not None]
         return max(known) if known else None
 
+    def table_stats(self) -> TableStats:
+        """Flow tables summed over the workers (each tracks its own share of the flows);
+        devices as merged here, evictions as the workers made them."""
+        evicted: Counter[str] = Counter()
+        for tables in self._tables:
+            evicted.update(tables.flows_evicted)
+        return TableStats(
+            flows_active=sum(t.flows_active for t in self._tables),
+            flows_started=sum(t.flows_started for t in self._tables),
+            flows_evicted=dict(evicted),
+            devices=len(self.devices),
+            devices_evicted=sum(t.devices_evicted for t in self._tables),
+        )
+
     # ------------------------------------------------------------------ reports
     def restore(self, devices: Mapping[str, Device]) -> None:
         """Devices of the last checkpoint: merged under what the workers report from now."""
@@ -214,6 +230,7 @@ class MergedAnalysis:
         self.worker_stats[w] = report.stats
         self._decode_errors[w] = report.decode_errors
         self._protocols[w] = report.protocol_packets
+        self._tables[w] = report.tables
         self._first[w] = report.first_time
         self._last[w] = report.last_time
         self._update_totals()

@@ -263,6 +263,7 @@ def _capture(
             protocol_packets=dict(analysis.protocol_packets),
             first_time=analysis.first_time,
             last_time=analysis.last_time,
+            tables=analysis.table_stats(),
         )
         closed.clear()
         return message

@@ -103,6 +103,7 @@ def runs() -> tuple[Analysis, list[WindowProfile], MergedAnalysis, list[WindowPr
             protocol_packets=dict(half.protocol_packets),
             first_time=half.first_time,
             last_time=half.last_time,
+            tables=half.table_stats(),
         )
         for window in merged.apply(report):
             released.extend(window)
@@ -189,6 +190,15 @@ def test_merged_sensor_totals_equal_one_analysis(runs) -> None:  # type: ignore[
     assert (merged.first_time, merged.last_time) == (whole.first_time, whole.last_time)
     totals = merged.capture_stats["eth0"]
     assert (totals.packets, totals.dropped) == (whole.packets, 1)
+
+
+def test_merged_flow_tables_add_up_to_one_analysis(runs) -> None:  # type: ignore[no-untyped-def]
+    """Fanout keeps each flow on one worker: their flow tables partition the whole one."""
+    whole, _, merged, _ = runs
+    mine, theirs = merged.table_stats(), whole.table_stats()
+    assert (mine.flows_active, mine.flows_started) == (theirs.flows_active, theirs.flows_started)
+    assert mine.flows_evicted == theirs.flows_evicted
+    assert mine.devices == theirs.devices
 
 
 def device(device_id: str, **counters: int) -> Device:

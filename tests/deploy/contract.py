@@ -42,12 +42,23 @@ DESIGN_METRICS: dict[str, tuple[str, ...]] = {
     "santinel_anomaly_active": ("device", "detector", "severity"),
     "santinel_signature_matches_total": ("device", "signature"),
     "santinel_config_last_reload_successful": (),
+    "santinel_flows_active": (),
+    "santinel_flows_started_total": (),
+    "santinel_flows_evicted_total": ("reason",),
+    "santinel_devices_evicted_total": (),
+    "santinel_capture_worker_packets_total": ("interface", "worker"),
+    "santinel_capture_worker_dropped_packets_total": ("interface", "worker"),
 }
 
 # Sensor health named by the daemon's issue (processing lag) beyond the DESIGN.md table.
 EXTRA_METRICS: dict[str, tuple[str, ...]] = {
     "santinel_capture_processing_lag_seconds": ("interface",),
 }
+
+# Series present only with several capture workers (the golden exposition has one).
+WORKER_METRICS = frozenset(
+    {"santinel_capture_worker_packets_total", "santinel_capture_worker_dropped_packets_total"}
+)
 
 # Series Prometheus itself writes for every target.
 PROMETHEUS_METRICS = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
