@@ -150,7 +150,8 @@ _TCP_DECODERS: tuple[tuple[str, Callable[[bytes], bool], Callable[[bytes], Any],
 _BY_NAME = {entry[0]: entry for entry in _TCP_DECODERS}
 
 
-# Announcements (mDNS, SSDP, DHCP retries) repeat byte for byte: decode each once.
+# Announcements (mDNS, SSDP, DHCP retries) and repeated DNS lookups repeat byte for byte:
+# decode each once.
 _CACHE_ENTRIES = 4096
 _cache: dict[tuple[int, bytes], Decoded | str | None] = {}
 
@@ -161,7 +162,10 @@ def decode(
     """Decode one payload; returns (protocol, facts) or None. Raises only ``Malformed``."""
     if transport != 17:
         return _decode(app, transport, ports, payload)
-    key = (min(ports), payload)
+    # a DNS message's first two bytes are its id, which no fact depends on: repeated queries
+    # and answers for one name share an entry
+    dns = 53 in ports or 5353 in ports or 5355 in ports
+    key = (min(ports), payload[2:] if dns else payload)
     cached = _cache.get(key, _MISSING)
     if cached is _MISSING:
         try:

@@ -481,3 +481,78 @@ def group_max(
         if values[i] > out[g]:
             out[g] = values[i]
     return out
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def hl7_routing_keys(
+    buffer: npt.NDArray[np.uint8],
+    offsets: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int32],
+    rows: npt.NDArray[np.int64],
+    salt: npt.NDArray[np.int64],
+) -> npt.NDArray[np.uint64]:
+    """Per HL7 message: a hash of everything its facts depend on (the MSH segment without
+    MSH-7, the message time, and MSH-10, the control id, and whether an MSA segment follows),
+    mixed with a salt, so that a feed's messages decode once per routing and type; 0 where
+    the payload does not start with an MSH segment (decoded on its own)."""
+    out = np.zeros(rows.shape[0], np.uint64)
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        p = offsets[i]
+        end = p + lengths[i]
+        if p < end and buffer[p] == 0x0B:
+            p += 1
+        if end - p < 8 or buffer[p] != 77 or buffer[p + 1] != 83 or buffer[p + 2] != 72:
+            continue
+        separator = buffer[p + 3]
+        h = np.uint64(0xCBF29CE484222325)
+        field_index = 0  # as in MSH split on the separator: 6 is MSH-7, 9 is MSH-10
+        q = p
+        while q < end and buffer[q] != 13 and buffer[q] != 10:
+            c = buffer[q]
+            if c == separator:
+                field_index += 1
+            if c == separator or (field_index != 6 and field_index != 9):
+                h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
+            q += 1
+        while q < end and (buffer[q] == 13 or buffer[q] == 10):
+            q += 1
+        acknowledgement = end - q >= 3 and buffer[q] == 77 and buffer[q + 1] == 83
+        acknowledgement = acknowledgement and buffer[q + 2] == 65
+        h = _mix(h, np.uint64(1 if acknowledgement else 2))
+        out[k] = _mix(h, np.uint64(salt[k])) | np.uint64(1)
+    return out
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def dicom_data_only(
+    buffer: npt.NDArray[np.uint8],
+    offsets: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int32],
+    rows: npt.NDArray[np.int64],
+) -> npt.NDArray[np.bool_]:
+    """Per payload: True for a DICOM P-DATA-TF PDU whose PDVs in the payload are all dataset
+    fragments (message control header bit 0 clear). Those carry images, never a command:
+    the DICOM decoder would find nothing in them."""
+    out = np.zeros(rows.shape[0], np.bool_)
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        p = offsets[i]
+        end = p + lengths[i]
+        if end - p < 12 or buffer[p] != 0x04 or buffer[p + 1] != 0:
+            continue
+        q = p + 6
+        data_only = True
+        while q + 6 <= end:
+            length = (
+                (np.int64(buffer[q]) << 24)
+                | (np.int64(buffer[q + 1]) << 16)
+                | (np.int64(buffer[q + 2]) << 8)
+                | np.int64(buffer[q + 3])
+            )
+            if buffer[q + 5] & 0x01 or length < 2:
+                data_only = False
+                break
+            q += 4 + length
+        out[k] = data_only
+    return out

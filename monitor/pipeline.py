@@ -40,9 +40,11 @@ from monitor.flows import (
     FlowKey,
     FlowTable,
     could_be_metadata,
+    dicom_data_only,
     flow_keys,
     group_keys,
     group_max,
+    hl7_routing_keys,
     message_starts,
     payload_keys,
     row_keys,
@@ -184,6 +186,7 @@ class Analysis:
         self._conversation_last: npt.NDArray[np.float64] = np.full(1024, -1.0)
         self._label_ids: dict[str, int] = {}
         self._label_names: list[str] = []
+        self._stale_keys: dict[int, Flow] = {}  # slot -> flow whose keys must be interned anew
         self._device_numbers: dict[str, int] = {}  # device id -> row of window device counts
         self._device_names: list[str] = []
         # facts noted while a batch is processed, applied once per distinct fact at its end
@@ -637,6 +640,10 @@ class Analysis:
 
         self._inspect(batch, table, t, sl, groups, direction, slots)
         self._name_new_flows()
+        # flows whose service or protocol became known take their new keys once per batch
+        for flow in self._stale_keys.values():
+            self._rekey(flow)
+        self._stale_keys = {}
         self._account_flow_windows(groups[rows], slots, self._packet_window[sl][rows])
         self._conversations(table, t, sl, groups, direction, slots)
 
@@ -754,6 +761,7 @@ class Analysis:
         return f"ext:{address}" if address_scope(address) == "external" else f"ip:{address}"
 
     def _learn_service(self, flow: Flow, server_side: int, when: float) -> None:
+        guessed = flow.service()
         flow.server_side = server_side
         self.flows.server_side[flow.slot] = server_side
         service = f"{flow.transport}/{flow.port(server_side)}"
@@ -763,7 +771,8 @@ class Analysis:
             self.note(server, "service_offered", service, when)
         if client is not None:
             self.note(client, "service_used", service, when)
-        self._rekey(flow)
+        if service != guessed:
+            self._stale_keys[flow.slot] = flow
 
     def _rekey(self, flow: Flow) -> None:
         """Intern the flow's accounting keys: called when its service or protocol changes."""
@@ -958,9 +967,13 @@ class Analysis:
                 for f, c, x in zip(first.tolist(), counts.tolist(), last.tolist(), strict=True)
             ]
         tcp_rows = np.flatnonzero(chosen)
-        once += [(i, 1, float(t[i])) for i in tcp_rows.tolist()]
+        feed = group_followed[groups[tcp_rows]]
+        once += self._followed_once(
+            buffer, offsets, payload_len, t, groups, direction, slots, tcp_rows[feed]
+        )
+        once += [(i, 1, float(t[i])) for i in tcp_rows[~feed].tolist()]
         once.sort()
-        recognised_at: dict[int, int] = {}  # flow group -> row where it became followed
+        recognised_at = np.full(slots.shape[0], groups.shape[0], np.int64)
         for i, repeats, last_time in once:
             group = int(groups[i])
             flow = records[int(slots[group])]
@@ -969,20 +982,54 @@ class Analysis:
             self._decode_row(batch, table, t, i, flow, int(direction[i]), repeats, last_time)
             if not was_followed and flow.app in FOLLOWED_APPS:
                 recognised_at[group] = i
-        if not recognised_at:
+        if (recognised_at == groups.shape[0]).all():
             return
         # A flow recognised as HL7 or DICOM in this batch is followed from that packet on, as
         # it would have been had the batch been cut right after it.
-        later = np.zeros(groups.shape[0], np.bool_)
-        for group, row in recognised_at.items():
-            later |= (groups == group) & (np.arange(groups.shape[0]) > row)
-        rows = np.flatnonzero(later & tcp & small & ~chosen)
+        rows = np.flatnonzero(tcp & small & ~chosen & (groups >= 0))
+        rows = rows[rows > recognised_at[groups[rows]]]
         if rows.shape[0]:
-            plausible = could_be_metadata(buffer, offsets[rows], payload_len[rows])
-            for i in rows[plausible].tolist():
+            rows = rows[could_be_metadata(buffer, offsets[rows], payload_len[rows])]
+            later = self._followed_once(
+                buffer, offsets, payload_len, t, groups, direction, slots, rows
+            )
+            for i, repeats, last_time in sorted(later):
                 flow = records[int(slots[groups[i]])]
                 assert flow is not None
-                self._decode_row(batch, table, t, i, flow, int(direction[i]), 1, float(t[i]))
+                self._decode_row(batch, table, t, i, flow, int(direction[i]), repeats, last_time)
+
+    def _followed_once(
+        self,
+        buffer: npt.NDArray[np.uint8],
+        offsets: npt.NDArray[np.int64],
+        payload_len: npt.NDArray[np.int32],
+        t: npt.NDArray[np.float64],
+        groups: npt.NDArray[np.int64],
+        direction: npt.NDArray[np.uint8],
+        slots: npt.NDArray[np.int64],
+        rows: npt.NDArray[np.int64],
+    ) -> list[tuple[int, int, float]]:
+        """The payloads of HL7 and DICOM flows worth decoding, as (row, repeats, last time):
+        DICOM image fragments never, and an HL7 feed's messages once per distinct routing and
+        type per direction (its time and control id aside)."""
+        labels = self.flows.label[slots[groups[rows]]]
+        dicom = labels == self._label_ids.get("dicom", -1)
+        if dicom.any():
+            images = np.zeros(rows.shape[0], np.bool_)
+            images[dicom] = dicom_data_only(buffer, offsets, payload_len, rows[dicom])
+            rows, labels = rows[~images], labels[~images]
+        hl7 = labels == self._label_ids.get("hl7", -1)
+        feed = rows[hl7]
+        salt = groups[feed] * 2 + direction[feed]
+        keys = hl7_routing_keys(buffer, offsets, payload_len, feed, salt)
+        routed = keys != 0
+        first, inverse, counts = group_keys(keys[routed])
+        last = group_max(inverse, t[feed[routed]], first.shape[0])
+        once = [
+            (int(feed[routed][f]), int(c), float(x))
+            for f, c, x in zip(first.tolist(), counts.tolist(), last.tolist(), strict=True)
+        ]
+        return once + [(i, 1, float(t[i])) for i in (*rows[~hl7].tolist(), *feed[~routed].tolist())]
 
     def _decode_row(
         self,
@@ -1027,7 +1074,12 @@ class Analysis:
                 self.flows.followed[flow.slot] = True
             if app in ("tls", "mqtt"):
                 self.flows.budget[flow.slot] = 0  # what they reveal comes first: the rest is opaque
-            self._rekey(flow)
+            label = self._label_ids.get(app)
+            if label is None:
+                label = self._label_ids[app] = len(self._label_names)
+                self._label_names.append(app)
+            self.flows.label[flow.slot] = label  # now: the rest of the batch follows it by label
+            self._stale_keys[flow.slot] = flow
         if app in appmeta.FLOW_PROTOCOLS:
             for side in (0, 1):
                 device = self.devices.get(flow.devices[side] or "")

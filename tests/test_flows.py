@@ -85,3 +85,61 @@ def test_group_max_is_the_largest_value_of_each_group() -> None:
     groups = np.array([0, 1, 0, 2, 1], np.int64)
     values = np.array([5.0, 1.0, 7.0, -3.0, 0.5])
     assert group_max(groups, values, 3).tolist() == [7.0, 1.0, -3.0]
+
+
+def payload_table(*payloads: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    buffer = np.frombuffer(b"".join(payloads), np.uint8)
+    lengths = np.array([len(p) for p in payloads], np.int32)
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    return buffer, offsets, lengths, np.arange(len(payloads), dtype=np.int64)
+
+
+def hl7_message(kind: bytes, control_id: bytes, time: bytes, ack: bool = False) -> bytes:
+    second = b"MSA|AA|" + control_id if ack else b"PID|1||BENCH-1||BENCH^SYNTHETIC"
+    return (
+        b"\x0bMSH|^~\\&|PUMP|WARD3|ENGINE|HOSP|"
+        + time
+        + b"||"
+        + kind
+        + b"|"
+        + control_id
+        + b"|P|2.5.1\r"
+        + second
+        + b"\r\x1c\r"
+    )
+
+
+def test_hl7_messages_differing_only_in_time_and_control_id_share_a_routing_key() -> None:
+    from monitor.flows import hl7_routing_keys
+
+    table = payload_table(
+        hl7_message(b"ORU^R01", b"MSG1", b"20261205090000"),
+        hl7_message(b"ORU^R01", b"MSG2", b"20261205090005"),
+        hl7_message(b"ADT^A01", b"MSG3", b"20261205090010"),
+        hl7_message(b"ACK", b"MSG4", b"20261205090011", ack=True),
+        hl7_message(b"ACK", b"MSG5", b"20261205090012", ack=False),
+        b"OBX|1|NM|HR||72\r",  # a continuation segment: decoded on its own
+    )
+    keys = hl7_routing_keys(*table, np.zeros(6, np.int64)).tolist()
+    assert keys[0] == keys[1]
+    assert len({keys[0], keys[2], keys[3], keys[4]}) == 4
+    assert keys[5] == 0
+    salted = hl7_routing_keys(*table, np.arange(6, dtype=np.int64)).tolist()
+    assert salted[0] != salted[1]  # another flow or direction is another feed
+
+
+def test_dicom_image_fragments_are_told_from_command_fragments() -> None:
+    from monitor.flows import dicom_data_only
+
+    def pdata(*pdvs: tuple[int, bytes]) -> bytes:
+        items = b"".join(
+            (len(body) + 2).to_bytes(4, "big") + bytes([1, control]) + body
+            for control, body in pdvs
+        )
+        return b"\x04\x00" + len(items).to_bytes(4, "big") + items
+
+    command = (0x03, b"\x00\x00\x00\x01" + b"\x00" * 8)
+    image = (0x00, b"\x7f" * 40)
+    association = b"\x01\x00\x00\x00\x00\x10" + b"\x00" * 16
+    table = payload_table(pdata(image), pdata(command), pdata(image, command), association)
+    assert dicom_data_only(*table).tolist() == [True, False, False, False]

@@ -237,3 +237,20 @@ def test_a_mac_flood_evicts_the_quiet_sources_not_the_devices_that_talk(tmp_path
     assert len(analysis.devices) <= 64
     assert analysis.table_stats().devices_evicted >= 300 + 2 - 64
     assert {MONITOR, ENGINE} <= set(analysis.devices)
+
+
+def test_an_hl7_feed_counts_every_message_however_the_batches_fall(tmp_path: Path) -> None:
+    """Messages of one feed that differ only in time and control id are decoded once per
+    batch and counted as many times as they were sent, with their first and last times."""
+    packets, times = hl7_feed(count=25, interval=2.0)
+    capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
+    seen = []
+    for size in (100_000, 7):
+        analysis = Analysis()
+        for batch in _rebatch(capture, size):
+            analysis.feed(batch)
+        analysis.finish()
+        (fact,) = analysis.devices[MONITOR].facts["hl7_message_type"].values()
+        seen.append((fact.count, fact.first_seen, fact.last_seen))
+    start = 1_700_000_000.0
+    assert seen[0] == seen[1] == (25, start + 1.0, start + 1.0 + 24 * 2.0)
