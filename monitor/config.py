@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
+from monitor.flows import DEFAULT_MAX_FLOWS
+from monitor.inventory import DEFAULT_MAX_DEVICES
 from monitor.yamlfile import StrictModel, YamlModelError, load_model
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:10575"
@@ -135,6 +137,14 @@ class ProfilesConfig(StrictModel):
     window_seconds: Annotated[float, BeforeValidator(parse_duration), Field(ge=1, le=86400)] = 60.0
 
 
+class TablesConfig(StrictModel):
+    """Bounds of what the sensor tracks (see docs/performance.md): beyond them it evicts and
+    counts (santinel_flows_evicted_total, santinel_devices_evicted_total)."""
+
+    max_flows: int = Field(default=DEFAULT_MAX_FLOWS, ge=1000, le=50_000_000)
+    max_devices: int = Field(default=DEFAULT_MAX_DEVICES, ge=100, le=10_000_000)
+
+
 class BaselineConfig(StrictModel):
     min_duration: Duration = 86400.0
     min_windows: int = Field(default=120, ge=1)
@@ -183,6 +193,7 @@ class Config(StrictModel):
     web: WebConfig = WebConfig()
     state: StateConfig = StateConfig()
     signatures: SignaturesConfig = SignaturesConfig()
+    tables: TablesConfig = TablesConfig()
     profiles: ProfilesConfig = ProfilesConfig()
     baseline: BaselineConfig = BaselineConfig()
     exporter: ExporterConfig = ExporterConfig()

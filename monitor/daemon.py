@@ -166,6 +166,7 @@ class Daemon:
                 capture.snaplen,
                 capture.buffer_bytes,
                 self.config.profiles.window_seconds,
+                self.config.tables,
             )
             return None
         if capture.interface is not None:
@@ -271,6 +272,8 @@ class Daemon:
                 signatures=self.signatures,
                 window_seconds=self.config.profiles.window_seconds,
                 on_window=self._on_window,
+                max_flows=self.config.tables.max_flows,
+                max_devices=self.config.tables.max_devices,
             )
             from monitor.pipeline import SourceStats
 

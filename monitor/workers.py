@@ -34,6 +34,7 @@ from typing import Any
 
 from monitor.capture import CaptureError
 from monitor.capture.afpacket import PacketRing
+from monitor.config import TablesConfig
 from monitor.merge import WorkerReport, WorkerStats
 from monitor.model import Device, WindowProfile
 
@@ -60,9 +61,15 @@ class WorkerPool:
         snaplen: int = 65535,
         buffer_bytes: int = 32 << 20,
         window_seconds: float = 60.0,
+        tables: TablesConfig | None = None,
     ) -> None:
         self.interface = interface
         self.window_seconds = window_seconds
+        tables = tables or TablesConfig()
+        # fanout splits the flows: each worker tracks its share; every worker may see every
+        # device, so each keeps the whole device bound
+        self.max_flows = max(1, tables.max_flows // workers)
+        self.max_devices = tables.max_devices
         group = os.getpid() & 0xFFFF
         self.rings: list[PacketRing] = []
         try:
@@ -96,7 +103,14 @@ class WorkerPool:
             receiver, sender = context.Pipe(duplex=False)
             process = context.Process(
                 target=_worker_main,
-                args=(index, self.rings, sender, self.window_seconds),
+                args=(
+                    index,
+                    self.rings,
+                    sender,
+                    self.window_seconds,
+                    self.max_flows,
+                    self.max_devices,
+                ),
                 name=f"santinel-capture-{index}",
                 daemon=True,
             )
@@ -198,12 +212,17 @@ class _Changes:
 
 
 def _worker_main(
-    index: int, rings: list[PacketRing], conn: connection.Connection, window_seconds: float
+    index: int,
+    rings: list[PacketRing],
+    conn: connection.Connection,
+    window_seconds: float,
+    max_flows: int,
+    max_devices: int,
 ) -> None:
     """The body of worker ``index`` (runs in the forked child; never returns)."""
     code = 1
     try:
-        code = _capture(index, rings, conn, window_seconds)
+        code = _capture(index, rings, conn, window_seconds, max_flows, max_devices)
     except BaseException as error:  # report anything in one line, then leave
         try:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -215,7 +234,12 @@ def _worker_main(
 
 
 def _capture(
-    index: int, rings: list[PacketRing], conn: connection.Connection, window_seconds: float
+    index: int,
+    rings: list[PacketRing],
+    conn: connection.Connection,
+    window_seconds: float,
+    max_flows: int,
+    max_devices: int,
 ) -> int:
     from monitor.daemon_sources import _ifindex, _link_up
     from monitor.pipeline import Analysis
@@ -234,7 +258,12 @@ def _capture(
         if other is not ring:
             other.close()
     closed: list[WindowProfile] = []
-    analysis = Analysis(window_seconds=window_seconds, on_window=lambda p, a: closed.extend(p))
+    analysis = Analysis(
+        window_seconds=window_seconds,
+        on_window=lambda p, a: closed.extend(p),
+        max_flows=max_flows,
+        max_devices=max_devices,
+    )
     changes = _Changes()
     ticked = -math.inf
     lag: float | None = None
