@@ -199,6 +199,7 @@ def measure(
     def note(n: int) -> str:
         return "" if n == total else f"first {n:,} packets, extrapolated"
 
+    load_scapy()
     runs = [
         Run("tcpdump -r FILE -w /dev/null", total, timed(args.repeat, lambda: run_tcpdump(capture)))
     ]
