@@ -980,7 +980,8 @@ def many_flows(flows: int, devices: int, seed: int, seconds: float) -> Trace:
     rng = np.random.default_rng(seed)
     trace = Trace()
     span = int(seconds * 1e9)
-    dev = rng.integers(0, devices, flows)
+    # each device's flows differ by source port (distinct while flows < 64,000 x devices)
+    dev = np.arange(flows) % devices
     peer = (dev + 1 + rng.integers(0, devices - 1, flows)) % devices
     base_mac = 0x02B000000000
     base_ip = ip4("10.64.0.0")
