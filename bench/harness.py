@@ -33,10 +33,17 @@ def generated_capture(packets: int = 1_000_000, seed: int = 1) -> Path:
         GENERATED_DIR.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
         subprocess.run(
-            [sys.executable, str(REPO / "bench/generate_traffic.py"), str(partial),
-             "--packets", str(packets), "--seed", str(seed)],
+            [
+                sys.executable,
+                str(REPO / "bench/generate_traffic.py"),
+                str(partial),
+                "--packets",
+                str(packets),
+                "--seed",
+                str(seed),
+            ],
             check=True,
-        )  # fmt: skip
+        )
         partial.rename(path)
     return path
 
@@ -77,7 +84,7 @@ def _version(command: list[str]) -> str:
         return "absent"
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = (done.stdout or done.stderr).strip().splitlines()
-    return lines[0] if lines else "?"
+    return lines[0].rstrip(".") if lines else "?"
 
 
 def _module_version(name: str) -> str:

@@ -315,7 +315,7 @@ def report(
         if markdown:
             out.append(f"### {head}\n")
             out.append(
-                "| tool | packets read | seconds | packets/s | Santinel is × faster | note |"
+                "| tool | packets read | seconds | packets/s | Santinel ÷ tool (packets/s) | note |"
             )
             out.append("|---|---:|---:|---:|---:|---|")
             for r in runs:
