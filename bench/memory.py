@@ -1,0 +1,263 @@
+"""Resident memory of Santinel: flat over a long replay loop, bounded under a million flows.
+
+    python3 bench/memory.py soak [--minutes 30] [--capture FILE] [--every 5] [--markdown]
+    python3 bench/memory.py bound [--flows 1000000] [--devices 100000] [--markdown]
+
+``soak`` replays one capture in a loop, end to end in this process (pipeline, signatures,
+detectors, baselines learning: ``bench/harness``), each loop shifted in capture time past the
+end of the previous one, so windows keep closing and flows and devices keep coming back as a
+live wire would bring them. It samples the resident set (VmRSS) every ``--every`` seconds
+for ``--minutes`` of wall-clock time, and after the warm-up (the first ``--warmup`` share of
+the run) prints the first, median, last and largest sample and whether every sample stays
+within 10 % of the first. In process rather than ``santinel run --pcap`` in a loop: the
+daemon adds only its exporter thread and web server, whose memory does not depend on
+traffic, and a process of our own can shift capture time per loop and read its own RSS
+without racing a child.
+
+``bound`` writes (once) a capture of ``--flows`` distinct flows among ``--devices``
+devices (``bench/generate_traffic.py --flows``) and runs it in a fresh child process twice:
+the pipeline alone, and end to end with detectors and baselines. For each it reports the
+peak resident set (VmHWM), the tables' sizes at the end and every eviction counter the
+analysis exposes (any attribute whose name contains ``evict``, on the analysis or its
+inventory; "n/a" when there is none yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness
+
+LIMIT = 0.10
+
+
+def soak(args: argparse.Namespace) -> int:
+    from monitor.capture import CaptureError
+    from monitor.capture.files import open_capture
+    from monitor.pipeline import Analysis
+
+    capture: Path = args.capture
+    if not capture.is_file():
+        print(f"memory: {capture}: no such capture", file=sys.stderr)
+        return 2
+    library, suite, store = harness.end_to_end_parts()
+
+    def on_window(profiles: Any, analysis: Any) -> None:
+        suite.on_window(profiles, analysis, store, learn=True)
+
+    analysis = Analysis(signatures=library, on_window=on_window)
+    suite.book.keep_emitted = False  # as the daemon: a soak must not grow an event list
+    load_before = harness.load_average()
+    duration = args.minutes * 60.0
+    began = time.perf_counter()
+    samples: list[tuple[float, int]] = []
+    next_sample = 0.0
+    shift = 0
+    loops = 0
+    packets = 0
+    try:
+        while time.perf_counter() - began < duration:
+            first = last = None
+            for batch in open_capture(capture):
+                if first is None:
+                    first = int(batch.timestamps_ns[0])
+                last = int(batch.timestamps_ns[-1])
+                if shift:
+                    batch = dataclasses.replace(batch, timestamps_ns=batch.timestamps_ns + shift)
+                analysis.feed(batch)
+                packets += len(batch)
+                now = time.perf_counter() - began
+                if now >= next_sample:
+                    samples.append((now, harness.status_kib("VmRSS")))
+                    next_sample = now + args.every
+                if now >= duration:
+                    break
+            loops += 1
+            if first is None or last is None:
+                break
+            # the next loop starts one window after this one ended, in capture time
+            shift += last - first + int(analysis.window_seconds * 1e9)
+    except CaptureError as error:
+        print(f"memory: {error}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - began
+    steady = [rss for when, rss in samples if when >= args.warmup * elapsed]
+    if len(steady) < 2:
+        print("memory: too few samples after the warm-up; run longer", file=sys.stderr)
+        return 2
+    reference = steady[0]
+    worst = max(abs(rss - reference) / reference for rss in steady)
+    flat = worst <= LIMIT
+    rows = [
+        ("capture", f"{capture.name}, replayed {loops} times ({packets:,} packets)"),
+        ("wall-clock time", f"{elapsed / 60:.1f} min, a sample every {args.every:g} s"),
+        (
+            "warm-up left out",
+            f"first {args.warmup:.0%} ({len(samples) - len(steady)} samples)",
+        ),
+        (
+            "RSS first / median / last / max",
+            " / ".join(
+                f"{v / 1024:.0f}"
+                for v in (reference, statistics.median(steady), steady[-1], max(steady))
+            )
+            + " MiB",
+        ),
+        (
+            "largest departure from the first",
+            f"{worst:.1%} ({'within' if flat else 'NOT within'} {LIMIT:.0%})",
+        ),
+        ("devices / flows at the end", f"{len(analysis.devices):,} / {len(analysis.flows):,}"),
+        ("eviction counters", evictions_text(evictions(analysis))),
+        ("load average before / after", f"{load_before} / {harness.load_average()}"),
+    ]
+    print_rows(rows, args.markdown, f"Soak: {args.minutes:g} minutes of replay loop")
+    return 0 if flat else 1
+
+
+def evictions(analysis: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for owner_name, owner in (
+        ("analysis", analysis),
+        ("inventory", getattr(analysis, "inventory", None)),
+    ):
+        if owner is None:
+            continue
+        for name in dir(owner):
+            if "evict" in name.lower() and not name.startswith("__"):
+                value = getattr(owner, name, None)
+                if not callable(value):
+                    found[f"{owner_name}.{name}"] = (
+                        value if isinstance(value, int | float) else str(value)
+                    )
+    return found
+
+
+def evictions_text(found: dict[str, Any]) -> str:
+    if not found:
+        return "n/a (the analysis exposes no eviction counter yet)"
+    return ", ".join(f"{k} = {v}" for k, v in sorted(found.items()))
+
+
+BOUND_CHILD = """
+import json, sys, time
+sys.path.insert(0, {bench!r})
+import harness, memory
+from pathlib import Path
+began = time.perf_counter()
+if {end_to_end!r}:
+    analysis, suite, store = harness.end_to_end([Path({capture!r})])
+else:
+    from monitor.pipeline import analyze_captures
+    analysis = analyze_captures([{capture!r}])
+print(json.dumps({{
+    "seconds": time.perf_counter() - began,
+    "peak_kib": harness.status_kib("VmHWM"),
+    "end_kib": harness.status_kib("VmRSS"),
+    "devices": len(analysis.devices),
+    "flows": len(analysis.flows),
+    "packets": analysis.packets,
+    "evictions": memory.evictions(analysis),
+}}))
+"""
+
+
+def bound(args: argparse.Namespace) -> int:
+    path = harness.GENERATED_DIR / f"flows-{args.flows}-devices-{args.devices}.pcap"
+    if not path.is_file():
+        harness.GENERATED_DIR.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        subprocess.run(
+            [
+                sys.executable,
+                str(harness.REPO / "bench/generate_traffic.py"),
+                str(partial),
+                "--flows",
+                str(args.flows),
+                "--devices",
+                str(args.devices),
+            ],
+            check=True,
+        )
+        partial.rename(path)
+    load_before = harness.load_average()
+    rows: list[tuple[str, str]] = [
+        ("capture", f"{path.name} ({path.stat().st_size / 2**20:.0f} MiB)")
+    ]
+    modes = [("pipeline alone", False)]
+    if not args.pipeline_only:
+        modes.append(("end to end (detectors, baselines)", True))
+    worst = 0
+    for label, end_to_end in modes:
+        script = BOUND_CHILD.format(
+            bench=str(harness.REPO / "bench"), capture=str(path), end_to_end=end_to_end
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, cwd=harness.REPO
+        )
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or ["?"])[-1]
+            rows.append((label, f"failed: {tail}"))
+            worst = 2
+            continue
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        peak = figures["peak_kib"] / 2**20
+        rows.append(
+            (
+                label,
+                f"peak RSS {peak:.2f} GiB ({'under' if peak < 1 else 'NOT under'} 1 GiB), "
+                f"{figures['seconds']:.0f} s for {figures['packets']:,} packets; at the end "
+                f"{figures['devices']:,} devices, {figures['flows']:,} flows in the tables; "
+                f"eviction counters: {evictions_text(figures['evictions'])}",
+            )
+        )
+        worst = max(worst, 0 if peak < 1 else 1)
+    rows.append(("load average before / after", f"{load_before} / {harness.load_average()}"))
+    print_rows(rows, args.markdown, f"Bound: {args.flows:,} flows among {args.devices:,} devices")
+    return worst
+
+
+def print_rows(rows: list[tuple[str, str]], markdown: bool, title: str) -> None:
+    if markdown:
+        print(f"### {title} (`python3 bench/memory.py`, {time.strftime('%Y-%m-%d')})\n")
+        print(f"Machine: {harness.machine_line(harness.machine())}.\n")
+        print("| measure | value |\n|---|---|")
+        for name, value in rows:
+            print(f"| {name} | {value} |")
+    else:
+        print(title)
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            print(f"  {name:<{width}}  {value}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    soak_parser = sub.add_parser("soak", help="RSS over a replay loop")
+    soak_parser.add_argument("--minutes", type=float, default=30.0)
+    soak_parser.add_argument("--capture", type=Path, default=harness.SHARED_CAPTURE)
+    soak_parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
+    soak_parser.add_argument("--warmup", type=float, default=0.2, help="share of the run left out")
+    soak_parser.add_argument("--markdown", action="store_true")
+    bound_parser = sub.add_parser("bound", help="peak RSS with many flows and devices")
+    bound_parser.add_argument("--flows", type=int, default=1_000_000)
+    bound_parser.add_argument("--devices", type=int, default=100_000)
+    bound_parser.add_argument("--pipeline-only", action="store_true")
+    bound_parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    return soak(args) if args.command == "soak" else bound(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
