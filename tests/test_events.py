@@ -14,7 +14,7 @@ from prometheus_client import generate_latest
 from monitor.events import Event, EventBook, make_event, severity_for
 from monitor.exporter import Sensor
 from monitor.exporter.registry import build_registry
-from monitor.model import Classification, Device
+from monitor.model import Classification, Device, TableStats
 
 T = 1_790_000_000.0
 
@@ -110,6 +110,9 @@ def test_exporter_shows_counts_and_held_anomalies_from_the_book() -> None:
             self.devices = {pump.id: pump}
             self.capture_stats: dict[str, object] = {}
             self.decode_errors: dict[str, int] = {}
+
+        def table_stats(self) -> TableStats:
+            return TableStats()
 
     book = EventBook(hold_seconds=600)
     book.submit([_event(pump, "new_external_peer", T)])
