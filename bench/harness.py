@@ -55,6 +55,9 @@ def end_to_end_parts(window_seconds: float = 60.0) -> tuple[Any, Any, Any]:
     from monitor.events import EventBook
     from monitor.signatures import default_signature_dirs, load_library
 
+    from monitor.runtime import tune_garbage_collector
+
+    tune_garbage_collector()  # as the santinel command runs
     library = load_library(default_signature_dirs())
     suite = DetectorSuite(EventBook(hold_seconds=3600.0), DetectorConfig(window_seconds))
     return library, suite, BaselineStore(BaselineConfig())
