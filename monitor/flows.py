@@ -20,14 +20,11 @@ Promises:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 import numpy.typing as npt
-
-FlowKey = tuple[int, int, int, int, int, int, int, int]
-"""(ip_version, a_hi, a_lo, b_hi, b_lo, protocol, a_port, b_port), endpoint a <= endpoint b."""
 
 TRANSPORT_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 IDLE_TIMEOUT_TCP = 600.0
@@ -41,31 +38,46 @@ INSPECT_BUDGET = 4
 @dataclass(slots=True)
 class Flow:
     """What Python keeps of one live flow. Side 0 is endpoint a of the key, side 1 endpoint
-    b. Packet and byte counters live in ``FlowTable``'s columns under ``slot``."""
+    b. Packet and byte counters live in ``FlowTable``'s columns under ``slot``; strings are
+    shared with other flows (addresses, device ids, peer names), so a record costs little."""
 
     slot: int
-    key: FlowKey
+    protocol: int  # IP protocol number
+    ports: tuple[int, int]  # per side
     first_seen: float
     client_side: int
     addresses: tuple[str, str] = ("", "")
-    devices: list[str | None] = field(default_factory=lambda: [None, None])
-    peers: list[str] = field(default_factory=lambda: ["", ""])  # how each side names the other
-    peer_names: list[str | None] = field(default_factory=lambda: [None, None])  # from DNS
+    devices: tuple[str | None, str | None] = (None, None)
+    peers: tuple[str, str] = ("", "")  # how each side names the other
+    peer_names: tuple[str | None, str | None] = (None, None)  # from DNS
     server_side: int = -1  # known once a SYN-ACK or a UDP reply is seen
     app: str | None = None  # application protocol recognised by content
 
     @property
     def transport(self) -> str:
-        name = TRANSPORT_NAMES.get(self.key[5])
-        return name if name is not None else f"ip{self.key[5]}"
+        return TRANSPORT_NAMES.get(self.protocol) or f"ip{self.protocol}"
 
     def port(self, side: int) -> int:
-        return self.key[6 + side]
+        return self.ports[side]
 
     def service(self) -> str:
         """``tcp/2575``: the server's port when known, else the port the client sent to."""
         side = self.server_side if self.server_side >= 0 else 1 - self.client_side
-        return f"{self.transport}/{self.port(side)}"
+        return service_name(self.protocol, self.ports[side])
+
+
+_SERVICE_NAMES: dict[tuple[int, int], str] = {}
+
+
+def service_name(protocol: int, port: int) -> str:
+    """``tcp/443``, one shared string per (protocol, port)."""
+    name = _SERVICE_NAMES.get((protocol, port))
+    if name is None:
+        if len(_SERVICE_NAMES) >= 1 << 18:
+            _SERVICE_NAMES.clear()
+        transport = TRANSPORT_NAMES.get(protocol) or f"ip{protocol}"
+        name = _SERVICE_NAMES[(protocol, port)] = f"{transport}/{port}"
+    return name
 
 
 class FlowTable:

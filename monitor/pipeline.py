@@ -37,7 +37,6 @@ from monitor.decode.headers import (
 from monitor.flows import (
     DEFAULT_MAX_FLOWS,
     Flow,
-    FlowKey,
     FlowTable,
     could_be_metadata,
     dicom_data_only,
@@ -176,13 +175,14 @@ class Analysis:
         self._new_flows: list[Flow] = []
         self._next_sweep = float("-inf")
         self._addresses: dict[tuple[int, int, int], str] = {}
+        self._peer_labels: dict[str, str] = {}
         # Interned per-side accounting keys of flows, so a batch aggregates by integer:
         # (device, peer, service, protocol) for window profiles, (device, "peer|service") for
         # cadence, and the flow's protocol label for the protocol counts.
         self._account_ids: dict[tuple[str, str, str, str], int] = {}
         self._account_keys: list[tuple[str, str, str, str]] = []
-        self._conversation_ids: dict[tuple[str, str], int] = {}
-        self._conversation_keys: list[tuple[str, str]] = []
+        self._conversation_ids: dict[tuple[str, str, str], int] = {}
+        self._conversation_keys: list[tuple[str, str, str]] = []
         self._conversation_last: npt.NDArray[np.float64] = np.full(1024, -1.0)
         self._label_ids: dict[str, int] = {}
         self._label_names: list[str] = []
@@ -690,34 +690,35 @@ class Analysis:
                 strict=True,
             )
         ):
-            key: FlowKey = (
-                version,
-                a_hi[j],
-                a_lo[j],
-                b_hi[j],
-                b_lo[j],
-                proto,
-                a_port[j],
-                b_port[j],
-            )
             addresses = (
                 self._address(version, a_hi[j], a_lo[j]),
                 self._address(version, b_hi[j], b_lo[j]),
             )
-            owner_ids = [ip_owner.get(addresses[0]), ip_owner.get(addresses[1])]
-            owner_ids = [i if i is not None and i in devices else None for i in owner_ids]
+            owner_a, owner_b = ip_owner.get(addresses[0]), ip_owner.get(addresses[1])
+            owner_ids = (
+                owner_a if owner_a is not None and owner_a in devices else None,
+                owner_b if owner_b is not None and owner_b in devices else None,
+            )
             flow = Flow(
                 slot=slot,
-                key=key,
+                protocol=proto,
+                ports=(a_port[j], b_port[j]),
                 first_seen=when,
                 client_side=client[j],
                 addresses=addresses,
                 devices=owner_ids,
-                peers=[
+                peers=(
                     owner_ids[1] or self._peer_label(addresses[1]),
                     owner_ids[0] or self._peer_label(addresses[0]),
-                ],
+                ),
             )
+            # named (peer_name fact) after the batch's DNS answers are in: see _resolved
+            names = (
+                dns_names.get(addresses[1]) if owner_ids[0] is not None else None,
+                dns_names.get(addresses[0]) if owner_ids[1] is not None else None,
+            )
+            if names != (None, None):
+                flow.peer_names = names
             records[slot] = flow
             by_address.setdefault(addresses[0], []).append(flow)
             by_address.setdefault(addresses[1], []).append(flow)
@@ -737,8 +738,6 @@ class Analysis:
                         seen[0] += 1
                         seen[1] = min(seen[1], when)
                         seen[2] = max(seen[2], when)
-                # named (peer_name fact) after the batch's DNS answers are in: see _resolved
-                flow.peer_names[side] = dns_names.get(addresses[1 - side])
                 if side == flow.client_side:
                     started[(device_id, window)] += 1
             # Discovery and telemetry sent to a group (IntelliVue, WS-Discovery, SSDP) get no
@@ -757,8 +756,17 @@ class Analysis:
             self._profile(device_id, window).flows_started += count
 
     def _peer_label(self, address: str) -> str:
-        """How a peer that is no inventory device is named: ``ext:ADDR`` or ``ip:ADDR``."""
-        return f"ext:{address}" if address_scope(address) == "external" else f"ip:{address}"
+        """How a peer that is no inventory device is named: ``ext:ADDR`` or ``ip:ADDR``, one
+        shared string per address (flows to one peer are many)."""
+        label = self._peer_labels.get(address)
+        if label is None:
+            if len(self._peer_labels) >= ADDRESS_CACHE_SIZE:
+                self._peer_labels.clear()
+            scope = address_scope(address)
+            label = self._peer_labels[address] = (
+                f"ext:{address}" if scope == "external" else f"ip:{address}"
+            )
+        return label
 
     def _learn_service(self, flow: Flow, server_side: int, when: float) -> None:
         guessed = flow.service()
@@ -804,7 +812,7 @@ class Analysis:
                 a = self._account_ids[account] = len(self._account_keys)
                 self._account_keys.append(account)
             accounts[side] = a
-            conversation = (device_id, f"{peer}|{service}")
+            conversation = (device_id, peer, service)
             c = self._conversation_ids.get(conversation)
             if c is None:
                 c = self._conversation_ids[conversation] = len(self._conversation_keys)
@@ -879,7 +887,8 @@ class Analysis:
         ordered = times[order]
         ends = [*bounds[1:].tolist(), ordered.shape[0]]
         for c, begin, end in zip(ids.tolist(), bounds.tolist(), ends, strict=True):
-            device_id, conversation = self._conversation_keys[c]
+            device_id, peer, service = self._conversation_keys[c]
+            conversation = f"{peer}|{service}"
             profile = profiles.get(device_id) or self._profile(device_id, window.start)
             kept = profile.conversations.setdefault(conversation, [])
             room = MAX_MESSAGES_PER_WINDOW - len(kept)
@@ -1058,7 +1067,7 @@ class Analysis:
         last: float | None = None,
     ) -> None:
         try:
-            found = appmeta.decode(flow.app, flow.key[5], ports, payload)
+            found = appmeta.decode(flow.app, flow.protocol, ports, payload)
         except appmeta.Malformed as error:
             self.decode_errors[error.reason] += repeats
             return
@@ -1110,15 +1119,26 @@ class Analysis:
             self._dns_names[address] = name
         for flow in self._new_flows_by_address.get(address, ()):
             if flow.first_seen >= when:
-                flow.peer_names[0 if flow.addresses[1] == address else 1] = name
+                side = 0 if flow.addresses[1] == address else 1
+                flow.peer_names = (
+                    (name, flow.peer_names[1])
+                    if side == 0
+                    else (
+                        flow.peer_names[0],
+                        name,
+                    )
+                )
 
     def _name_new_flows(self) -> None:
         for flow in self._new_flows:
+            if flow.peer_names == (None, None):
+                continue
             for side in (0, 1):
                 name = flow.peer_names[side]
                 device = self.devices.get(flow.devices[side] or "")
                 if name is not None and device is not None:
                     self.note(device, "peer_name", name, flow.first_seen)
+            flow.peer_names = (None, None)  # only a new flow's names become facts
 
     # ------------------------------------------------------------------ cadence
     def _conversations(
