@@ -456,7 +456,24 @@ class Matcher(_Strict):
         return normalise(value) in self._equals
 
     def matching(self, values: Iterable[str]) -> list[str]:
-        return [v for v in values if self.matches(v)]
+        # Detectors ask again every window about the same values (a device's peers, names):
+        # each distinct value is tested once per test and remembered, boundedly.
+        spec = (self.kind, self._equals, self.pattern, tuple(self.networks or ()))
+        memo = _MATCH_MEMO.get(spec)
+        if memo is None or len(memo) > MATCH_MEMO_SIZE:
+            memo = _MATCH_MEMO[spec] = {}
+        found = []
+        for value in values:
+            hit = memo.get(value)
+            if hit is None:
+                hit = memo[value] = self.matches(value)
+            if hit:
+                found.append(value)
+        return found
+
+
+MATCH_MEMO_SIZE = 65_536
+_MATCH_MEMO: dict[tuple[Any, ...], dict[str, bool]] = {}
 
 
 class Evidence(Matcher):

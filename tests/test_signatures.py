@@ -451,3 +451,18 @@ def test_the_documented_override_example_is_valid_and_overrides(tmp_path: Path) 
     assert library.origins[policy.id].startswith(str(tmp_path / "site"))
     result = run_santinel("signatures", "test", str(REPO / "signatures"), str(tmp_path / "site"))
     assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_remembered_answers_belong_to_their_own_test() -> None:
+    from monitor.signatures import Condition
+
+    values = ["ip:10.1.2.3", "ext:203.0.113.9", "ip:192.168.1.5", "00:1b:63:aa:bb:01"]
+    clinical = Condition(kind="peer", networks=["10.0.0.0/8"])
+    home = Condition(kind="peer", networks=["192.168.0.0/16"])
+    internet = Condition(kind="peer", networks=["public"])
+    for _ in range(2):  # the second round answers from memory
+        assert clinical.matching(values) == ["ip:10.1.2.3"]
+        assert home.matching(values) == ["ip:192.168.1.5"]
+        assert internet.matching(values) == ["ext:203.0.113.9"]
+    named = Condition(kind="peer_name", pattern=r"\.example$")
+    assert named.matching(["pacs.example", "pacs.example.org"]) == ["pacs.example"]
