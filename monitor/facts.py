@@ -63,6 +63,12 @@ class Fact:
 FactTable = dict[str, dict[str, Fact]]
 """kind -> value -> Fact."""
 
+# Values kept per kind per device. A device seen by the whole internet (a scan) or a server
+# with every workstation as a peer must not grow without end: past the bound, the values
+# seen least recently make room, an eighth at a time.
+MAX_VALUES_PER_KIND = 1024
+evicted_values = 0  # values dropped by that bound in this process
+
 
 def record_fact(
     table: FactTable, kind: str, value: str, when: float, times: int = 1, last: float | None = None
@@ -72,9 +78,19 @@ def record_fact(
     values = table.setdefault(kind, {})
     fact = values.get(value)
     if fact is None:
+        if len(values) >= MAX_VALUES_PER_KIND:
+            _forget_stalest(values)
         values[value] = Fact(when, when if last is None else max(when, last), times)
         return True
     fact.see(when, times)
     if last is not None and last > fact.last_seen:
         fact.last_seen = last
     return False
+
+
+def _forget_stalest(values: dict[str, Fact]) -> None:
+    global evicted_values
+    stalest = sorted(values, key=lambda v: values[v].last_seen)[: MAX_VALUES_PER_KIND // 8]
+    for value in stalest:
+        del values[value]
+    evicted_values += len(stalest)

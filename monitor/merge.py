@@ -211,6 +211,7 @@ class MergedAnalysis:
             flows_evicted=dict(evicted),
             devices=len(self.devices),
             devices_evicted=sum(t.devices_evicted for t in self._tables),
+            facts_evicted=sum(t.facts_evicted for t in self._tables),
         )
 
     # ------------------------------------------------------------------ reports

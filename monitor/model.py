@@ -115,3 +115,4 @@ class TableStats:
     flows_evicted: dict[str, int] = field(default_factory=dict)  # reason -> flows
     devices: int = 0
     devices_evicted: int = 0
+    facts_evicted: int = 0  # fact values dropped past a device's bound per kind

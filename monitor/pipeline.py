@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor import appmeta
+from monitor import facts as learned_facts
 from monitor.capture import CaptureError, FrameBatch
 from monitor.decode.headers import (
     ETHERTYPE_ARP,
@@ -136,7 +137,7 @@ def format_ip(version: int, hi: int, lo: int) -> str:
 # capture time between sweeps of the flow table for idle flows
 FLOW_SWEEP_SECONDS = 10.0
 # interned accounting keys beyond this many per live flow are compacted away
-KEYS_PER_FLOW = 4
+KEYS_PER_FLOW = 3
 ADDRESS_CACHE_SIZE = 65_536
 
 
@@ -250,6 +251,7 @@ class Analysis:
             flows_evicted=dict(self.flows.evicted),
             devices=len(self.devices),
             devices_evicted=self.inventory.evicted,
+            facts_evicted=learned_facts.evicted_values,
         )
 
     def tick(self, now: float) -> None:

@@ -45,7 +45,14 @@ class TablesCollector(Collector):
             "Devices dropped from the inventory to make room (max_devices reached).",
         )
         devices.add_metric([], stats.devices_evicted)
+        values = CounterMetricFamily(
+            "santinel_fact_values_evicted",
+            "Learned values (peers, names, ...) dropped past a device's bound per kind, "
+            "least recently seen first.",
+        )
+        values.add_metric([], stats.facts_evicted)
         yield active
         yield started
         yield evicted
         yield devices
+        yield values

@@ -46,6 +46,7 @@ DESIGN_METRICS: dict[str, tuple[str, ...]] = {
     "santinel_flows_started_total": (),
     "santinel_flows_evicted_total": ("reason",),
     "santinel_devices_evicted_total": (),
+    "santinel_fact_values_evicted_total": (),
     "santinel_capture_worker_packets_total": ("interface", "worker"),
     "santinel_capture_worker_dropped_packets_total": ("interface", "worker"),
 }

@@ -97,6 +97,7 @@ def fixed_sensor() -> Sensor:
             flows_evicted={"idle": 8_899},
             devices=3,
             devices_evicted=0,
+            facts_evicted=17,
         ),
     )
     book = AnomalyBook(hold_seconds=600)

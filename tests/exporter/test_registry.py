@@ -80,4 +80,5 @@ def test_exposition_names_exactly_the_metrics_of_design_md(sensor: Sensor) -> No
         "santinel_flows_started",
         "santinel_flows_evicted",
         "santinel_devices_evicted",
+        "santinel_fact_values_evicted",
     }
