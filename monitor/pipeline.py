@@ -66,6 +66,8 @@ WindowCallback = Callable[[list[WindowProfile], "Analysis"], None]
 
 # UDP ports whose datagrams always go to an application decoder
 INSPECTED_UDP_PORTS = frozenset({53, 67, 68, 1900, 5353, 5355})
+DNS_PORTS = frozenset({53, 5353, 5355})
+DNS_HEADER = 12
 # protocols whose every (small) payload packet carries metadata worth counting
 FOLLOWED_APPS = frozenset({"hl7", "dicom"})
 FOLLOWED_MAX_PAYLOAD = 4096
@@ -965,18 +967,38 @@ class Analysis:
         buffer = batch.buffer
         offsets = table.payload_offset[sl]
         # Announcements repeat byte for byte within a flow: decode each distinct one once,
-        # counting its repeats (first and last time kept).
+        # counting its repeats per window (first and last time kept). DNS lookups each take a
+        # flow of their own (a fresh source port) and ask the same questions again and again:
+        # they group by message without its id, between the same two addresses.
         udp_rows = np.flatnonzero(special_udp & (groups >= 0))
         once: list[tuple[int, int, float]] = []  # (row, repeats, last time)
+        followers: list[tuple[int, int]] = []  # (row, the row whose decoding names its flow)
         if udp_rows.shape[0]:
-            salt = groups[udp_rows] * 2 + direction[udp_rows]
-            keys = payload_keys(buffer, offsets, payload_len, udp_rows, salt)
+            dns = (
+                np.isin(table.src_port[sl][udp_rows], list(DNS_PORTS))
+                | np.isin(table.dst_port[sl][udp_rows], list(DNS_PORTS))
+            ) & (payload_len[udp_rows] >= DNS_HEADER)
+            pair = row_keys(
+                table.src_ip_hi[sl][udp_rows],
+                table.src_ip_lo[sl][udp_rows],
+                table.dst_ip_hi[sl][udp_rows],
+                table.dst_ip_lo[sl][udp_rows],
+            ).view(np.int64)
+            salt = np.where(dns, pair, groups[udp_rows] * 2 + direction[udp_rows])
+            # repeats count in the window they were seen in
+            salt = salt * 1_000_003 + self._packet_window[sl][udp_rows]
+            skip = np.zeros(offsets.shape[0], np.int32)
+            skip[udp_rows[dns]] = 2
+            keys = payload_keys(buffer, offsets + skip, payload_len - skip, udp_rows, salt)
             first, inverse, counts = group_keys(keys)
             last = group_max(inverse, t[udp_rows], first.shape[0])
             once = [
                 (int(udp_rows[f]), int(c), float(x))
                 for f, c, x in zip(first.tolist(), counts.tolist(), last.tolist(), strict=True)
             ]
+            leaders = udp_rows[first][inverse]
+            shared = np.flatnonzero((leaders != udp_rows) & dns)
+            followers = list(zip(udp_rows[shared].tolist(), leaders[shared].tolist(), strict=True))
         tcp_rows = np.flatnonzero(chosen)
         feed = group_followed[groups[tcp_rows]]
         once += self._followed_once(
@@ -993,6 +1015,12 @@ class Analysis:
             self._decode_row(batch, table, t, i, flow, int(direction[i]), repeats, last_time)
             if not was_followed and flow.app in FOLLOWED_APPS:
                 recognised_at[group] = i
+        for row, leader_row in followers:
+            flow = records[int(slots[groups[row]])]
+            leader = records[int(slots[groups[leader_row]])]
+            assert flow is not None and leader is not None
+            if flow.app is None and leader.app is not None:
+                self._set_app(flow, leader.app)
         if (recognised_at == groups.shape[0]).all():
             return
         # A flow recognised as HL7 or DICOM in this batch is followed from that packet on, as
@@ -1080,17 +1108,7 @@ class Analysis:
             return
         app, facts = found
         if flow.app is None:
-            flow.app = app
-            if app in FOLLOWED_APPS:
-                self.flows.followed[flow.slot] = True
-            if app in ("tls", "mqtt"):
-                self.flows.budget[flow.slot] = 0  # what they reveal comes first: the rest is opaque
-            label = self._label_ids.get(app)
-            if label is None:
-                label = self._label_ids[app] = len(self._label_names)
-                self._label_names.append(app)
-            self.flows.label[flow.slot] = label  # now: the rest of the batch follows it by label
-            self._stale_keys[flow.slot] = flow
+            self._set_app(flow, app)
         if app in appmeta.FLOW_PROTOCOLS:
             for side in (0, 1):
                 device = self.devices.get(flow.devices[side] or "")
@@ -1112,6 +1130,19 @@ class Analysis:
                 target = self.devices.get(fact.extra)
             if target is not None:
                 self.note(target, fact.kind, fact.value, when, repeats, last)
+
+    def _set_app(self, flow: Flow, app: str) -> None:
+        flow.app = app
+        if app in FOLLOWED_APPS:
+            self.flows.followed[flow.slot] = True
+        if app in ("tls", "mqtt"):
+            self.flows.budget[flow.slot] = 0  # what they reveal comes first: the rest is opaque
+        label = self._label_ids.get(app)
+        if label is None:
+            label = self._label_ids[app] = len(self._label_names)
+            self._label_names.append(app)
+        self.flows.label[flow.slot] = label  # now: the rest of the batch follows it by label
+        self._stale_keys[flow.slot] = flow
 
     def _resolved(self, address: str, name: str, when: float) -> None:
         """A DNS answer: the name of ``address`` from now on. A flow of this batch that began

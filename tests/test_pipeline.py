@@ -254,3 +254,38 @@ def test_an_hl7_feed_counts_every_message_however_the_batches_fall(tmp_path: Pat
         seen.append((fact.count, fact.first_seen, fact.last_seen))
     start = 1_700_000_000.0
     assert seen[0] == seen[1] == (25, start + 1.0, start + 1.0 + 24 * 2.0)
+
+
+def test_repeated_dns_lookups_count_each_and_every_flow_is_dns(tmp_path: Path) -> None:
+    """Lookups of one name, each from a fresh source port with its own id, decode once per
+    batch yet count once each, and every one of their flows is labelled DNS."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    resolver = "00:50:56:00:00:53"
+    packets: list[object] = []
+    for i in range(12):
+        port = 40_000 + i
+        packets += [
+            Ether(src=MONITOR, dst=resolver)
+            / IP(src="10.1.0.5", dst="10.1.0.53")
+            / UDP(sport=port, dport=53)
+            / DNS(id=i, rd=1, qd=DNSQR(qname="engine.ward.example")),
+            Ether(src=resolver, dst=MONITOR)
+            / IP(src="10.1.0.53", dst="10.1.0.5")
+            / UDP(sport=53, dport=port)
+            / DNS(
+                id=i,
+                qr=1,
+                qd=DNSQR(qname="engine.ward.example"),
+                an=DNSRR(rrname="engine.ward.example", rdata="10.1.0.9"),
+            ),
+        ]
+    capture = write_capture(tmp_path / "lookups.pcap", packets)
+    for size in (100_000, 5):
+        analysis = Analysis()
+        for batch in _rebatch(capture, size):
+            analysis.feed(batch)
+        analysis.finish()
+        monitor = analysis.devices[MONITOR]
+        assert monitor.facts["dns_query"]["engine.ward.example"].count == 12
+        assert analysis.protocol_packets["dns"] == 24 and "udp" not in analysis.protocol_packets
