@@ -2,14 +2,19 @@
 
 ``Analysis.feed(batch)`` decodes a batch's headers in one compiled pass, then aggregates with
 array operations: per device (traffic totals, window counters), per address binding, per
-flow. Python runs once per *distinct* device, binding and flow of the batch, and once per
-packet only for the few packets the application decoders must see (DHCP, DNS/mDNS, SSDP,
-and the first payload packets of each TCP flow; every packet of HL7 and DICOM control
-traffic). Capture time is the clock: windows close on packet timestamps, or on ``tick`` when
-a live wire is quiet, so a replayed capture gives what watching it live gave.
+flow (``monitor.flows.FlowTable``: counters as columns, updated for the batch at once).
+Python runs once per *distinct* device and binding of the batch, once per flow that starts
+or changes service or protocol, and once per packet only for the packets the application
+decoders must see (DHCP, DNS/mDNS, SSDP: each distinct message once per batch and window;
+the first payload packets of each TCP flow; HL7 messages once per routing and type; DICOM
+command fragments). What flows add to an open window accumulates in arrays and becomes
+profiles when the window closes. Capture time is the clock: windows close on packet
+timestamps, or on ``tick`` when a live wire is quiet, so a replayed capture gives what
+watching it live gave. See docs/performance.md.
 
-Promise: ``feed`` never raises on packet content; problems are counted in
-``decode_errors`` by bounded reason.
+Promises: ``feed`` never raises on packet content; problems are counted in
+``decode_errors`` by bounded reason. Memory is bounded: flows, devices and facts per device
+have limits past which the stalest go, counted in ``table_stats()``.
 """
 
 from __future__ import annotations
@@ -180,7 +185,7 @@ class Analysis:
         self._addresses: dict[tuple[int, int, int], str] = {}
         self._peer_labels: dict[str, str] = {}
         # Interned per-side accounting keys of flows, so a batch aggregates by integer:
-        # (device, peer, service, protocol) for window profiles, (device, "peer|service") for
+        # (device, peer, service, protocol) for window profiles, (device, peer, service) for
         # cadence, and the flow's protocol label for the protocol counts.
         self._account_ids: dict[tuple[str, str, str, str], int] = {}
         self._account_keys: list[tuple[str, str, str, str]] = []
