@@ -2,7 +2,7 @@
 
 A flow is one bidirectional conversation between two endpoints (IP, port) over one IP
 protocol. Per batch, packets are grouped by flow with a 64-bit key computed in a compiled
-loop and sorted once. ``FlowTable`` keeps the live flows: a compiled open-addressing index
+loop and grouped by hashing (``group_keys``: no sort). ``FlowTable`` keeps the live flows: a compiled open-addressing index
 from key to slot, the per-flow counters as array columns updated for a whole batch at once,
 and one small ``Flow`` record per flow for what Python needs (addresses, owners, peers,
 application). Python therefore touches a flow when it starts, when its service or protocol
@@ -13,8 +13,10 @@ Promises:
   million live flows);
 - the table is bounded: flows idle longer than their transport's timeout are evicted
   (TCP 600 s, others 300 s, as Suricata's established-flow timeouts), and when
-  ``max_flows`` are live the least recently seen go first; ``evicted`` counts both. A flow
-  that resumes after eviction is a new flow record, as in Zeek and Suricata.
+  ``max_flows`` are live the least recently seen go first (one batch's new flows may
+  exceed the bound until the next batch); ``evicted`` counts both. A flow that resumes
+  after eviction is a new flow record, as in Zeek and Suricata;
+- the compiled helpers below never read outside the payloads they are given.
 """
 
 from __future__ import annotations
