@@ -12,7 +12,8 @@ the kernel's fanout gives it. This module folds their results into one view:
 - ``MergedAnalysis``: the parent's view of the whole wire, shaped like the part of
   ``monitor.pipeline.Analysis`` that the exporter, detectors, baselines and state read
   (``devices``, ``inventory``, ``capture_stats``, ``decode_errors``, ``protocol_packets``,
-  ``packets``, ``bytes``, ``first_time``, ``last_time``, ``signatures``). It takes one
+  ``packets``, ``bytes``, ``first_time``, ``last_time``, ``signatures``, ``table_stats()``).
+  It takes one
   ``WorkerReport`` at a time and hands back the windows that every worker has closed.
 
 Promises: merging never mutates its inputs; the result does not depend on the order of the
