@@ -13,8 +13,8 @@ the kernel's fanout gives it. This module folds their results into one view:
   ``monitor.pipeline.Analysis`` that the exporter, detectors, baselines and state read
   (``devices``, ``inventory``, ``capture_stats``, ``decode_errors``, ``protocol_packets``,
   ``packets``, ``bytes``, ``first_time``, ``last_time``, ``signatures``, ``table_stats()``).
-  It takes one
-  ``WorkerReport`` at a time and hands back the windows that every worker has closed.
+  It takes one ``WorkerReport`` at a time and hands back the windows that every worker has
+  closed.
 
 Promises: merging never mutates its inputs; the result does not depend on the order of the
 workers; a window is handed out once every worker's clock (packets or quiet-wire ticks) is
