@@ -53,9 +53,8 @@ def end_to_end_parts(window_seconds: float = 60.0) -> tuple[Any, Any, Any]:
     from monitor.baseline import BaselineConfig, BaselineStore
     from monitor.detectors import DetectorConfig, DetectorSuite
     from monitor.events import EventBook
-    from monitor.signatures import default_signature_dirs, load_library
-
     from monitor.runtime import tune_garbage_collector
+    from monitor.signatures import default_signature_dirs, load_library
 
     tune_garbage_collector()  # as the santinel command runs
     library = load_library(default_signature_dirs())

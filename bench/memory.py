@@ -117,7 +117,10 @@ def soak(args: argparse.Namespace) -> int:
             "largest departure from the first",
             f"{worst:.1%} ({'within' if flat else 'NOT within'} {LIMIT:.0%})",
         ),
-        ("devices / flows at the end", f"{len(analysis.devices):,} / {len(analysis.flows):,}"),
+        (
+            "devices / flows tracked at the end",
+            f"{len(analysis.devices):,} / {len(analysis.flows):,}",
+        ),
         ("eviction counters", evictions_text(evictions(analysis))),
         ("load average before / after", f"{load_before} / {harness.load_average()}"),
     ]
@@ -165,7 +168,7 @@ print(json.dumps({{
     "peak_kib": harness.status_kib("VmHWM"),
     "end_kib": harness.status_kib("VmRSS"),
     "devices": len(analysis.devices),
-    "flows": len(analysis.flows),
+    "flows": analysis.table_stats().flows_started,
     "packets": analysis.packets,
     "evictions": memory.evictions(analysis),
 }}))
@@ -217,7 +220,7 @@ def bound(args: argparse.Namespace) -> int:
                 label,
                 f"peak RSS {peak:.2f} GiB ({'under' if peak < 1 else 'NOT under'} 1 GiB), "
                 f"{figures['seconds']:.0f} s for {figures['packets']:,} packets; at the end "
-                f"{figures['devices']:,} devices, {figures['flows']:,} flows in the tables; "
+                f"{figures['devices']:,} devices, {figures['flows']:,} flows started; "
                 f"eviction counters: {evictions_text(figures['evictions'])}",
             )
         )

@@ -143,7 +143,7 @@ def run_santinel(path: Path) -> dict[str, int]:
     analysis, suite, store = harness.end_to_end([path])
     return {
         "devices": len(analysis.devices),
-        "flows": len(analysis.flows),
+        "flows": analysis.table_stats().flows_started,
         "events": len(suite.book.emitted),
         "baselines": len(store),
     }

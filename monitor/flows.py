@@ -1,12 +1,13 @@
 """Flow table and the compiled batch helpers the pipeline aggregates with.
 
 A flow is one bidirectional conversation between two endpoints (IP, port) over one IP
-protocol. Per batch, packets are grouped by flow with a 64-bit key computed in a compiled
-loop and grouped by hashing (``group_keys``: no sort). ``FlowTable`` keeps the live flows: a compiled open-addressing index
-from key to slot, the per-flow counters as array columns updated for a whole batch at once,
-and one small ``Flow`` record per flow for what Python needs (addresses, owners, peers,
-application). Python therefore touches a flow when it starts, when its service or protocol
-becomes known and when one of its packets needs an application decoder, never per packet.
+protocol. Per batch, packets get a 64-bit flow key in a compiled loop and are grouped by
+hashing it (``group_keys``: no sort). ``FlowTable`` keeps the live flows: a compiled
+open-addressing index from key to slot, the per-flow counters as array columns updated for
+a whole batch at once, and one small ``Flow`` record per flow for what Python needs
+(addresses, owners, peers, application). Python therefore touches a flow when it starts,
+when its service or protocol becomes known and when one of its packets needs an
+application decoder, never per packet.
 
 Promises:
 - grouping is exact up to 64-bit hash collisions of distinct flows (about 3e-8 with a
