@@ -6,20 +6,21 @@
 ``soak`` replays one capture in a loop, end to end in this process (pipeline, signatures,
 detectors, baselines learning: ``bench/harness``), each loop shifted in capture time past the
 end of the previous one, so windows keep closing and flows and devices keep coming back as a
-live wire would bring them. It samples the resident set (VmRSS) every ``--every`` seconds
-for ``--minutes`` of wall-clock time, and after the warm-up (the first ``--warmup`` share of
-the run) prints the first, median, last and largest sample and whether every sample stays
-within 10 % of the first. In process rather than ``santinel run --pcap`` in a loop: the
-daemon adds only its exporter thread and web server, whose memory does not depend on
-traffic, and a process of our own can shift capture time per loop and read its own RSS
-without racing a child.
+live wire would bring them (default: the generated hospital capture of 100,000 packets, ten
+minutes of capture time per loop). It samples the process's anonymous memory (RssAnon: the
+heap; VmRSS, reported too, also counts the mapped capture file's page-cache pages) every
+``--every`` seconds for ``--minutes`` of wall-clock time, and after the warm-up (the first
+``--warmup`` share of the run) prints the first, median, last and largest sample and
+whether every sample stays within 10 % of the first. In process rather than ``santinel run
+--pcap`` in a loop: the daemon adds only its exporter thread and web server, whose memory
+does not depend on traffic, and a process of our own can shift capture time per loop and
+read its own RSS without racing a child.
 
-``bound`` writes (once) a capture of ``--flows`` distinct flows among ``--devices``
-devices (``bench/generate_traffic.py --flows``) and runs it in a fresh child process twice:
-the pipeline alone, and end to end with detectors and baselines. For each it reports the
-peak resident set (VmHWM), the tables' sizes at the end and every eviction counter the
-analysis exposes (any attribute whose name contains ``evict``, on the analysis or its
-inventory; "n/a" when there is none yet).
+``bound`` writes (once) a capture of ``--flows`` distinct flows among ``--devices`` devices
+(``bench/generate_traffic.py --flows``) and runs it in a fresh child process twice: the
+pipeline alone, and end to end with detectors and baselines. For each it reports the peak
+resident set (VmHWM), the tables' sizes at the end and the eviction counters of
+``Analysis.table_stats()``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def soak(args: argparse.Namespace) -> int:
     from monitor.capture.files import open_capture
     from monitor.pipeline import Analysis
 
-    capture: Path = args.capture
+    capture: Path = args.capture or harness.generated_capture(100_000)
     if not capture.is_file():
         print(f"memory: {capture}: no such capture", file=sys.stderr)
         return 2
@@ -60,7 +61,7 @@ def soak(args: argparse.Namespace) -> int:
     load_before = harness.load_average()
     duration = args.minutes * 60.0
     began = time.perf_counter()
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, int]] = []
     next_sample = 0.0
     shift = 0
     loops = 0
@@ -78,7 +79,9 @@ def soak(args: argparse.Namespace) -> int:
                 packets += len(batch)
                 now = time.perf_counter() - began
                 if now >= next_sample:
-                    samples.append((now, harness.status_kib("VmRSS")))
+                    samples.append(
+                        (now, harness.status_kib("RssAnon"), harness.status_kib("VmRSS"))
+                    )
                     next_sample = now + args.every
                 if now >= duration:
                     break
@@ -91,7 +94,10 @@ def soak(args: argparse.Namespace) -> int:
         print(f"memory: {error}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - began
-    steady = [rss for when, rss in samples if when >= args.warmup * elapsed]
+    # The process's own memory is its anonymous memory: VmRSS also counts the pages of the
+    # capture file it maps, which belong to the page cache and come and go with each loop.
+    steady = [anon for when, anon, _ in samples if when >= args.warmup * elapsed]
+    resident = [rss for when, _, rss in samples if when >= args.warmup * elapsed]
     if len(steady) < 2:
         print("memory: too few samples after the warm-up; run longer", file=sys.stderr)
         return 2
@@ -106,12 +112,16 @@ def soak(args: argparse.Namespace) -> int:
             f"first {args.warmup:.0%} ({len(samples) - len(steady)} samples)",
         ),
         (
-            "RSS first / median / last / max",
+            "anonymous memory (RssAnon) first / median / last / max",
             " / ".join(
                 f"{v / 1024:.0f}"
                 for v in (reference, statistics.median(steady), steady[-1], max(steady))
             )
             + " MiB",
+        ),
+        (
+            "VmRSS (with the mapped capture) first / max",
+            f"{resident[0] / 1024:.0f} / {max(resident) / 1024:.0f} MiB",
         ),
         (
             "largest departure from the first",
@@ -130,6 +140,13 @@ def soak(args: argparse.Namespace) -> int:
 
 def evictions(analysis: Any) -> dict[str, Any]:
     found: dict[str, Any] = {}
+    if hasattr(analysis, "table_stats"):
+        tables = analysis.table_stats()
+        for reason, count in sorted(tables.flows_evicted.items()):
+            found[f"flows evicted ({reason})"] = count
+        found["devices evicted"] = tables.devices_evicted
+        found["fact values evicted"] = tables.facts_evicted
+        return found
     for owner_name, owner in (
         ("analysis", analysis),
         ("inventory", getattr(analysis, "inventory", None)),
@@ -249,7 +266,9 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     soak_parser = sub.add_parser("soak", help="RSS over a replay loop")
     soak_parser.add_argument("--minutes", type=float, default=30.0)
-    soak_parser.add_argument("--capture", type=Path, default=harness.SHARED_CAPTURE)
+    soak_parser.add_argument(
+        "--capture", type=Path, help="default: the generated hospital capture, 100,000 packets"
+    )
     soak_parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     soak_parser.add_argument("--warmup", type=float, default=0.2, help="share of the run left out")
     soak_parser.add_argument("--markdown", action="store_true")
