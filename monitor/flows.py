@@ -571,3 +571,30 @@ def dicom_data_only(
             q += 4 + length
         out[k] = data_only
     return out
+
+
+def warm_up() -> None:
+    """Load every compiled helper of this module (from numba's cache, or compile it) with the
+    argument types the pipeline uses, so that the first packets of a kind never wait for it:
+    a live capture would drop them meanwhile. Frame buffers come writable from a live ring
+    and read-only from a mapped capture file: numba compiles each apart."""
+    u64 = np.ones(1, np.uint64)
+    i64 = np.zeros(1, np.int64)
+    i32 = np.ones(1, np.int32)
+    f64 = np.zeros(1, np.float64)
+    u8 = np.zeros(1, np.uint8)
+    flow_keys(u8, u64, u64, u64, u64, u8, i32, i32, np.empty(1, np.uint64), np.empty(1, np.uint8))
+    for buffer in (np.zeros(16, np.uint8), np.frombuffer(bytes(16), np.uint8)):
+        could_be_metadata(buffer, i64, i32)
+        payload_keys(buffer, i64, i32, i64, i64)
+        hl7_routing_keys(buffer, i64, i32, i64, i64)
+        dicom_data_only(buffer, i64, i32, i64)
+    take_within_budget(i64, np.ones(1, np.bool_), np.ones(1, np.int64))
+    message_starts(i64, f64, np.full(1, -1.0), 0.5)
+    row_keys(u64, u64, u64, u64)
+    first, inverse, _ = group_keys(u64)
+    group_max(inverse, f64, first.shape[0])
+    table = FlowTable(max_flows=2, initial=2)
+    slots = table.allocate(u64, np.full(1, 6, np.uint8))
+    table.lookup(u64)
+    table.evict(slots, "idle")

@@ -143,3 +143,42 @@ def test_dicom_image_fragments_are_told_from_command_fragments() -> None:
     association = b"\x01\x00\x00\x00\x00\x10" + b"\x00" * 16
     table = payload_table(pdata(image), pdata(command), pdata(image, command), association)
     assert dicom_data_only(*table).tolist() == [True, False, False, False]
+
+
+WARM_UP_CHECK = """
+import json, sys
+import numba
+from monitor import flows
+from monitor.pipeline import analyze_captures
+flows.warm_up()
+helpers = {n: h for n, h in vars(flows).items()
+           if isinstance(h, numba.core.registry.CPUDispatcher) and n != "_mix"}
+before = {n: len(h.signatures) for n, h in helpers.items()}
+analyze_captures([sys.argv[1]])
+after = {n: len(h.signatures) for n, h in helpers.items()}
+print(json.dumps({"unloaded": [n for n, k in before.items() if not k],
+                  "compiled_later": [n for n in helpers if after[n] != before[n]]}))
+"""
+
+
+def test_warm_up_loads_every_helper_with_the_types_the_pipeline_uses() -> None:
+    """After the warm-up, analysing real traffic compiles nothing more: a live sensor's
+    first packets of a kind never wait for the JIT (and are never dropped meanwhile).
+    In a fresh process, so that no other test has loaded a helper before."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    demo = repo / "tests" / "data" / "lab-demo" / "capture.pcap"
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_UP_CHECK, str(demo)],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=300,
+        check=True,
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"unloaded": [], "compiled_later": []}
