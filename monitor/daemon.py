@@ -693,21 +693,24 @@ def _preload() -> None:
 
     warm_up()
     frames = [_WARM_UP_UDP, _WARM_UP_TCP, _WARM_UP_ARP]
-    buffer = np.frombuffer(b"".join(frames), dtype=np.uint8)
+    read_only = np.frombuffer(b"".join(frames), dtype=np.uint8)
     lengths = np.array([len(f) for f in frames], dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    batch = FrameBatch(
-        buffer,
-        offsets,
-        lengths,
-        lengths.copy(),
-        np.array([1, 2, 3], dtype=np.int64) * 1_000_000_000,
-        np.ones(len(frames), dtype=np.int32),
-        "warm-up",
-    )
-    analysis = Analysis(window_seconds=1.0)
-    analysis.feed(batch)
-    analysis.finish()
+    # a capture file's frames come read-only (mapped), a live ring's writable: numba
+    # compiles each kind of buffer apart, so both are warmed
+    for buffer in (read_only, read_only.copy()):
+        batch = FrameBatch(
+            buffer,
+            offsets,
+            lengths,
+            lengths.copy(),
+            np.array([1, 2, 3], dtype=np.int64) * 1_000_000_000,
+            np.ones(len(frames), dtype=np.int32),
+            "warm-up",
+        )
+        analysis = Analysis(window_seconds=1.0)
+        analysis.feed(batch)
+        analysis.finish()
 
 
 _ETH = bytes.fromhex("020000000002020000000001")

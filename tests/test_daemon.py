@@ -433,3 +433,44 @@ def test_started_with_only_cap_net_raw_it_captures_and_then_holds_no_capability(
     assert sets["CapEff"] == sets["CapPrm"] == sets["CapAmb"] == sets["CapInh"] == 0
     assert sets["CapBnd"] == 1 << CAP_NET_RAW
     assert code == 0, log
+
+
+PRELOAD_CHECK = """
+import json, sys
+import numba, numpy as np
+from monitor import flows
+from monitor.decode import headers
+from monitor.daemon import _preload
+from monitor.capture import FrameBatch
+from monitor.capture.files import open_capture
+from monitor.pipeline import Analysis
+_preload()
+helpers = {(m.__name__, n): h for m in (flows, headers) for n, h in vars(m).items()
+           if isinstance(h, numba.core.registry.CPUDispatcher)}
+before = {k: len(h.signatures) for k, h in helpers.items()}
+analysis = Analysis()
+for batch in open_capture(sys.argv[1]):
+    live = FrameBatch(np.array(batch.buffer), batch.offsets, batch.caplens, batch.wirelens,
+                      batch.timestamps_ns, batch.linktypes, batch.source)
+    analysis.feed(live)  # a live ring's buffer is writable
+    analysis.feed(batch)  # a mapped file's is read-only
+print(json.dumps([".".join(k) for k, h in helpers.items() if len(h.signatures) != before[k]]))
+"""
+
+
+def test_preload_compiles_what_live_and_file_batches_need() -> None:
+    """In a fresh process: after the daemon's preload, no batch waits for the JIT."""
+    import json
+    import subprocess
+    import sys
+
+    demo = REPO / "tests" / "data" / "lab-demo" / "capture.pcap"
+    done = subprocess.run(
+        [sys.executable, "-c", PRELOAD_CHECK, str(demo)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        check=True,
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
