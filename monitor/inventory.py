@@ -9,8 +9,9 @@ Promises: identity survives IP changes (the MAC is the key, addresses are facts)
 bound to a MAC only on evidence that the MAC really owns it (ARP, DHCP, or traffic with a
 private source address from a MAC that is not a router), so a gateway does not collect every
 address it forwards. The inventory is bounded: beyond ``max_devices`` (a MAC flood, a
-scan of spoofed sources) the devices that sent the least traffic make room, a sixty-fourth
-at a time, and ``evicted`` counts them; a device that talks regularly is never the one to go.
+scan of spoofed sources) the devices that sent and received the fewest packets make room, a
+sixty-fourth at a time, and ``evicted`` counts them, so a flood of one-packet sources
+recycles itself instead of pushing out the devices that talk.
 """
 
 from __future__ import annotations
