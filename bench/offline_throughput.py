@@ -73,6 +73,9 @@ def main() -> int:
         )
 
     from monitor.pipeline import analyze_captures
+    from monitor.runtime import tune_garbage_collector
+
+    tune_garbage_collector()  # as the santinel command runs
 
     def warm() -> None:
         analyze_captures([capture])
