@@ -4,7 +4,8 @@ A sensor under a flood (a port scan, a MAC flood) must not grow without limit; i
 instead, and these series say so: ``santinel_flows_evicted_total{reason="full"}`` rising
 means the flow table is too small for the traffic (raise ``max_flows``) or something is
 spraying connections; ``santinel_devices_evicted_total`` rising means more sources than
-``max_devices`` appeared.
+``max_devices`` appeared; ``santinel_fact_values_evicted_total`` rising means devices meet
+more distinct peers, names or services than a device keeps per kind (a scan, a busy server).
 """
 
 from __future__ import annotations
