@@ -226,6 +226,15 @@ class FlowTable:
         _index_insert(self._index_keys, self._index_slots, self.hash[slots], slots)
 
 
+@numba.njit(cache=True, inline="always")  # type: ignore[misc]
+def _probe(index_keys: npt.NDArray[np.uint64], h: np.uint64, mask: np.uint64) -> np.uint64:
+    """Where key ``h`` is in the linear-probing index, or the empty place it would take."""
+    p = (h >> np.uint64(20)) & mask
+    while index_keys[p] != 0 and index_keys[p] != h:
+        p = (p + np.uint64(1)) & mask
+    return p
+
+
 @numba.njit(cache=True)  # type: ignore[misc]
 def _index_lookup(
     index_keys: npt.NDArray[np.uint64],
@@ -235,14 +244,8 @@ def _index_lookup(
 ) -> None:
     mask = np.uint64(index_keys.shape[0] - 1)
     for i in range(hashes.shape[0]):
-        h = hashes[i]
-        p = (h >> np.uint64(20)) & mask
-        out[i] = -1
-        while index_keys[p] != 0:
-            if index_keys[p] == h:
-                out[i] = index_slots[p]
-                break
-            p = (p + np.uint64(1)) & mask
+        p = _probe(index_keys, hashes[i], mask)
+        out[i] = index_slots[p] if index_keys[p] != 0 else -1
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
@@ -254,11 +257,8 @@ def _index_insert(
 ) -> None:
     mask = np.uint64(index_keys.shape[0] - 1)
     for i in range(hashes.shape[0]):
-        h = hashes[i]
-        p = (h >> np.uint64(20)) & mask
-        while index_keys[p] != 0 and index_keys[p] != h:
-            p = (p + np.uint64(1)) & mask
-        index_keys[p] = h
+        p = _probe(index_keys, hashes[i], mask)
+        index_keys[p] = hashes[i]
         index_slots[p] = slots[i]
 
 
@@ -272,10 +272,7 @@ def _index_remove(
     mask = np.uint64(index_keys.shape[0] - 1)
     one = np.uint64(1)
     for i in range(hashes.shape[0]):
-        h = hashes[i]
-        p = (h >> np.uint64(20)) & mask
-        while index_keys[p] != 0 and index_keys[p] != h:
-            p = (p + one) & mask
+        p = _probe(index_keys, hashes[i], mask)
         if index_keys[p] == 0:
             continue
         index_keys[p] = 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from typing import Any
 
 import netaddr
 
@@ -157,6 +158,17 @@ class Inventory:
         self.dirty -= gone
         self.new_devices = [d for d in self.new_devices if d not in gone]
         self.evicted += len(gone)
+
+    def classify_dirty(self, signatures: Any) -> None:
+        """Re-run the signature matcher on the devices whose facts changed (``dirty``)."""
+        if signatures is not None:
+            from monitor.classifier import classify
+
+            for device_id in sorted(self.dirty):
+                device = self.devices.get(device_id)
+                if device is not None:
+                    device.classification = classify(device, signatures)
+        self.dirty.clear()
 
     # ---- address bindings ----
     def bind(

@@ -275,16 +275,7 @@ class Analysis:
 
     def classify(self) -> None:
         """Re-run the signature matcher on devices whose facts changed."""
-        if self.signatures is None:
-            self.inventory.dirty.clear()
-            return
-        from monitor.classifier import classify
-
-        for device_id in sorted(self.inventory.dirty):
-            device = self.devices.get(device_id)
-            if device is not None:
-                device.classification = classify(device, self.signatures)
-        self.inventory.dirty.clear()
+        self.inventory.classify_dirty(self.signatures)
 
     # ------------------------------------------------------------------ windows
     def _close_window(self, start: float) -> None:
