@@ -78,6 +78,36 @@ def wire(tag: str = "sndmn") -> Iterator[Wire]:
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30)
 
 
+@contextlib.contextmanager
+def host_veth(tag: str) -> Iterator[tuple[str, str, str]]:
+    """``(host interface, namespace, namespace interface)``: a veth pair whose one end stays
+    in the host namespace (where a capture listens) and whose other end sits in a new
+    namespace (where tcpreplay sends); IPv6 off on both ends, so that only the replayed
+    frames cross; the MTU admits the above-1500-byte frames of captures taken with
+    segmentation offload. Removed afterwards, also on failure."""
+    uid = f"{os.getpid() % 100000}"
+    ns, host_if, ns_if = f"{tag}-{uid}", f"{tag}{uid}a"[:15], f"{tag}{uid}b"[:15]
+    try:
+        _ip("netns", "add", ns)
+        _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        _ip("link", "set", ns_if, "netns", ns)
+        subprocess.run(
+            ["sysctl", "-qw", f"net.ipv6.conf.{host_if}.disable_ipv6=1"], capture_output=True
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{ns_if}.disable_ipv6=1"],
+            capture_output=True,
+        )
+        _ip("link", "set", host_if, "mtu", "65535")
+        _ip("-n", ns, "link", "set", ns_if, "mtu", "65535")
+        _ip("link", "set", host_if, "up")
+        _ip("-n", ns, "link", "set", ns_if, "up")
+        yield host_if, ns, ns_if
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
 def _enter(netns: str) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)

@@ -26,6 +26,7 @@ from monitor.capture.afpacket import PacketRing
 from monitor.capture.files import open_capture
 from monitor.decode.headers import decode_headers
 from monitor.flows import flow_keys
+from tests.netns_support import host_veth
 
 pytestmark = pytest.mark.netns
 
@@ -43,28 +44,8 @@ def veth() -> Iterator[tuple[str, str, str]]:
     """``(host interface, namespace, namespace interface)``, removed afterwards."""
     if os.geteuid() != 0 or shutil.which("tcpreplay") is None:
         pytest.skip("needs root, iproute2 and tcpreplay")
-    uid = f"{os.getpid() % 100000}"
-    ns, host_if, ns_if = f"{TAG}-{uid}", f"{TAG}{uid}a", f"{TAG}{uid}b"
-    try:
-        _ip("netns", "add", ns)
-        _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-        _ip("link", "set", ns_if, "netns", ns)
-        subprocess.run(
-            ["sysctl", "-qw", f"net.ipv6.conf.{host_if}.disable_ipv6=1"], capture_output=True
-        )
-        subprocess.run(
-            ["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{ns_if}.disable_ipv6=1"],
-            capture_output=True,
-        )
-        # the demo was captured with segmentation offload: some frames exceed 1500 bytes
-        _ip("link", "set", host_if, "mtu", "65535")
-        _ip("-n", ns, "link", "set", ns_if, "mtu", "65535")
-        _ip("link", "set", host_if, "up")
-        _ip("-n", ns, "link", "set", ns_if, "up")
-        yield host_if, ns, ns_if
-    finally:
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with host_veth(TAG) as ends:
+        yield ends
 
 
 def replay(ns: str, ns_if: str, path: Path, *options: str) -> int:

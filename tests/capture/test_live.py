@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from netns_support import host_veth
 
 from capture.pcapbuild import Frame, pcap_bytes, write
 from monitor.capture import CaptureError, FrameBatch
@@ -35,22 +36,8 @@ def veth() -> Iterator[tuple[str, str, str]]:
     """``(host interface, namespace, namespace interface)``, removed afterwards."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2 to create a network namespace")
-    uid = f"{os.getpid() % 100000}"
-    ns, host_if, ns_if = f"{TAG}-{uid}", f"{TAG}{uid}a", f"{TAG}{uid}b"
-    try:
-        _ip("netns", "add", ns)
-        _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-        _ip("link", "set", ns_if, "netns", ns)
-        # No IPv6 on the host end: no router solicitations or MLD reports in the capture.
-        subprocess.run(
-            ["sysctl", "-qw", f"net.ipv6.conf.{host_if}.disable_ipv6=1"], capture_output=True
-        )
-        _ip("link", "set", host_if, "up")
-        _ip("netns", "exec", ns, "ip", "link", "set", ns_if, "up")
-        yield host_if, ns, ns_if
-    finally:
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with host_veth(TAG) as ends:
+        yield ends
 
 
 def udp_frame(dport: int, seq: int, size: int = 100) -> bytes:
