@@ -17,8 +17,9 @@ host"); then the highest confidence wins; ties go to the one with more matched i
 to the earlier entry.
 
 Speed: the library is compiled once into per-kind indexes (a dict for ``equals`` values and
-one RE2 set per kind for patterns), so a device costs one dict lookup and one RE2 set scan
-per fact value, whatever the number of fingerprints.
+one RE2 set per kind for patterns), so a new fact value costs one dict lookup and one RE2 set
+scan, whatever the number of fingerprints; what each value matched is remembered (a bounded
+memo per kind), so classifying a device again costs one dict lookup per value.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from monitor.signatures import RE2_OPTIONS, Fingerprint, SignatureLibrary, norma
 from monitor.signatures import Evidence as EvidenceSpec
 
 _CACHE_KEY = "classifier-index"
+MATCH_MEMO_SIZE = 1 << 16  # values remembered per fact kind
 
 
 @dataclass
@@ -44,6 +46,22 @@ class _KindIndex:
     regex_set: Any = None
     # evidence tested one by one (``networks`` on ip / peer values; patterns if no set)
     others: list[tuple[int, int, EvidenceSpec]] = field(default_factory=list)
+    # value -> the (fingerprint, evidence) items it matches: a device is classified again
+    # each time one of its facts changes, and almost all of its values are old ones
+    matched: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+
+    def items_matching(self, value: str) -> tuple[tuple[int, int], ...]:
+        found = self.matched.get(value)
+        if found is None:
+            items = list(self.equals.get(normalise(value), ()))
+            if self.regex_set is not None:
+                positions = self.regex_set.Match(unicodedata.normalize("NFC", value))
+                items += [self.patterns[position] for position in positions or ()]
+            items += [(fp, ev) for fp, ev, evidence in self.others if evidence.matches(value)]
+            if len(self.matched) >= MATCH_MEMO_SIZE:
+                self.matched.clear()
+            found = self.matched[value] = tuple(items)
+        return found
 
 
 @dataclass
@@ -108,16 +126,8 @@ def match_evidence(device: Device, library: SignatureLibrary) -> dict[int, dict[
         if kind_index is None:
             continue
         for value in values:
-            for fp_index, ev_index in kind_index.equals.get(normalise(value), ()):
+            for fp_index, ev_index in kind_index.items_matching(value):
                 hits.setdefault(fp_index, {}).setdefault(ev_index, value)
-            if kind_index.regex_set is not None:
-                matched = kind_index.regex_set.Match(unicodedata.normalize("NFC", value))
-                for position in matched or ():
-                    fp_index, ev_index = kind_index.patterns[position]
-                    hits.setdefault(fp_index, {}).setdefault(ev_index, value)
-            for fp_index, ev_index, evidence in kind_index.others:
-                if evidence.matches(value):
-                    hits.setdefault(fp_index, {}).setdefault(ev_index, value)
     return hits
 
 

@@ -12,6 +12,7 @@ names, identifiers); never payload content.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from monitor.signatures import (
     Policy,
     Rule,
     SignatureLibrary,
+    address_of,
     in_network,
 )
 
@@ -71,10 +73,11 @@ class Finding:
         }
 
 
-def _values(device: Device, kind: str) -> list[str]:
+def _values(device: Device, kind: str) -> Iterable[str]:
+    # unordered: a finding sorts the values it shows
     if kind == "oui_vendor":
         return [device.vendor] if device.vendor else []
-    return sorted(device.facts.get(kind, {}))
+    return device.facts.get(kind, {}).keys()
 
 
 def _condition_hits(device: Device, condition: Condition) -> list[str]:
@@ -178,6 +181,7 @@ def evaluate_rules(device: Device, library: SignatureLibrary) -> list[Finding]:
 # Policies
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_service(spec: str) -> tuple[str, int, int]:
     proto, _, ports = spec.partition("/")
     if ports == "*":
@@ -207,13 +211,7 @@ class _Peer:
 
 
 def _parse_ips(texts: Iterable[str]) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
-    result = []
-    for text in texts:
-        try:
-            result.append(ipaddress.ip_address(text.split("%", 1)[0]))
-        except ValueError:
-            continue
-    return tuple(result)
+    return tuple(ip for ip in map(address_of, texts) if ip is not None)
 
 
 def _resolve_peer(peer_id: str, devices_by_id: Mapping[str, Device]) -> _Peer:

@@ -358,9 +358,11 @@ PRIVATE_NETWORKS = tuple(
 _RESERVED_V4 = ipaddress.ip_network("240.0.0.0/4")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def address_of(value: str) -> IPAddress | None:
     """The IP address in an ``ip`` or ``peer`` fact value ('10.1.2.3', 'ext:203.0.113.9',
-    'ip:10.1.2.3'), or None (a MAC-keyed device id)."""
+    'ip:10.1.2.3'), or None (a MAC-keyed device id). Remembered: the same peers are judged
+    every window, and parsing an address costs more than the test on it."""
     for prefix in ("ext:", "ip:"):
         if value.startswith(prefix):
             value = value[len(prefix) :]
@@ -371,8 +373,10 @@ def address_of(value: str) -> IPAddress | None:
         return None
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def in_network(ip: IPAddress, spec: str) -> bool:
-    """Whether an address is in a CIDR or a NETWORK_KEYWORDS class of addresses."""
+    """Whether an address is in a CIDR or a NETWORK_KEYWORDS class of addresses (remembered,
+    as ``address_of``)."""
     if spec == "private":
         return any(ip in net for net in PRIVATE_NETWORKS if net.version == ip.version)
     if spec == "public":
@@ -457,11 +461,14 @@ class Matcher(_Strict):
 
     def matching(self, values: Iterable[str]) -> list[str]:
         # Detectors ask again every window about the same values (a device's peers, names):
-        # each distinct value is tested once per test and remembered, boundedly.
-        spec = (self.kind, self._equals, self.pattern, tuple(self.networks or ()))
-        memo = _MATCH_MEMO.get(spec)
-        if memo is None or len(memo) > MATCH_MEMO_SIZE:
-            memo = _MATCH_MEMO[spec] = {}
+        # each distinct value is tested once per matcher and remembered, boundedly. Keyed by
+        # identity, held with the matcher so that the id is not reused while it is there.
+        held = _MATCH_MEMO.get(id(self))
+        if held is None or held[0] is not self or len(held[1]) > MATCH_MEMO_SIZE:
+            if len(_MATCH_MEMO) >= MATCH_MEMO_MATCHERS:
+                _MATCH_MEMO.clear()  # libraries reloaded many times: drop the old matchers
+            held = _MATCH_MEMO[id(self)] = (self, {})
+        memo = held[1]
         found = []
         for value in values:
             hit = memo.get(value)
@@ -472,8 +479,9 @@ class Matcher(_Strict):
         return found
 
 
-MATCH_MEMO_SIZE = 65_536
-_MATCH_MEMO: dict[tuple[Any, ...], dict[str, bool]] = {}
+MATCH_MEMO_SIZE = 65_536  # values per matcher
+MATCH_MEMO_MATCHERS = 16_384
+_MATCH_MEMO: dict[int, tuple[Matcher, dict[str, bool]]] = {}
 
 
 class Evidence(Matcher):

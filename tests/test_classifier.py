@@ -248,3 +248,23 @@ def test_patterns_still_match_when_the_regex_set_cannot_be_built(
     found = classify(device("Acme Medical Inc", service_used=["udp/3613"]), fresh)
     assert found is not None and found.signature == "fp.t.pump"
     assert found.confidence == pytest.approx(0.76, abs=1e-4)
+
+
+def test_what_a_value_matched_is_remembered_without_changing_the_answer(
+    library: SignatureLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import monitor.classifier as classifier
+
+    monkeypatch.setattr(classifier, "MATCH_MEMO_SIZE", 4)
+    pump = device("Acme Medical Inc", service_used=["tcp/443"])
+    assert classify(pump, library) is None
+    record_fact(pump.facts, "service_used", "udp/3613", 2.0)
+    for value in range(10):  # more values than the memo holds: it starts again, bounded
+        record_fact(pump.facts, "service_used", f"tcp/{8000 + value}", 2.0)
+    remembered = classify(pump, library)
+    (directory := tmp_path / "fresh").mkdir()
+    (directory / "test.yml").write_text(LIBRARY_TEXT, encoding="utf-8")
+    assert remembered == classify(pump, load_library([directory]))
+    assert remembered is not None and remembered.signature == "fp.t.pump"
+    memo = classifier._index(library).kinds["service_used"].matched
+    assert 0 < len(memo) <= 4

@@ -466,3 +466,25 @@ def test_remembered_answers_belong_to_their_own_test() -> None:
         assert internet.matching(values) == ["ext:203.0.113.9"]
     named = Condition(kind="peer_name", pattern=r"\.example$")
     assert named.matching(["pacs.example", "pacs.example.org"]) == ["pacs.example"]
+
+
+def test_remembered_answers_stay_bounded_in_matchers_and_in_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import monitor.signatures as signatures
+    from monitor.signatures import Condition
+
+    monkeypatch.setattr(signatures, "_MATCH_MEMO", {})
+    monkeypatch.setattr(signatures, "MATCH_MEMO_MATCHERS", 2)
+    monkeypatch.setattr(signatures, "MATCH_MEMO_SIZE", 3)
+    matchers = [Condition(kind="peer", networks=[f"10.{i}.0.0/16"]) for i in range(3)]
+    values = [f"ip:10.{i}.0.{j}" for i in range(3) for j in range(3)]
+    for _ in range(2):
+        for i, matcher in enumerate(matchers):
+            assert matcher.matching(values) == [f"ip:10.{i}.0.{j}" for j in range(3)]
+            assert len(signatures._MATCH_MEMO) <= 2
+            assert all(len(memo) <= len(values) for _, memo in signatures._MATCH_MEMO.values())
+    # past its bound a matcher's memory starts again rather than growing
+    matchers[0].matching([f"ip:10.9.9.{j}" for j in range(5)])
+    (_, memo), *_ = [held for held in signatures._MATCH_MEMO.values() if held[0] is matchers[0]]
+    assert len(memo) <= 5
