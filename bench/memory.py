@@ -19,8 +19,9 @@ read its own RSS without racing a child.
 ``bound`` writes (once) a capture of ``--flows`` distinct flows among ``--devices`` devices
 (``bench/generate_traffic.py --flows``) and runs it in a fresh child process twice: the
 pipeline alone, and end to end with detectors and baselines. For each it reports the peak
-resident set (VmHWM), the tables' sizes at the end and the eviction counters of
-``Analysis.table_stats()``.
+resident set (VmHWM) and the largest anonymous memory sampled (RssAnon: VmHWM also counts
+the pages of the mapped capture file), the tables' sizes at the end and the eviction
+counters of ``Analysis.table_stats()``.
 """
 
 from __future__ import annotations
@@ -170,10 +171,16 @@ def evictions_text(found: dict[str, Any]) -> str:
 
 
 BOUND_CHILD = """
-import json, sys, time
+import json, sys, threading, time
 sys.path.insert(0, {bench!r})
 import harness, memory
 from pathlib import Path
+peak_anon = [0]
+def sample_anon():  # the kernel keeps no high-water mark of anonymous memory alone
+    while True:
+        peak_anon[0] = max(peak_anon[0], harness.status_kib("RssAnon"))
+        time.sleep(0.05)
+threading.Thread(target=sample_anon, daemon=True).start()
 began = time.perf_counter()
 if {end_to_end!r}:
     analysis, suite, store = harness.end_to_end([Path({capture!r})])
@@ -183,6 +190,7 @@ else:
 print(json.dumps({{
     "seconds": time.perf_counter() - began,
     "peak_kib": harness.status_kib("VmHWM"),
+    "peak_anon_kib": max(peak_anon[0], harness.status_kib("RssAnon")),
     "end_kib": harness.status_kib("VmRSS"),
     "devices": len(analysis.devices),
     "flows": analysis.table_stats().flows_started,
@@ -232,10 +240,14 @@ def bound(args: argparse.Namespace) -> int:
             continue
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         peak = figures["peak_kib"] / 2**20
+        anon = figures["peak_anon_kib"] / 2**20
         rows.append(
             (
                 label,
-                f"peak RSS {peak:.2f} GiB ({'under' if peak < 1 else 'NOT under'} 1 GiB), "
+                f"peak RSS {peak:.2f} GiB ({'under' if peak < 1 else 'NOT under'} 1 GiB; "
+                "the largest anonymous memory (the heap, RssAnon sampled every 50 ms) "
+                f"{anon:.2f} GiB; "
+                "VmHWM also counts the mapped capture file's pages), "
                 f"{figures['seconds']:.0f} s for {figures['packets']:,} packets; at the end "
                 f"{figures['devices']:,} devices, {figures['flows']:,} flows started; "
                 f"eviction counters: {evictions_text(figures['evictions'])}",

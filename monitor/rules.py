@@ -73,11 +73,12 @@ class Finding:
         }
 
 
-def _values(device: Device, kind: str) -> Iterable[str]:
-    # unordered: a finding sorts the values it shows
+def _values(device: Device, kind: str) -> list[str]:
+    # a copy (taken at once, so that nothing changes under it) but unsorted: a finding sorts
+    # the values it shows
     if kind == "oui_vendor":
         return [device.vendor] if device.vendor else []
-    return device.facts.get(kind, {}).keys()
+    return list(device.facts.get(kind, {}))
 
 
 def _condition_hits(device: Device, condition: Condition) -> list[str]:
