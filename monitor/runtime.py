@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 
-YOUNG_GENERATION_THRESHOLD = 1000000
+YOUNG_GENERATION_THRESHOLD = 1_000_000
 
 
 def tune_garbage_collector() -> None:
