@@ -186,6 +186,8 @@ if {end_to_end!r}:
     analysis, suite, store = harness.end_to_end([Path({capture!r})])
 else:
     from monitor.pipeline import analyze_captures
+    from monitor.runtime import tune_garbage_collector
+    tune_garbage_collector()  # as the santinel command runs
     analysis = analyze_captures([{capture!r}])
 print(json.dumps({{
     "seconds": time.perf_counter() - began,
