@@ -28,6 +28,7 @@ import math
 import os
 import signal
 import time
+from dataclasses import dataclass
 from multiprocessing import connection, get_context
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -44,6 +45,15 @@ BATCH_FRAMES = 8192
 # a quiet-wire tick closes windows this long after their end, so that frames still in a ring
 # block (handed over within READ_TIMEOUT_MS) do not reopen a window just closed
 TICK_GRACE = 0.5
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How each worker's pipeline is set up: its window length and its share of the bounds."""
+
+    window_seconds: float
+    max_flows: int
+    max_devices: int
 
 
 class WorkerFailed(Exception):
@@ -68,8 +78,9 @@ class WorkerPool:
         tables = tables or TablesConfig()
         # fanout splits the flows: each worker tracks its share; every worker may see every
         # device, so each keeps the whole device bound
-        self.max_flows = max(1, tables.max_flows // workers)
-        self.max_devices = tables.max_devices
+        self.settings = WorkerSettings(
+            window_seconds, max(1, tables.max_flows // workers), tables.max_devices
+        )
         group = os.getpid() & 0xFFFF
         self.rings: list[PacketRing] = []
         try:
@@ -103,14 +114,7 @@ class WorkerPool:
             receiver, sender = context.Pipe(duplex=False)
             process = context.Process(
                 target=_worker_main,
-                args=(
-                    index,
-                    self.rings,
-                    sender,
-                    self.window_seconds,
-                    self.max_flows,
-                    self.max_devices,
-                ),
+                args=(index, self.rings, sender, self.settings),
                 name=f"santinel-capture-{index}",
                 daemon=True,
             )
@@ -212,17 +216,12 @@ class _Changes:
 
 
 def _worker_main(
-    index: int,
-    rings: list[PacketRing],
-    conn: connection.Connection,
-    window_seconds: float,
-    max_flows: int,
-    max_devices: int,
+    index: int, rings: list[PacketRing], conn: connection.Connection, settings: WorkerSettings
 ) -> None:
     """The body of worker ``index`` (runs in the forked child; never returns)."""
     code = 1
     try:
-        code = _capture(index, rings, conn, window_seconds, max_flows, max_devices)
+        code = _capture(index, rings, conn, settings)
     except BaseException as error:  # report anything in one line, then leave
         try:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -234,12 +233,7 @@ def _worker_main(
 
 
 def _capture(
-    index: int,
-    rings: list[PacketRing],
-    conn: connection.Connection,
-    window_seconds: float,
-    max_flows: int,
-    max_devices: int,
+    index: int, rings: list[PacketRing], conn: connection.Connection, settings: WorkerSettings
 ) -> int:
     from monitor.daemon_sources import _ifindex, _link_up
     from monitor.pipeline import Analysis
@@ -258,11 +252,12 @@ def _capture(
         if other is not ring:
             other.close()
     closed: list[WindowProfile] = []
+    window_seconds = settings.window_seconds
     analysis = Analysis(
         window_seconds=window_seconds,
         on_window=lambda p, a: closed.extend(p),
-        max_flows=max_flows,
-        max_devices=max_devices,
+        max_flows=settings.max_flows,
+        max_devices=settings.max_devices,
     )
     changes = _Changes()
     ticked = -math.inf
