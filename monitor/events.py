@@ -24,6 +24,7 @@ content; the detectors build them from facts and counters, which hold nothing el
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -181,6 +182,10 @@ class EventBook:
         self.hold_seconds = hold_seconds
         self._lock = threading.Lock()
         self.open: dict[tuple[str, str], Event] = {}
+        # (time, key) for each open event, the time at most its last_seen (one entry per
+        # event opened or escalated): expiring looks at the earliest, instead of passing over
+        # every open event for every event submitted
+        self._expiry: list[tuple[float, tuple[str, str]]] = []
         self._counts: dict[tuple[str, str, str], int] = {}
         self._matches: dict[tuple[str, str], int] = {}
         self.emitted: list[Event] = []  # every new event, in order (bounded by the caller)
@@ -203,8 +208,18 @@ class EventBook:
             return self._expire(now)
 
     def _expire(self, now: float) -> list[Event]:
-        gone = [k for k, e in self.open.items() if now - e.last_seen >= self.hold_seconds]
-        return [self.open.pop(k) for k in gone]
+        gone: list[Event] = []
+        expiry = self._expiry
+        while expiry and now - expiry[0][0] >= self.hold_seconds:
+            _, key = heapq.heappop(expiry)
+            event = self.open.get(key)
+            if event is None:
+                continue
+            if now - event.last_seen >= self.hold_seconds:
+                gone.append(self.open.pop(key))
+            else:  # refreshed since: it expires later
+                heapq.heappush(expiry, (event.last_seen, key))
+        return gone
 
     def submit(self, events: Iterable[Event], now: float | None = None) -> list[Event]:
         """Take the detections of one evaluation; returns the events that are new (opened
@@ -227,6 +242,7 @@ class EventBook:
                     held.occurrences += 1
                     continue
                 event.last_seen = event.time
+                heapq.heappush(self._expiry, (event.last_seen, key))
                 self.open[key] = event
                 new.append(event)
                 label = (event.device, event.detector, METRIC_SEVERITY[event.severity])

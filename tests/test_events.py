@@ -4,6 +4,7 @@ JSON lines, and the exporter's anomaly series filled from the book (checked with
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from monitor.events import Event, EventBook, make_event, severity_for
+from monitor.events import SEVERITY_ORDER, Event, EventBook, make_event, severity_for
 from monitor.exporter import Sensor
 from monitor.exporter.registry import build_registry
 from monitor.model import Classification, Device, TableStats
@@ -51,6 +52,51 @@ def test_severity_comes_from_detector_and_criticality(
     base: str, criticality: str | None, expected: str
 ) -> None:
     assert severity_for(base, criticality) == expected
+
+
+def test_events_clear_exactly_when_nothing_refreshed_them_for_the_hold_time() -> None:
+    # The book finds what expires from the earliest event on; this checks it against the
+    # definition (every open event not refreshed for hold_seconds clears) on a random stream
+    # with refreshes, escalations, refresh-only detections and times out of order.
+    rng = random.Random(9)
+    devices = [
+        _device(f"00:00:00:00:00:0{i}", rng.choice(["low", "medium", "high"])) for i in range(5)
+    ]
+    book = EventBook(hold_seconds=300)
+    reference: dict[tuple[str, str], tuple[float, int]] = {}  # key -> (last_seen, severity)
+    now = T
+    for _ in range(400):
+        now += rng.choice([0.0, 10.0, 60.0, 120.0, 400.0])
+        batch = []
+        for _ in range(rng.randint(0, 4)):
+            event = _event(
+                rng.choice(devices),
+                rng.choice(["silence_gone", "port_scan", "new_peer"]),
+                now - rng.choice([0.0, 0.0, 5.0, 30.0]),
+                rng.choice(["info", "warning", "high"]),
+            )
+            event.refresh_only = rng.random() < 0.3
+            batch.append(event)
+        book.submit(batch, now)
+        for event in sorted(batch, key=lambda e: (e.time, e.device, e.detector)):
+            at = max(now, event.time)
+            for key in [k for k, (seen, _) in reference.items() if at - seen >= 300]:
+                del reference[key]
+            key = (event.device, event.detector)
+            severity = SEVERITY_ORDER.index(event.severity)
+            held = reference.get(key)
+            if held is None and event.refresh_only:
+                continue
+            if held is not None and (event.refresh_only or severity <= held[1]):
+                reference[key] = (max(held[0], event.time), held[1])
+            else:
+                reference[key] = (event.time, severity)
+        for key in [k for k, (seen, _) in reference.items() if now - seen >= 300]:
+            del reference[key]
+        book.expire(now)
+        assert {k: e.last_seen for k, e in book.open.items()} == {
+            k: seen for k, (seen, _) in reference.items()
+        }
 
 
 def test_the_same_finding_on_a_pump_is_more_severe_than_on_an_office_pc() -> None:
