@@ -249,17 +249,37 @@ def _peer_allowed(peer: _Peer, own_class: str, spec: PeerSpec) -> bool:
     return spec.offers is None or any(service_allowed(s, spec.offers) for s in peer.offers)
 
 
+class PeerVerdicts:
+    """What one pass over the devices learned about peers: each peer resolved once, and
+    whether a policy allows it for a class, decided once. Valid while no device changes (one
+    window's scoring); start a new one for the next."""
+
+    def __init__(self) -> None:
+        self.peers: dict[str, _Peer] = {}
+        self.allowed: dict[tuple[str, str, str], bool] = {}  # (policy, class, peer) -> ok
+
+
 def policy_violations(
-    policy: Policy, device: Device, devices_by_id: Mapping[str, Device]
+    policy: Policy,
+    device: Device,
+    devices_by_id: Mapping[str, Device],
+    verdicts: PeerVerdicts | None = None,
 ) -> dict[str, list[str]]:
     """fact kind -> observed values the policy does not allow (empty if none)."""
     own_class = device.device_class
     violations: dict[str, list[str]] = {}
     if policy.peers is not None:
         specs = policy.peers
+        known = verdicts or PeerVerdicts()
         for peer_id in sorted(device.facts.get("peer", {})):
-            peer = _resolve_peer(peer_id, devices_by_id)
-            if not any(_peer_allowed(peer, own_class, spec) for spec in specs):
+            key = (policy.id, own_class, peer_id)
+            ok = known.allowed.get(key)
+            if ok is None:
+                peer = known.peers.get(peer_id)
+                if peer is None:
+                    peer = known.peers[peer_id] = _resolve_peer(peer_id, devices_by_id)
+                ok = known.allowed[key] = any(_peer_allowed(peer, own_class, s) for s in specs)
+            if not ok:
                 violations.setdefault("peer", []).append(peer_id)
     for kind, allowed in (
         ("service_used", policy.services_used),
@@ -278,12 +298,15 @@ def policy_violations(
 
 
 def evaluate_policy(
-    policy: Policy, device: Device, devices_by_id: Mapping[str, Device]
+    policy: Policy,
+    device: Device,
+    devices_by_id: Mapping[str, Device],
+    verdicts: PeerVerdicts | None = None,
 ) -> Finding | None:
     """The finding of one policy for one device (all its violations), or None."""
     if device.device_class not in policy.device_classes:
         return None
-    violations = policy_violations(policy, device, devices_by_id)
+    violations = policy_violations(policy, device, devices_by_id, verdicts)
     if not violations:
         return None
     classification = device.classification
@@ -306,12 +329,16 @@ def evaluate_policy(
 
 
 def evaluate_policies(
-    device: Device, devices_by_id: Mapping[str, Device], library: SignatureLibrary
+    device: Device,
+    devices_by_id: Mapping[str, Device],
+    library: SignatureLibrary,
+    verdicts: PeerVerdicts | None = None,
 ) -> list[Finding]:
-    """One finding per policy of the device's class that the device broke."""
+    """One finding per policy of the device's class that the device broke. ``verdicts``
+    shares peer decisions across the devices of one pass (see ``PeerVerdicts``)."""
     findings = []
     for policy in library.policies:
-        finding = evaluate_policy(policy, device, devices_by_id)
+        finding = evaluate_policy(policy, device, devices_by_id, verdicts)
         if finding is not None:
             findings.append(finding)
     return findings

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from monitor.classifier import classify
 from monitor.facts import FACT_KINDS, record_fact
 from monitor.model import Classification, Device
-from monitor.rules import evaluate_policies, evaluate_rules, service_allowed
+from monitor.rules import PeerVerdicts, evaluate_policies, evaluate_rules, service_allowed
 from monitor.signatures import (
     DEVICE_CLASSES,
     SignatureLibrary,
@@ -308,3 +308,36 @@ def test_network_keywords_and_cidrs(address: str, keyword: str, expected: bool) 
 def test_peer_values_without_an_address_match_no_network() -> None:
     assert address_of("00:11:22:33:44:55") is None
     assert address_of("ip:fe80::1%eth0") is not None
+
+
+def test_peer_verdicts_shared_across_devices_are_per_class(tmp_path: Path) -> None:
+    # One pass judges each peer once per policy and class; a pump and a monitor under one
+    # policy that allows "same_class" peers must still get different verdicts on one peer.
+    (tmp_path / "same.yml").write_text(
+        """\
+policies:
+  - id: policy.t.same
+    title: Same class only
+    device_classes: [infusion_pump, patient_monitor]
+    summary: "{values}"
+    runbook: "1."
+    peers: [{roles: [same_class]}]
+    samples:
+      positive:
+        - classification: {device_class: infusion_pump}
+          facts: {peer: ["ext:203.0.113.9"]}
+      negative: [{classification: {device_class: infusion_pump}}]
+""",
+        encoding="utf-8",
+    )
+    library = load_library([tmp_path])
+    other_monitor = device("patient_monitor", "high", "aa:00:00:00:00:05")
+    monitor = device("patient_monitor", "high", "aa:00:00:00:00:06", peer=[other_monitor.id])
+    pump = device("infusion_pump", "high", "aa:00:00:00:00:07", peer=[other_monitor.id])
+    devices = {d.id: d for d in (other_monitor, monitor, pump)}
+    verdicts = PeerVerdicts()
+    shared = [evaluate_policies(d, devices, library, verdicts) for d in (monitor, pump)]
+    alone = [evaluate_policies(d, devices, library) for d in (monitor, pump)]
+    assert shared == alone
+    assert shared[0] == [] and [f.evidence["peer"] for f in shared[1]] == [(other_monitor.id,)]
+    assert len(verdicts.peers) == 1 and len(verdicts.allowed) == 2

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from monitor.baseline import BaselineStore
+from monitor.detectors._window import one_pass
 from monitor.events import Event, EventBook
 from monitor.model import Device, WindowProfile
 
@@ -163,8 +164,9 @@ class DetectorSuite:
     ) -> list[Event]:
         """Score one closed window; returns the new events (after dedup and hold)."""
         found: list[Event] = []
-        for detector in self.detectors:
-            found.extend(detector.score_window(profiles, analysis, baselines, now))
+        with one_pass():
+            for detector in self.detectors:
+                found.extend(detector.score_window(profiles, analysis, baselines, now))
         return self._submit(found, now)
 
     def tick(

@@ -4,8 +4,25 @@ profile, and a device as it was at the end of a window."""
 from __future__ import annotations
 
 import copy
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from monitor.model import Device, WindowProfile
+
+_pass = threading.local()  # .views: (id(device), end) -> (device, view) during one pass
+
+
+@contextmanager
+def one_pass() -> Iterator[None]:
+    """While one window is scored no device changes: within this block ``as_of`` builds
+    each device's view once and hands the same one to every detector that asks."""
+    outer = getattr(_pass, "views", None)
+    _pass.views = {}
+    try:
+        yield
+    finally:
+        _pass.views = outer
 
 
 def as_of(device: Device, end: float) -> Device:
@@ -15,6 +32,18 @@ def as_of(device: Device, end: float) -> Device:
     that batch, so the inventory's facts can run ahead of the window being scored; rules
     must judge the device as it was then.
     """
+    views: dict[tuple[int, float], tuple[Device, Device]] | None = getattr(_pass, "views", None)
+    if views is not None:
+        held = views.get((id(device), end))
+        if held is not None and held[0] is device:
+            return held[1]
+    view = _trimmed(device, end)
+    if views is not None:
+        views[(id(device), end)] = (device, view)  # holding the device keeps its id unique
+    return view
+
+
+def _trimmed(device: Device, end: float) -> Device:
     if all(f.first_seen < end for values in device.facts.values() for f in values.values()):
         return device
     view = copy.copy(device)

@@ -10,14 +10,15 @@ value it had not reported, a violation keeps its open event alive but opens no n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from monitor.baseline import BaselineStore
-from monitor.detectors import AnalysisView
+from monitor.detectors import AnalysisView, DetectorConfig
 from monitor.detectors.common import FindingDetector
 from monitor.events import Event, make_event
 from monitor.model import Device, WindowProfile
-from monitor.rules import Finding, evaluate_policies
+from monitor.rules import Finding, PeerVerdicts, evaluate_policies
 
 
 class PolicyDetector(FindingDetector):
@@ -26,8 +27,26 @@ class PolicyDetector(FindingDetector):
     name = "policy"
     library_part = "policies"
 
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        super().__init__(config)
+        self._verdicts = PeerVerdicts()
+
+    def score_window(
+        self,
+        profiles: Sequence[WindowProfile],
+        analysis: AnalysisView,
+        baselines: BaselineStore | None,
+        now: float,
+    ) -> list[Event]:
+        # devices do not change while one window is scored: its peers are judged once
+        self._verdicts = PeerVerdicts()
+        try:
+            return super().score_window(profiles, analysis, baselines, now)
+        finally:
+            self._verdicts = PeerVerdicts()
+
     def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
-        return evaluate_policies(device, analysis.devices, library)
+        return evaluate_policies(device, analysis.devices, library, self._verdicts)
 
     def event_for(
         self,
