@@ -98,6 +98,9 @@ class FindingDetector(DetectorBase):
         super().__init__(config)
         self.reported = Reported(self.config.finding_repeat_seconds)
 
+    def begin_window(self) -> None:
+        """Called before the findings of a window's devices are asked for."""
+
     def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
         raise NotImplementedError
 
@@ -121,6 +124,7 @@ class FindingDetector(DetectorBase):
         library = getattr(analysis, "signatures", None)
         if library is None or not getattr(library, self.library_part):
             return []
+        self.begin_window()
         events: list[Event] = []
         for p in profiles:
             device = analysis.devices.get(p.device_id)

@@ -10,7 +10,6 @@ value it had not reported, a violation keeps its open event alive but opens no n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from monitor.baseline import BaselineStore
@@ -31,19 +30,9 @@ class PolicyDetector(FindingDetector):
         super().__init__(config)
         self._verdicts = PeerVerdicts()
 
-    def score_window(
-        self,
-        profiles: Sequence[WindowProfile],
-        analysis: AnalysisView,
-        baselines: BaselineStore | None,
-        now: float,
-    ) -> list[Event]:
+    def begin_window(self) -> None:
         # devices do not change while one window is scored: its peers are judged once
         self._verdicts = PeerVerdicts()
-        try:
-            return super().score_window(profiles, analysis, baselines, now)
-        finally:
-            self._verdicts = PeerVerdicts()
 
     def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
         return evaluate_policies(device, analysis.devices, library, self._verdicts)
