@@ -107,7 +107,16 @@ def test_two_workers_export_the_device_counters_of_one_and_drops_per_worker(
     double, metrics, sent_again = run_replay(tmp_path, veth, 2)
     assert sent == sent_again == 2492
     assert len({device for _, device in single}) == 13
-    assert double == single
+    assert set(double) == set(single)
+    # transmit counters are exact; a receive is counted by a worker only once that worker
+    # has seen the device send (docs/daemon.md, "Several workers"), so never more than one
+    # pipeline counts, and at most the odd packet fewer
+    transmit = {key for key in single if "_transmit_" in key[0]}
+    assert {k: double[k] for k in transmit} == {k: single[k] for k in transmit}
+    received = [key for key in single if key[0] == "santinel_device_receive_packets"]
+    assert all(single[k] - 3 <= double[k] <= single[k] for k in received), {
+        k: (single[k], double[k]) for k in received if double[k] != single[k]
+    }
     assert "santinel_capture_worker_dropped_packets" not in single_metrics
     drops = {
         labels["worker"]: value
