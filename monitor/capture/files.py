@@ -2,7 +2,9 @@
 
 The file is memory-mapped (read whole into memory when it cannot be mapped, e.g. a pipe, or
 decompressed when it is gzip-compressed, as Wireshark also reads those). The name and the
-extension of the file play no part in choosing the reader.
+extension of the file play no part in choosing the reader. The mapped pages of frames already
+handed out are given back as the reading goes on, so reading a capture of many GiB does not
+grow the resident set by the file's size.
 
 Promise: ``open_capture`` and the iterator it returns raise nothing but ``CaptureError``,
 whose one-line message names the file and, where there is one, the byte offset; a
@@ -33,6 +35,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _MODIFIED_PCAP_MAGICS = (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34")
 # A decompressed capture larger than this is refused rather than exhausting memory.
 _MAX_DECOMPRESSED = 8 << 30
+# The mapped pages behind the reader are given back once this many bytes have been read.
+RELEASE_BYTES = 64 << 20
 
 
 def open_capture(path: str | os.PathLike[str], batch_frames: int = 65536) -> Iterator[FrameBatch]:
@@ -44,8 +48,11 @@ def open_capture(path: str | os.PathLike[str], batch_frames: int = 65536) -> Ite
     source = str(path)
     if batch_frames < 1:
         raise ValueError("batch_frames must be at least 1")
-    buf = _load(source)
-    return _guarded(read_buffer(buf, source, batch_frames, allow_gzip=True), source)
+    buf, mapped = _load(source)
+    frames = read_buffer(buf, source, batch_frames, allow_gzip=True)
+    if mapped is not None and buf.shape[0] > RELEASE_BYTES:
+        frames = _released_behind(frames, mapped)
+    return _guarded(frames, source)
 
 
 def read_buffer(
@@ -78,7 +85,25 @@ def _guarded(frames: Iterator[FrameBatch], source: str) -> Iterator[FrameBatch]:
         raise CaptureError(source, f"internal error while reading ({type(exc).__name__})") from None
 
 
-def _load(source: str) -> npt.NDArray[np.uint8]:
+def _released_behind(frames: Iterator[FrameBatch], mapped: mmap.mmap) -> Iterator[FrameBatch]:
+    """Give back the mapped pages of the batches handed out before the one being read.
+
+    Safe whatever still refers to them: the mapping is a read-only view of the file, so a
+    page given back is read again from the page cache (or the file) if it is touched again.
+    """
+    released = 0
+    for batch in frames:
+        yield batch
+        if len(batch) == 0:
+            continue
+        done = int(batch.offsets[-1]) // mmap.PAGESIZE * mmap.PAGESIZE
+        if done - released >= RELEASE_BYTES:
+            mapped.madvise(mmap.MADV_DONTNEED, released, done - released)
+            released = done
+
+
+def _load(source: str) -> tuple[npt.NDArray[np.uint8], mmap.mmap | None]:
+    """The file's bytes, and the mapping they are a view of (None when read into memory)."""
     try:
         with open(source, "rb") as f:
             st = os.fstat(f.fileno())
@@ -89,8 +114,8 @@ def _load(source: str) -> npt.NDArray[np.uint8]:
                     raise CaptureError(source, "empty file")
                 mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
                 # The array keeps the mapping alive for as long as any batch refers to it.
-                return np.frombuffer(mapped, dtype=np.uint8)
-            return np.frombuffer(f.read(), dtype=np.uint8)
+                return np.frombuffer(mapped, dtype=np.uint8), mapped
+            return np.frombuffer(f.read(), dtype=np.uint8), None
     except CaptureError:
         raise
     except IsADirectoryError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -212,3 +213,38 @@ def test_corrupted_valid_files_raise_only_capture_error(
 def test_batch_frames_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         open_capture(write(tmp_path / "a.pcap", PCAP), batch_frames=0)
+
+
+MAPPING_HEADER = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
+
+
+def _mapped_resident_kib(path: Path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total = 0
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if MAPPING_HEADER.match(line):
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+def test_pages_of_frames_already_read_are_given_back_and_read_again_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("monitor.capture.files.RELEASE_BYTES", 1 << 20)
+    frames = [Frame(1_600_000_000_000_000_000 + i, ether_frame(i, 1500)) for i in range(16000)]
+    path = write(tmp_path / "big.pcap", pcap_bytes(frames))
+    size_kib = path.stat().st_size // 1024  # about 24,000
+    resident = []
+    batches = []
+    for batch in open_capture(path, batch_frames=256):
+        batches.append(batch)
+        resident.append(_mapped_resident_kib(path))
+    # a reader keeping every page would hold the whole file by the end; this one holds what
+    # is read since the last release (pages may come in 2 MiB folios, as on a tmpfs)
+    assert resident[-1] > 0
+    assert max(resident) < size_kib // 4
+    # every batch is still whole: the pages given back are read again from the file
+    assert [b.frame(i) for b in batches for i in range(len(b))] == [f.data for f in frames]
