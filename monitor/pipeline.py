@@ -53,8 +53,10 @@ from monitor.flows import (
     message_starts,
     payload_keys,
     row_keys,
+    service_name,
     take_within_budget,
 )
+from monitor.interning import KeyTable, NameTable
 from monitor.inventory import (
     DEFAULT_MAX_DEVICES,
     Inventory,
@@ -143,8 +145,10 @@ def format_ip(version: int, hi: int, lo: int) -> str:
 
 # capture time between sweeps of the flow table for idle flows
 FLOW_SWEEP_SECONDS = 10.0
-# interned accounting keys beyond this many per live flow are compacted away
+# interned keys (and key names) beyond this many per live flow, plus the slack, are
+# compacted away
 KEYS_PER_FLOW = 3
+KEY_SLACK = 4096
 ADDRESS_CACHE_SIZE = 65_536
 
 
@@ -187,10 +191,9 @@ class Analysis:
         # Interned per-side accounting keys of flows, so a batch aggregates by integer:
         # (device, peer, service, protocol) for window profiles, (device, peer, service) for
         # cadence, and the flow's protocol label for the protocol counts.
-        self._account_ids: dict[tuple[str, str, str, str], int] = {}
-        self._account_keys: list[tuple[str, str, str, str]] = []
-        self._conversation_ids: dict[tuple[str, str, str], int] = {}
-        self._conversation_keys: list[tuple[str, str, str]] = []
+        self._key_names = NameTable()
+        self._accounts = KeyTable(4)
+        self._conversation_table = KeyTable(3)
         self._conversation_last: npt.NDArray[np.float64] = np.full(1024, -1.0)
         self._label_ids: dict[str, int] = {}
         self._label_names: list[str] = []
@@ -641,8 +644,7 @@ class Analysis:
         self._inspect(batch, table, t, sl, groups, direction, slots)
         self._name_new_flows()
         # flows whose service or protocol became known take their new keys once per batch
-        for flow in self._stale_keys.values():
-            self._rekey(flow)
+        self._assign_keys(list(self._stale_keys.values()))
         self._stale_keys = {}
         self._account_flow_windows(groups[rows], slots, self._packet_window[sl][rows])
         self._conversations(table, t, sl, groups, direction, slots)
@@ -680,7 +682,7 @@ class Analysis:
         by_address = self._new_flows_by_address
         dns_names = self._dns_names
         started: Counter[tuple[str, float]] = Counter()
-        keys: list[tuple[int, tuple[int, int], tuple[int, int]]] = []
+        begun: list[Flow] = []
         for j, (version, proto, when, slot) in enumerate(
             zip(
                 table.ip_version[sl][rows].tolist(),
@@ -746,12 +748,10 @@ class Analysis:
             sender = owner_ids[flow.client_side]
             to_group = proto == PROTO_UDP and address_scope(addresses[target]) == "multicast"
             if to_group and sender is not None:
-                self.note(devices[sender], "service_used", f"udp/{flow.port(target)}", when)
-            keys.append(self._keys_of(flow))
-        labels, accounts, conversations = zip(*keys, strict=True)
-        self.flows.label[slots] = labels
-        self.flows.account[slots] = accounts
-        self.flows.conversation[slots] = conversations
+                used = service_name(proto, flow.port(target))
+                self.note(devices[sender], "service_used", used, when)
+            begun.append(flow)
+        self._assign_keys(begun)
         for (device_id, window), count in started.items():
             self._profile(device_id, window).flows_started += count
 
@@ -772,7 +772,7 @@ class Analysis:
         guessed = flow.service()
         flow.server_side = server_side
         self.flows.server_side[flow.slot] = server_side
-        service = f"{flow.transport}/{flow.port(server_side)}"
+        service = service_name(flow.protocol, flow.port(server_side))  # shared, as facts keep it
         server = self.devices.get(flow.devices[server_side] or "")
         client = self.devices.get(flow.devices[1 - server_side] or "")
         if server is not None:
@@ -782,47 +782,50 @@ class Analysis:
         if service != guessed:
             self._stale_keys[flow.slot] = flow
 
-    def _rekey(self, flow: Flow) -> None:
-        """Intern the flow's accounting keys: called when its service or protocol changes."""
-        label, account, conversation = self._keys_of(flow)
-        flows = self.flows
-        flows.label[flow.slot] = label
-        flows.account[flow.slot] = account
-        flows.conversation[flow.slot] = conversation
-
-    def _keys_of(self, flow: Flow) -> tuple[int, tuple[int, int], tuple[int, int]]:
-        """The flow's protocol label id, and per side its accounting and conversation ids
-        (-1 for a side that is no inventory device)."""
-        service = flow.service()
-        protocol = flow.app or flow.transport
-        label = self._label_ids.get(protocol)
-        if label is None:
-            label = self._label_ids[protocol] = len(self._label_names)
-            self._label_names.append(protocol)
-        accounts = [-1, -1]
-        conversations = [-1, -1]
-        for side in (0, 1):
-            device_id = flow.devices[side]
-            if device_id is None:
-                continue
-            peer = flow.peers[side]
-            account = (device_id, peer, service, protocol)
-            a = self._account_ids.get(account)
-            if a is None:
-                a = self._account_ids[account] = len(self._account_keys)
-                self._account_keys.append(account)
-            accounts[side] = a
-            conversation = (device_id, peer, service)
-            c = self._conversation_ids.get(conversation)
-            if c is None:
-                c = self._conversation_ids[conversation] = len(self._conversation_keys)
-                self._conversation_keys.append(conversation)
-                if c >= self._conversation_last.shape[0]:
-                    grown = np.full(self._conversation_last.shape[0] * 2, -1.0)
-                    grown[:c] = self._conversation_last[:c]
-                    self._conversation_last = grown
-            conversations[side] = c
-        return label, (accounts[0], accounts[1]), (conversations[0], conversations[1])
+    def _assign_keys(self, flows: list[Flow]) -> None:
+        """Intern the protocol label and per side the accounting and conversation keys of
+        ``flows`` (new ones, or ones whose service or protocol changed) into the flow table's
+        columns (-1 for a side that is no inventory device)."""
+        if not flows:
+            return
+        name = self._key_names.id
+        label_ids = self._label_ids
+        labels: list[int] = []
+        rows: list[tuple[int, int, int, int]] = []
+        places: list[int] = []  # 2 * flow index + side of each row
+        for j, flow in enumerate(flows):
+            protocol = flow.app or flow.transport
+            label = label_ids.get(protocol)
+            if label is None:
+                label = label_ids[protocol] = len(self._label_names)
+                self._label_names.append(protocol)
+            labels.append(label)
+            service = name(flow.service())
+            protocol_name = name(protocol)
+            for side in (0, 1):
+                device_id = flow.devices[side]
+                if device_id is not None:
+                    rows.append((name(device_id), name(flow.peers[side]), service, protocol_name))
+                    places.append(2 * j + side)
+        slots = np.array([flow.slot for flow in flows], np.int64)
+        table = self.flows
+        table.label[slots] = labels
+        table.account[slots] = -1
+        table.conversation[slots] = -1
+        if not rows:
+            return
+        keys = np.array(rows, np.int32)
+        where = np.array(places, np.int64)
+        row_slots, row_sides = slots[where // 2], where % 2
+        table.account[row_slots, row_sides] = self._accounts.intern(keys)
+        table.conversation[row_slots, row_sides] = self._conversation_table.intern(keys[:, :3])
+        size = self._conversation_last.shape[0]
+        if len(self._conversation_table) > size:
+            while size < len(self._conversation_table):
+                size *= 2
+            grown = np.full(size, -1.0)
+            grown[: self._conversation_last.shape[0]] = self._conversation_last
+            self._conversation_last = grown
 
     def _account_flow_windows(
         self,
@@ -842,7 +845,7 @@ class Analysis:
         per_label = np.bincount(flows.label[cell_slots], weights=totals)
         for label in np.flatnonzero(per_label).tolist():
             self.protocol_packets[self._label_names[label]] += int(per_label[label])
-        size = len(self._account_keys)
+        size = len(self._accounts)
         for side in (0, 1):
             accounts = flows.account[cell_slots, side]
             known = accounts >= 0
@@ -869,8 +872,13 @@ class Analysis:
             ]
         window.device_counts = np.zeros((0, DEVICE_COUNT_COLUMNS), np.int64)
         packets = window.account_packets
-        for account in np.flatnonzero(packets).tolist():
-            device_id, peer, service, protocol = self._account_keys[account]
+        names = self._key_names.names
+        touched = np.flatnonzero(packets)
+        for account, (device, peer_number, service_number, protocol_number) in zip(
+            touched.tolist(), self._accounts.rows(touched).tolist(), strict=True
+        ):
+            device_id, peer = names[device], names[peer_number]
+            service, protocol = names[service_number], names[protocol_number]
             profile = profiles.get(device_id) or self._profile(device_id, window.start)
             profile.peers.add(peer)
             count = int(packets[account])
@@ -886,9 +894,10 @@ class Analysis:
         ids, bounds = np.unique(conversations[order], return_index=True)
         ordered = times[order]
         ends = [*bounds[1:].tolist(), ordered.shape[0]]
-        for c, begin, end in zip(ids.tolist(), bounds.tolist(), ends, strict=True):
-            device_id, peer, service = self._conversation_keys[c]
-            conversation = f"{peer}|{service}"
+        keys = self._conversation_table.rows(ids).tolist()
+        for (device, peer, service), begin, end in zip(keys, bounds.tolist(), ends, strict=True):
+            device_id = names[device]
+            conversation = f"{names[peer]}|{names[service]}"
             profile = profiles.get(device_id) or self._profile(device_id, window.start)
             kept = profile.conversations.setdefault(conversation, [])
             room = MAX_MESSAGES_PER_WINDOW - len(kept)
@@ -902,7 +911,8 @@ class Analysis:
             return
         self._next_sweep = now + FLOW_SWEEP_SECONDS
         self.flows.evict(self.flows.idle(now), "idle")
-        if len(self._account_keys) > KEYS_PER_FLOW * len(self.flows) + 4096:
+        most = KEYS_PER_FLOW * len(self.flows) + KEY_SLACK
+        if len(self._accounts) > most or len(self._key_names) > most:
             self._compact_keys()
         if len(self._device_names) > 2 * len(self.devices) + 4096:
             for window in self._windows.values():
@@ -910,19 +920,28 @@ class Analysis:
             self._device_numbers, self._device_names = {}, []
 
     def _compact_keys(self) -> None:
+        """Intern anew the keys of the live flows only, keeping each conversation's last
+        message time."""
         for window in self._windows.values():
             self._settle(window)
-        last_by_key = {
-            key: float(self._conversation_last[c]) for c, key in enumerate(self._conversation_keys)
-        }
-        self._account_ids, self._account_keys = {}, []
-        self._conversation_ids, self._conversation_keys = {}, []
+        old_names = self._key_names.names
+        old = len(self._conversation_table)
+        old_conversations = self._conversation_table.rows(np.arange(old))
+        old_last = self._conversation_last[:old]
+        self._key_names = NameTable()
+        self._accounts = KeyTable(4)
+        self._conversation_table = KeyTable(3)
         self._label_ids, self._label_names = {}, []
         self._conversation_last = np.full(1024, -1.0)
-        for flow in self.flows.flows():
-            self._rekey(flow)
-        for c, key in enumerate(self._conversation_keys):
-            self._conversation_last[c] = last_by_key.get(key, -1.0)
+        self._assign_keys(list(self.flows.flows()))
+        if old == 0:
+            return
+        renumbered = np.array([self._key_names.ids.get(n, -1) for n in old_names], np.int64)
+        carried = renumbered[old_conversations]
+        alive = np.flatnonzero((carried >= 0).all(axis=1))
+        ids = self._conversation_table.lookup(carried[alive])
+        kept = ids >= 0
+        self._conversation_last[ids[kept]] = old_last[alive[kept]]
 
     # ------------------------------------------------------------------ application metadata
     def _inspect(

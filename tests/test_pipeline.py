@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
@@ -289,3 +290,55 @@ def test_repeated_dns_lookups_count_each_and_every_flow_is_dns(tmp_path: Path) -
         monitor = analysis.devices[MONITOR]
         assert monitor.facts["dns_query"]["engine.ward.example"].count == 12
         assert analysis.protocol_packets["dns"] == 24 and "udp" not in analysis.protocol_packets
+
+
+def _window_summary(capture: Path, batch_frames: int) -> tuple[object, object]:
+    windows: list[tuple[object, ...]] = []
+
+    def on_window(profiles: list[WindowProfile], analysis: Analysis) -> None:
+        for p in profiles:
+            windows.append(
+                (
+                    *(p.device_id, p.start, p.tx_packets, p.rx_packets, sorted(p.peers)),
+                    *(p.services, p.protocols, p.conversations, p.facts, p.flows_started),
+                )
+            )
+
+    analysis = Analysis(window_seconds=30, on_window=on_window)
+    for batch in _rebatch(capture, batch_frames):
+        analysis.feed(batch)
+    analysis.finish()
+    devices = {
+        d.id: {k: {v: f.count for v, f in vs.items()} for k, vs in d.facts.items()}
+        for d in analysis.devices.values()
+    }
+    return windows, devices
+
+
+def test_results_do_not_depend_on_when_interned_keys_are_compacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packets, times = hl7_feed(count=40, interval=3.0)
+    spray, spray_times = _udp_spray(50, start_time=20.0)
+    order = sorted(range(len(times + spray_times)), key=(times + spray_times).__getitem__)
+    capture = write_capture(
+        tmp_path / "mixed.pcap",
+        [(packets + spray)[i] for i in order],
+        times=[(times + spray_times)[i] for i in order],
+    )
+    usual = _window_summary(capture, 4)
+    compactions = []
+    compact = Analysis._compact_keys
+
+    def counted(self: Analysis) -> None:
+        compactions.append(len(self.flows))
+        compact(self)
+
+    # compact before every batch: every interned key is dropped and interned anew, between
+    # the two segments of a message too, so a lost last-message time would split messages
+    monkeypatch.setattr("monitor.pipeline.KEYS_PER_FLOW", 0)
+    monkeypatch.setattr("monitor.pipeline.KEY_SLACK", 0)
+    monkeypatch.setattr("monitor.pipeline.FLOW_SWEEP_SECONDS", 0.001)
+    monkeypatch.setattr(Analysis, "_compact_keys", counted)
+    assert _window_summary(capture, 4) == usual
+    assert len(compactions) > 30

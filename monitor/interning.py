@@ -1,0 +1,179 @@
+"""Interned keys: dense integer ids for tuples of names, held in arrays rather than objects.
+
+The pipeline sums a batch's packets by integer, per side of each flow: by accounting key
+(device, peer, service, protocol) and by conversation key (device, peer, service). A million
+flows bring up to four million such keys. As Python tuples in a dict they cost about 160
+bytes each; here a name is interned once (``NameTable``), a key is one row of its names'
+ids in an int32 array, and a compiled open-addressing index finds a row's id from its hash:
+about 40 bytes per key, interned a whole batch at a time.
+
+Promises: equal rows get the same id and different rows different ids (a probe compares the
+whole row, not only its hash); ids are dense, 0 to ``len(table) - 1``, in order of first
+sight; ``rows(ids)`` gives the rows back. Nothing here ever holds a packet's content: names
+are device ids, peer labels, services and protocol names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from monitor.flows import _mix
+
+EMPTY = -1
+
+
+class NameTable:
+    """Each distinct name once, numbered in order of first sight."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def id(self, name: str) -> int:
+        number = self.ids.get(name)
+        if number is None:
+            number = self.ids[name] = len(self.names)
+            self.names.append(name)
+        return number
+
+
+class KeyTable:
+    """Rows of ``width`` name ids, each with a dense id."""
+
+    def __init__(self, width: int, capacity: int = 1024) -> None:
+        self.width = width
+        capacity = 1 << max(0, capacity - 1).bit_length()  # the index's mask needs a power of 2
+        self._count = 0
+        self._rows = np.zeros((capacity, width), np.int32)
+        self._hashes = np.zeros(capacity, np.uint64)
+        self._index = np.full(2 * capacity, EMPTY, np.int64)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def intern(self, rows: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
+        """The id of each row of ``rows`` (shape ``(n, width)``), new rows numbered next."""
+        rows = np.ascontiguousarray(rows, np.int32).reshape(-1, self.width)
+        self._make_room(rows.shape[0])
+        ids = np.empty(rows.shape[0], np.int64)
+        self._count = _intern(self._index, self._hashes, self._rows, self._count, rows, ids)
+        return ids
+
+    def lookup(self, rows: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
+        """The id of each row of ``rows``, or -1 for a row never interned."""
+        rows = np.ascontiguousarray(rows, np.int32).reshape(-1, self.width)
+        ids = np.empty(rows.shape[0], np.int64)
+        _lookup(self._index, self._hashes, self._rows, rows, ids)
+        return ids
+
+    def rows(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
+        """The rows of ``ids``, shape ``(len(ids), width)``."""
+        return self._rows[: self._count][ids]
+
+    def _make_room(self, incoming: int) -> None:
+        needed = self._count + incoming
+        capacity = self._rows.shape[0]
+        if needed <= capacity:
+            return
+        while capacity < needed:
+            capacity *= 2
+        rows = np.zeros((capacity, self.width), np.int32)
+        rows[: self._count] = self._rows[: self._count]
+        hashes = np.zeros(capacity, np.uint64)
+        hashes[: self._count] = self._hashes[: self._count]
+        self._rows, self._hashes = rows, hashes
+        # at most half full, so a probe meets an empty place soon
+        self._index = np.full(2 * capacity, EMPTY, np.int64)
+        _reindex(self._index, self._hashes, self._count)
+
+
+@numba.njit(cache=True, inline="always")  # type: ignore[misc]
+def _row_hash(row: npt.NDArray[np.int32]) -> np.uint64:
+    h = np.uint64(0x243F6A8885A308D3)
+    for value in row:
+        h = _mix(h, np.uint64(np.uint32(value)))
+    return h
+
+
+@numba.njit(cache=True, inline="always")  # type: ignore[misc]
+def _place(
+    index: npt.NDArray[np.int64],
+    hashes: npt.NDArray[np.uint64],
+    table_rows: npt.NDArray[np.int32],
+    row: npt.NDArray[np.int32],
+    h: np.uint64,
+) -> np.uint64:
+    """Where ``row`` is in the linear-probing index, or the empty place it would take."""
+    mask = np.uint64(index.shape[0] - 1)
+    p = (h >> np.uint64(20)) & mask
+    while True:
+        found = index[p]
+        if found == EMPTY:
+            return p
+        if hashes[found] == h:
+            same = True
+            for k in range(row.shape[0]):
+                if table_rows[found, k] != row[k]:
+                    same = False
+                    break
+            if same:
+                return p
+        p = (p + np.uint64(1)) & mask
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def _intern(
+    index: npt.NDArray[np.int64],
+    hashes: npt.NDArray[np.uint64],
+    table_rows: npt.NDArray[np.int32],
+    count: int,
+    rows: npt.NDArray[np.int32],
+    out: npt.NDArray[np.int64],
+) -> int:
+    for i in range(rows.shape[0]):
+        h = _row_hash(rows[i])
+        p = _place(index, hashes, table_rows, rows[i], h)
+        if index[p] == EMPTY:
+            index[p] = count
+            hashes[count] = h
+            table_rows[count] = rows[i]
+            count += 1
+        out[i] = index[p]
+    return count
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def _lookup(
+    index: npt.NDArray[np.int64],
+    hashes: npt.NDArray[np.uint64],
+    table_rows: npt.NDArray[np.int32],
+    rows: npt.NDArray[np.int32],
+    out: npt.NDArray[np.int64],
+) -> None:
+    for i in range(rows.shape[0]):
+        out[i] = index[_place(index, hashes, table_rows, rows[i], _row_hash(rows[i]))]
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def _reindex(index: npt.NDArray[np.int64], hashes: npt.NDArray[np.uint64], count: int) -> None:
+    mask = np.uint64(index.shape[0] - 1)
+    for found in range(count):
+        p = (hashes[found] >> np.uint64(20)) & mask
+        while index[p] != EMPTY:
+            p = (p + np.uint64(1)) & mask
+        index[p] = found
+
+
+def warm_up() -> None:
+    """Load the compiled helpers (see ``monitor.flows.warm_up``)."""
+    table = KeyTable(2, capacity=1)
+    table.intern(np.zeros((2, 2), np.int32))
+    table.intern(np.ones((1, 2), np.int32))  # grows: the index is rebuilt
+    table.lookup(np.zeros((1, 2), np.int32))
