@@ -42,16 +42,22 @@ INSPECT_BUDGET = 4
 class Flow:
     """What Python keeps of one live flow. Side 0 is endpoint a of the key, side 1 endpoint
     b. Packet and byte counters live in ``FlowTable``'s columns under ``slot``; strings are
-    shared with other flows (addresses, device ids, peer names), so a record costs little."""
+    shared with other flows (addresses, device ids, peer names), and each side's fields are
+    plain attributes rather than pairs, so a record is one object (a flood of a million
+    flows keeps a million of them)."""
 
     slot: int
     protocol: int  # IP protocol number
-    ports: tuple[int, int]  # per side
+    port_a: int
+    port_b: int
     first_seen: float
     client_side: int
-    addresses: tuple[str, str] = ("", "")
-    devices: tuple[str | None, str | None] = (None, None)
-    peers: tuple[str, str] = ("", "")  # how each side names the other
+    address_a: str = ""
+    address_b: str = ""
+    device_a: str | None = None  # the inventory device at each end, if any
+    device_b: str | None = None
+    peer_a: str = ""  # how side a names side b
+    peer_b: str = ""
     peer_names: tuple[str | None, str | None] = (None, None)  # from DNS
     server_side: int = -1  # known once a SYN-ACK or a UDP reply is seen
     app: str | None = None  # application protocol recognised by content
@@ -61,12 +67,22 @@ class Flow:
         return TRANSPORT_NAMES.get(self.protocol) or f"ip{self.protocol}"
 
     def port(self, side: int) -> int:
-        return self.ports[side]
+        return self.port_b if side else self.port_a
+
+    def address(self, side: int) -> str:
+        return self.address_b if side else self.address_a
+
+    def device(self, side: int) -> str | None:
+        return self.device_b if side else self.device_a
+
+    def peer(self, side: int) -> str:
+        """How the device on ``side`` names the other side."""
+        return self.peer_b if side else self.peer_a
 
     def service(self) -> str:
         """``tcp/2575``: the server's port when known, else the port the client sent to."""
         side = self.server_side if self.server_side >= 0 else 1 - self.client_side
-        return service_name(self.protocol, self.ports[side])
+        return service_name(self.protocol, self.port(side))
 
 
 _SERVICE_NAMES: dict[tuple[int, int], str] = {}

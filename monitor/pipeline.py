@@ -692,46 +692,44 @@ class Analysis:
                 strict=True,
             )
         ):
-            addresses = (
-                self._address(version, a_hi[j], a_lo[j]),
-                self._address(version, b_hi[j], b_lo[j]),
-            )
-            owner_a, owner_b = ip_owner.get(addresses[0]), ip_owner.get(addresses[1])
-            owner_ids = (
-                owner_a if owner_a is not None and owner_a in devices else None,
-                owner_b if owner_b is not None and owner_b in devices else None,
-            )
+            address_a = self._address(version, a_hi[j], a_lo[j])
+            address_b = self._address(version, b_hi[j], b_lo[j])
+            device_a, device_b = ip_owner.get(address_a), ip_owner.get(address_b)
+            if device_a is not None and device_a not in devices:
+                device_a = None
+            if device_b is not None and device_b not in devices:
+                device_b = None
             flow = Flow(
-                slot=slot,
-                protocol=proto,
-                ports=(a_port[j], b_port[j]),
-                first_seen=when,
-                client_side=client[j],
-                addresses=addresses,
-                devices=owner_ids,
-                peers=(
-                    owner_ids[1] or self._peer_label(addresses[1]),
-                    owner_ids[0] or self._peer_label(addresses[0]),
-                ),
+                slot,
+                proto,
+                a_port[j],
+                b_port[j],
+                when,
+                client[j],
+                address_a,
+                address_b,
+                device_a,
+                device_b,
+                device_b or self._peer_label(address_b),
+                device_a or self._peer_label(address_a),
             )
             # named (peer_name fact) after the batch's DNS answers are in: see _resolved
             names = (
-                dns_names.get(addresses[1]) if owner_ids[0] is not None else None,
-                dns_names.get(addresses[0]) if owner_ids[1] is not None else None,
+                dns_names.get(address_b) if device_a is not None else None,
+                dns_names.get(address_a) if device_b is not None else None,
             )
             if names != (None, None):
                 flow.peer_names = names
             records[slot] = flow
-            by_address.setdefault(addresses[0], []).append(flow)
-            by_address.setdefault(addresses[1], []).append(flow)
+            by_address.setdefault(address_a, []).append(flow)
+            by_address.setdefault(address_b, []).append(flow)
             self._new_flows.append(flow)
             window = self._window_at(when)
             transport = flow.transport
-            for side in (0, 1):
-                device_id = owner_ids[side]
+            for side, device_id in ((0, device_a), (1, device_b)):
                 if device_id is None:
                     continue
-                for fact in (("peer", flow.peers[side]), ("protocol", transport)):
+                for fact in (("peer", flow.peer(side)), ("protocol", transport)):
                     noted = (device_id, fact[0], fact[1], window)
                     seen = pending.get(noted)
                     if seen is None:
@@ -745,8 +743,8 @@ class Analysis:
             # Discovery and telemetry sent to a group (IntelliVue, WS-Discovery, SSDP) get no
             # reply to learn the service from: the group port is the service the sender uses.
             target = 1 - flow.client_side
-            sender = owner_ids[flow.client_side]
-            to_group = proto == PROTO_UDP and address_scope(addresses[target]) == "multicast"
+            sender = flow.device(flow.client_side)
+            to_group = proto == PROTO_UDP and address_scope(flow.address(target)) == "multicast"
             if to_group and sender is not None:
                 used = service_name(proto, flow.port(target))
                 self.note(devices[sender], "service_used", used, when)
@@ -773,8 +771,8 @@ class Analysis:
         flow.server_side = server_side
         self.flows.server_side[flow.slot] = server_side
         service = service_name(flow.protocol, flow.port(server_side))  # shared, as facts keep it
-        server = self.devices.get(flow.devices[server_side] or "")
-        client = self.devices.get(flow.devices[1 - server_side] or "")
+        server = self.devices.get(flow.device(server_side) or "")
+        client = self.devices.get(flow.device(1 - server_side) or "")
         if server is not None:
             self.note(server, "service_offered", service, when)
         if client is not None:
@@ -802,11 +800,12 @@ class Analysis:
             labels.append(label)
             service = name(flow.service())
             protocol_name = name(protocol)
-            for side in (0, 1):
-                device_id = flow.devices[side]
-                if device_id is not None:
-                    rows.append((name(device_id), name(flow.peers[side]), service, protocol_name))
-                    places.append(2 * j + side)
+            if flow.device_a is not None:
+                rows.append((name(flow.device_a), name(flow.peer_a), service, protocol_name))
+                places.append(2 * j)
+            if flow.device_b is not None:
+                rows.append((name(flow.device_b), name(flow.peer_b), service, protocol_name))
+                places.append(2 * j + 1)
         slots = np.array([flow.slot for flow in flows], np.int64)
         table = self.flows
         table.label[slots] = labels
@@ -1126,21 +1125,21 @@ class Analysis:
             self._set_app(flow, app)
         if app in appmeta.FLOW_PROTOCOLS:
             for side in (0, 1):
-                device = self.devices.get(flow.devices[side] or "")
+                device = self.devices.get(flow.device(side) or "")
                 if device is not None:
                     self.note(device, "protocol", app, when, repeats, last)
         else:
-            device = self.devices.get(flow.devices[sender] or "")
+            device = self.devices.get(flow.device(sender) or "")
             if device is not None:
                 self.note(device, "protocol", app, when, repeats, last)
-        device = self.devices.get(flow.devices[sender] or "")
+        device = self.devices.get(flow.device(sender) or "")
         for fact in facts:
             if fact.kind == "resolved":
                 self._resolved(fact.value, fact.extra, when)
                 continue
             target = device
             if fact.about == "peer":
-                target = self.devices.get(flow.devices[1 - sender] or "")
+                target = self.devices.get(flow.device(1 - sender) or "")
             elif fact.about == "client_mac" and fact.extra:
                 target = self.devices.get(fact.extra)
             if target is not None:
@@ -1167,7 +1166,7 @@ class Analysis:
             self._dns_names[address] = name
         for flow in self._new_flows_by_address.get(address, ()):
             if flow.first_seen >= when:
-                side = 0 if flow.addresses[1] == address else 1
+                side = 0 if flow.address_b == address else 1
                 flow.peer_names = (
                     (name, flow.peer_names[1])
                     if side == 0
@@ -1183,7 +1182,7 @@ class Analysis:
                 continue
             for side in (0, 1):
                 name = flow.peer_names[side]
-                device = self.devices.get(flow.devices[side] or "")
+                device = self.devices.get(flow.device(side) or "")
                 if name is not None and device is not None:
                     self.note(device, "peer_name", name, flow.first_seen)
             flow.peer_names = (None, None)  # only a new flow's names become facts
