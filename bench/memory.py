@@ -185,10 +185,14 @@ began = time.perf_counter()
 if {end_to_end!r}:
     analysis, suite, store = harness.end_to_end([Path({capture!r})])
 else:
-    from monitor.pipeline import analyze_captures
+    from monitor.capture.files import open_capture
+    from monitor.pipeline import DEFAULT_MAX_FLOWS, Analysis
     from monitor.runtime import tune_garbage_collector
     tune_garbage_collector()  # as the santinel command runs
-    analysis = analyze_captures([{capture!r}])
+    analysis = Analysis(max_flows={max_flows!r} or DEFAULT_MAX_FLOWS)
+    for batch in open_capture(Path({capture!r})):
+        analysis.feed(batch)
+    analysis.finish()
 print(json.dumps({{
     "seconds": time.perf_counter() - began,
     "peak_kib": harness.status_kib("VmHWM"),
@@ -224,13 +228,17 @@ def bound(args: argparse.Namespace) -> int:
     rows: list[tuple[str, str]] = [
         ("capture", f"{path.name} ({path.stat().st_size / 2**20:.0f} MiB)")
     ]
-    modes = [("pipeline alone", False)]
+    bound_flows = f"max_flows {args.max_flows:,}" if args.max_flows else "default max_flows"
+    modes = [(f"pipeline alone ({bound_flows})", False)]
     if not args.pipeline_only:
         modes.append(("end to end (detectors, baselines)", True))
     worst = 0
     for label, end_to_end in modes:
         script = BOUND_CHILD.format(
-            bench=str(harness.REPO / "bench"), capture=str(path), end_to_end=end_to_end
+            bench=str(harness.REPO / "bench"),
+            capture=str(path),
+            end_to_end=end_to_end,
+            max_flows=args.max_flows,
         )
         done = subprocess.run(
             [sys.executable, "-c", script], capture_output=True, text=True, cwd=harness.REPO
@@ -290,6 +298,9 @@ def main() -> int:
     bound_parser.add_argument("--flows", type=int, default=1_000_000)
     bound_parser.add_argument("--devices", type=int, default=100_000)
     bound_parser.add_argument("--pipeline-only", action="store_true")
+    bound_parser.add_argument(
+        "--max-flows", type=int, help="the pipeline's tables.max_flows (default: its default)"
+    )
     bound_parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     return soak(args) if args.command == "soak" else bound(args)

@@ -85,6 +85,10 @@ class Flow:
         return service_name(self.protocol, self.port(side))
 
 
+# One int object per port number, shared by every flow record (an int above 256 is an object
+# of its own each time it is made: 56 bytes per flow record otherwise).
+PORTS: tuple[int, ...] = tuple(range(65536))
+
 _SERVICE_NAMES: dict[tuple[int, int], str] = {}
 
 

@@ -4,13 +4,13 @@ The pipeline sums a batch's packets by integer, per side of each flow: by accoun
 (device, peer, service, protocol) and by conversation key (device, peer, service). A million
 flows bring up to four million such keys. As Python tuples in a dict they cost about 160
 bytes each; here a name is interned once (``NameTable``), a key is one row of its names'
-ids in an int32 array, and a compiled open-addressing index finds a row's id from its hash:
-about 40 bytes per key, interned a whole batch at a time.
+ids in an int32 array, and a compiled open-addressing index (int32 ids, at most half full)
+finds a row's id from its hash: 20 to 40 bytes per key, interned a whole batch at a time.
 
-Promises: equal rows get the same id and different rows different ids (a probe compares the
-whole row, not only its hash); ids are dense, 0 to ``len(table) - 1``, in order of first
-sight; ``rows(ids)`` gives the rows back. Nothing here ever holds a packet's content: names
-are device ids, peer labels, services and protocol names.
+Promises: equal rows get the same id and different rows different ids (a probe compares
+whole rows, so hash collisions cost only time); ids are dense, 0 to ``len(table) - 1``, in
+order of first sight; ``rows(ids)`` gives the rows back. Nothing here ever holds a packet's
+content: names are device ids, peer labels, services and protocol names.
 """
 
 from __future__ import annotations
@@ -52,8 +52,7 @@ class KeyTable:
         capacity = 1 << max(0, capacity - 1).bit_length()  # the index's mask needs a power of 2
         self._count = 0
         self._rows = np.zeros((capacity, width), np.int32)
-        self._hashes = np.zeros(capacity, np.uint64)
-        self._index = np.full(2 * capacity, EMPTY, np.int64)
+        self._index = np.full(2 * capacity, EMPTY, np.int32)
 
     def __len__(self) -> int:
         return self._count
@@ -63,14 +62,14 @@ class KeyTable:
         rows = np.ascontiguousarray(rows, np.int32).reshape(-1, self.width)
         self._make_room(rows.shape[0])
         ids = np.empty(rows.shape[0], np.int64)
-        self._count = _intern(self._index, self._hashes, self._rows, self._count, rows, ids)
+        self._count = _intern(self._index, self._rows, self._count, rows, ids)
         return ids
 
     def lookup(self, rows: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
         """The id of each row of ``rows``, or -1 for a row never interned."""
         rows = np.ascontiguousarray(rows, np.int32).reshape(-1, self.width)
         ids = np.empty(rows.shape[0], np.int64)
-        _lookup(self._index, self._hashes, self._rows, rows, ids)
+        _lookup(self._index, self._rows, rows, ids)
         return ids
 
     def rows(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
@@ -86,12 +85,11 @@ class KeyTable:
             capacity *= 2
         rows = np.zeros((capacity, self.width), np.int32)
         rows[: self._count] = self._rows[: self._count]
-        hashes = np.zeros(capacity, np.uint64)
-        hashes[: self._count] = self._hashes[: self._count]
-        self._rows, self._hashes = rows, hashes
+        self._rows = rows
+        self._index = np.empty(0, np.int32)  # the old index goes before the new one is made
         # at most half full, so a probe meets an empty place soon
-        self._index = np.full(2 * capacity, EMPTY, np.int64)
-        _reindex(self._index, self._hashes, self._count)
+        self._index = np.full(2 * capacity, EMPTY, np.int32)
+        _reindex(self._index, self._rows, self._count)
 
 
 @numba.njit(cache=True, inline="always")  # type: ignore[misc]
@@ -104,45 +102,37 @@ def _row_hash(row: npt.NDArray[np.int32]) -> np.uint64:
 
 @numba.njit(cache=True, inline="always")  # type: ignore[misc]
 def _place(
-    index: npt.NDArray[np.int64],
-    hashes: npt.NDArray[np.uint64],
-    table_rows: npt.NDArray[np.int32],
-    row: npt.NDArray[np.int32],
-    h: np.uint64,
+    index: npt.NDArray[np.int32], table_rows: npt.NDArray[np.int32], row: npt.NDArray[np.int32]
 ) -> np.uint64:
     """Where ``row`` is in the linear-probing index, or the empty place it would take."""
     mask = np.uint64(index.shape[0] - 1)
-    p = (h >> np.uint64(20)) & mask
+    p = (_row_hash(row) >> np.uint64(20)) & mask
     while True:
         found = index[p]
         if found == EMPTY:
             return p
-        if hashes[found] == h:
-            same = True
-            for k in range(row.shape[0]):
-                if table_rows[found, k] != row[k]:
-                    same = False
-                    break
-            if same:
-                return p
+        same = True
+        for k in range(row.shape[0]):
+            if table_rows[found, k] != row[k]:
+                same = False
+                break
+        if same:
+            return p
         p = (p + np.uint64(1)) & mask
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
 def _intern(
-    index: npt.NDArray[np.int64],
-    hashes: npt.NDArray[np.uint64],
+    index: npt.NDArray[np.int32],
     table_rows: npt.NDArray[np.int32],
     count: int,
     rows: npt.NDArray[np.int32],
     out: npt.NDArray[np.int64],
 ) -> int:
     for i in range(rows.shape[0]):
-        h = _row_hash(rows[i])
-        p = _place(index, hashes, table_rows, rows[i], h)
+        p = _place(index, table_rows, rows[i])
         if index[p] == EMPTY:
             index[p] = count
-            hashes[count] = h
             table_rows[count] = rows[i]
             count += 1
         out[i] = index[p]
@@ -151,21 +141,20 @@ def _intern(
 
 @numba.njit(cache=True)  # type: ignore[misc]
 def _lookup(
-    index: npt.NDArray[np.int64],
-    hashes: npt.NDArray[np.uint64],
+    index: npt.NDArray[np.int32],
     table_rows: npt.NDArray[np.int32],
     rows: npt.NDArray[np.int32],
     out: npt.NDArray[np.int64],
 ) -> None:
     for i in range(rows.shape[0]):
-        out[i] = index[_place(index, hashes, table_rows, rows[i], _row_hash(rows[i]))]
+        out[i] = index[_place(index, table_rows, rows[i])]
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
-def _reindex(index: npt.NDArray[np.int64], hashes: npt.NDArray[np.uint64], count: int) -> None:
+def _reindex(index: npt.NDArray[np.int32], table_rows: npt.NDArray[np.int32], count: int) -> None:
     mask = np.uint64(index.shape[0] - 1)
     for found in range(count):
-        p = (hashes[found] >> np.uint64(20)) & mask
+        p = (_row_hash(table_rows[found]) >> np.uint64(20)) & mask
         while index[p] != EMPTY:
             p = (p + np.uint64(1)) & mask
         index[p] = found

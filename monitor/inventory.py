@@ -94,7 +94,9 @@ class Inventory:
         self.evicted = 0  # devices dropped to make room
         self.devices: dict[str, Device] = {}
         self.ip_owner: dict[str, str] = {}  # address -> device id (latest binding)
-        self._addresses_by_mac: dict[str, set[str]] = {}  # learned from plain traffic
+        # learned from plain traffic; a tuple (fewer than ROUTER_ADDRESS_THRESHOLD, mostly
+        # one) costs a quarter of a set, for every device
+        self._addresses_by_mac: dict[str, tuple[str, ...]] = {}
         self._confirmed: set[tuple[str, str]] = set()  # (device, address) seen in ARP/DHCP
         self.routers: set[str] = set()
         self.dirty: set[str] = set()  # devices whose facts changed since last classification
@@ -184,8 +186,9 @@ class Inventory:
         elif (device.id, address) not in self._confirmed:
             if device.id in self.routers:
                 return
-            seen = self._addresses_by_mac.setdefault(device.id, set())
-            seen.add(address)
+            seen = self._addresses_by_mac.get(device.id, ())
+            if address not in seen:
+                seen = self._addresses_by_mac[device.id] = (*seen, address)
             if scope == "external" or len(seen) >= ROUTER_ADDRESS_THRESHOLD:
                 self.routers.add(device.id)
                 self._unbind_traffic_addresses(device)

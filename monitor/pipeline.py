@@ -42,6 +42,7 @@ from monitor.decode.headers import (
 )
 from monitor.flows import (
     DEFAULT_MAX_FLOWS,
+    PORTS,
     Flow,
     FlowTable,
     could_be_metadata,
@@ -149,7 +150,9 @@ FLOW_SWEEP_SECONDS = 10.0
 # compacted away
 KEYS_PER_FLOW = 3
 KEY_SLACK = 4096
-ADDRESS_CACHE_SIZE = 65_536
+# addresses (and peer labels) whose text is kept: flows to one address share one string, so
+# the cache should hold every address a busy network uses at once
+ADDRESS_CACHE_SIZE = 1 << 18
 
 
 class Analysis:
@@ -186,7 +189,7 @@ class Analysis:
         self._new_flows_by_address: dict[str, list[Flow]] = {}
         self._new_flows: list[Flow] = []
         self._next_sweep = float("-inf")
-        self._addresses: dict[tuple[int, int, int], str] = {}
+        self._addresses: dict[int, str] = {}  # see _address
         self._peer_labels: dict[str, str] = {}
         # Interned per-side accounting keys of flows, so a batch aggregates by integer:
         # (device, peer, service, protocol) for window profiles, (device, peer, service) for
@@ -569,7 +572,9 @@ class Analysis:
     # ------------------------------------------------------------------ flows
     def _address(self, version: int, hi: int, lo: int) -> str:
         """The text form of an address, from a bounded cache (formatting is slow)."""
-        key = (version, hi, lo)
+        # IPv4 by its 32-bit value, IPv6 by its 128 bits plus bit 128 (one small int, not a
+        # tuple: the cache holds hundreds of thousands)
+        key = lo if version == 4 else (1 << 128) | (hi << 64) | lo
         text = self._addresses.get(key)
         if text is None:
             if len(self._addresses) >= ADDRESS_CACHE_SIZE:
@@ -702,8 +707,8 @@ class Analysis:
             flow = Flow(
                 slot,
                 proto,
-                a_port[j],
-                b_port[j],
+                PORTS[a_port[j]],
+                PORTS[b_port[j]],
                 when,
                 client[j],
                 address_a,

@@ -38,19 +38,23 @@ def test_equal_rows_share_an_id_and_ids_are_dense_in_order_of_first_sight(
         assert table.lookup(np.array(list(expected), np.int32)).tolist() == ids.tolist()
 
 
-def test_a_row_whose_hash_collides_with_another_gets_its_own_id() -> None:
-    """A probe compares whole rows, not only hashes."""
-    other = KeyTable(2)
-    other.intern(np.array([[7, 9]], np.int32))
-    table = KeyTable(2)
-    table.intern(np.array([[1, 2]], np.int32))
-    # give row [1, 2] the hash of row [7, 9], as a 64-bit collision would
-    table._hashes[0] = other._hashes[0]
-    table._index[:] = interning.EMPTY
-    interning._reindex(table._index, table._hashes, len(table))
-    assert table.lookup(np.array([[7, 9]], np.int32)).tolist() == [-1]
-    assert table.intern(np.array([[7, 9], [7, 9]], np.int32)).tolist() == [1, 1]
-    assert table.rows(np.array([0, 1])).tolist() == [[1, 2], [7, 9]]
+def test_rows_that_start_probing_at_one_place_keep_their_own_ids() -> None:
+    """A probe compares whole rows, so rows whose hashes meet in the index stay apart."""
+    table = KeyTable(2, capacity=8)
+    mask = np.uint64(len(table._index) - 1)
+
+    def start(row: tuple[int, int]) -> int:
+        h = interning._row_hash(np.array(row, np.int32))
+        return int((h >> np.uint64(20)) & mask)
+
+    first = (0, 0)
+    meeting = [row for row in ((k, 1) for k in range(1000)) if start(row) == start(first)][:3]
+    assert len(meeting) == 3
+    rows = np.array([first, *meeting], np.int32)
+    assert table.intern(rows).tolist() == [0, 1, 2, 3]
+    assert table.lookup(rows[::-1]).tolist() == [3, 2, 1, 0]
+    assert table.intern(rows[::-1]).tolist() == [3, 2, 1, 0]
+    assert len(table) == 4
 
 
 def test_a_row_never_interned_is_not_found() -> None:
