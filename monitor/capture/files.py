@@ -36,7 +36,7 @@ _MODIFIED_PCAP_MAGICS = (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34")
 # A decompressed capture larger than this is refused rather than exhausting memory.
 _MAX_DECOMPRESSED = 8 << 30
 # The mapped pages behind the reader are given back once this many bytes have been read.
-RELEASE_BYTES = 64 << 20
+RELEASE_BYTES = 16 << 20
 
 
 def open_capture(path: str | os.PathLike[str], batch_frames: int = 65536) -> Iterator[FrameBatch]:
