@@ -201,8 +201,7 @@ class Analysis:
         self._label_ids: dict[str, int] = {}
         self._label_names: list[str] = []
         self._stale_keys: dict[int, Flow] = {}  # slot -> flow whose keys must be interned anew
-        self._device_numbers: dict[str, int] = {}  # device id -> row of window device counts
-        self._device_names: list[str] = []
+        self._device_rows = NameTable()  # device id -> row of the windows' device counts
         # facts noted while a batch is processed, applied once per distinct fact at its end
         self._pending_notes: dict[tuple[str, str, str, float], list[float]] | None = None
 
@@ -504,8 +503,9 @@ class Analysis:
             ),
             axis=2,
         )
-        device_ids = np.array([self._device_number(d.id) for d in devices], np.int64)
-        size = len(self._device_names)
+        row = self._device_rows.id
+        device_ids = np.array([row(d.id) for d in devices], np.int64)
+        size = len(self._device_rows)
         for w in range(nw):
             busy = np.flatnonzero(counts[:, w, 0] + counts[:, w, 2])
             if busy.shape[0]:
@@ -515,13 +515,6 @@ class Analysis:
             self.note(devices[i], "protocol", "arp", float(arp_last[i]), arp_count)
             profile = self._profile(devices[i].id, windows[w])
             profile.protocols["arp"] = profile.protocols.get("arp", 0) + arp_count
-
-    def _device_number(self, device_id: str) -> int:
-        number = self._device_numbers.get(device_id)
-        if number is None:
-            number = self._device_numbers[device_id] = len(self._device_names)
-            self._device_names.append(device_id)
-        return number
 
     def _bind_addresses(
         self,
@@ -864,7 +857,7 @@ class Analysis:
         profiles = window.profiles
         counts = window.device_counts
         for number in np.flatnonzero(counts[:, 0] + counts[:, 2]).tolist():
-            device_id = self._device_names[number]
+            device_id = self._device_rows.names[number]
             profile = profiles.get(device_id) or self._profile(device_id, window.start)
             tx_packets, tx_bytes, rx_packets, rx_bytes, *histogram = counts[number].tolist()
             profile.tx_packets += tx_packets
@@ -918,10 +911,10 @@ class Analysis:
         most = KEYS_PER_FLOW * len(self.flows) + KEY_SLACK
         if len(self._accounts) > most or len(self._key_names) > most:
             self._compact_keys()
-        if len(self._device_names) > 2 * len(self.devices) + 4096:
+        if len(self._device_rows) > 2 * len(self.devices) + 4096:
             for window in self._windows.values():
                 self._settle(window)
-            self._device_numbers, self._device_names = {}, []
+            self._device_rows = NameTable()
 
     def _compact_keys(self) -> None:
         """Intern anew the keys of the live flows only, keeping each conversation's last
