@@ -14,6 +14,7 @@ Messages never quote packet or file content.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import stat
@@ -98,7 +99,9 @@ def _released_behind(frames: Iterator[FrameBatch], mapped: mmap.mmap) -> Iterato
             continue
         done = int(batch.offsets[-1]) // mmap.PAGESIZE * mmap.PAGESIZE
         if done - released >= RELEASE_BYTES:
-            mapped.madvise(mmap.MADV_DONTNEED, released, done - released)
+            # only a saving: a kernel that refuses must not stop the reading
+            with contextlib.suppress(OSError):
+                mapped.madvise(mmap.MADV_DONTNEED, released, done - released)
             released = done
 
 
