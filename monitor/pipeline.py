@@ -198,8 +198,7 @@ class Analysis:
         self._accounts = KeyTable(4)
         self._conversation_table = KeyTable(3)
         self._conversation_last: npt.NDArray[np.float64] = np.full(1024, -1.0)
-        self._label_ids: dict[str, int] = {}
-        self._label_names: list[str] = []
+        self._labels = NameTable()  # protocol label -> id in the flow table's label column
         self._stale_keys: dict[int, Flow] = {}  # slot -> flow whose keys must be interned anew
         self._device_rows = NameTable()  # device id -> row of the windows' device counts
         # facts noted while a batch is processed, applied once per distinct fact at its end
@@ -785,17 +784,13 @@ class Analysis:
         if not flows:
             return
         name = self._key_names.id
-        label_ids = self._label_ids
+        label = self._labels.id
         labels: list[int] = []
         rows: list[tuple[int, int, int, int]] = []
         places: list[int] = []  # 2 * flow index + side of each row
         for j, flow in enumerate(flows):
             protocol = flow.app or flow.transport
-            label = label_ids.get(protocol)
-            if label is None:
-                label = label_ids[protocol] = len(self._label_names)
-                self._label_names.append(protocol)
-            labels.append(label)
+            labels.append(label(protocol))
             service = name(flow.service())
             protocol_name = name(protocol)
             if flow.device_a is not None:
@@ -841,7 +836,7 @@ class Analysis:
         flows = self.flows
         per_label = np.bincount(flows.label[cell_slots], weights=totals)
         for label in np.flatnonzero(per_label).tolist():
-            self.protocol_packets[self._label_names[label]] += int(per_label[label])
+            self.protocol_packets[self._labels.names[label]] += int(per_label[label])
         size = len(self._accounts)
         for side in (0, 1):
             accounts = flows.account[cell_slots, side]
@@ -928,7 +923,7 @@ class Analysis:
         self._key_names = NameTable()
         self._accounts = KeyTable(4)
         self._conversation_table = KeyTable(3)
-        self._label_ids, self._label_names = {}, []
+        self._labels = NameTable()
         self._conversation_last = np.full(1024, -1.0)
         self._assign_keys(list(self.flows.flows()))
         if old == 0:
@@ -1064,12 +1059,12 @@ class Analysis:
         DICOM image fragments never, and an HL7 feed's messages once per distinct routing and
         type per direction (its time and control id aside)."""
         labels = self.flows.label[slots[groups[rows]]]
-        dicom = labels == self._label_ids.get("dicom", -1)
+        dicom = labels == self._labels.ids.get("dicom", -1)
         if dicom.any():
             images = np.zeros(rows.shape[0], np.bool_)
             images[dicom] = dicom_data_only(buffer, offsets, payload_len, rows[dicom])
             rows, labels = rows[~images], labels[~images]
-        hl7 = labels == self._label_ids.get("hl7", -1)
+        hl7 = labels == self._labels.ids.get("hl7", -1)
         feed = rows[hl7]
         salt = groups[feed] * 2 + direction[feed]
         keys = hl7_routing_keys(buffer, offsets, payload_len, feed, salt)
@@ -1149,11 +1144,8 @@ class Analysis:
             self.flows.followed[flow.slot] = True
         if app in ("tls", "mqtt"):
             self.flows.budget[flow.slot] = 0  # what they reveal comes first: the rest is opaque
-        label = self._label_ids.get(app)
-        if label is None:
-            label = self._label_ids[app] = len(self._label_names)
-            self._label_names.append(app)
-        self.flows.label[flow.slot] = label  # now: the rest of the batch follows it by label
+        # now: the rest of the batch follows it by label
+        self.flows.label[flow.slot] = self._labels.id(app)
         self._stale_keys[flow.slot] = flow
 
     def _resolved(self, address: str, name: str, when: float) -> None:
