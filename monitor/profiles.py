@@ -154,44 +154,66 @@ def _sorted_median(ordered: list[float]) -> float:
 class Ring:
     """A fixed-capacity ring of numbers in compact storage (``array`` of ``typecode``).
 
-    Values are appended until the capacity is reached, then the oldest is overwritten.
-    ``values()`` returns them oldest first.
+    Each entry is ``width`` numbers (a row); rows are appended until the capacity is
+    reached, then the oldest is overwritten. ``values(column)`` returns one column, oldest
+    first. A series of several features is one ring of rows rather than a ring per feature:
+    a ring costs 140 bytes before its first number, and a baseline keeps one per device.
     """
 
-    __slots__ = ("_data", "_next", "capacity")
+    __slots__ = ("_data", "_next", "capacity", "width")
 
-    def __init__(self, typecode: str, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError("a ring needs a capacity of at least 1")
+    def __init__(self, typecode: str, capacity: int, width: int = 1) -> None:
+        if capacity < 1 or width < 1:
+            raise ValueError("a ring needs a capacity and a width of at least 1")
         self.capacity = capacity
+        self.width = width
         self._data: array[Any] = array(typecode)
-        self._next = 0  # where the next value goes once full
+        self._next = 0  # the row the next one overwrites once full
 
     def append(self, value: float) -> None:
+        """Append one number to a ring of width 1."""
         if len(self._data) < self.capacity:
             self._data.append(value)
         else:
             self._data[self._next] = value
             self._next = (self._next + 1) % self.capacity
 
-    def values(self) -> list[Any]:
-        data = self._data.tolist()
+    def append_row(self, row: Sequence[float]) -> None:
+        width = self.width
+        if len(self._data) < self.capacity * width:
+            self._data.extend(row)
+        else:
+            start = self._next * width
+            self._data[start : start + width] = array(self._data.typecode, row)
+            self._next = (self._next + 1) % self.capacity
+
+    def values(self, column: int = 0) -> list[Any]:
+        data = self._data.tolist()[column :: self.width]
         return data[self._next :] + data[: self._next]
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) // self.width
 
-    def stats(self) -> RobustStats | None:
+    def stats(self, column: int = 0) -> RobustStats | None:
         if not self._data:
             return None
-        if len(self._data) <= _SMALL:
-            return robust_stats(self._data)
-        return robust_stats(np.frombuffer(self._data, dtype=self._data.typecode))
+        if len(self) <= _SMALL:
+            return robust_stats(self._data[column :: self.width])
+        numbers = np.frombuffer(self._data, dtype=self._data.typecode)
+        return robust_stats(numbers[column :: self.width])
 
     def replace(self, values: Iterable[float]) -> None:
-        """Set the contents (oldest first); keeps only the newest ``capacity`` values."""
-        kept = list(values)[-self.capacity :]
-        self._data = array(self._data.typecode, kept)
+        """Set the contents of a ring of width 1 (oldest first); keeps the newest
+        ``capacity`` values."""
+        self.replace_columns([list(values)])
+
+    def replace_columns(self, columns: Sequence[Sequence[float]]) -> None:
+        """Set the contents from one sequence per column, of equal length, oldest first;
+        keeps the newest ``capacity`` rows."""
+        if len(columns) != self.width or len({len(c) for c in columns}) > 1:
+            raise ValueError("replace_columns needs one column per width, of equal length")
+        rows = list(zip(*columns, strict=True))[-self.capacity :]
+        self._data = array(self._data.typecode, [v for row in rows for v in row])
         self._next = 0
 
 
@@ -202,11 +224,24 @@ class Cadence:
     (any order); gaps are measured between burst starts, across windows.
     """
 
-    __slots__ = ("_gaps_ms", "burst_gap", "bursts", "last_burst", "last_message", "messages")
+    __slots__ = (
+        "_gaps_ms",
+        "burst_gap",
+        "bursts",
+        "last_burst",
+        "last_message",
+        "max_gaps",
+        "messages",
+    )
 
     def __init__(self, burst_gap: float = 1.0, max_gaps: int = 64) -> None:
+        if max_gaps < 1:
+            raise ValueError("a cadence needs room for at least 1 gap")
         self.burst_gap = burst_gap
-        self._gaps_ms = Ring("I", max_gaps)
+        self.max_gaps = max_gaps
+        # made at the first gap: most conversations of a large site never have one, and an
+        # empty ring would cost each of them 140 bytes
+        self._gaps_ms: Ring | None = None
         self.last_message: float | None = None
         self.last_burst: float | None = None
         self.messages = 0
@@ -228,6 +263,8 @@ class Cadence:
                     last = t
                     continue
             if burst is not None:
+                if self._gaps_ms is None:
+                    self._gaps_ms = Ring("I", self.max_gaps)
                 self._gaps_ms.append(min(round((t - burst) * 1000), _UINT32_MAX))
             burst = t
             self.bursts += 1
@@ -236,11 +273,13 @@ class Cadence:
 
     def gaps(self) -> list[float]:
         """The recent gaps between burst starts, in seconds, oldest first."""
+        if self._gaps_ms is None:
+            return []
         return [ms / 1000 for ms in self._gaps_ms.values()]
 
     def stats(self) -> RobustStats | None:
         """Median and MAD of the recent gaps, in seconds; ``None`` before the first gap."""
-        raw = self._gaps_ms.stats()
+        raw = self._gaps_ms.stats() if self._gaps_ms is not None else None
         if raw is None:
             return None
         return RobustStats(raw.median / 1000, raw.mad / 1000, raw.n)
@@ -282,7 +321,9 @@ class Cadence:
         gaps_ms = [round(g * 1000) for g in gaps]
         if any(ms < 0 or ms > _UINT32_MAX for ms in gaps_ms):
             raise FormatError(f"{where}.gaps: a gap is out of range")
-        cadence._gaps_ms.replace(gaps_ms)
+        if gaps_ms:
+            cadence._gaps_ms = Ring("I", max_gaps)
+            cadence._gaps_ms.replace(gaps_ms)
         return cadence
 
 
@@ -347,7 +388,7 @@ class VolumeHistory:
         self.capacity = capacity
         self.seasonal_weeks = seasonal_weeks
         self.seasonal_min_weeks = seasonal_min_weeks
-        self._series = [Ring("I", capacity) for _ in VOLUME_FEATURES]
+        self._series = Ring("I", capacity, len(VOLUME_FEATURES))
         # slot-major: [slot][week ring position][feature]
         self._seasonal: array[float] | None = None
         self._filled: bytearray | None = None  # weeks held per slot
@@ -358,8 +399,7 @@ class VolumeHistory:
 
     def add(self, profile: WindowProfile) -> None:
         vector = volume_vector(profile)
-        for ring, value in zip(self._series, vector, strict=True):
-            ring.append(min(value, _UINT32_MAX))
+        self._series.append_row([min(value, _UINT32_MAX) for value in vector])
         hour = math.floor(profile.start / 3600)
         if self._current_hour is not None and hour != self._current_hour:
             self._close_hour()
@@ -400,11 +440,11 @@ class VolumeHistory:
         self._current = [0] * (len(VOLUME_FEATURES) + 1)
 
     def __len__(self) -> int:
-        return len(self._series[0])
+        return len(self._series)
 
     def stats(self, feature: str) -> RobustStats | None:
         """Median and MAD of the feature over the recent windows."""
-        return self._series[VOLUME_FEATURES.index(feature)].stats()
+        return self._series.stats(VOLUME_FEATURES.index(feature))
 
     def seasonal_stats(self, feature: str, when: float) -> RobustStats | None:
         """Median and MAD of the hour-of-week view for the hour of ``when``, if it has enough
@@ -426,13 +466,13 @@ class VolumeHistory:
         if compact:
             return self._to_compact()
         out: dict[str, Any] = {}
-        for name, ring in zip(VOLUME_FEATURES, self._series, strict=True):
-            stats = ring.stats() if derived else None
+        for f, name in enumerate(VOLUME_FEATURES):
+            stats = self._series.stats(f) if derived else None
             entry: dict[str, Any] = {}
             if stats is not None:
                 entry["median"] = stats.median
                 entry["mad"] = stats.mad
-            entry["history"] = ring.values()
+            entry["history"] = self._series.values(f)
             out[name] = entry
         filled = self._filled or bytearray(HOURS_PER_WEEK)
         out["hour_of_week"] = {
@@ -456,8 +496,8 @@ class VolumeHistory:
 
     def _to_compact(self) -> dict[str, Any]:
         series = array("I")
-        for ring in self._series:
-            series.extend(ring.values())
+        for f in range(len(VOLUME_FEATURES)):
+            series.extend(self._series.values(f))
         seasonal = None
         if self._seasonal is not None and self._filled is not None and self._next is not None:
             seasonal = {
@@ -477,8 +517,9 @@ class VolumeHistory:
         check_keys(fields, where, required={"windows", "series", "seasonal", "current_hour"})
         n = read_count(fields["windows"], f"{where}.windows")
         series = _from_b64(fields["series"], "I", len(VOLUME_FEATURES) * n, f"{where}.series")
-        for f, ring in enumerate(self._series):
-            ring.replace(series[f * n : (f + 1) * n])
+        self._series.replace_columns(
+            [series[f * n : (f + 1) * n] for f in range(len(VOLUME_FEATURES))]
+        )
         seasonal = fields["seasonal"]
         if seasonal is None:
             return
@@ -525,15 +566,15 @@ class VolumeHistory:
             history._read_current(fields["current_hour"], where)
             return history
         check_keys(fields, where, required={*VOLUME_FEATURES, "hour_of_week", "current_hour"})
-        lengths = set()
-        for name, ring in zip(VOLUME_FEATURES, history._series, strict=True):
+        histories: list[list[int]] = []
+        for name in VOLUME_FEATURES:
             entry = read_mapping(fields[name], f"{where}.{name}")
             check_keys(entry, f"{where}.{name}", required={"history"}, optional={"median", "mad"})
             values = read_count_list(entry["history"], f"{where}.{name}.history")
-            ring.replace(min(v, _UINT32_MAX) for v in values)
-            lengths.add(len(ring))
-        if len(lengths) > 1:
+            histories.append([min(v, _UINT32_MAX) for v in values[-capacity:]])
+        if len({len(column) for column in histories}) > 1:
             raise FormatError(f"{where}: the feature histories have different lengths")
+        history._series.replace_columns(histories)
         slots = read_mapping(fields["hour_of_week"], f"{where}.hour_of_week")
         for name, slot_data in slots.items():
             slot_where = f"{where}.hour_of_week.{name}"

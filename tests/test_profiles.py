@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import random
 import statistics
+import tracemalloc
+from array import array
 
 import pytest
 from hypothesis import given
@@ -11,8 +14,10 @@ from hypothesis import strategies as st
 
 from monitor.model import WindowProfile
 from monitor.profiles import (
+    VOLUME_FEATURES,
     Cadence,
     FormatError,
+    Ring,
     VolumeHistory,
     format_time,
     hour_of_week,
@@ -114,6 +119,51 @@ def test_cadence_from_dict_names_the_field_at_fault() -> None:
         Cadence.from_dict(data, "x")
 
 
+def test_a_conversation_without_a_gap_yet_costs_no_ring_of_gaps() -> None:
+    # Most conversations of a large site send once in a while: their cadence must stay small
+    # (a baseline holds one per conversation of every device).
+    cadences = []
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for k in range(1000):
+            cadence = Cadence()
+            cadence.observe([1000.0 + k])
+            cadences.append(cadence)
+        per_cadence = (tracemalloc.get_traced_memory()[0] - before) / len(cadences)
+    finally:
+        tracemalloc.stop()
+    assert per_cadence < 180
+    assert all(c.gaps() == [] and c.stats() is None for c in cadences)
+    again = Cadence.from_dict(cadences[0].to_dict(), "c")
+    again.observe([1060.0])
+    assert again.gaps() == [60.0]
+
+
+@given(
+    st.integers(min_value=1, max_value=6),
+    st.integers(min_value=1, max_value=9),
+    st.lists(st.integers(min_value=0, max_value=2**32 - 1), max_size=120),
+)
+def test_a_ring_of_rows_keeps_the_newest_rows_and_gives_each_column_oldest_first(
+    width: int, capacity: int, numbers: list[int]
+) -> None:
+    rows = [numbers[i : i + width] for i in range(0, len(numbers) - width + 1, width)]
+    ring = Ring("I", capacity, width)
+    for row in rows:
+        ring.append_row(row)
+    kept = rows[-capacity:]
+    assert len(ring) == len(kept)
+    for column in range(width):
+        expected = [row[column] for row in kept]
+        assert ring.values(column) == expected
+        stats = ring.stats(column)
+        assert stats == robust_stats(expected)
+    again = Ring("I", capacity, width)
+    again.replace_columns([ring.values(c) for c in range(width)])
+    assert [again.values(c) for c in range(width)] == [ring.values(c) for c in range(width)]
+
+
 def test_hour_of_week_starts_on_monday_utc() -> None:
     assert hour_of_week(MONDAY) == 0
     assert hour_of_week(MONDAY + 8.5 * 3600) == 8
@@ -176,6 +226,31 @@ def test_the_compact_state_form_round_trips_exactly() -> None:
     again = VolumeHistory.from_dict(history.to_dict(compact=True), "v", capacity=32)
     assert again.to_dict() == history.to_dict()
     assert len(history.to_dict()["hour_of_week"]) == 168
+
+
+def test_the_compact_state_form_holds_each_feature_s_history_in_turn() -> None:
+    # The layout of the state file: one feature's windows, oldest first, then the next's.
+    history = VolumeHistory(capacity=3)
+    for i in range(5):  # windows 2, 3 and 4 are kept
+        history.add(
+            WindowProfile(
+                "d",
+                MONDAY + 60 * i,
+                MONDAY + 60 * i + 60,
+                tx_packets=i,
+                tx_bytes=10 * i,
+                rx_packets=100 + i,
+                flows_started=7,
+            )
+        )
+    data = history.to_dict(compact=True)
+    assert data["windows"] == 3
+    series = array("I", base64.b64decode(data["series"])).tolist()
+    by_feature = {name: series[3 * f : 3 * f + 3] for f, name in enumerate(VOLUME_FEATURES)}
+    assert by_feature["tx_packets"] == [2, 3, 4]
+    assert by_feature["tx_bytes"] == [20, 30, 40]
+    assert by_feature["rx_packets"] == [102, 103, 104]
+    assert by_feature["flows"] == [7, 7, 7]
 
 
 def test_the_compact_form_follows_a_change_of_seasonal_weeks() -> None:
