@@ -68,8 +68,11 @@ class SilenceDetector(DetectorBase):
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         super().__init__(config)
-        # (device, conversation) -> last message time seen in a closed window
-        self.last_message: dict[tuple[str, str], float] = {}
+        # device -> conversation -> last message time seen in a closed window, for the
+        # conversations its baseline tracks (the only ones ever asked about) and those of
+        # the window just scored (the baseline learns them next): bounded as the baselines
+        # are, however many short-lived conversations come and go
+        self.last_message: dict[str, dict[str, float]] = {}
         # device -> start of the latest closed window in which it sent anything
         self.last_sent_window: dict[str, float] = {}
         self._last_tick = float("-inf")
@@ -85,13 +88,27 @@ class SilenceDetector(DetectorBase):
             if profile.tx_packets:
                 previous = self.last_sent_window.get(profile.device_id, float("-inf"))
                 self.last_sent_window[profile.device_id] = max(previous, profile.start)
-            for key, times in profile.conversations.items():
-                if times:
-                    slot = (profile.device_id, key)
-                    latest = max(times)
-                    if latest > self.last_message.get(slot, float("-inf")):
-                        self.last_message[slot] = latest
+            self._note_messages(profile, baselines)
         return self.evaluate(analysis, baselines, now, closed=True)
+
+    def _note_messages(self, profile: WindowProfile, baselines: BaselineStore | None) -> None:
+        baseline = baselines.get(profile.device_id) if baselines is not None else None
+        tracked = baseline.cadence if baseline is not None else {}
+        seen = self.last_message.get(profile.device_id)
+        if seen is not None:
+            # A conversation the baseline dropped (or never took) is not asked about; if it
+            # comes back, the baseline learns it anew with a later last message.
+            for key in [key for key in seen if key not in tracked]:
+                del seen[key]
+        for key, times in profile.conversations.items():
+            if times:
+                if seen is None:
+                    seen = self.last_message[profile.device_id] = {}
+                latest = max(times)
+                if latest > seen.get(key, float("-inf")):
+                    seen[key] = latest
+        if seen is not None and not seen:
+            del self.last_message[profile.device_id]
 
     def tick(
         self, analysis: AnalysisView, baselines: BaselineStore | None, now: float
@@ -105,7 +122,7 @@ class SilenceDetector(DetectorBase):
     def _last(self, device_id: str, key: str, baseline: Baseline) -> float | None:
         cadence = baseline.cadence.get(key)
         learned = cadence.last_message if cadence is not None else None
-        seen = self.last_message.get((device_id, key))
+        seen = self.last_message.get(device_id, {}).get(key)
         if learned is None:
             return seen
         return learned if seen is None else max(seen, learned)

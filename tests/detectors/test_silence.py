@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from monitor.baseline import BaselineConfig, BaselineStore
+from monitor.detectors.silence import SilenceDetector
 from tests.detectors.helpers import (
     ENGINE,
     LAB_DEMO,
+    LAPTOP,
     MONITOR,
     ROUTER,
     T0,
+    WINDOW,
     arp_request,
     every,
     run,
@@ -110,3 +114,24 @@ def test_most_steady_devices_falling_silent_at_once_is_one_sensor_event(tmp_path
     assert [e.detector for e in result.events if e.detector.startswith("silence")] == []
     (event,) = result.of("sensor_blind")
     assert len(event.observed["silent_devices"]) == 7  # the monitor and the six others
+
+
+def test_conversations_the_baseline_no_longer_tracks_are_not_remembered(tmp_path: Path) -> None:
+    # The laptop talks to a new port every 2 s (a scanner, a chatty app): hundreds of
+    # short-lived conversations. The baseline keeps its 4 most recent; the silence detector
+    # must not keep the others for ever (a daemon runs for months).
+    packets = ward(T0, END)
+    packets += [udp(LAPTOP, ENGINE, t, 42000, 10000 + k) for k, t in enumerate(every(T0, END, 2.0))]
+    capture = write(tmp_path / "churn.pcap", packets)
+    store = BaselineStore(BaselineConfig(min_duration=60.0, min_windows=8, max_conversations=4))
+    result = run([capture], store=store)
+    (silence,) = [d for d in result.suite.detectors if isinstance(d, SilenceDetector)]
+    baseline = result.store.get(LAPTOP[0])
+    assert baseline is not None and len(baseline.cadence) == 4
+    remembered = silence.last_message[LAPTOP[0]]
+    # what the baseline tracks, plus at most the conversations of the last window scored
+    assert len(remembered) <= 4 + WINDOW / 2.0 + 2
+    assert set(baseline.cadence) <= set(remembered)
+    # and the monitor's steady feed is still remembered and still not silent
+    assert f"{ENGINE[0]}|udp/2575" in silence.last_message[MONITOR[0]]
+    assert [e for e in result.events if e.detector.startswith("silence")] == []
