@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from monitor.facts import FACT_KINDS, Fact, FactTable, record_fact
+from monitor.facts import FACT_KINDS, Fact, FactTable
 from monitor.model import Device, WindowProfile
 from monitor.profiles import (
     MAD_TO_SIGMA,
@@ -153,8 +153,8 @@ class Baseline:
     def __init__(self, device_id: str, config: BaselineConfig | None = None) -> None:
         self.device_id = device_id
         self.config = config or BaselineConfig()
-        self.facts: FactTable = {}
-        self.pending: FactTable = {}
+        self.facts = FactTable()
+        self.pending = FactTable()
         self.approvals: dict[tuple[str, str], Approval] = {}
         self.volumes = VolumeHistory(
             self.config.history_windows,
@@ -223,13 +223,12 @@ class Baseline:
         self.windows += 1
         for kind, values in profile_facts(profile).items():
             for value, count in values.items():
-                known = self.facts.get(kind, {}).get(value)
-                if known is not None or not self.enforcing:
-                    record_fact(self.facts, kind, value, end, count)
+                if value in self.facts.get(kind, ()) or not self.enforcing:
+                    self.facts.record(kind, value, end, count)
                 elif self._pending_size() < self.config.max_pending or value in self.pending.get(
-                    kind, {}
+                    kind, ()
                 ):
-                    record_fact(self.pending, kind, value, end, count)
+                    self.pending.record(kind, value, end, count)
         self.volumes.add(profile)
         self._learn_cadence(profile)
         self.expire(end)
@@ -237,7 +236,7 @@ class Baseline:
         return True
 
     def _pending_size(self) -> int:
-        return sum(len(values) for values in self.pending.values())
+        return self.pending.value_count()
 
     def _learn_cadence(self, profile: WindowProfile) -> None:
         cfg = self.config
@@ -380,14 +379,14 @@ class Baseline:
         pending = self.pending.get(kind, {}).pop(value, None)
         if kind in self.pending and not self.pending[kind]:
             del self.pending[kind]
-        values = self.facts.setdefault(kind, {})
+        values = self.facts.setdefault(kind)
         fact = values.get(value)
         if fact is None:
             fact = pending or Fact(when, when, 0)
-            values[value] = fact
         elif pending is not None:
             fact.see(pending.first_seen, pending.count)
             fact.see(pending.last_seen, 0)
+        values[value] = fact
         self.approvals[(kind, value)] = Approval(who.strip(), why.strip(), when)
         self._oldest = None  # an approval may carry an older time
         return fact

@@ -3,11 +3,22 @@
 The inventory, the baselines and the signature matcher all speak in facts, keyed by a
 fact *kind* (one of ``FACT_KINDS``) and a *value* (a short normalised string). Values are
 metadata only: names, addresses, ports, identifiers — never payload content.
+
+A ``FactTable`` (one per device, and two per baseline) reads as ``kind -> value -> Fact``
+but keeps the numbers of all its values in one array: a site of 100,000 devices holds
+millions of values, and an object per value cost 64 bytes more each (plus its times).
+Promises: iteration follows the order in which kinds and values were first recorded, as a
+dict would; a ``Fact`` read from a table is a copy (change a table through ``record``,
+``absorb``, item assignment or deletion, never through a fact read from it).
 """
 
 from __future__ import annotations
 
+import math
+from array import array
+from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar, overload
 
 # kind -> what its values look like
 FACT_KINDS: dict[str, str] = {
@@ -60,37 +71,293 @@ class Fact:
         self.count += times
 
 
-FactTable = dict[str, dict[str, Fact]]
-"""kind -> value -> Fact."""
-
 # Values kept per kind per device. A device seen by the whole internet (a scan) or a server
 # with every workstation as a peer must not grow without end: past the bound, the values
 # seen least recently make room, an eighth at a time.
 MAX_VALUES_PER_KIND = 1024
 evicted_values = 0  # values dropped by that bound in this process
 
+_T = TypeVar("_T")
 
-def record_fact(
-    table: FactTable, kind: str, value: str, when: float, times: int = 1, last: float | None = None
-) -> bool:
-    """Record ``times`` sightings from ``when`` to ``last`` (default: all at ``when``);
-    returns True when the value is new for that kind."""
-    values = table.setdefault(kind, {})
-    fact = values.get(value)
-    if fact is None:
-        if len(values) >= MAX_VALUES_PER_KIND:
-            _forget_stalest(values)
-        values[value] = Fact(when, when if last is None else max(when, last), times)
-        return True
-    fact.see(when, times)
-    if last is not None and last > fact.last_seen:
-        fact.last_seen = last
-    return False
+_FIELDS = 3  # numbers per value in a table's array: first seen, last seen, count
+# One int object per cell number, shared by every table (a number above 256 is an object of
+# its own each time it is made: 32 bytes per value of a large device otherwise).
+_CELL_NUMBERS: tuple[int, ...] = tuple(range(len(FACT_KINDS) * MAX_VALUES_PER_KIND))
 
 
-def _forget_stalest(values: dict[str, Fact]) -> None:
-    global evicted_values
-    stalest = sorted(values, key=lambda v: values[v].last_seen)[: MAX_VALUES_PER_KIND // 8]
-    for value in stalest:
-        del values[value]
-    evicted_values += len(stalest)
+def _number(cell: int) -> int:
+    return _CELL_NUMBERS[cell] if cell < len(_CELL_NUMBERS) else cell
+
+
+class FactTable(Mapping[str, "KindFacts"]):
+    """``kind -> value -> Fact`` for one device: see the module docstring.
+
+    Per kind, a dict maps each value to its cell; a cell is three numbers of ``_numbers``.
+    Cells freed by deletion are reused.
+    """
+
+    __slots__ = ("_cells", "_free", "_numbers")
+
+    def __init__(self, facts: Mapping[str, Mapping[str, Fact]] | None = None) -> None:
+        self._cells: dict[str, dict[str, int]] = {}
+        self._numbers = array("d")
+        self._free: list[int] | None = None
+        if facts:
+            for kind, values in facts.items():
+                into = self.setdefault(kind)
+                for value, fact in values.items():
+                    into[value] = fact
+
+    # --- reading: a mapping of kinds ------------------------------------------------------
+    def __getitem__(self, kind: str) -> KindFacts:
+        return KindFacts(self, self._cells[kind])
+
+    @overload  # type: ignore[override]
+    def get(self, kind: str) -> KindFacts | None: ...
+    @overload
+    def get(self, kind: str, default: dict[str, Fact]) -> KindFacts | dict[str, Fact]: ...
+    @overload
+    def get(self, kind: str, default: _T) -> KindFacts | _T: ...
+    def get(self, kind: str, default: Any = None) -> Any:
+        cells = self._cells.get(kind)
+        return default if cells is None else KindFacts(self, cells)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._cells
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cells)
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def keys(self) -> KeysView[str]:
+        return self._cells.keys()
+
+    def values(self) -> list[KindFacts]:  # type: ignore[override]
+        return [KindFacts(self, cells) for cells in self._cells.values()]
+
+    def items(self) -> list[tuple[str, KindFacts]]:  # type: ignore[override]
+        return [(kind, KindFacts(self, cells)) for kind, cells in self._cells.items()]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return _plain(self) == _plain(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FactTable({_plain(self)!r})"
+
+    def value_count(self) -> int:
+        """How many values, over all kinds."""
+        return sum(len(cells) for cells in self._cells.values())
+
+    def total_sightings(self) -> int:
+        """The sum of every value's count (freed cells count 0)."""
+        return int(sum(self._numbers[2::_FIELDS]))
+
+    def newest_first_seen(self) -> float:
+        """The latest first-seen time of any value; -inf for an empty table."""
+        return max(self._numbers[0::_FIELDS], default=-math.inf)
+
+    def first_seen_before(self, end: float) -> FactTable:
+        """A copy holding the values first seen before ``end``, kinds left empty dropped."""
+        kept = FactTable()
+        numbers = self._numbers
+        for kind, cells in self._cells.items():
+            into: dict[str, int] | None = None
+            for value, cell in cells.items():
+                base = cell * _FIELDS
+                if numbers[base] < end:
+                    if into is None:
+                        into = kept._cells[kind] = {}
+                    into[value] = kept._new_cell(
+                        numbers[base], numbers[base + 1], numbers[base + 2]
+                    )
+        return kept
+
+    # --- writing ----------------------------------------------------------------------------
+    def setdefault(self, kind: str, default: object = None) -> KindFacts:
+        """The values of ``kind``, made empty if it had none (``default`` is ignored: it is
+        there for code written against a dict of dicts)."""
+        cells = self._cells.get(kind)
+        if cells is None:
+            cells = self._cells[kind] = {}
+        return KindFacts(self, cells)
+
+    def __setitem__(self, kind: str, values: Mapping[str, Fact]) -> None:
+        if kind in self._cells:
+            del self[kind]
+        into = self.setdefault(kind)
+        for value, fact in values.items():
+            into[value] = fact
+
+    def __delitem__(self, kind: str) -> None:
+        cells = self._cells.pop(kind)
+        for cell in cells.values():
+            self._release(cell)
+        self._compact_if_sparse()
+
+    def record(
+        self, kind: str, value: str, when: float, times: int = 1, last: float | None = None
+    ) -> bool:
+        """Record ``times`` sightings from ``when`` to ``last`` (default: all at ``when``);
+        returns True when the value is new for that kind. Past ``MAX_VALUES_PER_KIND`` values
+        of a kind, the stalest eighth makes room (counted in ``evicted_values``)."""
+        cells = self._cells.get(kind)
+        if cells is None:
+            cells = self._cells[kind] = {}
+        cell = cells.get(value)
+        if cell is None:
+            if len(cells) >= MAX_VALUES_PER_KIND:
+                self._forget_stalest(cells)
+            cells[value] = self._new_cell(when, when if last is None else max(when, last), times)
+            return True
+        numbers = self._numbers
+        base = cell * _FIELDS
+        if when < numbers[base]:
+            numbers[base] = when
+        newest = when if last is None or last < when else last
+        if newest > numbers[base + 1]:
+            numbers[base + 1] = newest
+        numbers[base + 2] += times
+        return False
+
+    def absorb(self, other: FactTable | Mapping[str, Mapping[str, Fact]]) -> None:
+        """Add ``other``'s values: first seen is the earlier, last seen the later, counts
+        add up. Unbounded (the parts were bounded)."""
+        for kind, values in other.items():
+            cells = self._cells.get(kind)
+            if cells is None:
+                cells = self._cells[kind] = {}
+            for value, fact in values.items():
+                cell = cells.get(value)
+                if cell is None:
+                    cells[value] = self._new_cell(fact.first_seen, fact.last_seen, fact.count)
+                    continue
+                base = cell * _FIELDS
+                numbers = self._numbers
+                numbers[base] = min(numbers[base], fact.first_seen)
+                numbers[base + 1] = max(numbers[base + 1], fact.last_seen)
+                numbers[base + 2] += fact.count
+
+    # --- cells ------------------------------------------------------------------------------
+    def _fact(self, cell: int) -> Fact:
+        base = cell * _FIELDS
+        numbers = self._numbers
+        return Fact(numbers[base], numbers[base + 1], int(numbers[base + 2]))
+
+    def _new_cell(self, first: float, last: float, count: float) -> int:
+        if self._free:
+            cell = self._free.pop()
+            base = cell * _FIELDS
+            self._numbers[base : base + _FIELDS] = array("d", (first, last, count))
+            return cell
+        cell = len(self._numbers) // _FIELDS
+        self._numbers.extend((first, last, count))
+        return _number(cell)
+
+    def _set_cell(self, cell: int, fact: Fact) -> None:
+        base = cell * _FIELDS
+        self._numbers[base : base + _FIELDS] = array(
+            "d", (fact.first_seen, fact.last_seen, fact.count)
+        )
+
+    def _release(self, cell: int) -> None:
+        # a freed cell reads as never seen: it does not move newest_first_seen or the counts
+        base = cell * _FIELDS
+        self._numbers[base : base + _FIELDS] = array("d", (-math.inf, -math.inf, 0.0))
+        if self._free is None:
+            self._free = []
+        self._free.append(cell)
+
+    def _compact_if_sparse(self) -> None:
+        """Renumber the cells in use when most are free, so a table that shrank gives its
+        memory back. Only between operations: cell numbers change."""
+        if self._free is None or len(self._free) * 2 <= len(self._numbers) // _FIELDS:
+            return
+        numbers = self._numbers
+        packed = array("d")
+        for cells in self._cells.values():
+            for value, cell in cells.items():
+                base = cell * _FIELDS
+                cells[value] = _number(len(packed) // _FIELDS)
+                packed.extend(numbers[base : base + _FIELDS])
+        self._numbers = packed
+        self._free = None
+
+    def _forget_stalest(self, cells: dict[str, int]) -> None:
+        global evicted_values
+        numbers = self._numbers
+        stalest = sorted(cells, key=lambda v: numbers[cells[v] * _FIELDS + 1])
+        for value in stalest[: MAX_VALUES_PER_KIND // 8]:
+            self._release(cells.pop(value))
+        evicted_values += MAX_VALUES_PER_KIND // 8
+        self._compact_if_sparse()
+
+
+class KindFacts(Mapping[str, Fact]):
+    """The values of one kind in a ``FactTable``: ``value -> Fact`` (a copy; see the module
+    docstring). Made on access; holds nothing of its own."""
+
+    __slots__ = ("_cells", "_table")
+
+    def __init__(self, table: FactTable, cells: dict[str, int]) -> None:
+        self._table = table
+        self._cells = cells
+
+    def __getitem__(self, value: str) -> Fact:
+        return self._table._fact(self._cells[value])
+
+    @overload  # type: ignore[override]
+    def get(self, value: str) -> Fact | None: ...
+    @overload
+    def get(self, value: str, default: _T) -> Fact | _T: ...
+    def get(self, value: str, default: Any = None) -> Any:
+        cell = self._cells.get(value)
+        return default if cell is None else self._table._fact(cell)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._cells
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cells)
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def items(self) -> list[tuple[str, Fact]]:  # type: ignore[override]
+        fact = self._table._fact
+        return [(value, fact(cell)) for value, cell in self._cells.items()]
+
+    def values(self) -> list[Fact]:  # type: ignore[override]
+        fact = self._table._fact
+        return [fact(cell) for cell in self._cells.values()]
+
+    def __setitem__(self, value: str, fact: Fact) -> None:
+        cell = self._cells.get(value)
+        if cell is None:
+            self._cells[value] = self._table._new_cell(fact.first_seen, fact.last_seen, fact.count)
+        else:
+            self._table._set_cell(cell, fact)
+
+    def __delitem__(self, value: str) -> None:
+        self._table._release(self._cells.pop(value))
+        self._table._compact_if_sparse()
+
+    def pop(self, value: str, default: Any = None) -> Any:
+        cell = self._cells.get(value)
+        if cell is None:
+            return default
+        fact = self._table._fact(cell)
+        del self[value]
+        return fact
+
+    def __repr__(self) -> str:
+        return f"KindFacts({dict(self.items())!r})"
+
+
+def _plain(table: FactTable | Mapping[str, Mapping[str, Fact]]) -> dict[str, dict[str, Fact]]:
+    return {kind: dict(values.items()) for kind, values in table.items()}

@@ -22,7 +22,6 @@ from typing import Any
 
 import netaddr
 
-from monitor.facts import record_fact
 from monitor.model import Device
 
 # A MAC that sources this many distinct addresses, or any global one, forwards for others.
@@ -135,7 +134,7 @@ class Inventory:
                 last_seen=when,
                 local=False,
             )
-            record_fact(device.facts, "ip", address, when)
+            device.facts.record("ip", address, when)
             self.ip_owner[address] = key
             self.devices[key] = device
             self.dirty.add(key)
@@ -193,7 +192,7 @@ class Inventory:
                 self.routers.add(device.id)
                 self._unbind_traffic_addresses(device)
                 return
-        if record_fact(device.facts, "ip", address, when, times):
+        if device.facts.record("ip", address, when, times):
             self.dirty.add(device.id)
         self.ip_owner[address] = device.id
 
@@ -231,7 +230,7 @@ class Inventory:
         last: float | None = None,
     ) -> bool:
         """Record a fact about ``device``; marks it for reclassification when new."""
-        if record_fact(device.facts, kind, value, when, times, last):
+        if device.facts.record(kind, value, when, times, last):
             self.dirty.add(device.id)
             return True
         return False

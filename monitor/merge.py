@@ -32,25 +32,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.facts import Fact, FactTable
+from monitor.facts import FactTable
 from monitor.inventory import Inventory
 from monitor.model import Device, TableStats, WindowProfile
 from monitor.pipeline import MAX_MESSAGES_PER_WINDOW, MESSAGE_GAP_SECONDS
 
 
 def merge_facts(tables: Iterable[FactTable]) -> FactTable:
-    merged: FactTable = {}
+    merged = FactTable()
     for table in tables:
-        for kind, values in table.items():
-            into = merged.setdefault(kind, {})
-            for value, fact in values.items():
-                seen = into.get(value)
-                if seen is None:
-                    into[value] = Fact(fact.first_seen, fact.last_seen, fact.count)
-                else:
-                    seen.first_seen = min(seen.first_seen, fact.first_seen)
-                    seen.last_seen = max(seen.last_seen, fact.last_seen)
-                    seen.count += fact.count
+        merged.absorb(table)
     return merged
 
 

@@ -52,7 +52,7 @@ class Device:
     vendor: str | None  # organisation from the IEEE registry, None if not registered
     first_seen: float  # capture time, seconds since the epoch
     last_seen: float
-    facts: FactTable = field(default_factory=dict)
+    facts: FactTable = field(default_factory=FactTable)
     tx_packets: int = 0
     tx_bytes: int = 0
     rx_packets: int = 0
@@ -60,6 +60,10 @@ class Device:
     classification: Classification | None = None
     # True when the device is on the local segment (seen with its own MAC as source)
     local: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.facts, FactTable):  # a dict of dicts, as tests and samples write
+            self.facts = FactTable(self.facts)
 
     @property
     def ips(self) -> list[str]:

@@ -52,10 +52,12 @@ class SampleResult:
 
 def sample_device(sample: Sample, library: SignatureLibrary, default_id: str) -> Device:
     """A ``Device`` built from a record sample, classified by the library if not given."""
-    facts: FactTable = {
-        kind: {value: Fact(0.0, 0.0, 1) for value in values}
-        for kind, values in sample.facts.items()
-    }
+    facts = FactTable(
+        {
+            kind: {value: Fact(0.0, 0.0, 1) for value in values}
+            for kind, values in sample.facts.items()
+        }
+    )
     device = Device(
         id=sample.id or sample.mac or default_id,
         mac=sample.mac,

@@ -487,13 +487,15 @@ def device_from_dict(data: dict[str, Any]) -> Device:
             confidence=float(cls["confidence"]),
             evidence=tuple(Evidence(str(k), str(v), float(w)) for k, v, w in cls["evidence"]),
         )
-    facts: FactTable = {
-        str(kind): {
-            str(value): Fact(float(first), float(last), int(count))
-            for value, (first, last, count) in values.items()
+    facts = FactTable(
+        {
+            str(kind): {
+                str(value): Fact(float(first), float(last), int(count))
+                for value, (first, last, count) in values.items()
+            }
+            for kind, values in data["facts"].items()
         }
-        for kind, values in data["facts"].items()
-    }
+    )
     return Device(
         id=str(data["id"]),
         mac=data["mac"],

@@ -201,13 +201,12 @@ class _Changes:
     def since_last(self, devices: dict[str, Device], everything: bool) -> list[Device]:
         changed = []
         for device_id, device in devices.items():
-            facts = device.facts.values()
             mark = (
                 device.tx_packets,
                 device.rx_packets,
                 device.last_seen,
-                sum(len(values) for values in facts),
-                sum(fact.count for values in facts for fact in values.values()),
+                device.facts.value_count(),
+                device.facts.total_sightings(),
             )
             if everything or self._marks.get(device_id) != mark:
                 self._marks[device_id] = mark

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 
-from monitor.facts import record_fact
 from monitor.model import Device, WindowProfile
 
 T0 = 1_700_000_000.0  # a Tuesday, 22:13:20 UTC
@@ -81,4 +80,4 @@ def apply_to_inventory(devices: dict[str, Device], profiles: list[WindowProfile]
         device.rx_packets += p.rx_packets
         device.rx_bytes += p.rx_bytes
         for peer in sorted(p.peers):
-            record_fact(device.facts, "peer", peer, p.end)
+            device.facts.record("peer", peer, p.end)

@@ -9,7 +9,6 @@ import pytest
 from netaddr import EUI
 
 from monitor.classifier import candidates, classify
-from monitor.facts import record_fact
 from monitor.model import Device
 from monitor.signatures import (
     MEDICAL_CLASSES,
@@ -85,7 +84,7 @@ def device(vendor: str | None = None, mac: str = "00:00:00:00:00:01", **facts: l
     )
     for kind, values in facts.items():
         for value in values:
-            record_fact(result.facts, kind, value, 1.0)
+            result.facts.record(kind, value, 1.0)
     return result
 
 
@@ -258,9 +257,9 @@ def test_what_a_value_matched_is_remembered_without_changing_the_answer(
     monkeypatch.setattr(classifier, "MATCH_MEMO_SIZE", 4)
     pump = device("Acme Medical Inc", service_used=["tcp/443"])
     assert classify(pump, library) is None
-    record_fact(pump.facts, "service_used", "udp/3613", 2.0)
+    pump.facts.record("service_used", "udp/3613", 2.0)
     for value in range(10):  # more values than the memo holds: it starts again, bounded
-        record_fact(pump.facts, "service_used", f"tcp/{8000 + value}", 2.0)
+        pump.facts.record("service_used", f"tcp/{8000 + value}", 2.0)
     remembered = classify(pump, library)
     (directory := tmp_path / "fresh").mkdir()
     (directory / "test.yml").write_text(LIBRARY_TEXT, encoding="utf-8")

@@ -1,26 +1,33 @@
-"""Learned facts: first and last seen, counts, and the bound on values per kind."""
+"""Learned facts: first and last seen, counts, the bound on values per kind, and the table
+that holds them (a mapping of kinds to values to facts, read as copies)."""
 
 from __future__ import annotations
 
+import pickle
+import tracemalloc
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from monitor import facts
-from monitor.facts import MAX_VALUES_PER_KIND, FactTable, record_fact
+from monitor.facts import MAX_VALUES_PER_KIND, Fact, FactTable
 
 
 def test_a_fact_keeps_its_first_and_last_time_and_its_count() -> None:
-    table: FactTable = {}
-    assert record_fact(table, "peer", "ip:10.1.0.9", 20.0)
-    assert not record_fact(table, "peer", "ip:10.1.0.9", 10.0, times=3, last=30.0)
+    table = FactTable()
+    assert table.record("peer", "ip:10.1.0.9", 20.0)
+    assert not table.record("peer", "ip:10.1.0.9", 10.0, times=3, last=30.0)
     fact = table["peer"]["ip:10.1.0.9"]
     assert (fact.first_seen, fact.last_seen, fact.count) == (10.0, 30.0, 4)
 
 
 def test_values_past_the_bound_make_room_stalest_first_and_are_counted() -> None:
-    table: FactTable = {}
+    table = FactTable()
     before = facts.evicted_values
     # a device scanned from the internet: every source is a new peer
     for i in range(MAX_VALUES_PER_KIND):
-        record_fact(table, "peer", f"ext:203.0.{i // 256}.{i % 256}", float(i))
-    record_fact(table, "peer", "ext:198.51.100.1", 10_000.0)
+        table.record("peer", f"ext:203.0.{i // 256}.{i % 256}", float(i))
+    table.record("peer", "ext:198.51.100.1", 10_000.0)
     peers = table["peer"]
     dropped = MAX_VALUES_PER_KIND // 8
     assert len(peers) == MAX_VALUES_PER_KIND - dropped + 1
@@ -28,6 +35,117 @@ def test_values_past_the_bound_make_room_stalest_first_and_are_counted() -> None
     assert "ext:203.0.0.0" not in peers  # the stalest went
     assert f"ext:203.0.{(dropped) // 256}.{dropped % 256}" in peers
     assert "ext:198.51.100.1" in peers
+    assert peers["ext:198.51.100.1"] == Fact(10_000.0, 10_000.0, 1)
     # other kinds of the same device are untouched
-    record_fact(table, "protocol", "tls", 1.0)
+    table.record("protocol", "tls", 1.0)
     assert set(table["protocol"]) == {"tls"}
+
+
+# A model of the table: the dict of dicts of Facts it replaced.
+_operations = st.lists(
+    st.tuples(
+        st.sampled_from(["record", "delete_value", "delete_kind", "assign"]),
+        st.sampled_from(["peer", "ip", "protocol"]),
+        st.sampled_from(["a", "b", "c", "d", "e"]),
+        st.floats(min_value=0, max_value=1e6, allow_nan=False),
+        st.integers(min_value=1, max_value=5),
+    ),
+    max_size=80,
+)
+
+
+@given(_operations)
+def test_the_table_behaves_as_the_dict_of_facts_it_replaces(operations: list[tuple]) -> None:
+    table = FactTable()
+    model: dict[str, dict[str, Fact]] = {}
+    for operation, kind, value, when, times in operations:
+        if operation == "record":
+            values = model.setdefault(kind, {})
+            known = values.get(value)
+            if known is None:
+                values[value] = Fact(when, when, times)
+            else:
+                known.see(when, times)
+            assert table.record(kind, value, when, times) == (known is None)
+        elif operation == "delete_value" and value in model.get(kind, {}):
+            assert table[kind].pop(value) == model[kind].pop(value)
+        elif operation == "delete_kind" and kind in model:
+            del model[kind]
+            del table[kind]
+        elif operation == "assign":
+            model.setdefault(kind, {})[value] = Fact(when, when + 1, times)
+            table.setdefault(kind)[value] = Fact(when, when + 1, times)
+        # same kinds and values, in the same order, with the same numbers
+        assert list(table) == list(model)
+        assert [(k, list(v.items())) for k, v in table.items()] == [
+            (k, list(v.items())) for k, v in model.items()
+        ]
+        assert table == model
+        assert table.value_count() == sum(len(v) for v in model.values())
+        assert table.total_sightings() == sum(f.count for v in model.values() for f in v.values())
+        newest = max((f.first_seen for v in model.values() for f in v.values()), default=None)
+        assert (table.newest_first_seen() if newest is not None else None) == newest
+    assert pickle.loads(pickle.dumps(table)) == table
+    assert FactTable(model) == table
+
+
+def test_a_fact_read_from_the_table_is_a_copy() -> None:
+    table = FactTable({"ip": {"10.0.0.1": Fact(1.0, 2.0, 3)}})
+    fact = table["ip"]["10.0.0.1"]
+    fact.see(9.0)
+    assert table["ip"]["10.0.0.1"] == Fact(1.0, 2.0, 3)
+
+
+def test_merging_tables_takes_the_earliest_first_the_latest_last_and_adds_counts() -> None:
+    merged = FactTable({"ip": {"10.0.0.1": Fact(5.0, 6.0, 2)}})
+    merged.absorb(FactTable({"ip": {"10.0.0.1": Fact(1.0, 4.0, 3), "10.0.0.2": Fact(7.0, 7.0, 1)}}))
+    assert merged == {"ip": {"10.0.0.1": Fact(1.0, 6.0, 5), "10.0.0.2": Fact(7.0, 7.0, 1)}}
+
+
+def test_values_first_seen_before_a_time_are_kept_and_emptied_kinds_dropped() -> None:
+    table = FactTable({"ip": {"10.0.0.1": Fact(1.0, 9.0, 2)}, "peer": {"x": Fact(5.0, 5.0, 1)}})
+    assert table.first_seen_before(3.0) == {"ip": {"10.0.0.1": Fact(1.0, 9.0, 2)}}
+    assert table.newest_first_seen() == 5.0
+
+
+def test_a_table_that_shrank_gives_its_cells_back() -> None:
+    table = FactTable()
+    for i in range(1000):
+        table.record("peer", f"p{i}", float(i))
+    for i in range(990):
+        del table["peer"][f"p{i}"]
+    assert len(table._numbers) <= 3 * 20
+    assert table["peer"]["p995"] == Fact(995.0, 995.0, 1)
+
+
+def _bytes_per_value(make_table, record) -> float:  # type: ignore[no-untyped-def]
+    # what a site of many devices with 37 values each holds: one table per device, the value
+    # strings shared (device ids, services), one time object per sighting as the pipeline has
+    peers = [f"00:1b:63:00:{k:02x}:{d:02x}" for d in range(256) for k in range(30)]
+    services = [f"tcp/{1000 + k}" for k in range(7)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tables = []
+        for d in range(2000):
+            table = make_table()
+            when = 1.7e9 + d
+            for k in range(30):
+                record(table, "peer", peers[(d % 256) * 30 + k], when + k / 7)
+            for k in range(7):
+                record(table, "service_used", services[k], when + k / 3)
+            tables.append(table)
+        return (tracemalloc.get_traced_memory()[0] - before) / (2000 * 37)
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_value_costs_far_less_than_an_object_per_fact() -> None:
+    def record_in_dicts(
+        table: dict[str, dict[str, Fact]], kind: str, value: str, when: float
+    ) -> None:
+        table.setdefault(kind, {})[value] = Fact(when, when, 1)
+
+    compact = _bytes_per_value(FactTable, FactTable.record)
+    objects = _bytes_per_value(dict, record_in_dicts)
+    assert compact < 0.6 * objects, (compact, objects)

@@ -206,13 +206,11 @@ def device(device_id: str, **counters: int) -> Device:
 
 
 def test_merge_is_independent_of_worker_order_and_leaves_inputs_alone() -> None:
-    from monitor.facts import record_fact
-
     a, b = device("m", tx_packets=3, rx_bytes=7), device("m", tx_packets=4, rx_bytes=1)
     b.first_seen, b.last_seen = 5.0, 15.0
-    record_fact(a.facts, "peer", "x", 11.0, 2)
-    record_fact(b.facts, "peer", "x", 9.0, 1, last=30.0)
-    record_fact(b.facts, "protocol", "hl7", 12.0)
+    a.facts.record("peer", "x", 11.0, 2)
+    b.facts.record("peer", "x", 9.0, 1, last=30.0)
+    b.facts.record("protocol", "hl7", 12.0)
     one, two = merge_devices([a, b]), merge_devices([b, a])
     assert dataclasses.asdict(one) == dataclasses.asdict(two)
     assert (one.tx_packets, one.rx_bytes, one.first_seen, one.last_seen) == (7, 8, 5.0, 20.0)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.classifier import classify
-from monitor.facts import FACT_KINDS, record_fact
+from monitor.facts import FACT_KINDS
 from monitor.model import Classification, Device
 from monitor.rules import PeerVerdicts, evaluate_policies, evaluate_rules, service_allowed
 from monitor.signatures import (
@@ -101,7 +101,7 @@ def device(
         )
     for kind, values in {**(facts or {}), **more_facts}.items():
         for value in values:
-            record_fact(result.facts, kind, value, 1.0)
+            result.facts.record(kind, value, 1.0)
     return result
 
 

@@ -18,7 +18,6 @@ from types import SimpleNamespace
 import pytest
 
 from monitor.baseline import BaselineConfig, BaselineStore
-from monitor.facts import record_fact
 from monitor.model import Classification, Device, Evidence
 from monitor.state import APPLICATION_ID, SCHEMA_VERSION, State, StateError, device_to_dict
 from tests.state_learner import CONFIG as LEARNER_CONFIG
@@ -29,8 +28,8 @@ LEARNER = Path(__file__).resolve().parent / "state_learner.py"
 
 def make_device(device_id: str = "00:1b:63:aa:bb:cc") -> Device:
     device = Device(device_id, device_id, False, "Apple, Inc.", 1000.5, 2000.25)
-    record_fact(device.facts, "peer", "ext:203.0.113.9", 1500.0, 3)
-    record_fact(device.facts, "hostname", "pump-7", 1000.5)
+    device.facts.record("peer", "ext:203.0.113.9", 1500.0, 3)
+    device.facts.record("hostname", "pump-7", 1000.5)
     device.tx_packets, device.tx_bytes, device.rx_packets, device.rx_bytes = 10, 1000, 5, 500
     device.classification = Classification(
         "bbraun-spaceplus",

@@ -26,7 +26,7 @@ from typing import Any
 from monitor.baseline import BaselineConfig, BaselineStore
 from monitor.capture import CaptureError
 from monitor.cli import EXIT_OK, EXIT_USAGE, UserError
-from monitor.facts import Fact, FactTable
+from monitor.facts import FactTable
 from monitor.model import Device, WindowProfile
 from monitor.state import State, StateError
 
@@ -108,19 +108,8 @@ def first_packet_time(path: Path) -> float:
 
 
 def merge_fact_tables(base: FactTable, fresh: FactTable) -> FactTable:
-    merged: FactTable = {
-        kind: {value: Fact(f.first_seen, f.last_seen, f.count) for value, f in values.items()}
-        for kind, values in base.items()
-    }
-    for kind, values in fresh.items():
-        into = merged.setdefault(kind, {})
-        for value, fact in values.items():
-            known = into.get(value)
-            if known is None:
-                into[value] = Fact(fact.first_seen, fact.last_seen, fact.count)
-            else:
-                known.see(fact.first_seen, fact.count)
-                known.see(fact.last_seen, 0)
+    merged = FactTable(base)
+    merged.absorb(fresh)
     return merged
 
 
@@ -131,7 +120,9 @@ def merge_devices(base: Mapping[str, Device], fresh: Mapping[str, Device]) -> di
     for device_id, new in fresh.items():
         old = base.get(device_id)
         if old is None:
-            out[device_id] = dataclasses.replace(new, facts=merge_fact_tables({}, new.facts))
+            out[device_id] = dataclasses.replace(
+                new, facts=merge_fact_tables(FactTable(), new.facts)
+            )
             continue
         out[device_id] = dataclasses.replace(
             new,

@@ -44,14 +44,10 @@ def as_of(device: Device, end: float) -> Device:
 
 
 def _trimmed(device: Device, end: float) -> Device:
-    if all(f.first_seen < end for values in device.facts.values() for f in values.values()):
+    if device.facts.newest_first_seen() < end:
         return device
     view = copy.copy(device)
-    view.facts = {
-        kind: kept
-        for kind, values in device.facts.items()
-        if (kept := {v: f for v, f in values.items() if f.first_seen < end})
-    }
+    view.facts = device.facts.first_seen_before(end)
     return view
 
 

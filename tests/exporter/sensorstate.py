@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from monitor.exporter import ExporterSettings, Learning, Sensor
 from monitor.exporter.anomalies import AnomalyBook
-from monitor.facts import record_fact
 from monitor.model import Classification, Device, TableStats
 
 NOW = 1_790_000_000.0
@@ -70,9 +69,9 @@ def fixed_sensor() -> Sensor:
         criticality="life_sustaining",
         confidence=0.9,
     )
-    record_fact(pump.facts, "ip", "10.1.2.3", NOW - 7200)
-    record_fact(pump.facts, "ip", "10.1.2.30", NOW - 60)
-    record_fact(pump.facts, "hostname", "pump-icu-3", NOW - 7000)
+    pump.facts.record("ip", "10.1.2.3", NOW - 7200)
+    pump.facts.record("ip", "10.1.2.30", NOW - 60)
+    pump.facts.record("hostname", "pump-icu-3", NOW - 7000)
     monitor_dev = make_device(
         "00:09:fb:00:00:02",
         NOW - 3600,
@@ -83,7 +82,7 @@ def fixed_sensor() -> Sensor:
         rx_packets=10,
         rx_bytes=640,
     )
-    record_fact(monitor_dev.facts, "ip", "10.1.2.4", NOW - 3600)
+    monitor_dev.facts.record("ip", "10.1.2.4", NOW - 3600)
     stale = make_device(
         "00:00:5e:00:53:99", NOW - 30 * 86400, NOW - 10 * 86400, tx_packets=1, tx_bytes=60
     )
