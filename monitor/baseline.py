@@ -223,10 +223,10 @@ class Baseline:
         self.windows += 1
         for kind, values in profile_facts(profile).items():
             for value, count in values.items():
-                if value in self.facts.get(kind, ()) or not self.enforcing:
+                if not self.enforcing or self.facts.has(kind, value):
                     self.facts.record(kind, value, end, count)
-                elif self._pending_size() < self.config.max_pending or value in self.pending.get(
-                    kind, ()
+                elif self._pending_size() < self.config.max_pending or self.pending.has(
+                    kind, value
                 ):
                     self.pending.record(kind, value, end, count)
         self.volumes.add(profile)
@@ -292,7 +292,7 @@ class Baseline:
     # --- queries (scoring) ----------------------------------------------------------------
 
     def knows(self, kind: str, value: str) -> bool:
-        return value in self.facts.get(kind, {})
+        return self.facts.has(kind, value)
 
     def deviations(self, profile: WindowProfile) -> list[Deviation]:
         """The facts of ``profile`` that this baseline does not know, sorted by kind and value.
@@ -509,8 +509,8 @@ class Baseline:
         out: dict[str, Any] = {}
         for kind in sorted(table):
             entries: list[list[Any]] = []
-            for value, fact in sorted(table[kind].items()):
-                entry: list[Any] = [value, fact.count, fact.first_seen, fact.last_seen]
+            for value, first, last, count in sorted(table.numbers_of(kind)):
+                entry: list[Any] = [value, count, first, last]
                 approval = self.approvals.get((kind, value)) if with_approvals else None
                 if approval is not None:
                     entry += [approval.by, approval.why, approval.at]

@@ -85,8 +85,11 @@ _FIELDS = 3  # numbers per value in a table's array: first seen, last seen, coun
 _CELL_NUMBERS: tuple[int, ...] = tuple(range(len(FACT_KINDS) * MAX_VALUES_PER_KIND))
 
 
+_CELLS = len(_CELL_NUMBERS)
+
+
 def _number(cell: int) -> int:
-    return _CELL_NUMBERS[cell] if cell < len(_CELL_NUMBERS) else cell
+    return _CELL_NUMBERS[cell] if cell < _CELLS else cell
 
 
 class FactTable(Mapping[str, "KindFacts"]):
@@ -104,9 +107,7 @@ class FactTable(Mapping[str, "KindFacts"]):
         self._free: list[int] | None = None
         if facts:
             for kind, values in facts.items():
-                into = self.setdefault(kind)
-                for value, fact in values.items():
-                    into[value] = fact
+                self[kind] = values
 
     # --- reading: a mapping of kinds ------------------------------------------------------
     def __getitem__(self, kind: str) -> KindFacts:
@@ -150,6 +151,28 @@ class FactTable(Mapping[str, "KindFacts"]):
     def __repr__(self) -> str:
         return f"FactTable({_plain(self)!r})"
 
+    def values_of(self, kind: str) -> list[str]:
+        """The values of ``kind`` (empty if none), in the order first recorded: the fast way
+        to read values without their numbers."""
+        cells = self._cells.get(kind)
+        return list(cells) if cells is not None else []
+
+    def numbers_of(self, kind: str) -> list[tuple[str, float, float, int]]:
+        """``(value, first seen, last seen, count)`` of each value of ``kind``, in the order
+        first recorded, without making a ``Fact`` each (state files write them all)."""
+        cells = self._cells.get(kind)
+        if cells is None:
+            return []
+        numbers = self._numbers
+        return [
+            (value, numbers[cell * 3], numbers[cell * 3 + 1], int(numbers[cell * 3 + 2]))
+            for value, cell in cells.items()
+        ]
+
+    def has(self, kind: str, value: str) -> bool:
+        cells = self._cells.get(kind)
+        return cells is not None and value in cells
+
     def value_count(self) -> int:
         """How many values, over all kinds."""
         return sum(len(cells) for cells in self._cells.values())
@@ -163,19 +186,15 @@ class FactTable(Mapping[str, "KindFacts"]):
         return max(self._numbers[0::_FIELDS], default=-math.inf)
 
     def first_seen_before(self, end: float) -> FactTable:
-        """A copy holding the values first seen before ``end``, kinds left empty dropped."""
-        kept = FactTable()
-        numbers = self._numbers
+        """The values first seen before ``end``, kinds left empty dropped: a read-only view
+        that shares this table's numbers (no copy: detectors take one per device and window),
+        valid until this table changes."""
+        kept = _FactsAsOf()
+        numbers = kept._numbers = self._numbers
         for kind, cells in self._cells.items():
-            into: dict[str, int] | None = None
-            for value, cell in cells.items():
-                base = cell * _FIELDS
-                if numbers[base] < end:
-                    if into is None:
-                        into = kept._cells[kind] = {}
-                    into[value] = kept._new_cell(
-                        numbers[base], numbers[base + 1], numbers[base + 2]
-                    )
+            into = {value: cell for value, cell in cells.items() if numbers[cell * 3] < end}
+            if into:
+                kept._cells[kind] = into
         return kept
 
     # --- writing ----------------------------------------------------------------------------
@@ -190,9 +209,10 @@ class FactTable(Mapping[str, "KindFacts"]):
     def __setitem__(self, kind: str, values: Mapping[str, Fact]) -> None:
         if kind in self._cells:
             del self[kind]
-        into = self.setdefault(kind)
+        cells = self._cells[kind] = {}
+        new_cell = self._new_cell
         for value, fact in values.items():
-            into[value] = fact
+            cells[value] = new_cell(fact.first_seen, fact.last_seen, fact.count)
 
     def __delitem__(self, kind: str) -> None:
         cells = self._cells.pop(kind)
@@ -210,16 +230,21 @@ class FactTable(Mapping[str, "KindFacts"]):
         if cells is None:
             cells = self._cells[kind] = {}
         cell = cells.get(value)
+        newest = when if last is None or last < when else last
+        numbers = self._numbers
         if cell is None:
             if len(cells) >= MAX_VALUES_PER_KIND:
                 self._forget_stalest(cells)
-            cells[value] = self._new_cell(when, when if last is None else max(when, last), times)
+            if self._free:
+                cells[value] = self._new_cell(when, newest, times)
+            else:  # inlined: this runs for every new value of every device
+                cell = len(numbers) // 3
+                cells[value] = _CELL_NUMBERS[cell] if cell < _CELLS else cell
+                numbers.extend((when, newest, times))
             return True
-        numbers = self._numbers
-        base = cell * _FIELDS
+        base = cell * 3  # _FIELDS, written out: this runs for every sighting noted
         if when < numbers[base]:
             numbers[base] = when
-        newest = when if last is None or last < when else last
         if newest > numbers[base + 1]:
             numbers[base + 1] = newest
         numbers[base + 2] += times
@@ -250,14 +275,17 @@ class FactTable(Mapping[str, "KindFacts"]):
         return Fact(numbers[base], numbers[base + 1], int(numbers[base + 2]))
 
     def _new_cell(self, first: float, last: float, count: float) -> int:
+        numbers = self._numbers
         if self._free:
             cell = self._free.pop()
             base = cell * _FIELDS
-            self._numbers[base : base + _FIELDS] = array("d", (first, last, count))
+            numbers[base] = first
+            numbers[base + 1] = last
+            numbers[base + 2] = count
             return cell
-        cell = len(self._numbers) // _FIELDS
-        self._numbers.extend((first, last, count))
-        return _number(cell)
+        cell = len(numbers) // _FIELDS
+        numbers.extend((first, last, count))
+        return _CELL_NUMBERS[cell] if cell < _CELLS else cell
 
     def _set_cell(self, cell: int, fact: Fact) -> None:
         base = cell * _FIELDS
@@ -296,6 +324,27 @@ class FactTable(Mapping[str, "KindFacts"]):
             self._release(cells.pop(value))
         evicted_values += MAX_VALUES_PER_KIND // 8
         self._compact_if_sparse()
+
+
+class _FactsAsOf(FactTable):
+    """What ``FactTable.first_seen_before`` returns: some of another table's cells."""
+
+    __slots__ = ()
+
+    def _cells_in_view(self) -> list[int]:
+        return [cell for cells in self._cells.values() for cell in cells.values()]
+
+    def newest_first_seen(self) -> float:
+        return max((self._numbers[cell * 3] for cell in self._cells_in_view()), default=-math.inf)
+
+    def total_sightings(self) -> int:
+        return int(sum(self._numbers[cell * 3 + 2] for cell in self._cells_in_view()))
+
+    def _read_only(self, *_: object, **__: object) -> Any:
+        raise TypeError("a view of facts as of a time is read-only")
+
+    record = absorb = setdefault = __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
+    _new_cell = _set_cell = _release = _read_only  # type: ignore[assignment]
 
 
 class KindFacts(Mapping[str, Fact]):

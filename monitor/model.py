@@ -67,11 +67,11 @@ class Device:
 
     @property
     def ips(self) -> list[str]:
-        return sorted(self.facts.get("ip", {}))
+        return sorted(self.facts.values_of("ip"))
 
     @property
     def hostnames(self) -> list[str]:
-        return sorted(self.facts.get("hostname", {}))
+        return sorted(self.facts.values_of("hostname"))
 
     @property
     def device_class(self) -> str:

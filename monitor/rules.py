@@ -78,7 +78,7 @@ def _values(device: Device, kind: str) -> list[str]:
     # the values it shows
     if kind == "oui_vendor":
         return [device.vendor] if device.vendor else []
-    return list(device.facts.get(kind, {}))
+    return device.facts.values_of(kind)
 
 
 def _condition_hits(device: Device, condition: Condition) -> list[str]:
@@ -218,11 +218,11 @@ def _parse_ips(texts: Iterable[str]) -> tuple[ipaddress.IPv4Address | ipaddress.
 def _resolve_peer(peer_id: str, devices_by_id: Mapping[str, Device]) -> _Peer:
     peer = devices_by_id.get(peer_id)
     if peer is not None:
-        ips = list(peer.facts.get("ip", {}))
+        ips = peer.facts.values_of("ip")
         if peer_id.startswith("ip:"):
             ips.append(peer_id[3:])
         return _Peer(
-            peer.device_class, _parse_ips(ips), frozenset(peer.facts.get("service_offered", {}))
+            peer.device_class, _parse_ips(ips), frozenset(peer.facts.values_of("service_offered"))
         )
     for prefix in ("ext:", "ip:"):
         if peer_id.startswith(prefix):
@@ -271,7 +271,7 @@ def policy_violations(
     if policy.peers is not None:
         specs = policy.peers
         known = verdicts or PeerVerdicts()
-        for peer_id in sorted(device.facts.get("peer", {})):
+        for peer_id in sorted(device.facts.values_of("peer")):
             key = (policy.id, own_class, peer_id)
             ok = known.allowed.get(key)
             if ok is None:
@@ -286,12 +286,14 @@ def policy_violations(
         ("service_offered", policy.services_offered),
     ):
         if allowed is not None:
-            bad = [v for v in sorted(device.facts.get(kind, {})) if not service_allowed(v, allowed)]
+            bad = [
+                v for v in sorted(device.facts.values_of(kind)) if not service_allowed(v, allowed)
+            ]
             if bad:
                 violations[kind] = bad
     if policy.protocols is not None:
         allowed_protocols = set(policy.protocols)
-        bad = [p for p in sorted(device.facts.get("protocol", {})) if p not in allowed_protocols]
+        bad = [p for p in sorted(device.facts.values_of("protocol")) if p not in allowed_protocols]
         if bad:
             violations["protocol"] = bad
     return violations

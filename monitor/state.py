@@ -469,8 +469,11 @@ def device_to_dict(device: Device) -> dict[str, Any]:
 
 def _facts_to_lists(table: FactTable) -> dict[str, dict[str, list[float | int]]]:
     return {
-        kind: {value: [f.first_seen, f.last_seen, f.count] for value, f in sorted(values.items())}
-        for kind, values in sorted(table.items())
+        kind: {
+            value: [first, last, count]
+            for value, first, last, count in sorted(table.numbers_of(kind))
+        }
+        for kind in sorted(table)
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import tracemalloc
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -104,8 +105,18 @@ def test_merging_tables_takes_the_earliest_first_the_latest_last_and_adds_counts
 
 def test_values_first_seen_before_a_time_are_kept_and_emptied_kinds_dropped() -> None:
     table = FactTable({"ip": {"10.0.0.1": Fact(1.0, 9.0, 2)}, "peer": {"x": Fact(5.0, 5.0, 1)}})
-    assert table.first_seen_before(3.0) == {"ip": {"10.0.0.1": Fact(1.0, 9.0, 2)}}
+    as_of = table.first_seen_before(3.0)
+    assert as_of == {"ip": {"10.0.0.1": Fact(1.0, 9.0, 2)}}
+    assert (as_of.newest_first_seen(), as_of.total_sightings(), as_of.value_count()) == (1.0, 2, 1)
     assert table.newest_first_seen() == 5.0
+    # a view shares the table's numbers: writing to it would change the table
+    with pytest.raises(TypeError, match="read-only"):
+        as_of.record("ip", "10.0.0.1", 2.0)
+    with pytest.raises(TypeError, match="read-only"):
+        as_of["ip"]["10.0.0.1"] = Fact(0.0, 0.0, 1)
+    with pytest.raises(TypeError, match="read-only"):
+        del as_of["ip"]
+    assert table["ip"]["10.0.0.1"] == Fact(1.0, 9.0, 2)
 
 
 def test_a_table_that_shrank_gives_its_cells_back() -> None:
