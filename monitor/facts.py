@@ -231,17 +231,18 @@ class FactTable(Mapping[str, "KindFacts"]):
             cells = self._cells[kind] = {}
         cell = cells.get(value)
         newest = when if last is None or last < when else last
-        numbers = self._numbers
         if cell is None:
             if len(cells) >= MAX_VALUES_PER_KIND:
-                self._forget_stalest(cells)
+                self._forget_stalest(cells)  # (may renumber the cells into a new array)
             if self._free:
                 cells[value] = self._new_cell(when, newest, times)
             else:  # inlined: this runs for every new value of every device
+                numbers = self._numbers
                 cell = len(numbers) // 3
                 cells[value] = _CELL_NUMBERS[cell] if cell < _CELLS else cell
                 numbers.extend((when, newest, times))
             return True
+        numbers = self._numbers
         base = cell * 3  # _FIELDS, written out: this runs for every sighting noted
         if when < numbers[base]:
             numbers[base] = when
@@ -393,7 +394,8 @@ class KindFacts(Mapping[str, Fact]):
             self._table._set_cell(cell, fact)
 
     def __delitem__(self, value: str) -> None:
-        self._table._release(self._cells.pop(value))
+        self._table._release(self._cells[value])
+        del self._cells[value]
         self._table._compact_if_sparse()
 
     def pop(self, value: str, default: Any = None) -> Any:

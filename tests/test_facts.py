@@ -129,6 +129,20 @@ def test_a_table_that_shrank_gives_its_cells_back() -> None:
     assert table["peer"]["p995"] == Fact(995.0, 995.0, 1)
 
 
+def test_a_value_made_room_for_is_recorded_right_when_making_room_renumbers_the_cells() -> None:
+    table = FactTable()
+    for i in range(MAX_VALUES_PER_KIND):
+        table.record("dns_query", f"q{i}", float(i))
+        table.record("peer", f"p{i}", float(i), times=2)
+    for i in range(1000):  # most of the peers go: the next room made renumbers every cell
+        del table["peer"][f"p{i}"]
+    assert table.record("dns_query", "new", 5000.0, times=7)
+    assert table["dns_query"]["new"] == Fact(5000.0, 5000.0, 7)
+    assert table["dns_query"][f"q{MAX_VALUES_PER_KIND - 1}"] == Fact(1023.0, 1023.0, 1)
+    assert table["peer"]["p1000"] == Fact(1000.0, 1000.0, 2)
+    assert len(table._numbers) == 3 * table.value_count()
+
+
 def _bytes_per_value(make_table, record) -> float:  # type: ignore[no-untyped-def]
     # what a site of many devices with 37 values each holds: one table per device, the value
     # strings shared (device ids, services), one time object per sighting as the pipeline has
