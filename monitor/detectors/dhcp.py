@@ -37,9 +37,7 @@ class DhcpStarvationDetector(DetectorBase):
     ) -> list[Event]:
         cfg = self.config
         events: list[Event] = []
-        servers = [
-            d for d in analysis.devices.values() if "udp/67" in d.facts.get("service_offered", {})
-        ]
+        servers = [d for d in analysis.devices.values() if d.facts.has("service_offered", "udp/67")]
         server_ids = {d.id for d in servers}
         new_clients: list[str] = []
         for p in profiles:

@@ -296,7 +296,7 @@ def _network_values(baselines: BaselineStore, kinds: Sequence[str]) -> set[str]:
     out: set[str] = set()
     for baseline in baselines.baselines.values():
         for kind in kinds:
-            out.update(baseline.facts.get(kind, {}))
+            out.update(baseline.facts.values_of(kind))
     return out
 
 
