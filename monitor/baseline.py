@@ -221,9 +221,13 @@ class Baseline:
             self.first_window_start = start
         self.last_window_end = end
         self.windows += 1
+        enforcing = self.enforcing
         for kind, values in profile_facts(profile).items():
+            if not enforcing:
+                self.facts.record_counts(kind, values, end)
+                continue
             for value, count in values.items():
-                if not self.enforcing or self.facts.has(kind, value):
+                if self.facts.has(kind, value):
                     self.facts.record(kind, value, end, count)
                 elif self._pending_size() < self.config.max_pending or self.pending.has(
                     kind, value

@@ -211,8 +211,14 @@ class FactTable(Mapping[str, "KindFacts"]):
             del self[kind]
         cells = self._cells[kind] = {}
         new_cell = self._new_cell
+        numbers = self._numbers
         for value, fact in values.items():
-            cells[value] = new_cell(fact.first_seen, fact.last_seen, fact.count)
+            if self._free:
+                cells[value] = new_cell(fact.first_seen, fact.last_seen, fact.count)
+                continue
+            cell = len(numbers) // 3  # inlined: state files load every value this way
+            cells[value] = _CELL_NUMBERS[cell] if cell < _CELLS else cell
+            numbers.extend((fact.first_seen, fact.last_seen, fact.count))
 
     def __delitem__(self, kind: str) -> None:
         cells = self._cells.pop(kind)
@@ -250,6 +256,26 @@ class FactTable(Mapping[str, "KindFacts"]):
             numbers[base + 1] = newest
         numbers[base + 2] += times
         return False
+
+    def record_counts(self, kind: str, counts: Mapping[str, int], when: float) -> None:
+        """``record(kind, value, when, count)`` for each value and count of ``counts``: a
+        baseline learns a window's facts this way."""
+        cells = self._cells.get(kind)
+        if cells is None:
+            cells = self._cells[kind] = {}
+        numbers = self._numbers
+        for value, times in counts.items():
+            cell = cells.get(value)
+            if cell is None:
+                self.record(kind, value, when, times)
+                numbers = self._numbers  # making room may have renumbered the cells
+                continue
+            base = cell * 3
+            if when < numbers[base]:
+                numbers[base] = when
+            if when > numbers[base + 1]:
+                numbers[base + 1] = when
+            numbers[base + 2] += times
 
     def absorb(self, other: FactTable | Mapping[str, Mapping[str, Fact]]) -> None:
         """Add ``other``'s values: first seen is the earlier, last seen the later, counts

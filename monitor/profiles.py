@@ -188,7 +188,7 @@ class Ring:
             self._next = (self._next + 1) % self.capacity
 
     def values(self, column: int = 0) -> list[Any]:
-        data = self._data.tolist()[column :: self.width]
+        data = self._data[column :: self.width].tolist()
         return data[self._next :] + data[: self._next]
 
     def __len__(self) -> int:
@@ -212,8 +212,13 @@ class Ring:
         keeps the newest ``capacity`` rows."""
         if len(columns) != self.width or len({len(c) for c in columns}) > 1:
             raise ValueError("replace_columns needs one column per width, of equal length")
-        rows = list(zip(*columns, strict=True))[-self.capacity :]
-        self._data = array(self._data.typecode, [v for row in rows for v in row])
+        width = self.width
+        kept = min(len(columns[0]), self.capacity)
+        data: array[Any] = array(self._data.typecode, bytes(self._data.itemsize * kept * width))
+        for column, values in enumerate(columns):
+            newest: array[Any] = array(self._data.typecode, values[len(values) - kept :])
+            data[column::width] = newest
+        self._data = data
         self._next = 0
 
 

@@ -45,7 +45,7 @@ def test_values_past_the_bound_make_room_stalest_first_and_are_counted() -> None
 # A model of the table: the dict of dicts of Facts it replaced.
 _operations = st.lists(
     st.tuples(
-        st.sampled_from(["record", "delete_value", "delete_kind", "assign"]),
+        st.sampled_from(["record", "record_counts", "delete_value", "delete_kind", "assign"]),
         st.sampled_from(["peer", "ip", "protocol"]),
         st.sampled_from(["a", "b", "c", "d", "e"]),
         st.floats(min_value=0, max_value=1e6, allow_nan=False),
@@ -60,14 +60,17 @@ def test_the_table_behaves_as_the_dict_of_facts_it_replaces(operations: list[tup
     table = FactTable()
     model: dict[str, dict[str, Fact]] = {}
     for operation, kind, value, when, times in operations:
-        if operation == "record":
+        if operation in ("record", "record_counts"):
             values = model.setdefault(kind, {})
             known = values.get(value)
             if known is None:
                 values[value] = Fact(when, when, times)
             else:
                 known.see(when, times)
-            assert table.record(kind, value, when, times) == (known is None)
+            if operation == "record":
+                assert table.record(kind, value, when, times) == (known is None)
+            else:
+                table.record_counts(kind, {value: times}, when)
         elif operation == "delete_value" and value in model.get(kind, {}):
             assert table[kind].pop(value) == model[kind].pop(value)
         elif operation == "delete_kind" and kind in model:
