@@ -513,7 +513,7 @@ class Baseline:
         out: dict[str, Any] = {}
         for kind in sorted(table):
             entries: list[list[Any]] = []
-            for value, first, last, count in sorted(table.numbers_of(kind)):
+            for value, first, last, count in table.sorted_numbers(kind):
                 entry: list[Any] = [value, count, first, last]
                 approval = self.approvals.get((kind, value)) if with_approvals else None
                 if approval is not None:

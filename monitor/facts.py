@@ -157,17 +157,18 @@ class FactTable(Mapping[str, "KindFacts"]):
         cells = self._cells.get(kind)
         return list(cells) if cells is not None else []
 
-    def numbers_of(self, kind: str) -> list[tuple[str, float, float, int]]:
-        """``(value, first seen, last seen, count)`` of each value of ``kind``, in the order
-        first recorded, without making a ``Fact`` each (state files write them all)."""
+    def sorted_numbers(self, kind: str) -> list[tuple[str, float, float, int]]:
+        """``(value, first seen, last seen, count)`` of each value of ``kind``, sorted by
+        value, without making a ``Fact`` each (state files write them all, in this order)."""
         cells = self._cells.get(kind)
         if cells is None:
             return []
-        numbers = self._numbers
-        return [
-            (value, numbers[cell * 3], numbers[cell * 3 + 1], int(numbers[cell * 3 + 2]))
-            for value, cell in cells.items()
-        ]
+        numbers = self._numbers.tolist()  # one list of floats: cheaper than reading each
+        out = []
+        for value in sorted(cells):
+            base = cells[value] * 3
+            out.append((value, numbers[base], numbers[base + 1], int(numbers[base + 2])))
+        return out
 
     def has(self, kind: str, value: str) -> bool:
         cells = self._cells.get(kind)

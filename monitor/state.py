@@ -470,8 +470,7 @@ def device_to_dict(device: Device) -> dict[str, Any]:
 def _facts_to_lists(table: FactTable) -> dict[str, dict[str, list[float | int]]]:
     return {
         kind: {
-            value: [first, last, count]
-            for value, first, last, count in sorted(table.numbers_of(kind))
+            value: [first, last, count] for value, first, last, count in table.sorted_numbers(kind)
         }
         for kind in sorted(table)
     }
