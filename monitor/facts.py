@@ -211,15 +211,8 @@ class FactTable(Mapping[str, "KindFacts"]):
         if kind in self._cells:
             del self[kind]
         cells = self._cells[kind] = {}
-        new_cell = self._new_cell
-        numbers = self._numbers
         for value, fact in values.items():
-            if self._free:
-                cells[value] = new_cell(fact.first_seen, fact.last_seen, fact.count)
-                continue
-            cell = len(numbers) // 3  # inlined: state files load every value this way
-            cells[value] = _CELL_NUMBERS[cell] if cell < _CELLS else cell
-            numbers.extend((fact.first_seen, fact.last_seen, fact.count))
+            cells[value] = self._new_cell(fact.first_seen, fact.last_seen, fact.count)
 
     def __delitem__(self, kind: str) -> None:
         cells = self._cells.pop(kind)
@@ -285,13 +278,13 @@ class FactTable(Mapping[str, "KindFacts"]):
             cells = self._cells.get(kind)
             if cells is None:
                 cells = self._cells[kind] = {}
+            numbers = self._numbers  # (a new cell is added to it, never a new array)
             for value, fact in values.items():
                 cell = cells.get(value)
                 if cell is None:
                     cells[value] = self._new_cell(fact.first_seen, fact.last_seen, fact.count)
                     continue
                 base = cell * _FIELDS
-                numbers = self._numbers
                 numbers[base] = min(numbers[base], fact.first_seen)
                 numbers[base + 1] = max(numbers[base + 1], fact.last_seen)
                 numbers[base + 2] += fact.count
@@ -313,7 +306,7 @@ class FactTable(Mapping[str, "KindFacts"]):
             return cell
         cell = len(numbers) // _FIELDS
         numbers.extend((first, last, count))
-        return _CELL_NUMBERS[cell] if cell < _CELLS else cell
+        return _number(cell)
 
     def _set_cell(self, cell: int, fact: Fact) -> None:
         base = cell * _FIELDS
