@@ -150,22 +150,30 @@ _TCP_DECODERS: tuple[tuple[str, Callable[[bytes], bool], Callable[[bytes], Any],
 _BY_NAME = {entry[0]: entry for entry in _TCP_DECODERS}
 
 
-# Announcements (mDNS, SSDP, DHCP retries) and repeated DNS lookups repeat byte for byte:
-# decode each once.
+# Announcements (mDNS, SSDP, DHCP retries) and repeated DNS lookups repeat byte for byte, and
+# an HL7 feed sends the same header all day: decode each once.
 _CACHE_ENTRIES = 4096
-_cache: dict[tuple[int, bytes], Decoded | str | None] = {}
+_cache: dict[tuple[Any, ...], Decoded | str | None] = {}
 
 
 def decode(
-    app: str | None, transport: int, ports: tuple[int, int], payload: bytes
+    app: str | None, transport: int, ports: tuple[int, int], payload: bytes, content: int = 0
 ) -> Decoded | None:
-    """Decode one payload; returns (protocol, facts) or None. Raises only ``Malformed``."""
+    """Decode one payload; returns (protocol, facts) or None. Raises only ``Malformed``.
+
+    ``content``, when not 0, is a hash the caller made of everything the decoding of this
+    TCP payload depends on (the pipeline hashes an HL7 message's header without its time and
+    control id): payloads with the same hash are decoded once."""
+    key: tuple[Any, ...]
     if transport != 17:
-        return _decode(app, transport, ports, payload)
-    # a DNS message's first two bytes are its id, which no fact depends on: repeated queries
-    # and answers for one name share an entry
-    dns = 53 in ports or 5353 in ports or 5355 in ports
-    key = (min(ports), payload[2:] if dns else payload)
+        if not content:
+            return _decode(app, transport, ports, payload)
+        key = (app, content)
+    else:
+        # a DNS message's first two bytes are its id, which no fact depends on: repeated
+        # queries and answers for one name share an entry
+        dns = 53 in ports or 5353 in ports or 5355 in ports
+        key = (min(ports), payload[2:] if dns else payload)
     cached = _cache.get(key, _MISSING)
     if cached is _MISSING:
         try:

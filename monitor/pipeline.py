@@ -978,7 +978,8 @@ class Analysis:
         # flow of their own (a fresh source port) and ask the same questions again and again:
         # they group by message without its id, between the same two addresses.
         udp_rows = np.flatnonzero(special_udp & (groups >= 0))
-        once: list[tuple[int, int, float]] = []  # (row, repeats, last time)
+        # (row, repeats, last time, a hash of what its decoding depends on or 0)
+        once: list[tuple[int, int, float, int]] = []
         followers: list[tuple[int, int]] = []  # (row, the row whose decoding names its flow)
         if udp_rows.shape[0]:
             dns = (
@@ -1000,7 +1001,7 @@ class Analysis:
             first, inverse, counts = group_keys(keys)
             last = group_max(inverse, t[udp_rows], first.shape[0])
             once = [
-                (int(udp_rows[f]), int(c), float(x))
+                (int(udp_rows[f]), int(c), float(x), 0)
                 for f, c, x in zip(first.tolist(), counts.tolist(), last.tolist(), strict=True)
             ]
             leaders = udp_rows[first][inverse]
@@ -1011,15 +1012,17 @@ class Analysis:
         once += self._followed_once(
             buffer, offsets, payload_len, t, groups, direction, slots, tcp_rows[feed]
         )
-        once += [(i, 1, float(t[i])) for i in tcp_rows[~feed].tolist()]
+        once += [(i, 1, float(t[i]), 0) for i in tcp_rows[~feed].tolist()]
         once.sort()
         recognised_at = np.full(slots.shape[0], groups.shape[0], np.int64)
-        for i, repeats, last_time in once:
+        for i, repeats, last_time, content in once:
             group = int(groups[i])
             flow = records[int(slots[group])]
             assert flow is not None
             was_followed = flow.app in FOLLOWED_APPS
-            self._decode_row(batch, table, t, i, flow, int(direction[i]), repeats, last_time)
+            self._decode_row(
+                batch, table, t, i, flow, int(direction[i]), repeats, last_time, content
+            )
             if not was_followed and flow.app in FOLLOWED_APPS:
                 recognised_at[group] = i
         for row, leader_row in followers:
@@ -1039,10 +1042,12 @@ class Analysis:
             later = self._followed_once(
                 buffer, offsets, payload_len, t, groups, direction, slots, rows
             )
-            for i, repeats, last_time in sorted(later):
+            for i, repeats, last_time, content in sorted(later):
                 flow = records[int(slots[groups[i]])]
                 assert flow is not None
-                self._decode_row(batch, table, t, i, flow, int(direction[i]), repeats, last_time)
+                self._decode_row(
+                    batch, table, t, i, flow, int(direction[i]), repeats, last_time, content
+                )
 
     def _followed_once(
         self,
@@ -1054,10 +1059,12 @@ class Analysis:
         direction: npt.NDArray[np.uint8],
         slots: npt.NDArray[np.int64],
         rows: npt.NDArray[np.int64],
-    ) -> list[tuple[int, int, float]]:
-        """The payloads of HL7 and DICOM flows worth decoding, as (row, repeats, last time):
-        DICOM image fragments never, and an HL7 feed's messages once per distinct routing and
-        type per direction (its time and control id aside)."""
+    ) -> list[tuple[int, int, float, int]]:
+        """The payloads of HL7 and DICOM flows worth decoding, as (row, repeats, last time,
+        content key): DICOM image fragments never, and an HL7 feed's messages once per
+        distinct routing and type per direction (its time and control id aside). The content
+        key of an HL7 message hashes what its facts depend on (0 for other payloads): the
+        decoder decodes each once, across batches (a feed says the same thing all day)."""
         labels = self.flows.label[slots[groups[rows]]]
         dicom = labels == self._labels.ids.get("dicom", -1)
         if dicom.any():
@@ -1071,11 +1078,18 @@ class Analysis:
         routed = keys != 0
         first, inverse, counts = group_keys(keys[routed])
         last = group_max(inverse, t[feed[routed]], first.shape[0])
+        leaders = feed[routed][first]
+        contents = hl7_routing_keys(
+            buffer, offsets, payload_len, leaders, np.zeros(leaders.shape[0], np.int64)
+        )
         once = [
-            (int(feed[routed][f]), int(c), float(x))
-            for f, c, x in zip(first.tolist(), counts.tolist(), last.tolist(), strict=True)
+            (f, int(c), float(x), k)
+            for f, c, x, k in zip(
+                leaders.tolist(), counts.tolist(), last.tolist(), contents.tolist(), strict=True
+            )
         ]
-        return once + [(i, 1, float(t[i])) for i in (*rows[~hl7].tolist(), *feed[~routed].tolist())]
+        alone = (*rows[~hl7].tolist(), *feed[~routed].tolist())
+        return once + [(i, 1, float(t[i]), 0) for i in alone]
 
     def _decode_row(
         self,
@@ -1087,11 +1101,12 @@ class Analysis:
         sender: int,
         repeats: int,
         last_time: float,
+        content: int = 0,
     ) -> None:
         start = int(table.payload_offset[i])
         payload = batch.buffer[start : start + int(table.payload_length[i])].tobytes()
         ports = (int(table.src_port[i]), int(table.dst_port[i]))
-        self._apply_metadata(flow, sender, payload, ports, float(t[i]), repeats, last_time)
+        self._apply_metadata(flow, sender, payload, ports, float(t[i]), repeats, last_time, content)
 
     def _apply_metadata(
         self,
@@ -1102,9 +1117,10 @@ class Analysis:
         when: float,
         repeats: int = 1,
         last: float | None = None,
+        content: int = 0,
     ) -> None:
         try:
-            found = appmeta.decode(flow.app, flow.protocol, ports, payload)
+            found = appmeta.decode(flow.app, flow.protocol, ports, payload, content)
         except appmeta.Malformed as error:
             self.decode_errors[error.reason] += repeats
             return

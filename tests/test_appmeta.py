@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 
 from monitor import appmeta
@@ -35,3 +36,37 @@ def test_lookups_for_other_names_or_answers_do_not_share_a_cache_entry() -> None
     assert pacs != other
     query = facts(dns_bytes(7, "lis.ward.example"))
     assert ("dns_query", "lis.ward.example", "") in query
+
+
+def test_tcp_payloads_with_one_content_hash_decode_once_and_others_anew(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The caller's content hash stands for what the decoding depends on: a second message
+    with the hash is not decoded again (its control id differs, its facts do not), a
+    message with another hash is; without a hash every payload is decoded."""
+    monkeypatch.setattr(appmeta, "_cache", {})
+    decoded: list[bytes] = []
+    real = appmeta._decode
+
+    def counting(app, transport, ports, payload):  # type: ignore[no-untyped-def]
+        decoded.append(payload)
+        return real(app, transport, ports, payload)
+
+    monkeypatch.setattr(appmeta, "_decode", counting)
+    oru = b"\x0bMSH|^~\\&|MON|WARD|ENG|HOSP|20261205||ORU^R01|%d|P|2.5\r\x1c\r"
+    adt = b"\x0bMSH|^~\\&|ADM|WARD|ENG|HOSP|20261205||ADT^A01|1|P|2.5\r\x1c\r"
+    first = appmeta.decode("hl7", 6, (40001, 2575), oru % 1, content=11)
+    again = appmeta.decode("hl7", 6, (40001, 2575), oru % 2, content=11)
+    other = appmeta.decode("hl7", 6, (40001, 2575), adt, content=12)
+    assert first == again and first is not None and first[0] == "hl7"
+    assert other is not None and other != first
+    assert decoded == [oru % 1, adt]
+    appmeta.decode("hl7", 6, (40001, 2575), oru % 3)
+    appmeta.decode("hl7", 6, (40001, 2575), oru % 3)
+    assert len(decoded) == 4
+
+
+def test_a_malformed_message_is_remembered_by_its_content_hash(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(appmeta, "_cache", {})
+    bad = b"\x0bMSH1^~\\&|MON\r\x1c\r"  # an alphanumeric field separator
+    for _ in range(2):
+        with pytest.raises(appmeta.Malformed, match="hl7_bad_separators"):
+            appmeta.decode("hl7", 6, (40001, 2575), bad, content=13)

@@ -257,6 +257,37 @@ def test_an_hl7_feed_counts_every_message_however_the_batches_fall(tmp_path: Pat
     assert seen[0] == seen[1] == (25, start + 1.0, start + 1.0 + 24 * 2.0)
 
 
+def test_an_hl7_feed_header_is_not_decoded_again_in_every_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed sends the same header all day: in small batches, its header is decoded as
+    often for a long feed as for a short one (the messages before the flow is known as HL7
+    are decoded on their own), and every message is counted."""
+    from monitor import appmeta
+
+    decoded: list[int] = []
+    real = appmeta._decode
+
+    def counting(app, transport, ports, payload):  # type: ignore[no-untyped-def]
+        if b"MSH" in payload:
+            decoded[-1] += 1
+        return real(app, transport, ports, payload)
+
+    monkeypatch.setattr(appmeta, "_decode", counting)
+    for count in (20, 60):
+        monkeypatch.setattr(appmeta, "_cache", {})
+        decoded.append(0)
+        packets, times = hl7_feed(count=count, interval=2.0)
+        capture = write_capture(tmp_path / f"feed-{count}.pcap", packets, times=times)
+        analysis = Analysis()
+        for batch in _rebatch(capture, 7):  # 3 frames a message: 2 or 3 messages a batch
+            analysis.feed(batch)
+        analysis.finish()
+        monitor = analysis.devices[MONITOR]
+        assert monitor.facts["hl7_message_type"]["ORU^R01"].count == count
+    assert decoded[0] == decoded[1] <= 3
+
+
 def test_repeated_dns_lookups_count_each_and_every_flow_is_dns(tmp_path: Path) -> None:
     """Lookups of one name, each from a fresh source port with its own id, decode once per
     batch yet count once each, and every one of their flows is labelled DNS."""
