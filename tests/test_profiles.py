@@ -8,8 +8,9 @@ import statistics
 import tracemalloc
 from array import array
 
+import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.model import WindowProfile
@@ -58,6 +59,32 @@ def test_robust_stats_match_the_textbook_median_and_mad() -> None:
     assert stats.mad == statistics.median([abs(v - median) for v in values])
     assert stats.n == 7
     assert robust_stats([]) is None
+
+
+@given(
+    st.one_of(
+        st.lists(st.integers(0, 2**32 - 1), min_size=129, max_size=600).map(
+            lambda v: np.array(v, np.uint32)  # a ring's volumes
+        ),
+        st.lists(st.floats(-1e12, 1e12), min_size=129, max_size=600).map(
+            lambda v: np.array(v, np.float64)
+        ),
+    )
+)
+@settings(max_examples=100, deadline=None)
+def test_robust_stats_of_long_series_equal_numpy_median_and_mad(data: np.ndarray) -> None:  # type: ignore[type-arg]
+    """Series longer than 128 (a ring of a few hundred windows) take the sorted-array path:
+    the same numbers as numpy's median of the values and of their deviations, to the bit."""
+    values = data.tolist()
+    stats = robust_stats(data)
+    assert stats is not None
+    as_float = data.astype(np.float64)
+    median = float(np.median(as_float))
+    assert (stats.median, stats.mad, stats.n) == (
+        median,
+        float(np.median(np.abs(as_float - median))),
+        len(values),
+    )
 
 
 def test_cadence_measures_the_gap_between_burst_starts() -> None:
