@@ -21,6 +21,7 @@ Link-local and unspecified addresses and IPv6 (privacy addresses rotate) are lef
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -33,6 +34,8 @@ from monitor.model import Device, WindowProfile
 ESTABLISHED_PACKETS = 10
 
 
+# Asked for every address of every device each window: the answer never changes.
+@functools.lru_cache(maxsize=65_536)
 def _ipv4(address: str) -> bool:
     try:
         ip = ipaddress.ip_address(address)
