@@ -152,6 +152,14 @@ def _sorted_array_median(ordered: np.ndarray[Any, Any]) -> float:
     return float(ordered[mid]) if n % 2 else (float(ordered[mid - 1]) + float(ordered[mid])) / 2
 
 
+def _sorted_array_medians(ordered: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The median of each column of rows sorted column by column (at least one row)."""
+    n = ordered.shape[0]
+    mid = n // 2
+    medians: np.ndarray[Any, Any] = ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return medians
+
+
 _SMALL = 128
 
 
@@ -211,6 +219,20 @@ class Ring:
             return robust_stats(self._data[column :: self.width])
         numbers = np.frombuffer(self._data, dtype=self._data.typecode)
         return robust_stats(numbers[column :: self.width])
+
+    def stats_columns(self) -> list[RobustStats | None]:
+        """``stats(column)`` of every column, the same numbers, from one sort of the rows
+        (a volume detector asks for all of a device's features every window)."""
+        if len(self) <= _SMALL:
+            return [self.stats(column) for column in range(self.width)]
+        rows = np.frombuffer(self._data, dtype=self._data.typecode).reshape(-1, self.width)
+        data = np.sort(rows.astype(np.float64), axis=0)
+        medians = _sorted_array_medians(data)
+        deviations = np.abs(data - medians)
+        deviations.sort(axis=0)
+        mads = _sorted_array_medians(deviations)
+        n = data.shape[0]
+        return [RobustStats(m, d, n) for m, d in zip(medians.tolist(), mads.tolist(), strict=True)]
 
     def replace(self, values: Iterable[float]) -> None:
         """Set the contents of a ring of width 1 (oldest first); keeps the newest
@@ -472,6 +494,20 @@ class VolumeHistory:
     def expected(self, feature: str, when: float) -> RobustStats | None:
         """What the feature normally is at ``when``: hour-of-week if known, else global."""
         return self.seasonal_stats(feature, when) or self.stats(feature)
+
+    def expected_all(self, when: float) -> dict[str, RobustStats | None]:
+        """``expected(feature, when)`` of every feature (``VOLUME_FEATURES``), the recent
+        windows' stats of all of them worked out together."""
+        recent: list[RobustStats | None] | None = None
+        out: dict[str, RobustStats | None] = {}
+        for column, feature in enumerate(VOLUME_FEATURES):
+            stats = self.seasonal_stats(feature, when)
+            if stats is None:
+                if recent is None:
+                    recent = self._series.stats_columns()
+                stats = recent[column]
+            out[feature] = stats
+        return out
 
     def to_dict(self, derived: bool = True, compact: bool = False) -> dict[str, Any]:
         """``derived``: include median and MAD (for review; recomputed on reading).

@@ -191,6 +191,47 @@ def test_a_ring_of_rows_keeps_the_newest_rows_and_gives_each_column_oldest_first
     assert [again.values(c) for c in range(width)] == [ring.values(c) for c in range(width)]
 
 
+@given(
+    st.integers(min_value=1, max_value=6),
+    st.integers(min_value=100, max_value=300),
+    st.integers(min_value=0, max_value=400),
+    st.randoms(use_true_random=False),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_ring_s_stats_of_all_columns_at_once_are_each_column_s(
+    width: int, capacity: int, rows: int, rng: random.Random
+) -> None:
+    """Short rings and rings of over 128 rows (one sort of all columns): the same numbers as
+    asking column by column."""
+    ring = Ring("I", capacity, width)
+    for _ in range(rows):
+        # mostly distinct numbers, some ties
+        ring.append_row(
+            [rng.choice((7, *(rng.randrange(2**32) for _ in range(3)))) for _ in range(width)]
+        )
+    assert ring.stats_columns() == [ring.stats(column) for column in range(width)]
+
+
+def test_all_expected_volumes_at_once_are_each_feature_s_seasonal_or_recent() -> None:
+    history = VolumeHistory(capacity=512, seasonal_weeks=4, seasonal_min_weeks=2)
+    rng = random.Random(5)
+    # every fourth hour for two weeks, then Monday 08:00 and 09:00: an hour-of-week view at
+    # 08:00, none at 13:00 (the recent windows then)
+    for week in range(3):
+        for hour in range(0, 168, 4) if week < 2 else (8, 9):
+            for minute in range(0, 60, 20):
+                start = MONDAY + week * 7 * 86400 + hour * 3600 + minute * 60
+                history.add(profile(start, rng.randrange(5, 5000)))
+    assert len(history) > 128 and len(history) % 2 == 0  # the median of an even count
+    seasonal, recent = MONDAY + 21 * 86400 + 8 * 3600 + 60, MONDAY + 21 * 86400 + 13 * 3600
+    assert history.seasonal_stats("tx_packets", seasonal) is not None
+    assert history.seasonal_stats("tx_packets", recent) is None
+    for when in (seasonal, recent):
+        expected = {f: history.expected(f, when) for f in VOLUME_FEATURES}
+        assert history.expected_all(when) == expected
+    assert history.expected_all(seasonal) != history.expected_all(recent)
+
+
 def test_hour_of_week_starts_on_monday_utc() -> None:
     assert hour_of_week(MONDAY) == 0
     assert hour_of_week(MONDAY + 8.5 * 3600) == 8

@@ -87,7 +87,7 @@ class VolumeDetector(DetectorBase):
                 continue
             vector = dict(zip(("tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "flows",
                                "peers"), volume_vector(profile), strict=True))  # fmt: skip
-            expected = {f: baseline.volumes.expected(f, profile.start) for f in FEATURES}
+            expected = baseline.volumes.expected_all(profile.start)
             direction = {f: self._deviation(vector[f], expected[f], f) for f in FEATURES}
             event = self._burst(profile, analysis, baseline, vector, expected, direction)
             if event is not None:
