@@ -62,12 +62,15 @@ def end_to_end_parts(window_seconds: float = 60.0) -> tuple[Any, Any, Any]:
     return library, suite, BaselineStore(BaselineConfig())
 
 
-def end_to_end(paths: list[Path], window_seconds: float = 60.0) -> tuple[Any, Any, Any]:
+def end_to_end(
+    paths: list[Path], window_seconds: float = 60.0, parts: tuple[Any, Any, Any] | None = None
+) -> tuple[Any, Any, Any]:
     """Santinel over ``paths``: decode, inventory, flows, profiles, application metadata,
-    classification, detectors and baseline learning on every closed window."""
+    classification, detectors and baseline learning on every closed window. ``parts``: those
+    of ``end_to_end_parts`` made beforehand (the daemon's start), else made here."""
     from monitor.detectors.offline import replay
 
-    library, suite, store = end_to_end_parts(window_seconds)
+    library, suite, store = parts if parts is not None else end_to_end_parts(window_seconds)
     analysis = replay(paths, suite, store, library, window_seconds=window_seconds, learn=True)
     return analysis, suite, store
 
