@@ -78,6 +78,8 @@ DNS_PORTS = frozenset({53, 5353, 5355})
 DNS_HEADER = 12
 # protocols whose every (small) payload packet carries metadata worth counting
 FOLLOWED_APPS = frozenset({"hl7", "dicom"})
+# protocols whose metadata comes first (a ClientHello, a CONNECT): the rest is opaque
+OPAQUE_AFTER_FIRST = frozenset({"tls", "mqtt"})
 FOLLOWED_MAX_PAYLOAD = 4096
 UNLIMITED = 1 << 40
 # segments closer together than this belong to one message (for cadence)
@@ -1015,16 +1017,21 @@ class Analysis:
         once += [(i, 1, float(t[i]), 0) for i in tcp_rows[~feed].tolist()]
         once.sort()
         recognised_at = np.full(slots.shape[0], groups.shape[0], np.int64)
+        opaque: set[int] = set()  # flows recognised as TLS or MQTT in this batch
         for i, repeats, last_time, content in once:
             group = int(groups[i])
+            if group in opaque:
+                continue  # as if the batch had been cut after the packet that told
             flow = records[int(slots[group])]
             assert flow is not None
-            was_followed = flow.app in FOLLOWED_APPS
+            was = flow.app
             self._decode_row(
                 batch, table, t, i, flow, int(direction[i]), repeats, last_time, content
             )
-            if not was_followed and flow.app in FOLLOWED_APPS:
+            if was not in FOLLOWED_APPS and flow.app in FOLLOWED_APPS:
                 recognised_at[group] = i
+            elif was is None and flow.app in OPAQUE_AFTER_FIRST:
+                opaque.add(group)
         for row, leader_row in followers:
             flow = records[int(slots[groups[row]])]
             leader = records[int(slots[groups[leader_row]])]
@@ -1158,8 +1165,8 @@ class Analysis:
         flow.app = app
         if app in FOLLOWED_APPS:
             self.flows.followed[flow.slot] = True
-        if app in ("tls", "mqtt"):
-            self.flows.budget[flow.slot] = 0  # what they reveal comes first: the rest is opaque
+        if app in OPAQUE_AFTER_FIRST:
+            self.flows.budget[flow.slot] = 0
         # now: the rest of the batch follows it by label
         self.flows.label[flow.slot] = self._labels.id(app)
         self._stale_keys[flow.slot] = flow

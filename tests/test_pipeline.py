@@ -288,6 +288,38 @@ def test_an_hl7_feed_header_is_not_decoded_again_in_every_batch(
     assert decoded[0] == decoded[1] <= 3
 
 
+def test_a_tls_flow_is_opaque_after_its_client_hello_however_the_batches_fall(
+    tmp_path: Path,
+) -> None:
+    """What a TLS flow reveals comes first: a second ClientHello later in the flow is not
+    read, in one batch as in batches of one frame (where the first one closed the flow's
+    inspection before the second arrived)."""
+    import struct
+
+    from tests.decode.test_tls import client_hello, ext
+
+    def hello(name: bytes) -> bytes:
+        entry = b"\x00" + struct.pack(">H", len(name)) + name
+        return client_hello([0x1301], [ext(0x0000, struct.pack(">H", len(entry)) + entry)])
+
+    there = Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9")
+    back = Ether(src=ENGINE, dst=MONITOR) / IP(src="10.1.0.9", dst="10.1.0.5")
+    packets = [
+        there / TCP(sport=40443, dport=443, flags="S"),
+        back / TCP(sport=443, dport=40443, flags="SA"),
+        there / TCP(sport=40443, dport=443, flags="PA") / hello(b"first.ward.example"),
+        back / TCP(sport=443, dport=40443, flags="A"),
+        there / TCP(sport=40443, dport=443, flags="PA") / hello(b"second.ward.example"),
+    ]
+    capture = write_capture(tmp_path / "tls.pcap", packets)
+    for size in (100_000, 1):
+        analysis = Analysis()
+        for batch in _rebatch(capture, size):
+            analysis.feed(batch)
+        analysis.finish()
+        assert set(analysis.devices[MONITOR].facts["tls_sni"]) == {"first.ward.example"}
+
+
 def test_repeated_dns_lookups_count_each_and_every_flow_is_dns(tmp_path: Path) -> None:
     """Lookups of one name, each from a fresh source port with its own id, decode once per
     batch yet count once each, and every one of their flows is labelled DNS."""
