@@ -140,24 +140,18 @@ def robust_stats(values: Sequence[float] | np.ndarray[Any, Any]) -> RobustStats 
     n = data.shape[0]
     if n == 0:
         return None
-    median = _sorted_array_median(data)
+    median = float(_median_of_sorted(data))
     deviations = np.abs(data - median)
     deviations.sort()
-    return RobustStats(median, _sorted_array_median(deviations), n)
+    return RobustStats(median, float(_median_of_sorted(deviations)), n)
 
 
-def _sorted_array_median(ordered: np.ndarray[Any, Any]) -> float:
+def _median_of_sorted(ordered: np.ndarray[Any, Any]) -> Any:
+    """The median along the first axis of an array sorted along it, not empty: a number for
+    a series, one per column for rows."""
     n = ordered.shape[0]
     mid = n // 2
-    return float(ordered[mid]) if n % 2 else (float(ordered[mid - 1]) + float(ordered[mid])) / 2
-
-
-def _sorted_array_medians(ordered: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """The median of each column of rows sorted column by column (at least one row)."""
-    n = ordered.shape[0]
-    mid = n // 2
-    medians: np.ndarray[Any, Any] = ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    return medians
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 _SMALL = 128
@@ -227,10 +221,10 @@ class Ring:
             return [self.stats(column) for column in range(self.width)]
         rows = np.frombuffer(self._data, dtype=self._data.typecode).reshape(-1, self.width)
         data = np.sort(rows.astype(np.float64), axis=0)
-        medians = _sorted_array_medians(data)
+        medians = _median_of_sorted(data)
         deviations = np.abs(data - medians)
         deviations.sort(axis=0)
-        mads = _sorted_array_medians(deviations)
+        mads = _median_of_sorted(deviations)
         n = data.shape[0]
         return [RobustStats(m, d, n) for m, d in zip(medians.tolist(), mads.tolist(), strict=True)]
 
