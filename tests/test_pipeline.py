@@ -132,14 +132,20 @@ def _rebatch(capture: Path, size: int) -> list[FrameBatch]:
     return out
 
 
+def _analysed(capture: Path, batch_frames: int) -> Analysis:
+    """The capture analysed in batches of ``batch_frames`` frames."""
+    analysis = Analysis()
+    for batch in _rebatch(capture, batch_frames):
+        analysis.feed(batch)
+    analysis.finish()
+    return analysis
+
+
 def test_results_do_not_depend_on_how_frames_are_batched(shared_pcaps: Path) -> None:
     capture = shared_pcaps / "iot-sentinel/D-LinkCam/Setup-A-1-STA.pcap"
     results = []
     for size in (100_000, 7):
-        analysis = Analysis()
-        for batch in _rebatch(capture, size):
-            analysis.feed(batch)
-        analysis.finish()
+        analysis = _analysed(capture, size)
         results.append(
             {
                 d.id: (
@@ -247,10 +253,7 @@ def test_an_hl7_feed_counts_every_message_however_the_batches_fall(tmp_path: Pat
     capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
     seen = []
     for size in (100_000, 7):
-        analysis = Analysis()
-        for batch in _rebatch(capture, size):
-            analysis.feed(batch)
-        analysis.finish()
+        analysis = _analysed(capture, size)
         (fact,) = analysis.devices[MONITOR].facts["hl7_message_type"].values()
         seen.append((fact.count, fact.first_seen, fact.last_seen))
     start = 1_700_000_000.0
@@ -279,10 +282,7 @@ def test_an_hl7_feed_header_is_not_decoded_again_in_every_batch(
         decoded.append(0)
         packets, times = hl7_feed(count=count, interval=2.0)
         capture = write_capture(tmp_path / f"feed-{count}.pcap", packets, times=times)
-        analysis = Analysis()
-        for batch in _rebatch(capture, 7):  # 3 frames a message: 2 or 3 messages a batch
-            analysis.feed(batch)
-        analysis.finish()
+        analysis = _analysed(capture, 7)  # 3 frames a message: 2 or 3 messages a batch
         monitor = analysis.devices[MONITOR]
         assert monitor.facts["hl7_message_type"]["ORU^R01"].count == count
     assert decoded[0] == decoded[1] <= 3
@@ -313,10 +313,7 @@ def test_a_tls_flow_is_opaque_after_its_client_hello_however_the_batches_fall(
     ]
     capture = write_capture(tmp_path / "tls.pcap", packets)
     for size in (100_000, 1):
-        analysis = Analysis()
-        for batch in _rebatch(capture, size):
-            analysis.feed(batch)
-        analysis.finish()
+        analysis = _analysed(capture, size)
         assert set(analysis.devices[MONITOR].facts["tls_sni"]) == {"first.ward.example"}
 
 
@@ -346,10 +343,7 @@ def test_repeated_dns_lookups_count_each_and_every_flow_is_dns(tmp_path: Path) -
         ]
     capture = write_capture(tmp_path / "lookups.pcap", packets)
     for size in (100_000, 5):
-        analysis = Analysis()
-        for batch in _rebatch(capture, size):
-            analysis.feed(batch)
-        analysis.finish()
+        analysis = _analysed(capture, size)
         monitor = analysis.devices[MONITOR]
         assert monitor.facts["dns_query"]["engine.ward.example"].count == 12
         assert analysis.protocol_packets["dns"] == 24 and "udp" not in analysis.protocol_packets
