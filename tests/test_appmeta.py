@@ -38,7 +38,9 @@ def test_lookups_for_other_names_or_answers_do_not_share_a_cache_entry() -> None
     assert ("dns_query", "lis.ward.example", "") in query
 
 
-def test_tcp_payloads_with_one_content_hash_decode_once_and_others_anew(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_tcp_payloads_with_one_content_hash_decode_once_and_others_anew(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The caller's content hash stands for what the decoding depends on: a second message
     with the hash is not decoded again (its control id differs, its facts do not), a
     message with another hash is; without a hash every payload is decoded."""
@@ -46,7 +48,9 @@ def test_tcp_payloads_with_one_content_hash_decode_once_and_others_anew(monkeypa
     decoded: list[bytes] = []
     real = appmeta._decode
 
-    def counting(app, transport, ports, payload):  # type: ignore[no-untyped-def]
+    def counting(
+        app: str | None, transport: int, ports: tuple[int, int], payload: bytes
+    ) -> appmeta.Decoded | None:
         decoded.append(payload)
         return real(app, transport, ports, payload)
 
@@ -64,7 +68,9 @@ def test_tcp_payloads_with_one_content_hash_decode_once_and_others_anew(monkeypa
     assert len(decoded) == 4
 
 
-def test_a_malformed_message_is_remembered_by_its_content_hash(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_malformed_message_is_remembered_by_its_content_hash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(appmeta, "_cache", {})
     bad = b"\x0bMSH1^~\\&|MON\r\x1c\r"  # an alphanumeric field separator
     for _ in range(2):

@@ -271,7 +271,9 @@ def test_an_hl7_feed_header_is_not_decoded_again_in_every_batch(
     decoded: list[int] = []
     real = appmeta._decode
 
-    def counting(app, transport, ports, payload):  # type: ignore[no-untyped-def]
+    def counting(
+        app: str | None, transport: int, ports: tuple[int, int], payload: bytes
+    ) -> appmeta.Decoded | None:
         if b"MSH" in payload:
             decoded[-1] += 1
         return real(app, transport, ports, payload)
