@@ -22,4 +22,5 @@ def test_window_cost_bench_prints_the_window_and_each_detector_within_it() -> No
     parts = {r[0]: float(r[1]) for r in rows if len(r) == 3 and r[1].replace(".", "").isdigit()}
     whole = parts.pop("score and learn (`on_window`)")
     assert "detector `volume`" in parts and len(parts) >= 8
-    assert 0 < sum(parts.values()) <= whole * 1.05  # (each rounded to 0.1 ms)
+    # each figure is rounded to 0.1 ms: the parts may add up to 0.05 ms more each
+    assert 0 < sum(parts.values()) <= whole + 0.05 * (len(parts) + 1)
