@@ -38,23 +38,29 @@ def test_lookups_for_other_names_or_answers_do_not_share_a_cache_entry() -> None
     assert ("dns_query", "lis.ward.example", "") in query
 
 
-def test_tcp_payloads_with_one_content_hash_decode_once_and_others_anew(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The caller's content hash stands for what the decoding depends on: a second message
-    with the hash is not decoded again (its control id differs, its facts do not), a
-    message with another hash is; without a hash every payload is decoded."""
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The payloads the decoders are given from now on, with an empty decode cache."""
     monkeypatch.setattr(appmeta, "_cache", {})
-    decoded: list[bytes] = []
+    payloads: list[bytes] = []
     real = appmeta._decode
 
     def counting(
         app: str | None, transport: int, ports: tuple[int, int], payload: bytes
     ) -> appmeta.Decoded | None:
-        decoded.append(payload)
+        payloads.append(payload)
         return real(app, transport, ports, payload)
 
     monkeypatch.setattr(appmeta, "_decode", counting)
+    return payloads
+
+
+def test_tcp_payloads_with_one_content_hash_decode_once_and_others_anew(
+    decoded: list[bytes],
+) -> None:
+    """The caller's content hash stands for what the decoding depends on: a second message
+    with the hash is not decoded again (its control id differs, its facts do not), a
+    message with another hash is; without a hash every payload is decoded."""
     oru = b"\x0bMSH|^~\\&|MON|WARD|ENG|HOSP|20261205||ORU^R01|%d|P|2.5\r\x1c\r"
     adt = b"\x0bMSH|^~\\&|ADM|WARD|ENG|HOSP|20261205||ADT^A01|1|P|2.5\r\x1c\r"
     first = appmeta.decode("hl7", 6, (40001, 2575), oru % 1, content=11)
@@ -68,11 +74,9 @@ def test_tcp_payloads_with_one_content_hash_decode_once_and_others_anew(
     assert len(decoded) == 4
 
 
-def test_a_malformed_message_is_remembered_by_its_content_hash(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(appmeta, "_cache", {})
+def test_a_malformed_message_is_remembered_by_its_content_hash(decoded: list[bytes]) -> None:
     bad = b"\x0bMSH1^~\\&|MON\r\x1c\r"  # an alphanumeric field separator
     for _ in range(2):
         with pytest.raises(appmeta.Malformed, match="hl7_bad_separators"):
             appmeta.decode("hl7", 6, (40001, 2575), bad, content=13)
+    assert decoded == [bad]
