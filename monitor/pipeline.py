@@ -112,7 +112,7 @@ class _WindowState:
     end: float
     profiles: dict[str, WindowProfile] = field(default_factory=dict)
     account_packets: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
-    messages: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = field(
+    messages: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]] = field(
         default_factory=list
     )
     device_counts: npt.NDArray[np.int64] = field(
@@ -964,7 +964,8 @@ class Analysis:
         followed = np.append(group_followed, False)
         small = payload_len <= FOLLOWED_MAX_PAYLOAD
         eligible = tcp & (~followed[groups] | small)
-        budget = np.where(group_followed, UNLIMITED, flows.budget[slots])
+        # widened first: NumPy 2 would give UNLIMITED the int8 column's type, and wrap it
+        budget = np.where(group_followed, UNLIMITED, flows.budget[slots].astype(np.int64))
         chosen = take_within_budget(groups, eligible, budget)
         candidates = np.flatnonzero(chosen)
         if candidates.shape[0]:
