@@ -148,6 +148,10 @@ def format_ip(version: int, hi: int, lo: int) -> str:
 
 # capture time between sweeps of the flow table for idle flows
 FLOW_SWEEP_SECONDS = 10.0
+# Who a device is should not wait for its window to close, but a live batch holds a few
+# milliseconds of traffic: devices whose facts changed are classified again at most once per
+# this many seconds of capture time (and whenever a window closes).
+CLASSIFY_SECONDS = 1.0
 # interned keys (and key names) beyond this many per live flow, plus the slack, are
 # compacted away
 KEYS_PER_FLOW = 3
@@ -191,6 +195,7 @@ class Analysis:
         self._new_flows_by_address: dict[str, list[Flow]] = {}
         self._new_flows: list[Flow] = []
         self._next_sweep = float("-inf")
+        self._next_classify = float("-inf")
         self._addresses: dict[int, str] = {}  # see _address
         self._peer_labels: dict[str, str] = {}
         # Interned per-side accounting keys of flows, so a batch aggregates by integer:
@@ -224,10 +229,11 @@ class Analysis:
             self.decode_errors[STATUS_REASONS[code]] += int(status_counts[code])
 
         seconds = table.timestamps_ns.astype(np.float64) / 1e9
-        stats.last_packet_time = max(stats.last_packet_time, float(seconds.max()))
+        newest = float(seconds.max())
+        stats.last_packet_time = max(stats.last_packet_time, newest)
         if self.first_time is None:
             self.first_time = float(seconds[0])
-        self.last_time = max(self.last_time or 0.0, float(seconds.max()))
+        self.last_time = max(self.last_time or 0.0, newest)
 
         # window per packet, never going back: late packets join the newest window
         window_ns = int(self.window_seconds * 1e9)
@@ -250,8 +256,7 @@ class Analysis:
         # flows idle since before this batch are gone before its packets are counted
         self._sweep_flows(float(seconds[0]))
         self._process(batch, table, seconds)
-        # who a device is should not wait for its window to close: classify what changed
-        self.classify()
+        self._classify_due(self.last_time)
         newest_start = self._window_starts[-1]
         for start in [w for w in self._windows if w < newest_start]:
             self._close_window(start)
@@ -268,10 +273,12 @@ class Analysis:
         )
 
     def tick(self, now: float) -> None:
-        """Close the windows that capture time ``now`` is past (a quiet wire)."""
+        """Close the windows that capture time ``now`` is past, and classify the devices
+        whose facts changed (a quiet wire)."""
         for start in [w for w, state in self._windows.items() if now >= state.end]:
             self._close_window(start)
         self._sweep_flows(now)
+        self._classify_due(now)
 
     def finish(self) -> None:
         """Close the open windows and classify what is still unclassified."""
@@ -282,6 +289,11 @@ class Analysis:
     def classify(self) -> None:
         """Re-run the signature matcher on devices whose facts changed."""
         self.inventory.classify_dirty(self.signatures)
+
+    def _classify_due(self, now: float) -> None:
+        if now >= self._next_classify:
+            self.classify()
+            self._next_classify = now + CLASSIFY_SECONDS
 
     # ------------------------------------------------------------------ windows
     def _close_window(self, start: float) -> None:

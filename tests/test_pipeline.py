@@ -246,6 +246,73 @@ def test_a_mac_flood_evicts_the_quiet_sources_not_the_devices_that_talk(tmp_path
     assert {MONITOR, ENGINE} <= set(analysis.devices)
 
 
+def _monitor_calling_new_peers(count: int, interval: float) -> list[object]:
+    """The monitor sends one datagram to a new external address every ``interval`` s: a new
+    ``peer`` fact each time, so the device changes in every batch."""
+    return [
+        Ether(src=MONITOR, dst=ENGINE)
+        / IP(src="10.1.0.5", dst=f"203.0.113.{1 + k % 250}")
+        / UDP(sport=40000 + k, dport=514)
+        / b"x"
+        for k in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def library() -> object:
+    from monitor.signatures import default_signature_dirs, load_library
+
+    return load_library(default_signature_dirs())
+
+
+def test_devices_are_classified_again_at_most_once_a_second_of_capture_time(
+    tmp_path: Path, library: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live batch is a few milliseconds of traffic: classifying after every one repeats the
+    matcher for each device that learned something. Once per second of capture time, and
+    when the capture ends, gives the same classes."""
+    from monitor import classifier
+
+    packets = _monitor_calling_new_peers(240, 0.0125)  # 3 s
+    capture = write_capture(tmp_path / "c.pcap", packets, times=[k * 0.0125 for k in range(240)])
+    real = classifier.classify
+    calls: list[str] = []
+    monkeypatch.setattr(
+        classifier,
+        "classify",
+        lambda device, signatures: calls.append(device.id) or real(device, signatures),
+    )
+    results, rounds = [], []
+    for size in (100_000, 8):  # one batch; 30 batches of 0.1 s
+        calls.clear()
+        analysis = Analysis(signatures=library)  # type: ignore[arg-type]
+        for batch in _rebatch(capture, size):
+            analysis.feed(batch)
+        analysis.finish()
+        results.append({d.id: d.classification for d in analysis.devices.values()})
+        rounds.append(calls.count(MONITOR))
+    assert rounds[0] == 1
+    assert 3 <= rounds[1] <= 5  # at 0, 1, 2 and 3 s, and at the end: not after each batch
+    assert results[0] == results[1]
+
+
+def test_a_quiet_wire_tick_classifies_what_changed_once_due(
+    tmp_path: Path, library: object
+) -> None:
+    packets = _monitor_calling_new_peers(2, 0.5)
+    capture = write_capture(tmp_path / "q.pcap", packets, times=[0.0, 0.5])
+    first, second = _rebatch(capture, 1)
+    analysis = Analysis(signatures=library)  # type: ignore[arg-type]
+    analysis.feed(first)
+    assert not analysis.inventory.dirty  # the first batch is classified at once
+    analysis.feed(second)  # half a second later, with a new peer
+    assert MONITOR in analysis.inventory.dirty
+    analysis.tick(1_700_000_000.0 + 0.9)
+    assert MONITOR in analysis.inventory.dirty  # not due yet
+    analysis.tick(1_700_000_000.0 + 1.0)
+    assert not analysis.inventory.dirty
+
+
 def test_an_hl7_feed_counts_every_message_however_the_batches_fall(tmp_path: Path) -> None:
     """Messages of one feed that differ only in time and control id are decoded once per
     batch and counted as many times as they were sent, with their first and last times."""
