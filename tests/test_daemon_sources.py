@@ -123,3 +123,37 @@ def test_live_source_on_a_veth_returns_on_a_silent_wire_and_captures_every_frame
     assert outcome["frames"] == sent
     assert outcome["dropped"] == 0
     assert outcome["linktype"] == 1
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(not netns_available(), reason="needs root and ip netns")
+def test_a_live_read_takes_every_frame_the_ring_has_ready(tmp_path: Path) -> None:
+    """Under load the ring fills between reads: one read takes all of it (up to 65,536), not
+    8,192 at a time, so the work repeated per batch is shared by more packets."""
+    pcap = tmp_path / "burst.pcap"
+    sent = write_capture(pcap, devices=20, packets_each=1000)
+    outcome: dict[str, object] = {}
+    with wire() as w:
+
+        def capture() -> None:
+            _enter(w.netns)
+            source = LiveSource(w.receiver)
+            ready.set()
+            assert replayed.wait(60)
+            outcome["first"] = source.read(1.0)
+            source.close()
+
+        ready, replayed = threading.Event(), threading.Event()
+        thread = threading.Thread(target=capture)
+        thread.start()
+        assert ready.wait(30)
+        replay = ["ip", "netns", "exec", w.netns, "tcpreplay", "-q", "--topspeed"]
+        subprocess.run(
+            [*replay, "-i", w.sender, str(pcap)], check=True, capture_output=True, timeout=60
+        )
+        time.sleep(0.3)  # the kernel hands over the last ring block within its timeout
+        replayed.set()
+        thread.join(60)
+    first = outcome["first"]
+    assert isinstance(first, FrameBatch)
+    assert len(first) == sent == 20_000
