@@ -195,7 +195,7 @@ class Analysis:
         self._new_flows_by_address: dict[str, list[Flow]] = {}
         self._new_flows: list[Flow] = []
         self._next_sweep = float("-inf")
-        self._next_classify = float("-inf")
+        self._classified_at = float("-inf")  # capture time of the last classification
         self._addresses: dict[int, str] = {}  # see _address
         self._peer_labels: dict[str, str] = {}
         # Interned per-side accounting keys of flows, so a batch aggregates by integer:
@@ -229,11 +229,11 @@ class Analysis:
             self.decode_errors[STATUS_REASONS[code]] += int(status_counts[code])
 
         seconds = table.timestamps_ns.astype(np.float64) / 1e9
-        newest = float(seconds.max())
-        stats.last_packet_time = max(stats.last_packet_time, newest)
+        latest = float(seconds.max())
+        stats.last_packet_time = max(stats.last_packet_time, latest)
         if self.first_time is None:
             self.first_time = float(seconds[0])
-        self.last_time = max(self.last_time or 0.0, newest)
+        self.last_time = max(self.last_time or 0.0, latest)
 
         # window per packet, never going back: late packets join the newest window
         window_ns = int(self.window_seconds * 1e9)
@@ -256,7 +256,7 @@ class Analysis:
         # flows idle since before this batch are gone before its packets are counted
         self._sweep_flows(float(seconds[0]))
         self._process(batch, table, seconds)
-        self._classify_due(self.last_time)
+        self._classify_due(latest)
         newest_start = self._window_starts[-1]
         for start in [w for w in self._windows if w < newest_start]:
             self._close_window(start)
@@ -291,9 +291,10 @@ class Analysis:
         self.inventory.classify_dirty(self.signatures)
 
     def _classify_due(self, now: float) -> None:
-        if now >= self._next_classify:
+        # a clock that went back (a replayed file, a stepped clock) is no reason to wait
+        if now - self._classified_at >= CLASSIFY_SECONDS or now < self._classified_at:
             self.classify()
-            self._next_classify = now + CLASSIFY_SECONDS
+            self._classified_at = now
 
     # ------------------------------------------------------------------ windows
     def _close_window(self, start: float) -> None:

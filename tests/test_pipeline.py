@@ -313,6 +313,19 @@ def test_a_quiet_wire_tick_classifies_what_changed_once_due(
     assert not analysis.inventory.dirty
 
 
+def test_classification_does_not_wait_when_capture_time_goes_back(
+    tmp_path: Path, library: object
+) -> None:
+    """A capture replayed again, or a clock stepped back: the new facts are classified at
+    once, not when capture time catches up with the newest time seen."""
+    capture = write_capture(tmp_path / "b.pcap", _monitor_calling_new_peers(2, 0.5), times=[0, 0.5])
+    first, second = _rebatch(capture, 1)
+    analysis = Analysis(signatures=library)  # type: ignore[arg-type]
+    analysis.feed(second)
+    analysis.feed(first)  # half a second earlier, with another new peer
+    assert not analysis.inventory.dirty
+
+
 def test_an_hl7_feed_counts_every_message_however_the_batches_fall(tmp_path: Path) -> None:
     """Messages of one feed that differ only in time and control id are decoded once per
     batch and counted as many times as they were sent, with their first and last times."""
