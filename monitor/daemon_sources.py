@@ -34,7 +34,8 @@ from monitor.capture.files import open_capture
 # A live read takes every frame the ring has ready, up to this many (as many as a capture
 # file's batch): on a quiet wire a batch is what arrived, so nothing waits; under load the
 # batches grow and the work repeated per batch is shared by more packets (at 600,000
-# packets/s one worker lost 3 % with batches of 8,192, 0.3 % with these; bench/RESULTS.md).
+# packets/s one worker lost 0.7-3 % with batches of 8,192, 0.1-1.2 % with these;
+# bench/RESULTS.md).
 # A batch never holds more bytes than the ring (capture.buffer_bytes) had ready.
 LIVE_BATCH = 65536
 LIVE_TIMEOUT_MS = 100  # the kernel hands over a ring block at least this often
