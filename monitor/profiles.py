@@ -131,36 +131,33 @@ def robust_stats(values: Sequence[float] | np.ndarray[Any, Any]) -> RobustStats 
         ordered = sorted(float(v) for v in values)
         if not ordered:
             return None
-        median = _sorted_median(ordered)
-        mad = _sorted_median(sorted(abs(v - median) for v in ordered))
+        median = _median_of_sorted(ordered)
+        mad = _median_of_sorted(sorted(abs(v - median) for v in ordered))
         return RobustStats(median, mad, len(ordered))
-    # One sort for each median: np.median costs five times as much on a baseline's few
-    # hundred numbers, and a daemon asks it for every device, feature and window.
-    data = np.sort(np.asarray(values, dtype=np.float64))
-    n = data.shape[0]
-    if n == 0:
-        return None
-    median = float(_median_of_sorted(data))
+    median, mad = _median_and_mad(np.asarray(values, dtype=np.float64))
+    return RobustStats(float(median), float(mad), len(values))
+
+
+def _median_and_mad(data: np.ndarray[Any, Any]) -> tuple[Any, Any]:
+    """Median and MAD along the first axis of ``data`` (float64, not empty): numbers for a
+    series, one per column for rows. One sort for each median: np.median costs five times as
+    much on a baseline's few hundred numbers, and a daemon asks for every device, feature
+    and window."""
+    data = np.sort(data, axis=0)
+    median = _median_of_sorted(data)
     deviations = np.abs(data - median)
-    deviations.sort()
-    return RobustStats(median, float(_median_of_sorted(deviations)), n)
+    deviations.sort(axis=0)
+    return median, _median_of_sorted(deviations)
 
 
-def _median_of_sorted(ordered: np.ndarray[Any, Any]) -> Any:
-    """The median along the first axis of an array sorted along it, not empty: a number for
-    a series, one per column for rows."""
-    n = ordered.shape[0]
+def _median_of_sorted(ordered: Any) -> Any:
+    """The median of a sorted list, or along the first axis of a sorted array (not empty)."""
+    n = len(ordered)
     mid = n // 2
     return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 _SMALL = 128
-
-
-def _sorted_median(ordered: list[float]) -> float:
-    n = len(ordered)
-    mid = n // 2
-    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 class Ring:
@@ -220,12 +217,8 @@ class Ring:
         if len(self) <= _SMALL:
             return [self.stats(column) for column in range(self.width)]
         rows = np.frombuffer(self._data, dtype=self._data.typecode).reshape(-1, self.width)
-        data = np.sort(rows.astype(np.float64), axis=0)
-        medians = _median_of_sorted(data)
-        deviations = np.abs(data - medians)
-        deviations.sort(axis=0)
-        mads = _median_of_sorted(deviations)
-        n = data.shape[0]
+        medians, mads = _median_and_mad(rows.astype(np.float64))
+        n = rows.shape[0]
         return [RobustStats(m, d, n) for m, d in zip(medians.tolist(), mads.tolist(), strict=True)]
 
     def replace(self, values: Iterable[float]) -> None:
