@@ -2,6 +2,7 @@
 
     python3 bench/memory.py soak [--minutes 30] [--capture FILE] [--every 5] [--markdown]
     python3 bench/memory.py bound [--flows 1000000] [--devices 100000] [--markdown]
+    python3 bench/memory.py where [--flows 1000000] [--devices 100000] [--top 30] [--markdown]
 
 ``soak`` replays one capture in a loop, end to end in this process (pipeline, signatures,
 detectors, baselines learning: ``bench/harness``), each loop shifted in capture time past the
@@ -22,6 +23,13 @@ pipeline alone, and end to end with detectors and baselines. For each it reports
 resident set (VmHWM) and the largest anonymous memory sampled (RssAnon: VmHWM also counts
 the pages of the mapped capture file), the tables' sizes at the end and the eviction
 counters of ``Analysis.table_stats()``.
+
+``where`` runs the same child on the same capture under ``tracemalloc`` and prints where
+the memory is when the traffic has been read (before ``finish`` closes the windows and
+flows): the Python heap by file and by line of allocation, largest first, with the line's
+code. It is several times slower than ``bound`` and its resident figures are not comparable
+(tracemalloc keeps its own record of every block), so it reports traced bytes only; the
+compiled code, numpy's libraries and the interpreter are outside what it traces.
 """
 
 from __future__ import annotations
@@ -175,6 +183,17 @@ import json, sys, threading, time
 sys.path.insert(0, {bench!r})
 import harness, memory
 from pathlib import Path
+if {trace!r}:
+    import tracemalloc
+    from monitor.pipeline import Analysis
+    held = {{}}
+    finish = Analysis.finish
+    def finish_after_a_snapshot(self, *args, **kwargs):
+        # the state the traffic built, before finish() closes the windows and ends the flows
+        held["snapshot"] = tracemalloc.take_snapshot()
+        return finish(self, *args, **kwargs)
+    Analysis.finish = finish_after_a_snapshot
+    tracemalloc.start()
 peak_anon = [0]
 def sample_anon():  # the kernel keeps no high-water mark of anonymous memory alone
     while True:
@@ -202,12 +221,46 @@ print(json.dumps({{
     "flows": analysis.table_stats().flows_started,
     "packets": analysis.packets,
     "evictions": memory.evictions(analysis),
+    "where": memory.where_from(held["snapshot"], tracemalloc.get_traced_memory()[1], {top!r})
+    if {trace!r} else None,
 }}))
 """
 
 
-def bound(args: argparse.Namespace) -> int:
-    path = harness.GENERATED_DIR / f"flows-{args.flows}-devices-{args.devices}.pcap"
+def where_from(snapshot: Any, traced_peak: int, top: int) -> dict[str, Any]:
+    """What a tracemalloc snapshot holds, by file and by line, largest first."""
+    import linecache
+
+    def site(stat: Any, with_code: bool) -> dict[str, Any]:
+        frame = stat.traceback[0]
+        found = {"where": short_path(frame.filename), "bytes": stat.size, "blocks": stat.count}
+        if with_code:
+            found["where"] += f":{frame.lineno}"
+            found["code"] = linecache.getline(frame.filename, frame.lineno).strip()
+        return found
+
+    return {
+        "traced": sum(stat.size for stat in snapshot.statistics("filename")),
+        "traced_peak": traced_peak,
+        "files": [site(stat, False) for stat in snapshot.statistics("filename")[:top]],
+        "lines": [site(stat, True) for stat in snapshot.statistics("lineno")[:top]],
+    }
+
+
+def short_path(filename: str) -> str:
+    """A file as the reader knows it: in the repository, or the library it belongs to."""
+    path = Path(filename)
+    if path.is_relative_to(harness.REPO):
+        return str(path.relative_to(harness.REPO))
+    parts = path.parts
+    if "site-packages" in parts:
+        return "/".join(parts[parts.index("site-packages") + 1 :])
+    return path.name
+
+
+def flood_capture(flows: int, devices: int) -> Path:
+    """The capture of ``flows`` distinct flows among ``devices`` devices, written once."""
+    path = harness.GENERATED_DIR / f"flows-{flows}-devices-{devices}.pcap"
     if not path.is_file():
         harness.GENERATED_DIR.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
@@ -217,38 +270,56 @@ def bound(args: argparse.Namespace) -> int:
                 str(harness.REPO / "bench/generate_traffic.py"),
                 str(partial),
                 "--flows",
-                str(args.flows),
+                str(flows),
                 "--devices",
-                str(args.devices),
+                str(devices),
             ],
             check=True,
         )
         partial.rename(path)
+    return path
+
+
+def run_child(path: Path, end_to_end: bool, max_flows: int | None, top: int = 0) -> Any:
+    """The figures of one fresh child process over ``path`` (traced when ``top``), or the
+    last line of its error output when it failed."""
+    script = BOUND_CHILD.format(
+        bench=str(harness.REPO / "bench"),
+        capture=str(path),
+        end_to_end=end_to_end,
+        max_flows=max_flows,
+        trace=top > 0,
+        top=top,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=harness.REPO
+    )
+    if done.returncode != 0:
+        return (done.stderr.strip().splitlines() or ["?"])[-1]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def modes(args: argparse.Namespace) -> list[tuple[str, bool]]:
+    bound_flows = f"max_flows {args.max_flows:,}" if args.max_flows else "default max_flows"
+    found = [(f"pipeline alone ({bound_flows})", False)]
+    if not args.pipeline_only:
+        found.append(("end to end (detectors, baselines)", True))
+    return found
+
+
+def bound(args: argparse.Namespace) -> int:
+    path = flood_capture(args.flows, args.devices)
     load_before = harness.load_average()
     rows: list[tuple[str, str]] = [
         ("capture", f"{path.name} ({path.stat().st_size / 2**20:.0f} MiB)")
     ]
-    bound_flows = f"max_flows {args.max_flows:,}" if args.max_flows else "default max_flows"
-    modes = [(f"pipeline alone ({bound_flows})", False)]
-    if not args.pipeline_only:
-        modes.append(("end to end (detectors, baselines)", True))
     worst = 0
-    for label, end_to_end in modes:
-        script = BOUND_CHILD.format(
-            bench=str(harness.REPO / "bench"),
-            capture=str(path),
-            end_to_end=end_to_end,
-            max_flows=args.max_flows,
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, cwd=harness.REPO
-        )
-        if done.returncode != 0:
-            tail = (done.stderr.strip().splitlines() or ["?"])[-1]
-            rows.append((label, f"failed: {tail}"))
+    for label, end_to_end in modes(args):
+        figures = run_child(path, end_to_end, args.max_flows)
+        if isinstance(figures, str):
+            rows.append((label, f"failed: {figures}"))
             worst = 2
             continue
-        figures = json.loads(done.stdout.strip().splitlines()[-1])
         peak = figures["peak_kib"] / 2**20
         anon = figures["peak_anon_kib"] / 2**20
         rows.append(
@@ -267,6 +338,41 @@ def bound(args: argparse.Namespace) -> int:
     rows.append(("load average before / after", f"{load_before} / {harness.load_average()}"))
     print_rows(rows, args.markdown, f"Bound: {args.flows:,} flows among {args.devices:,} devices")
     return worst
+
+
+def where(args: argparse.Namespace) -> int:
+    path = flood_capture(args.flows, args.devices)
+    rows: list[tuple[str, str]] = [
+        ("capture", f"{path.name} ({path.stat().st_size / 2**20:.0f} MiB)")
+    ]
+    failed = False
+    for label, end_to_end in modes(args):
+        figures = run_child(path, end_to_end, args.max_flows, top=args.top)
+        if isinstance(figures, str):
+            rows.append((label, f"failed: {figures}"))
+            failed = True
+            continue
+        held = figures["where"]
+        rows.append(
+            (
+                label,
+                f"{held['traced'] / 2**20:.1f} MiB traced when the traffic was read (the "
+                f"traced peak {held['traced_peak'] / 2**20:.1f} MiB); "
+                f"{figures['devices']:,} devices, {figures['flows']:,} flows started",
+            )
+        )
+        for site in held["files"]:
+            rows.append((f"{label}: file {site['where']}", mebibytes(site)))
+        for site in held["lines"]:
+            code = f": `{site['code']}`" if site["code"] else ""  # frozen modules show none
+            rows.append((f"{label}: line {site['where']}", mebibytes(site) + code))
+    title = f"Where: {args.flows:,} flows among {args.devices:,} devices"
+    print_rows(rows, args.markdown, title)
+    return 2 if failed else 0
+
+
+def mebibytes(site: dict[str, Any]) -> str:
+    return f"{site['bytes'] / 2**20:.1f} MiB in {site['blocks']:,} blocks"
 
 
 def print_rows(rows: list[tuple[str, str]], markdown: bool, title: str) -> None:
@@ -295,15 +401,21 @@ def main() -> int:
     soak_parser.add_argument("--warmup", type=float, default=0.2, help="share of the run left out")
     soak_parser.add_argument("--markdown", action="store_true")
     bound_parser = sub.add_parser("bound", help="peak RSS with many flows and devices")
-    bound_parser.add_argument("--flows", type=int, default=1_000_000)
-    bound_parser.add_argument("--devices", type=int, default=100_000)
-    bound_parser.add_argument("--pipeline-only", action="store_true")
-    bound_parser.add_argument(
-        "--max-flows", type=int, help="the pipeline's tables.max_flows (default: its default)"
-    )
-    bound_parser.add_argument("--markdown", action="store_true")
+    where_parser = sub.add_parser("where", help="where the heap is, on the same flood")
+    for flood_parser in (bound_parser, where_parser):
+        flood_parser.add_argument("--flows", type=int, default=1_000_000)
+        flood_parser.add_argument("--devices", type=int, default=100_000)
+        flood_parser.add_argument("--pipeline-only", action="store_true")
+        flood_parser.add_argument(
+            "--max-flows", type=int, help="the pipeline's tables.max_flows (default: its default)"
+        )
+        flood_parser.add_argument("--markdown", action="store_true")
+    where_parser.add_argument("--top", type=int, default=30, help="files and lines shown")
     args = parser.parse_args()
-    return soak(args) if args.command == "soak" else bound(args)
+    if args.command == "where" and args.top < 1:
+        parser.error("--top: at least 1")
+    run = {"soak": soak, "bound": bound, "where": where}[args.command]
+    return run(args)
 
 
 if __name__ == "__main__":
