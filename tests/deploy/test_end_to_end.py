@@ -2,7 +2,7 @@
 
 A real Prometheus (shipped scrape labels, shipped recording rules, shipped alert rules with their
 ``for:`` removed) scrapes the daemon every second; a real Alertmanager (shipped routing and
-inhibition, group waits cut to zero) sends notifications to a webhook receiver started here. The
+inhibition, group waits cut to a second) sends notifications to a webhook receiver started here. The
 test checks, against the capture's ground truth (``truth.json`` of the lab):
 
 - the silenced device raises a silence alert (SantinelDeviceSilent when it sends nothing at
