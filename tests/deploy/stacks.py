@@ -51,7 +51,8 @@ def fast_alertmanager_config(
         if "group_wait" in route or route is config["route"]:
             # A second, not none: group_wait is what lets an inhibiting alert reach the
             # inhibitor before its targets are flushed (the inhibitor learns sources on its own
-            # goroutine). At 0s a sensor's silenced devices were paged now and then.
+            # goroutine). At 0s the pumps behind a down sensor, whose silence the sensor's alert
+            # inhibits, were paged now and then.
             shipped_wait = route.get("group_wait", "30s")
             route["group_wait"] = "0s" if shipped_wait == "0s" else FAST_GROUP_WAIT
         if "group_interval" in route or route is config["route"]:
