@@ -27,17 +27,10 @@ from typing import Protocol
 
 import numpy as np
 
-from monitor.capture import CaptureError, FrameBatch
+from monitor.capture import BATCH_FRAMES, CaptureError, FrameBatch
 from monitor.capture import live as capture_live
 from monitor.capture.files import open_capture
 
-# A live read takes every frame the ring has ready, up to this many (as many as a capture
-# file's batch): on a quiet wire a batch is what arrived, so nothing waits; under load the
-# batches grow and the work repeated per batch is shared by more packets (at 600,000
-# packets/s one worker lost 0.7-3 % with batches of 8,192, 0.1-1.2 % with these;
-# bench/RESULTS.md).
-# A batch never holds more bytes than the ring (capture.buffer_bytes) had ready.
-LIVE_BATCH = 65536
 LIVE_TIMEOUT_MS = 100  # the kernel hands over a ring block at least this often
 
 
@@ -92,7 +85,7 @@ class LiveSource:
             self.down = False
         self._capture.timeout_ms = max(1, int(timeout * 1000))
         try:
-            batch = self._capture.read_batch(LIVE_BATCH)
+            batch = self._capture.read_batch(BATCH_FRAMES)
         except CaptureError as error:
             reason = error.reason
             if "went down" in reason and _ifindex(self.name) == self._ifindex:

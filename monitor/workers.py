@@ -33,7 +33,7 @@ from multiprocessing import connection, get_context
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from monitor.capture import CaptureError
+from monitor.capture import BATCH_FRAMES, CaptureError
 from monitor.capture.afpacket import PacketRing
 from monitor.config import TablesConfig
 from monitor.merge import WorkerReport, WorkerStats
@@ -41,7 +41,6 @@ from monitor.model import Device, WindowProfile
 
 REPORT_INTERVAL = 1.0
 READ_TIMEOUT_MS = 100
-BATCH_FRAMES = 65536  # every frame the ring has ready, up to this many (see LIVE_BATCH)
 # a quiet-wire tick closes windows this long after their end, so that frames still in a ring
 # block (handed over within READ_TIMEOUT_MS) do not reopen a window just closed
 TICK_GRACE = 0.5

@@ -37,6 +37,13 @@ SUPPORTED_LINKTYPES = frozenset(
     }
 )
 
+# Frames per batch, from a file or a live ring alike: the work the pipeline repeats per batch
+# (the notes of each distinct announcement, the decoding of each distinct payload, the
+# accounting per device) is shared by this many packets at most. A live read takes what the
+# ring has ready up to this, so on a quiet wire a batch is what arrived and nothing waits, and
+# never more bytes than the ring (capture.buffer_bytes) held.
+BATCH_FRAMES = 65536
+
 
 @dataclass(frozen=True, slots=True)
 class FrameBatch:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
-from monitor.capture import CaptureError, FrameBatch
+from monitor.capture import BATCH_FRAMES, CaptureError, FrameBatch
 from monitor.capture import pcap as _pcap
 from monitor.capture import pcapng as _pcapng
 from monitor.capture.linktypes import describe, linktype_name
@@ -40,7 +40,9 @@ _MAX_DECOMPRESSED = 8 << 30
 RELEASE_BYTES = 16 << 20
 
 
-def open_capture(path: str | os.PathLike[str], batch_frames: int = 65536) -> Iterator[FrameBatch]:
+def open_capture(
+    path: str | os.PathLike[str], batch_frames: int = BATCH_FRAMES
+) -> Iterator[FrameBatch]:
     """Open the capture file ``path`` and return an iterator over its frames.
 
     The file is opened and its format recognised now (a ``CaptureError`` here means nothing
@@ -57,7 +59,10 @@ def open_capture(path: str | os.PathLike[str], batch_frames: int = 65536) -> Ite
 
 
 def read_buffer(
-    buf: npt.NDArray[np.uint8], source: str, batch_frames: int = 65536, allow_gzip: bool = False
+    buf: npt.NDArray[np.uint8],
+    source: str,
+    batch_frames: int = BATCH_FRAMES,
+    allow_gzip: bool = False,
 ) -> Iterator[FrameBatch]:
     """Frames of a capture held in memory, format chosen by its magic number."""
     if buf.shape[0] == 0:

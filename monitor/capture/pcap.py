@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
-from monitor.capture import CaptureError, FrameBatch
+from monitor.capture import BATCH_FRAMES, CaptureError, FrameBatch
 from monitor.capture._index import (
     MAX_CAPLEN,
     ST_BAD_CAPLEN,
@@ -41,7 +41,7 @@ _LINKTYPE_MASK = 0x03FFFFFF
 
 
 def read_pcap(
-    buf: npt.NDArray[np.uint8], source: str, batch_frames: int = 65536
+    buf: npt.NDArray[np.uint8], source: str, batch_frames: int = BATCH_FRAMES
 ) -> Iterator[FrameBatch]:
     """Frames of the classic pcap file held in ``buf`` (see the module promise)."""
     if buf.shape[0] < FILE_HEADER_LEN:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from monitor.capture import CaptureError, FrameBatch
+from monitor.capture import BATCH_FRAMES, CaptureError, FrameBatch
 from monitor.capture._index import (
     MAX_CAPLEN,
     ST_BAD_BLOCK_LEN,
@@ -279,7 +279,7 @@ def _alloc(batch_frames: int) -> _Out:
 
 
 def read_pcapng(
-    buf: npt.NDArray[np.uint8], source: str, batch_frames: int = 65536
+    buf: npt.NDArray[np.uint8], source: str, batch_frames: int = BATCH_FRAMES
 ) -> Iterator[FrameBatch]:
     """Frames of the pcapng file held in ``buf`` (see the module promise)."""
     if buf.shape[0] < 4 or buf[:4].tobytes() != MAGIC:
