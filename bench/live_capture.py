@@ -39,6 +39,7 @@ from monitor.daemon import _preload
 from monitor.daemon_sources import LiveSource
 from monitor.merge import MergedAnalysis
 from monitor.pipeline import Analysis
+from monitor.runtime import tune_garbage_collector
 from monitor.workers import WorkerPool
 
 DEFAULT_CAPTURE = Path("/work/main/tests/data/lab-demo/capture.pcap")
@@ -104,7 +105,9 @@ class Wire:
 
     def replay(self, capture: Path, rate: int, duration: float) -> subprocess.Popen[str]:
         command = ["ip", "netns", "exec", self.ns, "tcpreplay", "--preload-pcap"]
-        command += [f"--pps={rate}", "--loop=0", f"--duration={int(duration)}"]
+        # nanosleep between packets: the default timer (gtod) spins, a core of its own at
+        # any rate, which on a small machine is a core the workers do not get
+        command += ["--timer=nano", f"--pps={rate}", "--loop=0", f"--duration={int(duration)}"]
         command += ["-i", self.sender, str(capture)]
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -232,6 +235,7 @@ def main() -> int:
         print("live_capture: --rates and --workers are comma-separated integers", file=sys.stderr)
         return 2
     _preload()  # compile before forking: the workers inherit the compiled code
+    tune_garbage_collector()  # as the santinel command runs (the workers inherit it too)
     description = machine()
     print(f"machine: {description}", flush=True)
     rows: list[Row] = []
