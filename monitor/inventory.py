@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import string
 from typing import Any
 
 import netaddr
@@ -37,12 +38,21 @@ def format_mac(value: int) -> str:
     return ":".join(raw[i : i + 2] for i in range(0, 12, 2))
 
 
-@functools.lru_cache(maxsize=65536)
 def vendor_of(mac: str) -> str | None:
     """The organisation the IEEE registered this MAC's OUI to, or None."""
+    digits = mac.replace(":", "").replace("-", "").replace(".", "")
+    if len(digits) != 12 or not all(c in string.hexdigits for c in digits):
+        return None
+    return _vendor_of_oui(digits[:6].lower())
+
+
+# Keyed by the OUI (the lookup reads nothing else): a site's devices come from a few hundred
+# vendors, so 100,000 new devices cost a few hundred registry lookups, not 100,000.
+@functools.lru_cache(maxsize=65536)
+def _vendor_of_oui(oui: str) -> str | None:
     try:
-        return str(netaddr.EUI(mac).oui.registration().org)
-    except (netaddr.NotRegisteredError, netaddr.AddrFormatError, IndexError):
+        return str(netaddr.EUI(int(oui, 16) << 24).oui.registration().org)
+    except (netaddr.NotRegisteredError, netaddr.AddrFormatError, IndexError, ValueError):
         return None
 
 

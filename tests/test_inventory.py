@@ -10,6 +10,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
+from monitor.inventory import _vendor_of_oui, vendor_of
 from monitor.pipeline import analyze_captures
 from tests.support.packets import write_capture
 
@@ -136,3 +137,15 @@ def test_dhcp_fingerprints_in_the_inventory_equal_tsharks(
         for kind in ("dhcp_vendor_class", "dhcp_param_list"):
             assert set(device.facts.get(kind, {})) == facts[kind], (hw, kind)
         assert facts["hostname"] <= set(device.facts.get("hostname", {})), hw
+
+
+def test_the_vendor_is_looked_up_once_per_oui_in_any_mac_notation() -> None:
+    _vendor_of_oui.cache_clear()
+    macs = [f"00:09:fb:{i >> 8:02x}:{i & 0xFF:02x}:01" for i in range(1000)]
+    assert {vendor_of(mac) for mac in macs} == {"Philips Patient Monitoring"}
+    assert _vendor_of_oui.cache_info().misses == 1, "one registry lookup for one OUI"
+    for notation in ("00-09-FB-86-C6-57", "0009.fb86.c657", "0009fb86c657"):
+        assert vendor_of(notation) == "Philips Patient Monitoring", notation
+    for bad in ("00:09:fb", "zz:09:fb:86:c6:57", "00:09:fb:86:c6:zz", ""):
+        assert vendor_of(bad) is None, bad
+    assert vendor_of("02:00:00:00:00:01") is None  # locally administered: not registered
