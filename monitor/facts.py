@@ -347,6 +347,63 @@ class FactTable(Mapping[str, "KindFacts"]):
         self._compact_if_sparse()
 
 
+class FactJournal:
+    """The fact sightings recorded since the last ``take``, per device: what a capture worker
+    reports to the daemon instead of its whole devices (``monitor.merge``), so that a report
+    costs what changed, not what is known.
+
+    Each ``(device, kind, value)`` keeps its earliest first seen, latest last seen and the sum
+    of its counts since the last take, and values removed since then are listed apart (a
+    value removed and then seen again is both); ``touched`` names the devices whose traffic
+    moved. Unbounded between takes: a worker takes once a second, and the tables it journals
+    for are bounded.
+    """
+
+    __slots__ = ("_removed", "_seen", "touched")
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str, str], list[float]] = {}
+        self._removed: set[tuple[str, str, str]] = set()
+        # devices made, or whose traffic counters moved, since the last take: the inventory
+        # and the pipeline add them here
+        self.touched: set[str] = set()
+
+    def record(
+        self,
+        device_id: str,
+        kind: str,
+        value: str,
+        when: float,
+        times: int = 1,
+        last: float | None = None,
+    ) -> None:
+        newest = when if last is None or last < when else last
+        key = (device_id, kind, value)
+        entry = self._seen.get(key)
+        if entry is None:
+            self._seen[key] = [when, newest, times]
+            return
+        if when < entry[0]:
+            entry[0] = when
+        if newest > entry[1]:
+            entry[1] = newest
+        entry[2] += times
+
+    def remove(self, device_id: str, kind: str, value: str) -> None:
+        key = (device_id, kind, value)
+        self._seen.pop(key, None)
+        self._removed.add(key)
+
+    def take(
+        self,
+    ) -> tuple[dict[tuple[str, str, str], list[float]], set[tuple[str, str, str]], set[str]]:
+        """``(sightings, removed, touched)`` since the last take, and start again empty. A key
+        in both sightings and removed was removed first and seen again after."""
+        seen, removed, touched = self._seen, self._removed, self.touched
+        self._seen, self._removed, self.touched = {}, set(), set()
+        return seen, removed, touched
+
+
 class _FactsAsOf(FactTable):
     """What ``FactTable.first_seen_before`` returns: some of another table's cells."""
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import netaddr
 
+from monitor.facts import FactJournal
 from monitor.model import Device
 
 # A MAC that sources this many distinct addresses, or any global one, forwards for others.
@@ -110,6 +111,8 @@ class Inventory:
         self.routers: set[str] = set()
         self.dirty: set[str] = set()  # devices whose facts changed since last classification
         self.new_devices: list[str] = []  # device ids in order of appearance
+        # set by a capture worker: every fact recorded or removed is journaled for its report
+        self.journal: FactJournal | None = None
 
     # ---- devices ----
     def device_for_mac(self, mac_value: int, when: float) -> Device:
@@ -128,6 +131,8 @@ class Inventory:
             self.devices[mac] = device
             self.dirty.add(mac)
             self.new_devices.append(mac)
+            if self.journal is not None:
+                self.journal.touched.add(mac)
         return device
 
     def device_for_ip(self, address: str, when: float) -> Device:
@@ -145,6 +150,8 @@ class Inventory:
                 local=False,
             )
             device.facts.record("ip", address, when)
+            if self.journal is not None:
+                self.journal.record(key, "ip", address, when)
             self.ip_owner[address] = key
             self.devices[key] = device
             self.dirty.add(key)
@@ -204,6 +211,8 @@ class Inventory:
                 return
         if device.facts.record("ip", address, when, times):
             self.dirty.add(device.id)
+        if self.journal is not None:
+            self.journal.record(device.id, "ip", address, when, times)
         self.ip_owner[address] = device.id
 
     def _unbind_traffic_addresses(self, device: Device) -> None:
@@ -213,7 +222,9 @@ class Inventory:
                 continue
             if self.ip_owner.get(address) == device.id:
                 del self.ip_owner[address]
-            device.facts.get("ip", {}).pop(address, None)
+            removed = device.facts.get("ip", {}).pop(address, None)
+            if removed is not None and self.journal is not None:
+                self.journal.remove(device.id, "ip", address)
 
     def owner_of(self, address: str) -> Device | None:
         device_id = self.ip_owner.get(address)
@@ -240,6 +251,8 @@ class Inventory:
         last: float | None = None,
     ) -> bool:
         """Record a fact about ``device``; marks it for reclassification when new."""
+        if self.journal is not None:
+            self.journal.record(device.id, kind, value, when, times, last)
         if device.facts.record(kind, value, when, times, last):
             self.dirty.add(device.id)
             return True

@@ -3,9 +3,11 @@
 With ``capture.workers`` > 1, each worker process runs its own ``Analysis`` over the flows
 the kernel's fanout gives it. This module folds their results into one view:
 
-- ``merge_devices``: one ``Device`` per id; traffic counters summed, first seen the earliest,
-  last seen the latest, facts united (per value: earliest first seen, latest last seen,
-  counts summed);
+- ``DeviceChanges`` (in a worker): what changed about each device since the worker's last
+  report, as a ``DeviceDelta``: its traffic counters since then, first and last seen, and
+  the fact sightings and removals its inventory journaled (``monitor.facts.FactJournal``).
+  A report costs what changed, not everything the worker knows: at 100,000 devices, whole
+  devices once a second kept the daemon busier than the workers;
 - ``merge_profiles``: one ``WindowProfile`` per (device, window); volumes, flow starts,
   histograms, services, protocols and fact counts summed, peers united, message times of
   each conversation interleaved in time order (and bounded as the pipeline bounds them);
@@ -13,15 +15,19 @@ the kernel's fanout gives it. This module folds their results into one view:
   ``monitor.pipeline.Analysis`` that the exporter, detectors, baselines and state read
   (``devices``, ``inventory``, ``capture_stats``, ``decode_errors``, ``protocol_packets``,
   ``packets``, ``bytes``, ``first_time``, ``last_time``, ``signatures``, ``table_stats()``).
-  It takes one ``WorkerReport`` at a time and hands back the windows that every worker has
-  closed.
+  It takes one ``WorkerReport`` at a time, adds its device deltas to one ``Device`` per id
+  (counters summed, first seen the earliest, last seen the latest, per fact value the
+  earliest first seen, the latest last seen and the counts summed), and hands back the
+  windows that every worker has closed.
 
-Promises: merging never mutates its inputs; the result does not depend on the order of the
-workers; a window is handed out once every worker's clock (packets or quiet-wire ticks) is
-past its end, and profiles that arrive for a window already handed out are handed out again
-on their own (the single-process pipeline does the same with a window reopened by a late
-packet). What can legitimately differ from one ``Analysis`` over the whole wire is in
-``docs/daemon.md`` ("Several workers").
+Promises: the merged devices do not depend on the order of the reports (within the bound
+that follows); a merged device's facts are bounded per kind as a worker's are
+(``monitor.facts.MAX_VALUES_PER_KIND``, counted in ``table_stats().facts_evicted``); a window
+is handed out once every worker's clock (packets or quiet-wire ticks) is past its end, and
+profiles that arrive for a window already handed out are handed out again on their own (the
+single-process pipeline does the same with a window reopened by a late packet). What can
+legitimately differ from one ``Analysis`` over the whole wire is in ``docs/daemon.md``
+("Several workers").
 """
 
 from __future__ import annotations
@@ -32,38 +38,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.facts import FactTable
+from monitor import facts as learned_facts
+from monitor.facts import FactJournal
 from monitor.inventory import Inventory
 from monitor.model import Device, TableStats, WindowProfile
 from monitor.pipeline import MAX_MESSAGES_PER_WINDOW, MESSAGE_GAP_SECONDS
-
-
-def merge_facts(tables: Iterable[FactTable]) -> FactTable:
-    merged = FactTable()
-    for table in tables:
-        merged.absorb(table)
-    return merged
-
-
-def merge_devices(parts: Iterable[Device]) -> Device:
-    """One device from its parts (same id); classification is left to the caller."""
-    devices = list(parts)
-    first = devices[0]
-    return Device(
-        id=first.id,
-        mac=first.mac,
-        locally_administered=first.locally_administered,
-        vendor=next((d.vendor for d in devices if d.vendor is not None), None),
-        first_seen=min(d.first_seen for d in devices),
-        last_seen=max(d.last_seen for d in devices),
-        facts=merge_facts(d.facts for d in devices),
-        tx_packets=sum(d.tx_packets for d in devices),
-        tx_bytes=sum(d.tx_bytes for d in devices),
-        rx_packets=sum(d.rx_packets for d in devices),
-        rx_bytes=sum(d.rx_bytes for d in devices),
-        classification=None,
-        local=all(d.local for d in devices),
-    )
 
 
 def merge_profiles(parts: Iterable[WindowProfile]) -> WindowProfile:
@@ -120,6 +99,100 @@ class WorkerStats:
 
 
 @dataclass(slots=True)
+class DeviceDelta:
+    """What one worker learned about one device since its last report."""
+
+    id: str
+    mac: str | None
+    locally_administered: bool
+    vendor: str | None
+    first_seen: float
+    last_seen: float
+    local: bool
+    # traffic since the last report (the worker's counters minus those it last reported)
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    # (kind, value, first seen, last seen, count) of the values seen since the last report
+    facts: list[tuple[str, str, float, float, int]] = field(default_factory=list)
+    # (kind, value) the worker removed since (a router's addresses learned from traffic);
+    # applied before ``facts``
+    removed: list[tuple[str, str]] = field(default_factory=list)
+
+
+class DeviceChanges:
+    """A worker's side of the device reports: ``take`` returns a ``DeviceDelta`` for each
+    device whose counters, times or facts changed since the last ``take``, looking only at
+    the devices the journal names (made, counted or given a fact since), not at every one.
+
+    It journals the inventory's facts from its creation on (create it before the first
+    packet). A device evicted by the worker and seen again starts from zero, as the worker's
+    new ``Device`` does: its delta is then everything the new one holds.
+    """
+
+    def __init__(self, inventory: Inventory) -> None:
+        self._inventory = inventory
+        self._journal = inventory.journal = FactJournal()
+        # device id -> (the Device reported, tx packets, tx bytes, rx packets, rx bytes,
+        # first seen, last seen) as last reported
+        self._marks: dict[str, tuple[Device, int, int, int, int, float, float]] = {}
+
+    def take(self) -> list[DeviceDelta]:
+        seen, removed, touched = self._journal.take()
+        facts_of: dict[str, list[tuple[str, str, float, float, int]]] = {}
+        for (device_id, kind, value), (first, last, count) in seen.items():
+            facts_of.setdefault(device_id, []).append((kind, value, first, last, int(count)))
+        removed_of: dict[str, list[tuple[str, str]]] = {}
+        for device_id, kind, value in sorted(removed):
+            removed_of.setdefault(device_id, []).append((kind, value))
+        devices = self._inventory.devices
+        marks = self._marks
+        out = []
+        for device_id in touched.union(facts_of, removed_of):
+            device = devices.get(device_id)
+            if device is None:
+                continue  # evicted since, to make room for another
+            now = (
+                device.tx_packets,
+                device.tx_bytes,
+                device.rx_packets,
+                device.rx_bytes,
+                device.first_seen,
+                device.last_seen,
+            )
+            mark = marks.get(device_id)
+            if mark is None or mark[0] is not device:
+                before: tuple[Any, ...] = (0, 0, 0, 0)
+            elif mark[1:] == now and device_id not in facts_of and device_id not in removed_of:
+                continue
+            else:
+                before = mark[1:5]
+            marks[device_id] = (device, *now)
+            out.append(
+                DeviceDelta(
+                    device_id,
+                    device.mac,
+                    device.locally_administered,
+                    device.vendor,
+                    device.first_seen,
+                    device.last_seen,
+                    device.local,
+                    now[0] - before[0],
+                    now[1] - before[1],
+                    now[2] - before[2],
+                    now[3] - before[3],
+                    facts_of.get(device_id, []),
+                    removed_of.get(device_id, []),
+                )
+            )
+        if len(marks) > len(devices):  # devices the worker evicted: forget them
+            for device_id in [d for d in marks if d not in devices]:
+                del marks[device_id]
+        return out
+
+
+@dataclass(slots=True)
 class WorkerReport:
     """What a worker sends about once a second (see ``monitor.workers``)."""
 
@@ -127,7 +200,7 @@ class WorkerReport:
     # every window whose end is at or before this capture time is closed in the worker
     closed_until: float
     profiles: list[WindowProfile] = field(default_factory=list)
-    devices: list[Device] = field(default_factory=list)  # changed since the last report
+    devices: list[DeviceDelta] = field(default_factory=list)  # changed since the last report
     stats: WorkerStats = field(default_factory=WorkerStats)
     decode_errors: dict[str, int] = field(default_factory=dict)  # cumulative
     protocol_packets: dict[str, int] = field(default_factory=dict)  # cumulative
@@ -156,9 +229,7 @@ class MergedAnalysis:
         self.devices: dict[str, Device] = self.inventory.devices
         self.flows: dict[Any, Any] = {}  # flows stay in the workers
         self.file_errors: list[Any] = []
-        # devices restored from a checkpoint: the history the workers add to
-        self.restored: dict[str, Device] = {}
-        self._parts: list[dict[str, Device]] = [{} for _ in range(workers)]
+        self._facts_evicted = 0  # values the merged devices' bound dropped here
         self.worker_stats: list[WorkerStats] = [WorkerStats() for _ in range(workers)]
         self._decode_errors: list[dict[str, int]] = [{} for _ in range(workers)]
         self._protocols: list[dict[str, int]] = [{} for _ in range(workers)]
@@ -203,13 +274,12 @@ class MergedAnalysis:
             flows_evicted=dict(evicted),
             devices=len(self.devices),
             devices_evicted=sum(t.devices_evicted for t in self._tables),
-            facts_evicted=sum(t.facts_evicted for t in self._tables),
+            facts_evicted=sum(t.facts_evicted for t in self._tables) + self._facts_evicted,
         )
 
     # ------------------------------------------------------------------ reports
     def restore(self, devices: Mapping[str, Device]) -> None:
-        """Devices of the last checkpoint: merged under what the workers report from now."""
-        self.restored = dict(devices)
+        """Devices of the last checkpoint: what the workers report from now adds to them."""
         for device_id, device in devices.items():
             self.devices[device_id] = device
             for address in device.facts.get("ip", {}):
@@ -219,7 +289,7 @@ class MergedAnalysis:
         """Take one report; return the windows now closed by every worker, oldest first,
         each as its merged profiles sorted by device id."""
         w = report.worker
-        self._merge_devices(w, report.devices)
+        self._add_devices(report.devices)
         self.worker_stats[w] = report.stats
         self._decode_errors[w] = report.decode_errors
         self._protocols[w] = report.protocol_packets
@@ -257,32 +327,59 @@ class MergedAnalysis:
         """Every pending window, as merged so far (the workers are gone)."""
         return self._release(float("inf"))
 
-    def _merge_devices(self, worker: int, devices: Iterable[Device]) -> None:
-        parts = self._parts[worker]
-        for device in devices:
-            parts[device.id] = device
-            pieces = [p[device.id] for p in self._parts if device.id in p]
-            base = self.restored.get(device.id)
-            if base is not None:
-                pieces.insert(0, base)
-            merged = merge_devices(pieces)
-            old = self.devices.get(device.id)
-            if old is not None and _fact_keys(old) == _fact_keys(merged):
-                merged.classification = old.classification
+    def _add_devices(self, deltas: Iterable[DeviceDelta]) -> None:
+        inventory = self.inventory
+        evicted_before = learned_facts.evicted_values
+        for delta in deltas:
+            device = self.devices.get(delta.id)
+            if device is None:
+                device = self.devices[delta.id] = Device(
+                    id=delta.id,
+                    mac=delta.mac,
+                    locally_administered=delta.locally_administered,
+                    vendor=delta.vendor,
+                    first_seen=delta.first_seen,
+                    last_seen=delta.last_seen,
+                    local=delta.local,
+                )
+                inventory.new_devices.append(delta.id)
+                inventory.dirty.add(delta.id)
             else:
-                self.inventory.dirty.add(device.id)
-            if old is None:
-                self.inventory.new_devices.append(device.id)
-            self.devices[device.id] = merged
-            for address, fact in merged.facts.get("ip", {}).items():
-                owner = self.inventory.ip_owner.get(address)
-                if owner is None or owner == device.id:
-                    self.inventory.ip_owner[address] = device.id
-                    continue
-                current = self.devices.get(owner)
-                owner_fact = current.facts.get("ip", {}).get(address) if current else None
-                if owner_fact is None or fact.last_seen >= owner_fact.last_seen:
-                    self.inventory.ip_owner[address] = device.id
+                device.first_seen = min(device.first_seen, delta.first_seen)
+                device.last_seen = max(device.last_seen, delta.last_seen)
+                if device.vendor is None:
+                    device.vendor = delta.vendor
+                device.local = device.local and delta.local
+            device.tx_packets += delta.tx_packets
+            device.tx_bytes += delta.tx_bytes
+            device.rx_packets += delta.rx_packets
+            device.rx_bytes += delta.rx_bytes
+            facts = device.facts
+            for kind, value in delta.removed:
+                values = facts.get(kind)
+                if values is not None and values.pop(value, None) is not None:
+                    inventory.dirty.add(delta.id)
+                    if kind == "ip" and inventory.ip_owner.get(value) == delta.id:
+                        del inventory.ip_owner[value]
+            for kind, value, first, last, count in delta.facts:
+                if facts.record(kind, value, first, count, last):
+                    inventory.dirty.add(delta.id)
+                if kind == "ip":
+                    self._bind(device, value)
+        self._facts_evicted += learned_facts.evicted_values - evicted_before
+
+    def _bind(self, device: Device, address: str) -> None:
+        """The address's owner: the device that used it last (as ``Inventory.bind``)."""
+        owners = self.inventory.ip_owner
+        owner = owners.get(address)
+        if owner is None or owner == device.id:
+            owners[address] = device.id
+            return
+        current = self.devices.get(owner)
+        theirs = current.facts.get("ip", {}).get(address) if current else None
+        mine = device.facts.get("ip", {}).get(address)
+        if theirs is None or (mine is not None and mine.last_seen >= theirs.last_seen):
+            owners[address] = device.id
 
     def _update_totals(self) -> None:
         totals = SourceTotals(
@@ -303,7 +400,3 @@ class MergedAnalysis:
     def classify(self) -> None:
         """Re-run the signature matcher on merged devices whose facts changed."""
         self.inventory.classify_dirty(self.signatures)
-
-
-def _fact_keys(device: Device) -> set[tuple[str, str]]:
-    return {(kind, value) for kind, values in device.facts.items() for value in values}

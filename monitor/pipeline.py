@@ -506,6 +506,10 @@ class Analysis:
             device.rx_bytes += int(received_bytes)
             if last > device.last_seen:
                 device.last_seen = last
+        journal = self.inventory.journal
+        if journal is not None:  # a capture worker reports the devices whose counters moved
+            moved = np.flatnonzero(tx_total + rx_total).tolist()
+            journal.touched.update(devices[i].id for i in moved)
         # per window: tx packets, tx bytes, rx packets, rx bytes, then the size histogram
         counts = np.concatenate(
             (

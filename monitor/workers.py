@@ -4,9 +4,10 @@
 kernel's flow hash keeps each flow, both directions, on one ring), then ``start`` forks one
 process per ring. Each worker runs its own ``monitor.pipeline.Analysis`` over its share and,
 about once a second, sends the parent a ``monitor.merge.WorkerReport``: the window profiles
-it closed, the devices that changed, its capture counters and its socket's kernel drops.
-The parent merges them (``monitor.merge.MergedAnalysis``) and keeps everything else: the
-exporter, detectors, baselines and state.
+it closed, what changed about its devices (``monitor.merge.DeviceDelta``), its capture
+counters and its socket's kernel drops. The parent merges them
+(``monitor.merge.MergedAnalysis``) and keeps everything else: the exporter, detectors,
+baselines and state.
 
 Why ``fork``: the rings are opened while the daemon still holds CAP_NET_RAW, the daemon then
 drops every privilege and forks before any thread exists, so the workers never hold a
@@ -36,8 +37,8 @@ from typing import Any
 from monitor.capture import BATCH_FRAMES, CaptureError
 from monitor.capture.afpacket import PacketRing
 from monitor.config import TablesConfig
-from monitor.merge import WorkerReport, WorkerStats
-from monitor.model import Device, WindowProfile
+from monitor.merge import DeviceChanges, WorkerReport, WorkerStats
+from monitor.model import WindowProfile
 
 REPORT_INTERVAL = 1.0
 READ_TIMEOUT_MS = 100
@@ -165,7 +166,7 @@ class WorkerPool:
         return out
 
     def stop(self, timeout: float = 5.0) -> list[WorkerReport]:
-        """End every worker; their last reports (complete device state)."""
+        """End every worker; their last reports (what changed since the one before)."""
         for process in self.processes:
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)
@@ -189,28 +190,6 @@ class WorkerPool:
         for ring in self.rings:
             ring.close()  # when the workers never started
         return out
-
-
-class _Changes:
-    """Which devices changed since the last report: traffic, last seen, or any fact."""
-
-    def __init__(self) -> None:
-        self._marks: dict[str, tuple[int, int, float, int, int]] = {}
-
-    def since_last(self, devices: dict[str, Device], everything: bool) -> list[Device]:
-        changed = []
-        for device_id, device in devices.items():
-            mark = (
-                device.tx_packets,
-                device.rx_packets,
-                device.last_seen,
-                device.facts.value_count(),
-                device.facts.total_sightings(),
-            )
-            if everything or self._marks.get(device_id) != mark:
-                self._marks[device_id] = mark
-                changed.append(device)
-        return changed
 
 
 def _worker_main(
@@ -257,13 +236,13 @@ def _capture(
         max_flows=settings.max_flows,
         max_devices=settings.max_devices,
     )
-    changes = _Changes()
+    changes = DeviceChanges(analysis.inventory)  # before the first packet: it journals facts
     ticked = -math.inf
     lag: float | None = None
     next_report = time.monotonic() + REPORT_INTERVAL
     ifindex = _ifindex(ring.interface)
 
-    def report(everything: bool = False) -> WorkerReport:
+    def report() -> WorkerReport:
         received, dropped, _ = ring.stats()
         stats = analysis.capture_stats.get(ring.interface)
         last = analysis.last_time
@@ -272,7 +251,7 @@ def _capture(
             worker=index,
             closed_until=max(newest_open, ticked),
             profiles=list(closed),
-            devices=changes.since_last(analysis.devices, everything),
+            devices=changes.take(),
             stats=WorkerStats(
                 packets=stats.packets if stats else 0,
                 bytes=stats.bytes if stats else 0,
@@ -310,6 +289,6 @@ def _capture(
             ticked = max(ticked, now)
             conn.send(report())
             next_report = time.monotonic() + REPORT_INTERVAL
-    conn.send(report(everything=True))
+    conn.send(report())
     conn.send("finished")
     return 0

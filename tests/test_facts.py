@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor import facts
-from monitor.facts import MAX_VALUES_PER_KIND, Fact, FactTable
+from monitor.facts import MAX_VALUES_PER_KIND, Fact, FactJournal, FactTable
 
 
 def test_a_fact_keeps_its_first_and_last_time_and_its_count() -> None:
@@ -177,3 +177,19 @@ def test_a_value_costs_far_less_than_an_object_per_fact() -> None:
     compact = _bytes_per_value(FactTable, FactTable.record)
     objects = _bytes_per_value(dict, record_in_dicts)
     assert compact < 0.6 * objects, (compact, objects)
+
+
+def test_the_journal_sums_sightings_since_the_last_take_and_lists_removals() -> None:
+    journal = FactJournal()
+    journal.record("m", "peer", "x", 12.0, 2)
+    journal.record("m", "peer", "x", 10.0, 1, last=15.0)
+    journal.record("m", "ip", "10.0.0.7", 11.0)
+    journal.remove("m", "ip", "10.0.0.7")
+    journal.remove("m", "ip", "10.0.0.8")
+    journal.record("m", "ip", "10.0.0.8", 13.0)  # removed, then seen again
+    journal.touched.add("n")
+    seen, removed, touched = journal.take()
+    assert seen == {("m", "peer", "x"): [10.0, 15.0, 3], ("m", "ip", "10.0.0.8"): [13.0, 13.0, 1]}
+    assert removed == {("m", "ip", "10.0.0.7"), ("m", "ip", "10.0.0.8")}
+    assert touched == {"n"}
+    assert journal.take() == ({}, set(), set()), "a take starts the journal again"

@@ -21,16 +21,17 @@ import pytest
 from monitor.capture import FrameBatch
 from monitor.capture.files import open_capture
 from monitor.decode.headers import decode_headers
+from monitor.facts import MAX_VALUES_PER_KIND
 from monitor.flows import flow_keys
+from monitor.inventory import Inventory
 from monitor.merge import (
+    DeviceChanges,
     MergedAnalysis,
     WorkerReport,
     WorkerStats,
-    merge_devices,
-    merge_facts,
     merge_profiles,
 )
-from monitor.model import Device, WindowProfile
+from monitor.model import WindowProfile
 from monitor.pipeline import Analysis
 
 DEMO = Path(__file__).resolve().parent / "data" / "lab-demo" / "capture.pcap"
@@ -71,8 +72,36 @@ def frames(batch: FrameBatch, mask: np.ndarray) -> FrameBatch:
     )
 
 
+def chunks(batch: FrameBatch, size: int) -> list[np.ndarray]:
+    """Masks cutting the batch into runs of ``size`` frames, in order."""
+    index = np.arange(len(batch))
+    return [(index >= start) & (index < start + size) for start in range(0, len(batch), size)]
+
+
+def worker_report(
+    worker: int, half: Analysis, changes: DeviceChanges, profiles: list[WindowProfile]
+) -> WorkerReport:
+    return WorkerReport(
+        worker=worker,
+        closed_until=float("inf") if profiles else float("-inf"),
+        profiles=profiles,
+        devices=changes.take(),
+        stats=WorkerStats(half.packets, half.bytes, half.last_time or 0.0, 0, worker),
+        decode_errors=dict(half.decode_errors),
+        protocol_packets=dict(half.protocol_packets),
+        first_time=half.first_time,
+        last_time=half.last_time,
+        tables=half.table_stats(),
+    )
+
+
 @pytest.fixture(scope="module")
-def runs() -> tuple[Analysis, list[WindowProfile], MergedAnalysis, list[WindowProfile]]:
+def runs() -> tuple[
+    Analysis, list[WindowProfile], MergedAnalysis, list[WindowProfile], list[Analysis]
+]:
+    """The whole capture in one analysis; its two halves in two, each reporting its device
+    changes after every 200 frames (as a worker does once a second) and its windows last.
+    All three are fed the capture in the same runs of 200 frames."""
     whole_windows: list[WindowProfile] = []
     half_windows: list[list[WindowProfile]] = [[], []]
     whole = Analysis(window_seconds=10, on_window=lambda p, a: whole_windows.extend(p))
@@ -80,43 +109,51 @@ def runs() -> tuple[Analysis, list[WindowProfile], MergedAnalysis, list[WindowPr
         Analysis(window_seconds=10, on_window=lambda p, a, i=i: half_windows[i].extend(p))
         for i in range(2)
     ]
+    changes = [DeviceChanges(half.inventory) for half in halves]
+    merged = MergedAnalysis("eth0", 2)
+    reports = 0
     for batch in open_capture(DEMO):
-        whole.feed(batch)
         share = share_of(batch, 2)
-        for i, half in enumerate(halves):
-            if (share == i).any():
-                half.feed(frames(batch, share == i))
+        for chunk in chunks(batch, 200):
+            whole.feed(frames(batch, chunk))  # the same cuts: a batch's facts are batch-granular
+            for i, half in enumerate(halves):
+                if (chunk & (share == i)).any():
+                    half.feed(frames(batch, chunk & (share == i)))
+                    assert merged.apply(worker_report(i, half, changes[i], [])) == []
+                    reports += 1
     whole.finish()
     for half in halves:
         half.finish()
     assert all(h.packets > 500 for h in halves), "the split must give both halves work"
-    merged = MergedAnalysis("eth0", 2)
+    assert reports > 10, "the devices must arrive in many reports"
     released: list[WindowProfile] = []
     for i, half in enumerate(halves):
-        report = WorkerReport(
-            worker=i,
-            closed_until=float("inf"),
-            profiles=half_windows[i],
-            devices=list(half.devices.values()),
-            stats=WorkerStats(half.packets, half.bytes, half.last_time or 0.0, 0, i),
-            decode_errors=dict(half.decode_errors),
-            protocol_packets=dict(half.protocol_packets),
-            first_time=half.first_time,
-            last_time=half.last_time,
-            tables=half.table_stats(),
-        )
-        for window in merged.apply(report):
+        for window in merged.apply(worker_report(i, half, changes[i], half_windows[i])):
             released.extend(window)
-    return whole, whole_windows, merged, released
+    return whole, whole_windows, merged, released, halves
+
+
+def test_merged_devices_have_the_counters_of_their_workers_summed(runs) -> None:  # type: ignore[no-untyped-def]
+    """Deltas reported many times add up to each worker's final counters, no more, no less."""
+    _, _, merged, _, halves = runs
+    for device_id, got in merged.devices.items():
+        parts = [h.devices[device_id] for h in halves if device_id in h.devices]
+        for name in ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes"):
+            assert getattr(got, name) == sum(getattr(d, name) for d in parts), (device_id, name)
+        assert got.first_seen == min(d.first_seen for d in parts)
+        assert got.last_seen == max(d.last_seen for d in parts)
 
 
 def test_merged_devices_have_the_counters_of_one_analysis(runs) -> None:  # type: ignore[no-untyped-def]
-    whole, _, merged, _ = runs
+    """Transmit counters are exact; a worker counts a packet received by a device once it has
+    seen that device send in its own share (docs/daemon.md), so receive counters may be lower."""
+    whole, _, merged, _, _ = runs
     assert set(merged.devices) == set(whole.devices)
     for device_id, device in whole.devices.items():
         got = merged.devices[device_id]
-        for name in ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "first_seen"):
+        for name in ("tx_packets", "tx_bytes", "first_seen"):
             assert getattr(got, name) == getattr(device, name), (device_id, name)
+        assert got.rx_packets <= device.rx_packets and got.rx_bytes <= device.rx_bytes
         assert (got.last_seen, got.vendor, got.mac, got.local) == (
             device.last_seen,
             device.vendor,
@@ -126,7 +163,7 @@ def test_merged_devices_have_the_counters_of_one_analysis(runs) -> None:  # type
 
 
 def test_merged_facts_are_those_of_one_analysis_but_dns_names_of_other_workers(runs) -> None:  # type: ignore[no-untyped-def]
-    whole, _, merged, _ = runs
+    whole, _, merged, _, _ = runs
     for device_id, device in whole.devices.items():
         got = merged.devices[device_id].facts
         for kind, values in device.facts.items():
@@ -145,7 +182,7 @@ def test_merged_facts_are_those_of_one_analysis_but_dns_names_of_other_workers(r
 
 
 def test_merged_peers_are_those_of_one_analysis(runs) -> None:  # type: ignore[no-untyped-def]
-    whole, _, merged, _ = runs
+    whole, _, merged, _, _ = runs
     for device_id, device in whole.devices.items():
         assert set(merged.devices[device_id].facts.get("peer", {})) == set(
             device.facts.get("peer", {})
@@ -153,7 +190,7 @@ def test_merged_peers_are_those_of_one_analysis(runs) -> None:  # type: ignore[n
 
 
 def test_merged_window_profiles_equal_one_analysis(runs) -> None:  # type: ignore[no-untyped-def]
-    _, whole_windows, _, released = runs
+    _, whole_windows, _, released, _ = runs
     expected = {(p.device_id, p.start): p for p in whole_windows}
     got = {(p.device_id, p.start): p for p in released}
     assert set(got) == set(expected)
@@ -163,8 +200,6 @@ def test_merged_window_profiles_equal_one_analysis(runs) -> None:  # type: ignor
             "end",
             "tx_packets",
             "tx_bytes",
-            "rx_packets",
-            "rx_bytes",
             "flows_started",
             "peers",
             "services",
@@ -173,6 +208,8 @@ def test_merged_window_profiles_equal_one_analysis(runs) -> None:  # type: ignor
             "conversations",
         ):
             assert getattr(have, name) == getattr(want, name), (key, name)
+        # received: as the devices' counters (test_merged_devices_have_the_counters_of_one_...)
+        assert have.rx_packets <= want.rx_packets and have.rx_bytes <= want.rx_bytes, key
         strip = {"peer_name"}
         facts_want = {k: v for k, v in want.facts.items() if k not in strip}
         facts_have = {k: v for k, v in have.facts.items() if k not in strip}
@@ -183,7 +220,7 @@ def test_merged_window_profiles_equal_one_analysis(runs) -> None:  # type: ignor
 
 
 def test_merged_sensor_totals_equal_one_analysis(runs) -> None:  # type: ignore[no-untyped-def]
-    whole, _, merged, _ = runs
+    whole, _, merged, _, _ = runs
     assert (merged.packets, merged.bytes) == (whole.packets, whole.bytes)
     assert merged.decode_errors == whole.decode_errors
     assert merged.protocol_packets == whole.protocol_packets
@@ -194,30 +231,112 @@ def test_merged_sensor_totals_equal_one_analysis(runs) -> None:  # type: ignore[
 
 def test_merged_flow_tables_add_up_to_one_analysis(runs) -> None:  # type: ignore[no-untyped-def]
     """Fanout keeps each flow on one worker: their flow tables partition the whole one."""
-    whole, _, merged, _ = runs
+    whole, _, merged, _, _ = runs
     mine, theirs = merged.table_stats(), whole.table_stats()
     assert (mine.flows_active, mine.flows_started) == (theirs.flows_active, theirs.flows_started)
     assert mine.flows_evicted == theirs.flows_evicted
     assert mine.devices == theirs.devices
 
 
-def device(device_id: str, **counters: int) -> Device:
-    return Device(device_id, device_id, False, None, 10.0, 20.0, **counters)  # type: ignore[arg-type]
+def worker_inventory() -> tuple[Inventory, DeviceChanges]:
+    inventory = Inventory()
+    return inventory, DeviceChanges(inventory)
 
 
-def test_merge_is_independent_of_worker_order_and_leaves_inputs_alone() -> None:
-    a, b = device("m", tx_packets=3, rx_bytes=7), device("m", tx_packets=4, rx_bytes=1)
-    b.first_seen, b.last_seen = 5.0, 15.0
-    a.facts.record("peer", "x", 11.0, 2)
-    b.facts.record("peer", "x", 9.0, 1, last=30.0)
-    b.facts.record("protocol", "hl7", 12.0)
-    one, two = merge_devices([a, b]), merge_devices([b, a])
-    assert dataclasses.asdict(one) == dataclasses.asdict(two)
-    assert (one.tx_packets, one.rx_bytes, one.first_seen, one.last_seen) == (7, 8, 5.0, 20.0)
-    fact = one.facts["peer"]["x"]
+def report_of(worker: int, changes: DeviceChanges) -> WorkerReport:
+    return WorkerReport(worker, float("-inf"), devices=changes.take())
+
+
+def test_device_deltas_merge_the_same_whatever_the_order_of_the_workers() -> None:
+    (a, a_changes), (b, b_changes) = worker_inventory(), worker_inventory()
+    in_a, in_b = a.device_for_mac(0x00095B000001, 10.0), b.device_for_mac(0x00095B000001, 5.0)
+    in_a.tx_packets, in_a.rx_bytes, in_a.last_seen = 3, 7, 20.0
+    in_b.tx_packets, in_b.rx_bytes, in_b.last_seen = 4, 1, 15.0
+    a.note(in_a, "peer", "x", 11.0, 2)
+    b.note(in_b, "peer", "x", 9.0, 1, last=30.0)
+    b.note(in_b, "protocol", "hl7", 12.0)
+    reports = [report_of(0, a_changes), report_of(1, b_changes)]
+    one, two = MergedAnalysis("eth0", 2), MergedAnalysis("eth0", 2)
+    for report in reports:
+        one.apply(report)
+    for report in reversed(reports):
+        two.apply(report)
+    assert one.devices == two.devices
+    merged = one.devices["00:09:5b:00:00:01"]
+    assert (merged.tx_packets, merged.rx_bytes, merged.first_seen, merged.last_seen) == (
+        7,
+        8,
+        5.0,
+        20.0,
+    )
+    fact = merged.facts["peer"]["x"]
     assert (fact.first_seen, fact.last_seen, fact.count) == (9.0, 30.0, 3)
-    assert a.facts["peer"]["x"].count == 2 and "protocol" not in a.facts
-    assert merge_facts([]) == {}
+    assert merged.vendor == in_a.vendor and one.inventory.new_devices == [merged.id]
+
+
+def test_a_device_is_reported_again_with_only_what_changed_since() -> None:
+    inventory, changes = worker_inventory()
+    merged = MergedAnalysis("eth0", 1)
+    device = inventory.device_for_mac(0x00095B000001, 10.0)
+    device.tx_packets = 5
+    inventory.note(device, "peer", "x", 10.0)
+    merged.apply(report_of(0, changes))
+    assert changes.take() == [], "nothing changed: nothing to report"
+    device.tx_packets, device.last_seen = 8, 12.0
+    inventory.note(device, "peer", "x", 12.0, 2)
+    inventory.note(device, "peer", "y", 12.0)
+    (delta,) = changes.take()
+    assert delta.tx_packets == 3
+    assert sorted(delta.facts) == [("peer", "x", 12.0, 12.0, 2), ("peer", "y", 12.0, 12.0, 1)]
+    merged.apply(WorkerReport(0, float("-inf"), devices=[delta]))
+    got = merged.devices[device.id]
+    assert (got.tx_packets, got.last_seen, got.facts["peer"]["x"].count) == (8, 12.0, 3)
+    assert got.facts == device.facts
+
+
+def test_a_device_evicted_and_seen_again_reports_its_new_counters_in_full() -> None:
+    inventory, changes = worker_inventory()
+    inventory.max_devices = 1
+    first = inventory.device_for_mac(0x00095B000001, 10.0)
+    first.tx_packets = 100
+    changes.take()
+    inventory.device_for_mac(0x00095B000002, 11.0)  # makes room: the first goes
+    again = inventory.device_for_mac(0x00095B000001, 12.0)
+    again.tx_packets = 2
+    deltas = {d.id: d for d in changes.take()}
+    assert deltas[again.id].tx_packets == 2, "a new device, not 2 - 100"
+
+
+def test_an_address_a_worker_unbinds_leaves_the_merged_device_and_its_ownership() -> None:
+    inventory, changes = worker_inventory()
+    merged = MergedAnalysis("eth0", 1)
+    router = inventory.device_for_mac(0x00095B000001, 10.0)
+    inventory.bind(router, "10.0.0.7", 10.0, authoritative=False)
+    merged.apply(report_of(0, changes))
+    assert merged.inventory.ip_owner == {"10.0.0.7": router.id}
+    inventory.bind(router, "203.0.113.9", 11.0, authoritative=False)  # forwards the internet
+    assert router.id in inventory.routers and router.facts.values_of("ip") == []
+    (delta,) = changes.take()
+    assert delta.removed == [("ip", "10.0.0.7")]
+    merged.apply(WorkerReport(0, float("-inf"), devices=[delta]))
+    assert merged.devices[router.id].facts.values_of("ip") == []
+    assert merged.inventory.ip_owner == {}
+    assert router.id in merged.inventory.dirty
+
+
+def test_merged_facts_are_bounded_per_kind_and_what_the_bound_drops_is_counted() -> None:
+    """Two workers each within the bound can together exceed it: the merged device keeps the
+    bound too, and counts what it drops."""
+    workers = [worker_inventory(), worker_inventory()]
+    merged = MergedAnalysis("eth0", 2)
+    for number, (inventory, changes) in enumerate(workers):
+        device = inventory.device_for_mac(0x00095B000001, 10.0)
+        for i in range(MAX_VALUES_PER_KIND):
+            inventory.note(device, "peer", f"w{number}-{i}", 10.0 + i)
+        merged.apply(report_of(number, changes))
+    peers = merged.devices["00:09:5b:00:00:01"].facts["peer"]
+    assert len(peers) <= MAX_VALUES_PER_KIND
+    assert merged.table_stats().facts_evicted == 2 * MAX_VALUES_PER_KIND - len(peers) > 0
 
 
 def test_message_starts_from_two_workers_within_the_gap_are_one_message() -> None:
