@@ -46,6 +46,7 @@ DEFAULT_CAPTURE = Path("/work/main/tests/data/lab-demo/capture.pcap")
 DEFAULT_RATES = (10_000, 25_000, 50_000, 100_000, 200_000, 400_000)
 TAG = "slbench"
 QUIET_SECONDS = 2.0
+DRAIN_SECONDS = 60.0  # the longest a worker may report nothing once the sender is done
 
 
 @dataclass
@@ -162,8 +163,12 @@ def run_pool(
             if merged.packets != last_count:
                 last_count = merged.packets
                 quiet_since = now
+            # done when every frame the rings took has been counted (or dropped): a worker
+            # busy closing a minute's windows reports nothing for seconds, but is not done
+            drained = all(s.packets + s.dropped >= s.received for s in merged.worker_stats)
             if replay.poll() is not None and now - quiet_since > QUIET_SECONDS + 1.0:
-                break
+                if drained or now - quiet_since > DRAIN_SECONDS:
+                    break
     finally:
         for report in pool.stop():
             report.profiles = []
