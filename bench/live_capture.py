@@ -166,9 +166,10 @@ def run_pool(
             # done when every frame the rings took has been counted (or dropped): a worker
             # busy closing a minute's windows reports nothing for seconds, but is not done
             drained = all(s.packets + s.dropped >= s.received for s in merged.worker_stats)
-            if replay.poll() is not None and now - quiet_since > QUIET_SECONDS + 1.0:
-                if drained or now - quiet_since > DRAIN_SECONDS:
-                    break
+            quiet = now - quiet_since
+            settled = drained or quiet > DRAIN_SECONDS
+            if replay.poll() is not None and quiet > QUIET_SECONDS + 1.0 and settled:
+                break
     finally:
         for report in pool.stop():
             report.profiles = []
