@@ -6,8 +6,11 @@ Fields that legitimately differ (see docs/daemon.md, "Several workers"):
 - first/last seen of facts the pipeline records once per batch (address bindings, ARP): their
   times have the granularity of a batch, and the halves are cut into other batches;
 - where the pipeline files a batch's ARP fact into a window (the window of the batch's last
-  ARP), for the same reason.
-Everything else must be equal.
+  ARP), for the same reason;
+- receive counters (of devices and windows): a worker counts a packet as received by a
+  device once it has seen that device send in its own share, so they may be lower.
+Everything else must be equal, and the merged counters must be the workers' summed exactly,
+however many reports they came in.
 """
 
 from __future__ import annotations
