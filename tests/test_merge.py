@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
 
 from monitor.capture import FrameBatch
 from monitor.capture.files import open_capture
@@ -36,6 +38,7 @@ from monitor.merge import (
 )
 from monitor.model import WindowProfile
 from monitor.pipeline import Analysis
+from tests.support.packets import write_capture
 
 DEMO = Path(__file__).resolve().parent / "data" / "lab-demo" / "capture.pcap"
 BATCH_GRANULAR = {"ip", "protocol"}
@@ -357,3 +360,27 @@ def test_a_window_waits_for_every_worker_and_late_profiles_come_out_alone() -> N
     assert [[p.tx_packets for p in window] for window in out] == [[3]]
     late = WindowProfile("m", 0.0, 60.0, tx_packets=5)
     assert [[p.tx_packets for p in w] for w in merged.apply(WorkerReport(0, 61.0, [late]))] == [[5]]
+
+
+def test_a_device_whose_traffic_moved_without_a_new_fact_is_reported(tmp_path: Path) -> None:
+    """Packets deep in a known flow count for their devices but note nothing: the pipeline
+    names those devices to the journal, or their counters would wait for their next fact."""
+    client, server = "00:09:fb:00:00:01", "00:09:fb:00:00:02"
+    forth = Ether(src=client, dst=server) / IP(src="10.0.0.1", dst="10.0.0.2")
+    back = Ether(src=server, dst=client) / IP(src="10.0.0.2", dst="10.0.0.1")
+    opening = [
+        forth / TCP(sport=40000, dport=2575, flags="S", seq=1),
+        back / TCP(sport=2575, dport=40000, flags="SA", seq=1, ack=2),
+        forth / TCP(sport=40000, dport=2575, flags="A", seq=2, ack=2),
+    ]
+    data = [forth / TCP(sport=40000, dport=2575, flags="A", seq=2 + i, ack=2) for i in range(4)]
+    analysis = Analysis(window_seconds=60)
+    changes = DeviceChanges(analysis.inventory)
+    for batch in open_capture(write_capture(tmp_path / "opening.pcap", opening)):
+        analysis.feed(batch)
+    changes.take()
+    later = write_capture(tmp_path / "data.pcap", data, start=1_700_000_001.0)
+    for batch in open_capture(later):
+        analysis.feed(batch)
+    deltas = {d.id: d for d in changes.take()}
+    assert deltas[client].tx_packets == 4 and deltas[server].rx_packets == 4
