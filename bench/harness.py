@@ -26,9 +26,16 @@ SHARED_CAPTURE = REPO.parent / "shared/data/pcaps/bench/iot-sentinel-public-AB-m
 GENERATED_DIR = Path(tempfile.gettempdir()) / "santinel-bench"
 
 
-def generated_capture(packets: int = 1_000_000, seed: int = 1) -> Path:
-    """The generated hospital capture of ``packets`` packets, written once and kept."""
-    path = GENERATED_DIR / f"hospital-{packets}-seed{seed}.pcap"
+GENERATED_SECONDS = 600.0  # bench/generate_traffic.py's default span
+
+
+def generated_capture(
+    packets: int = 1_000_000, seed: int = 1, seconds: float = GENERATED_SECONDS
+) -> Path:
+    """The generated hospital capture of ``packets`` packets over ``seconds`` of capture
+    time, written once and kept."""
+    span = "" if seconds == GENERATED_SECONDS else f"-{seconds:g}s"
+    path = GENERATED_DIR / f"hospital-{packets}-seed{seed}{span}.pcap"
     if not path.is_file():
         GENERATED_DIR.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
@@ -41,6 +48,8 @@ def generated_capture(packets: int = 1_000_000, seed: int = 1) -> Path:
                 str(packets),
                 "--seed",
                 str(seed),
+                "--seconds",
+                repr(seconds),
             ],
             check=True,
         )
