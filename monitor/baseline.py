@@ -5,7 +5,8 @@ A ``Baseline`` holds, for one device:
 - learned **facts** (kind -> value -> ``Fact`` with first seen, last seen, count), where an
   approved fact also carries who approved it and why;
 - learned **volumes** (``profiles.VolumeHistory``: median/MAD per window, by hour of week once
-  enough weeks exist) and **cadence** per steady conversation (``profiles.Cadence``);
+  enough weeks exist) and **cadence** per steady conversation (``profiles.Cadence``, the rows
+  of one ``CadenceTable``);
 - a **learning state**: ``learning`` until BOTH ``min_duration`` seconds of capture time (from
   the start of its first window to the end of its last) and ``min_windows`` active windows are
   reached, then ``enforcing``. ``progress`` (0..1) is the lesser of the two ratios;
@@ -44,6 +45,7 @@ from monitor.profiles import (
     MAD_TO_SIGMA,
     VOLUME_FEATURES,
     Cadence,
+    CadenceTable,
     FormatError,
     RobustStats,
     VolumeHistory,
@@ -161,7 +163,7 @@ class Baseline:
             self.config.seasonal_weeks,
             self.config.seasonal_min_weeks,
         )
-        self.cadence: dict[str, Cadence] = {}
+        self.cadence = CadenceTable(self.config.cadence_burst_gap, self.config.cadence_max_gaps)
         self.first_window_start: float | None = None
         self.last_window_end: float | None = None
         self.windows = 0
@@ -243,20 +245,12 @@ class Baseline:
         return self.pending.value_count()
 
     def _learn_cadence(self, profile: WindowProfile) -> None:
-        cfg = self.config
+        cadence = self.cadence
         for key, times in profile.conversations.items():
-            if not times:
-                continue
-            cadence = self.cadence.get(key)
-            if cadence is None:
-                cadence = Cadence(cfg.cadence_burst_gap, cfg.cadence_max_gaps)
-                self.cadence[key] = cadence
-            cadence.observe(times)
-        if len(self.cadence) > cfg.max_conversations:
-            # Keep the most recently active conversations.
-            ranked = sorted(self.cadence.items(), key=lambda kv: (kv[1].last_message or 0.0, kv[0]))
-            for key, _ in ranked[: len(self.cadence) - cfg.max_conversations]:
-                del self.cadence[key]
+            if times:
+                cadence.observe(key, times)
+        # Keep the most recently active conversations.
+        cadence.keep_latest(self.config.max_conversations)
 
     def expire(self, now: float) -> int:
         """Forget facts (and pending facts, and silent conversations) not seen for
@@ -283,14 +277,9 @@ class Baseline:
                         oldest = fact.last_seen
                 if not values:
                     del table[kind]
-        for key, cadence in list(self.cadence.items()):
-            last = cadence.last_message if cadence.last_message is not None else now
-            if last < limit:
-                del self.cadence[key]
-                gone += 1
-            elif last < oldest:
-                oldest = last
-        self._oldest = oldest
+        forgotten, oldest_message = self.cadence.forget_silent(limit, now)
+        self._oldest = min(oldest, oldest_message)
+        gone += forgotten
         return gone
 
     # --- queries (scoring) ----------------------------------------------------------------

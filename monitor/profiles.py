@@ -8,7 +8,8 @@ keeps what only a sequence of windows can tell:
   one burst (one TLS record split into segments, a request and its retries); the interval is
   the gap between the starts of successive bursts. The typical interval is the **median** of
   the last ``max_gaps`` gaps, its spread the **MAD** (median absolute deviation). The last
-  message time is kept, so a gap that spans a window boundary counts like any other.
+  message time is kept, so a gap that spans a window boundary counts like any other. A
+  device's cadences are rows of one ``CadenceTable``.
 - ``VolumeHistory``: the per-window volume series of a device (packets and bytes each way,
   flows started, distinct peers) over a bounded number of windows, with median and MAD, and
   an hour-of-week view (per UTC hour of the week, the mean per window of that hour in each of
@@ -30,7 +31,7 @@ import re
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ VOLUME_FEATURES: tuple[str, ...] = (
 """The per-window volume features, in a fixed order."""
 
 _UINT32_MAX = 2**32 - 1
+_EXACT_COUNT = 2**53  # the largest count a float64 holds exactly
 # MAD of a normal distribution is 0.6745 sigma: scale it to be comparable with a std dev.
 MAD_TO_SIGMA = 1.4826
 HOURS_PER_WEEK = 168
@@ -241,41 +243,149 @@ class Ring:
         self._next = 0
 
 
-class Cadence:
-    """The reporting interval of one conversation of one device.
+_NONE = math.nan  # a row's last message or burst start before its first message
+# a row: last message, last burst start, messages, bursts (counts are exact up to 2**53)
+_LAST_MESSAGE, _LAST_BURST, _MESSAGES, _BURSTS = range(4)
+_ROW = 4
 
-    ``observe(times)`` takes the capture times of the messages the device sent in one window
-    (any order); gaps are measured between burst starts, across windows.
+
+class CadenceTable:
+    """The cadences of one device's conversations, one row each, in one array.
+
+    A device of a large site has thousands of conversations, and most send once in a while:
+    as an object each, a conversation's cadence cost about 130 bytes before its first gap;
+    as a row of four numbers it costs 32, beside its key. A row's gaps live in a ``Ring``
+    made at its first gap. Rows of forgotten conversations are used again.
+
+    A mapping from conversation key to a ``Cadence`` (a view of its row): ``len``, ``in``,
+    iteration over the keys, ``get``, ``[key]``, ``items``, ``del``; ``[key] = cadence``
+    copies one in. ``observe(key, times)`` learns a window's messages of one conversation.
     """
 
-    __slots__ = (
-        "_gaps_ms",
-        "burst_gap",
-        "bursts",
-        "last_burst",
-        "last_message",
-        "max_gaps",
-        "messages",
-    )
+    __slots__ = ("_data", "_free", "_gaps", "_rows", "burst_gap", "max_gaps")
 
     def __init__(self, burst_gap: float = 1.0, max_gaps: int = 64) -> None:
         if max_gaps < 1:
             raise ValueError("a cadence needs room for at least 1 gap")
         self.burst_gap = burst_gap
         self.max_gaps = max_gaps
-        # made at the first gap: most conversations of a large site never have one, and an
-        # empty ring would cost each of them 140 bytes
-        self._gaps_ms: Ring | None = None
-        self.last_message: float | None = None
-        self.last_burst: float | None = None
-        self.messages = 0
-        self.bursts = 0
+        self._rows: dict[str, int] = {}
+        self._data: array[float] = array("d")
+        # made when first needed: most devices have a few conversations and no gap yet
+        self._gaps: dict[int, Ring] | None = None
+        self._free: list[int] | None = None
 
-    def observe(self, times: Iterable[float]) -> None:
+    # --- the mapping ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def keys(self) -> KeysView[str]:
+        return self._rows.keys()
+
+    def get(self, key: str) -> Cadence | None:
+        row = self._rows.get(key)
+        return None if row is None else Cadence(_table=self, _row=row)
+
+    def __getitem__(self, key: str) -> Cadence:
+        return Cadence(_table=self, _row=self._rows[key])
+
+    def items(self) -> list[tuple[str, Cadence]]:
+        return [(key, Cadence(_table=self, _row=row)) for key, row in self._rows.items()]
+
+    def __delitem__(self, key: str) -> None:
+        row = self._rows.pop(key)
+        if self._gaps is not None:
+            self._gaps.pop(row, None)
+        if self._free is None:
+            self._free = []
+        self._free.append(row)
+
+    def __setitem__(self, key: str, cadence: Cadence) -> None:
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = self._new_row()
+        source, at = cadence._table, cadence._row * _ROW
+        self._data[row * _ROW : row * _ROW + _ROW] = source._data[at : at + _ROW]
+        if self._gaps is not None:
+            self._gaps.pop(row, None)
+        gaps = source._ring(cadence._row)
+        if gaps is not None:
+            self._new_ring(row).replace(gaps.values())
+
+    # --- learning ---------------------------------------------------------------------------
+    def observe(self, key: str, times: Iterable[float]) -> None:
+        """Learn the messages of conversation ``key`` in one window (capture times, any
+        order); gaps are measured between burst starts, across windows."""
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = self._new_row()
+        self._observe_row(row, times)
+
+    def keep_latest(self, most: int) -> None:
+        """Forget all but the ``most`` conversations that sent last (ties: by key)."""
+        if len(self._rows) <= most:
+            return
+        data = self._data
+        ranked = sorted(
+            self._rows.items(),
+            key=lambda kv: (_or_zero(data[kv[1] * _ROW + _LAST_MESSAGE]), kv[0]),
+        )
+        for key, _ in ranked[: len(ranked) - most]:
+            del self[key]
+
+    def forget_silent(self, limit: float, now: float) -> tuple[int, float]:
+        """Forget the conversations whose last message is before ``limit`` (one with no
+        message yet counts as sending ``now``); returns how many went and the oldest last
+        message of those kept (``inf`` when none is)."""
+        data = self._data
+        gone, oldest = 0, math.inf
+        for key, row in list(self._rows.items()):
+            last = data[row * _ROW + _LAST_MESSAGE]
+            if last != last:  # NaN: no message yet
+                last = now
+            if last < limit:
+                del self[key]
+                gone += 1
+            elif last < oldest:
+                oldest = last
+        return gone, oldest
+
+    def _ring(self, row: int) -> Ring | None:
+        return None if self._gaps is None else self._gaps.get(row)
+
+    def _new_ring(self, row: int) -> Ring:
+        if self._gaps is None:
+            self._gaps = {}
+        ring = self._gaps[row] = Ring("I", self.max_gaps)
+        return ring
+
+    def _new_row(self) -> int:
+        if self._free:
+            row = self._free.pop()
+            self._data[row * _ROW : row * _ROW + _ROW] = array("d", (_NONE, _NONE, 0.0, 0.0))
+            return row
+        self._data.extend((_NONE, _NONE, 0.0, 0.0))
+        return len(self._data) // _ROW - 1
+
+    def _observe_row(self, row: int, times: Iterable[float]) -> None:
         ordered = sorted(times)
-        self.messages += len(ordered)
+        data = self._data
+        at = row * _ROW
         # locals, and quantize_time inlined: this runs for every message of every window
-        last, burst, burst_gap = self.last_message, self.last_burst, self.burst_gap
+        last: float | None = data[at + _LAST_MESSAGE]
+        burst: float | None = data[at + _LAST_BURST]
+        if last != last:
+            last = None
+        if burst != burst:
+            burst = None
+        burst_gap = self.burst_gap
+        bursts = 0
         for raw in ordered:
             t = round(raw * 1_000_000) / 1_000_000
             if last is not None:
@@ -287,23 +397,91 @@ class Cadence:
                     last = t
                     continue
             if burst is not None:
-                if self._gaps_ms is None:
-                    self._gaps_ms = Ring("I", self.max_gaps)
-                self._gaps_ms.append(min(round((t - burst) * 1000), _UINT32_MAX))
+                gaps = self._ring(row)
+                if gaps is None:
+                    gaps = self._new_ring(row)
+                gaps.append(min(round((t - burst) * 1000), _UINT32_MAX))
             burst = t
-            self.bursts += 1
+            bursts += 1
             last = t
-        self.last_message, self.last_burst = last, burst
+        data[at + _MESSAGES] += len(ordered)
+        data[at + _BURSTS] += bursts
+        data[at + _LAST_MESSAGE] = _NONE if last is None else last
+        data[at + _LAST_BURST] = _NONE if burst is None else burst
+
+
+def _or_zero(t: float) -> float:
+    return 0.0 if t != t else t
+
+
+class Cadence:
+    """The reporting interval of one conversation of one device: a row of a
+    ``CadenceTable``, or, made as ``Cadence(burst_gap, max_gaps)``, a conversation of its
+    own.
+
+    ``observe(times)`` takes the capture times of the messages the device sent in one window
+    (any order); gaps are measured between burst starts, across windows.
+    """
+
+    __slots__ = ("_row", "_table")
+
+    def __init__(
+        self,
+        burst_gap: float = 1.0,
+        max_gaps: int = 64,
+        *,
+        _table: CadenceTable | None = None,
+        _row: int = 0,
+    ) -> None:
+        if _table is None:
+            _table = CadenceTable(burst_gap, max_gaps)
+            _row = _table._new_row()
+        self._table = _table
+        self._row = _row
+
+    @property
+    def burst_gap(self) -> float:
+        return self._table.burst_gap
+
+    @property
+    def max_gaps(self) -> int:
+        return self._table.max_gaps
+
+    def _number(self, field: int) -> float:
+        return self._table._data[self._row * _ROW + field]
+
+    @property
+    def last_message(self) -> float | None:
+        t = self._number(_LAST_MESSAGE)
+        return None if t != t else t
+
+    @property
+    def last_burst(self) -> float | None:
+        t = self._number(_LAST_BURST)
+        return None if t != t else t
+
+    @property
+    def messages(self) -> int:
+        return int(self._number(_MESSAGES))
+
+    @property
+    def bursts(self) -> int:
+        return int(self._number(_BURSTS))
+
+    def observe(self, times: Iterable[float]) -> None:
+        self._table._observe_row(self._row, times)
 
     def gaps(self) -> list[float]:
         """The recent gaps between burst starts, in seconds, oldest first."""
-        if self._gaps_ms is None:
+        ring = self._table._ring(self._row)
+        if ring is None:
             return []
-        return [ms / 1000 for ms in self._gaps_ms.values()]
+        return [ms / 1000 for ms in ring.values()]
 
     def stats(self) -> RobustStats | None:
         """Median and MAD of the recent gaps, in seconds; ``None`` before the first gap."""
-        raw = self._gaps_ms.stats() if self._gaps_ms is not None else None
+        ring = self._table._ring(self._row)
+        raw = ring.stats() if ring is not None else None
         if raw is None:
             return None
         return RobustStats(raw.median / 1000, raw.mad / 1000, raw.n)
@@ -336,18 +514,21 @@ class Cadence:
             optional={"interval", "mad"},
         )
         cadence = cls(burst_gap, max_gaps)
-        cadence.messages = read_count(fields["messages"], f"{where}.messages")
-        cadence.bursts = read_count(fields["bursts"], f"{where}.bursts")
-        for name in ("last_message", "last_burst"):
+        numbers, at = cadence._table._data, cadence._row * _ROW
+        for name, field in (("messages", _MESSAGES), ("bursts", _BURSTS)):
+            count = read_count(fields[name], f"{where}.{name}")
+            if count > _EXACT_COUNT:
+                raise FormatError(f"{where}.{name}: a count is out of range")
+            numbers[at + field] = count
+        for name, field in (("last_message", _LAST_MESSAGE), ("last_burst", _LAST_BURST)):
             value = fields[name]
-            setattr(cadence, name, None if value is None else parse_time(value, f"{where}.{name}"))
+            numbers[at + field] = _NONE if value is None else parse_time(value, f"{where}.{name}")
         gaps = read_number_list(fields["gaps"], f"{where}.gaps")
         gaps_ms = [round(g * 1000) for g in gaps]
         if any(ms < 0 or ms > _UINT32_MAX for ms in gaps_ms):
             raise FormatError(f"{where}.gaps: a gap is out of range")
         if gaps_ms:
-            cadence._gaps_ms = Ring("I", max_gaps)
-            cadence._gaps_ms.replace(gaps_ms)
+            cadence._table._new_ring(cadence._row).replace(gaps_ms)
         return cadence
 
 

@@ -104,6 +104,24 @@ def test_facts_not_seen_for_the_ttl_expire() -> None:
     assert set(baseline.facts["dns_query"]) == {"kept.example"}
 
 
+def test_conversations_silent_for_the_ttl_are_forgotten_and_the_rest_keep_their_cadence() -> None:
+    baseline = Baseline("dev", BaselineConfig(fact_ttl=3600.0, min_windows=1000))
+    for i in range(62):
+        profile = window(i)
+        start = profile.start
+        profile.conversations = {"steady|tcp/2575": [start + 10.0, start + 40.0]}
+        if i == 0:
+            profile.conversations["once|tcp/2575"] = [start + 1.0]
+        baseline.learn(profile)
+        if i == 59:  # its last message was 3599 s before this window's end: not yet
+            assert "once|tcp/2575" in baseline.cadence
+    assert list(baseline.cadence) == ["steady|tcp/2575"]
+    steady = baseline.cadence["steady|tcp/2575"]
+    assert steady.messages == 124 and steady.bursts == 124
+    stats = steady.stats()
+    assert stats is not None and stats.median == 30.0 and stats.n == 64  # the ring is full
+
+
 def test_the_store_expires_facts_of_devices_that_went_silent() -> None:
     store = BaselineStore(BaselineConfig(fact_ttl=7200.0))
     store.learn_window([window(0, device="quiet"), window(0, device="busy")])

@@ -25,7 +25,7 @@ sensor problem: one ``sensor_blind`` event (device ``sensor``), no device events
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 from monitor.baseline import Baseline, BaselineStore
@@ -93,7 +93,7 @@ class SilenceDetector(DetectorBase):
 
     def _note_messages(self, profile: WindowProfile, baselines: BaselineStore | None) -> None:
         baseline = baselines.get(profile.device_id) if baselines is not None else None
-        tracked = baseline.cadence if baseline is not None else {}
+        tracked: Container[str] = baseline.cadence if baseline is not None else ()
         seen = self.last_message.get(profile.device_id)
         if seen is not None:
             # A conversation the baseline dropped (or never took) is not asked about; if it
