@@ -16,9 +16,11 @@ For each worker count and rate it creates a network namespace holding one end of
 
 Per (workers, rate) it prints tcpreplay's own count of packets sent and its achieved rate,
 the packets Santinel counted, the kernel's drops (sum over the rings), packets lost before
-any ring (sent - received by the rings: the veth backlog), loss %, and the load average. Last,
-the highest loss-free rate per worker count. The machine is shared and tcpreplay needs a
-core of its own: the load average is printed with each row.
+any ring (sent - received by the rings: the veth backlog), loss %, the CPU time (user +
+system) the sender and Santinel (this process, and its workers) used in the run, and the
+load average. Last, the highest loss-free rate per worker count. The sender runs on the same
+machine: its CPU time is what the cores left to Santinel were short of (sending into a veth
+costs the sender the kernel's work of delivering each frame, the capture rings' copy too).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from monitor.pipeline import Analysis
 from monitor.runtime import tune_garbage_collector
 from monitor.workers import WorkerPool
 
-DEFAULT_CAPTURE = Path("/work/main/tests/data/lab-demo/capture.pcap")
+DEFAULT_CAPTURE = Path(__file__).resolve().parent.parent / "tests/data/lab-demo/capture.pcap"
 DEFAULT_RATES = (10_000, 25_000, 50_000, 100_000, 200_000, 400_000)
 TAG = "slbench"
 QUIET_SECONDS = 2.0
@@ -59,6 +61,8 @@ class Row:
     counted: int
     dropped: int
     load: tuple[float, float, float]
+    sender_cpu: float = 0.0  # seconds, user + system
+    santinel_cpu: float = 0.0
 
     @property
     def lost(self) -> int:
@@ -104,27 +108,64 @@ class Wire:
         subprocess.run(["ip", "link", "del", self.receiver], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
 
-    def replay(self, capture: Path, rate: int, duration: float) -> subprocess.Popen[str]:
+    def replay(self, capture: Path, rate: int, duration: float) -> Replay:
         command = ["ip", "netns", "exec", self.ns, "tcpreplay", "--preload-pcap"]
         # nanosleep between packets: the default timer (gtod) spins, a core of its own at
         # any rate, which on a small machine is a core the workers do not get
         command += ["--timer=nano", f"--pps={rate}", "--loop=0", f"--duration={int(duration)}"]
         command += ["-i", self.sender, str(capture)]
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        output = subprocess.PIPE
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
+        return Replay(process)
 
 
-def _sent(process: subprocess.Popen[str]) -> tuple[int, float]:
-    out, err = process.communicate(timeout=600)
-    match = re.search(r"Actual: (\d+) packets", out)
-    rated = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", out)
-    if match is None:
-        raise SystemExit(f"tcpreplay failed: {(err or out).strip().splitlines()[-1:]}")
-    return int(match.group(1)), float(rated.group(1)) if rated else 0.0
+class Replay:
+    """A running tcpreplay. Reaped with ``wait4`` (not ``Popen.poll``, which would reap it
+    first) so that its CPU time is known; it prints its summary when done, well within a
+    pipe's buffer."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.cpu: float | None = None  # user + system seconds, once done
+
+    def done(self) -> bool:
+        return self.cpu is not None or self._reap(os.WNOHANG)
+
+    def result(self) -> tuple[int, float, float]:
+        """(packets sent, achieved rate, the sender's CPU seconds), waiting for the end."""
+        if self.cpu is None:
+            self._reap(0)
+        assert self.process.stdout is not None and self.cpu is not None
+        out = self.process.stdout.read()
+        match = re.search(r"Actual: (\d+) packets", out)
+        rated = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", out)
+        if match is None:
+            raise SystemExit(f"tcpreplay failed: {out.strip().splitlines()[-1:]}")
+        return int(match.group(1)), float(rated.group(1)) if rated else 0.0, self.cpu
+
+    def _reap(self, options: int) -> bool:
+        pid, status, usage = os.wait4(self.process.pid, options)
+        if pid == 0:
+            return False
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+        self.cpu = usage.ru_utime + usage.ru_stime
+        return True
+
+
+def _cpu_since(began: os.times_result, sender_cpu: float) -> float:
+    """CPU seconds this process and its reaped children used since ``began``, the sender's
+    apart: Santinel's, with its workers."""
+    now = os.times()
+    own = now.user - began.user + now.system - began.system
+    children = now.children_user - began.children_user + now.children_system
+    children -= began.children_system
+    return own + children - sender_cpu
 
 
 def run_single(wire: Wire, capture: Path, rate: int, duration: float, buffer: int) -> Row:
     source = LiveSource(wire.receiver, buffer_bytes=buffer)
     analysis = Analysis(window_seconds=60.0)
+    began = os.times()
     replay = wire.replay(capture, rate, duration)
     quiet_since = time.monotonic()
     next_tick = 0.0
@@ -137,17 +178,22 @@ def run_single(wire: Wire, capture: Path, rate: int, duration: float, buffer: in
         if now >= next_tick:
             analysis.tick(time.time())
             next_tick = now + 1.0
-        if replay.poll() is not None and now - quiet_since > QUIET_SECONDS:
+        if replay.done() and now - quiet_since > QUIET_SECONDS:
             break
-    sent, achieved = _sent(replay)
+    sent, achieved, sender_cpu = replay.result()
+    santinel_cpu = _cpu_since(began, sender_cpu)
     received, dropped, _ = source._capture.stats()
     source.close()
-    return Row(1, rate, sent, achieved, received, analysis.packets, dropped, os.getloadavg())
+    return Row(
+        1, rate, sent, achieved, received, analysis.packets, dropped, os.getloadavg(),
+        sender_cpu, santinel_cpu,
+    )  # fmt: skip
 
 
 def run_pool(
     wire: Wire, capture: Path, rate: int, duration: float, buffer: int, workers: int
 ) -> Row:
+    began = os.times()
     pool = WorkerPool(wire.receiver, workers, buffer_bytes=buffer)
     pool.start()
     merged = MergedAnalysis(wire.receiver, workers)
@@ -168,16 +214,20 @@ def run_pool(
             drained = all(s.packets + s.dropped >= s.received for s in merged.worker_stats)
             quiet = now - quiet_since
             settled = drained or quiet > DRAIN_SECONDS
-            if replay.poll() is not None and quiet > QUIET_SECONDS + 1.0 and settled:
+            if replay.done() and quiet > QUIET_SECONDS + 1.0 and settled:
                 break
     finally:
         for report in pool.stop():
             report.profiles = []
             merged.apply(report)
-    sent, achieved = _sent(replay)
+    sent, achieved, sender_cpu = replay.result()
+    santinel_cpu = _cpu_since(began, sender_cpu)  # the workers were reaped by stop()
     received = sum(s.received for s in merged.worker_stats)
     dropped = sum(s.dropped for s in merged.worker_stats)
-    return Row(workers, rate, sent, achieved, received, merged.packets, dropped, os.getloadavg())
+    return Row(
+        workers, rate, sent, achieved, received, merged.packets, dropped, os.getloadavg(),
+        sender_cpu, santinel_cpu,
+    )  # fmt: skip
 
 
 def machine() -> str:
@@ -199,13 +249,15 @@ def machine() -> str:
 def table(rows: list[Row]) -> str:
     lines = [
         "| workers | rate asked (pps) | achieved (pps) | sent | counted | kernel drops "
-        "| lost before the ring | loss % | load avg (1/5 min) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| lost before the ring | loss % | CPU s: sender | CPU s: Santinel "
+        "| load avg (1/5 min) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.workers} | {r.rate:,} | {r.achieved:,.0f} | {r.sent:,} | {r.counted:,} "
             f"| {r.dropped:,} | {r.before_ring:,} | {r.loss:.3f} "
+            f"| {r.sender_cpu:.1f} | {r.santinel_cpu:.1f} "
             f"| {r.load[0]:.2f} / {r.load[1]:.2f} |"
         )
     return "\n".join(lines)
@@ -259,6 +311,7 @@ def main() -> int:
                 f"workers={row.workers} rate={row.rate} achieved={row.achieved:.0f} "
                 f"sent={row.sent} counted={row.counted} kernel_drops={row.dropped} "
                 f"before_ring={row.before_ring} loss={row.loss:.3f}% "
+                f"cpu_sender={row.sender_cpu:.1f}s cpu_santinel={row.santinel_cpu:.1f}s "
                 f"load={row.load[0]:.2f}/{row.load[1]:.2f}",
                 flush=True,
             )
