@@ -20,6 +20,7 @@ have limits past which the stalest go, counted in ``table_stats()``.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -908,7 +909,10 @@ class Analysis:
         keys = self._conversation_table.rows(ids).tolist()
         for (device, peer, service), begin, end in zip(keys, bounds.tolist(), ends, strict=True):
             device_id = names[device]
-            conversation = f"{names[peer]}|{names[service]}"
+            # one string per peer and service, however many devices and windows hold it as a
+            # key (their baselines' cadences, the silence detector): interned strings go when
+            # the last of them does
+            conversation = sys.intern(f"{names[peer]}|{names[service]}")
             profile = profiles.get(device_id) or self._profile(device_id, window.start)
             kept = profile.conversations.setdefault(conversation, [])
             room = MAX_MESSAGES_PER_WINDOW - len(kept)

@@ -88,6 +88,34 @@ def test_message_times_give_the_feed_cadence_not_the_segment_gaps(tmp_path: Path
     assert np.allclose(gaps, 3.0, atol=0.01)
 
 
+def test_devices_and_windows_share_one_key_per_peer_and_service(tmp_path: Path) -> None:
+    # A baseline keeps a cadence per conversation key for months: a hundred pumps reporting
+    # to one engine hold one string between them, not one each per window they were seen in.
+    packets: list[object] = []
+    times: list[float] = []
+    for window in range(2):
+        for n, mac in enumerate((MONITOR, "00:09:fb:00:00:02", "00:09:fb:00:00:03")):
+            packets.append(
+                Ether(src=mac, dst=ENGINE)
+                / IP(src=f"10.1.0.{5 + n}", dst="10.1.0.9")
+                / UDP(sport=40001, dport=2575)
+                / b"x"
+            )
+            times.append(window * 60.0 + n)
+    capture = write_capture(tmp_path / "feeds.pcap", packets, times=times)
+    windows: list[list[WindowProfile]] = []
+    analyze_captures([capture], window_seconds=60, on_window=lambda p, a: windows.append(p))
+    keys = [
+        key
+        for profiles in windows
+        for profile in profiles
+        for key in profile.conversations
+        if key.endswith("|udp/2575")
+    ]
+    assert len(keys) == 6 and len(set(keys)) == 1
+    assert len({id(key) for key in keys}) == 1
+
+
 def test_services_come_from_handshakes_and_hl7_from_content(tmp_path: Path) -> None:
     packets, times = hl7_feed(count=3, interval=2.0)
     capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
