@@ -311,12 +311,13 @@ class CadenceTable:
         if row is None:
             row = self._rows[key] = self._new_row()
         source, at = cadence._table, cadence._row * _ROW
+        gaps = source._ring(cadence._row)
+        kept = None if gaps is None else gaps.values()  # before: the source may be this row
         self._data[row * _ROW : row * _ROW + _ROW] = source._data[at : at + _ROW]
         if self._gaps is not None:
             self._gaps.pop(row, None)
-        gaps = source._ring(cadence._row)
-        if gaps is not None:
-            self._new_ring(row).replace(gaps.values())
+        if kept:
+            self._new_ring(row).replace(kept)
 
     # --- learning ---------------------------------------------------------------------------
     def observe(self, key: str, times: Iterable[float]) -> None:
@@ -420,7 +421,8 @@ class Cadence:
     own.
 
     ``observe(times)`` takes the capture times of the messages the device sent in one window
-    (any order); gaps are measured between burst starts, across windows.
+    (any order); gaps are measured between burst starts, across windows. A view reads its row
+    as it is when asked: take it again after the table forgot its conversation.
     """
 
     __slots__ = ("_row", "_table")

@@ -188,6 +188,8 @@ def test_a_cadence_set_into_a_table_is_copied() -> None:
     assert table["x|tcp/1"].to_dict() == alone.to_dict()
     alone.observe([91.0])
     assert table["x|tcp/1"].gaps() == [30.0, 30.0] and alone.gaps() == [30.0, 30.0, 30.0]
+    table["x|tcp/1"] = table["x|tcp/1"]  # onto itself: nothing lost
+    assert table["x|tcp/1"].gaps() == [30.0, 30.0] and table["x|tcp/1"].messages == 3
     table["x|tcp/1"] = Cadence()  # replacing it leaves none of the old gaps behind
     assert table["x|tcp/1"].gaps() == [] and table["x|tcp/1"].last_message is None
 
