@@ -25,7 +25,7 @@ sensor problem: one ``sensor_blind`` event (device ``sensor``), no device events
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monitor.baseline import Baseline, BaselineStore
@@ -38,7 +38,7 @@ from monitor.detectors.common import (
 )
 from monitor.events import Event, device_label, iso_time, make_event
 from monitor.model import WindowProfile
-from monitor.profiles import MAD_TO_SIGMA
+from monitor.profiles import MAD_TO_SIGMA, quantize_time
 
 SENSOR_DEVICE = "sensor"
 
@@ -68,10 +68,11 @@ class SilenceDetector(DetectorBase):
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         super().__init__(config)
-        # device -> conversation -> last message time seen in a closed window, for the
-        # conversations its baseline tracks (the only ones ever asked about) and those of
-        # the window just scored (the baseline learns them next): bounded as the baselines
-        # are, however many short-lived conversations come and go
+        # device -> conversation -> last message time seen in a closed window that its
+        # baseline has not learned: the window just scored (the baseline learns it next),
+        # and what a frozen baseline does not learn; only for conversations the baseline
+        # tracks (the only ones ever asked about) or just saw: bounded as the baselines are,
+        # however many short-lived conversations come and go
         self.last_message: dict[str, dict[str, float]] = {}
         # device -> start of the latest closed window in which it sent anything
         self.last_sent_window: dict[str, float] = {}
@@ -93,18 +94,24 @@ class SilenceDetector(DetectorBase):
 
     def _note_messages(self, profile: WindowProfile, baselines: BaselineStore | None) -> None:
         baseline = baselines.get(profile.device_id) if baselines is not None else None
-        tracked: Container[str] = baseline.cadence if baseline is not None else ()
         seen = self.last_message.get(profile.device_id)
         if seen is not None:
             # A conversation the baseline dropped (or never took) is not asked about; if it
-            # comes back, the baseline learns it anew with a later last message.
-            for key in [key for key in seen if key not in tracked]:
-                del seen[key]
+            # comes back, the baseline learns it anew with a later last message. One whose
+            # last message the baseline has learned needs no time of its own here (``_last``
+            # takes the later of the two): what is kept is what the baseline has not learned
+            # (the window just scored; all of it while the baseline is frozen, or when it
+            # skipped an anomalous window).
+            for key in list(seen):
+                cadence = baseline.cadence.get(key) if baseline is not None else None
+                learned = cadence.last_message if cadence is not None else None
+                if cadence is None or (learned is not None and learned >= seen[key]):
+                    del seen[key]
         for key, times in profile.conversations.items():
             if times:
                 if seen is None:
                     seen = self.last_message[profile.device_id] = {}
-                latest = max(times)
+                latest = quantize_time(max(times))  # as the baseline keeps it
                 if latest > seen.get(key, float("-inf")):
                     seen[key] = latest
         if seen is not None and not seen:
