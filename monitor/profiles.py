@@ -31,7 +31,7 @@ import re
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -285,9 +285,6 @@ class CadenceTable:
     def __contains__(self, key: object) -> bool:
         return key in self._rows
 
-    def keys(self) -> KeysView[str]:
-        return self._rows.keys()
-
     def get(self, key: str) -> Cadence | None:
         row = self._rows.get(key)
         return None if row is None else Cadence(_table=self, _row=row)
@@ -440,14 +437,6 @@ class Cadence:
             _row = _table._new_row()
         self._table = _table
         self._row = _row
-
-    @property
-    def burst_gap(self) -> float:
-        return self._table.burst_gap
-
-    @property
-    def max_gaps(self) -> int:
-        return self._table.max_gaps
 
     def _number(self, field: int) -> float:
         return self._table._data[self._row * _ROW + field]
