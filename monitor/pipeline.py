@@ -1038,22 +1038,7 @@ class Analysis:
         )
         once += [(i, 1, float(t[i]), 0) for i in tcp_rows[~feed].tolist()]
         once.sort()
-        recognised_at = np.full(slots.shape[0], groups.shape[0], np.int64)
-        opaque: set[int] = set()  # flows recognised as TLS or MQTT in this batch
-        for i, repeats, last_time, content in once:
-            group = int(groups[i])
-            if group in opaque:
-                continue  # as if the batch had been cut after the packet that told
-            flow = records[int(slots[group])]
-            assert flow is not None
-            was = flow.app
-            self._decode_row(
-                batch, table, t, i, flow, int(direction[i]), repeats, last_time, content
-            )
-            if was not in FOLLOWED_APPS and flow.app in FOLLOWED_APPS:
-                recognised_at[group] = i
-            elif was is None and flow.app in OPAQUE_AFTER_FIRST:
-                opaque.add(group)
+        recognised_at = self._decode_rows(batch, table, t, groups, direction, slots, once)
         for row, leader_row in followers:
             flow = records[int(slots[groups[row]])]
             leader = records[int(slots[groups[leader_row]])]
@@ -1071,12 +1056,7 @@ class Analysis:
             later = self._followed_once(
                 buffer, offsets, payload_len, t, groups, direction, slots, rows
             )
-            for i, repeats, last_time, content in sorted(later):
-                flow = records[int(slots[groups[i]])]
-                assert flow is not None
-                self._decode_row(
-                    batch, table, t, i, flow, int(direction[i]), repeats, last_time, content
-                )
+            self._decode_rows(batch, table, t, groups, direction, slots, sorted(later))
 
     def _followed_once(
         self,
@@ -1120,22 +1100,57 @@ class Analysis:
         alone = (*rows[~hl7].tolist(), *feed[~routed].tolist())
         return once + [(i, 1, float(t[i]), 0) for i in alone]
 
-    def _decode_row(
+    def _decode_rows(
         self,
         batch: FrameBatch,
         table: PacketTable,
         t: npt.NDArray[np.float64],
-        i: int,
-        flow: Flow,
-        sender: int,
-        repeats: int,
-        last_time: float,
-        content: int = 0,
-    ) -> None:
-        start = int(table.payload_offset[i])
-        payload = batch.buffer[start : start + int(table.payload_length[i])].tobytes()
-        ports = (int(table.src_port[i]), int(table.dst_port[i]))
-        self._apply_metadata(flow, sender, payload, ports, float(t[i]), repeats, last_time, content)
+        groups: npt.NDArray[np.int64],
+        direction: npt.NDArray[np.uint8],
+        slots: npt.NDArray[np.int64],
+        once: list[tuple[int, int, float, int]],
+    ) -> npt.NDArray[np.int64]:
+        """Decode the payload of each (row, repeats, last time, content key) of ``once``, in
+        its order. Returns per group the row at which its flow was recognised as HL7 or
+        DICOM (the number of rows where it was not). A flow recognised as TLS or MQTT has
+        nothing more decoded in the batch."""
+        recognised_at = np.full(slots.shape[0], groups.shape[0], np.int64)
+        if not once:
+            return recognised_at
+        # each row's numbers read as lists at once: an element read from an array one at a
+        # time costs as much as a small decode
+        rows = np.fromiter((entry[0] for entry in once), np.int64, len(once))
+        row_groups = groups[rows]
+        records = self.flows.records
+        buffer = batch.buffer.data
+        opaque: set[int] = set()  # flows recognised as TLS or MQTT in this batch
+        for entry, group, slot, start, length, src, dst, when, sender in zip(
+            once,
+            row_groups.tolist(),
+            slots[row_groups].tolist(),
+            table.payload_offset[rows].tolist(),
+            table.payload_length[rows].tolist(),
+            table.src_port[rows].tolist(),
+            table.dst_port[rows].tolist(),
+            t[rows].tolist(),
+            direction[rows].tolist(),
+            strict=True,
+        ):
+            if group in opaque:
+                continue  # as if the batch had been cut after the packet that told
+            i, repeats, last_time, content = entry
+            flow = records[slot]
+            assert flow is not None
+            was = flow.app
+            payload = buffer[start : start + length].tobytes()
+            self._apply_metadata(
+                flow, sender, payload, (src, dst), when, repeats, last_time, content
+            )
+            if was not in FOLLOWED_APPS and flow.app in FOLLOWED_APPS:
+                recognised_at[group] = i
+            elif was is None and flow.app in OPAQUE_AFTER_FIRST:
+                opaque.add(group)
+        return recognised_at
 
     def _apply_metadata(
         self,
