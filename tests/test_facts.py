@@ -55,11 +55,17 @@ _operations = st.lists(
 )
 
 
+def _shape(model: dict[str, dict[str, Fact]]) -> list[tuple[str, list[tuple[str, float]]]]:
+    """What a reader of values and first seens sees of a table."""
+    return [(k, [(v, f.first_seen) for v, f in vs.items()]) for k, vs in model.items()]
+
+
 @given(_operations)
 def test_the_table_behaves_as_the_dict_of_facts_it_replaces(operations: list[tuple]) -> None:
     table = FactTable()
     model: dict[str, dict[str, Fact]] = {}
     for operation, kind, value, when, times in operations:
+        shape, version = _shape(model), table.version
         if operation in ("record", "record_counts"):
             values = model.setdefault(kind, {})
             known = values.get(value)
@@ -85,12 +91,48 @@ def test_the_table_behaves_as_the_dict_of_facts_it_replaces(operations: list[tup
             (k, list(v.items())) for k, v in model.items()
         ]
         assert table == model
+        # what was derived from the values and their first seen holds while the version does
+        assert _shape(model) == shape or table.version != version
         assert table.value_count() == sum(len(v) for v in model.values())
         assert table.total_sightings() == sum(f.count for v in model.values() for f in v.values())
         newest = max((f.first_seen for v in model.values() for f in v.values()), default=None)
         assert (table.newest_first_seen() if newest is not None else None) == newest
     assert pickle.loads(pickle.dumps(table)) == table
     assert FactTable(model) == table
+
+
+def test_the_version_moves_when_values_come_go_or_were_seen_earlier_and_only_then() -> None:
+    table = FactTable()
+    versions = [table.version]
+
+    def moved() -> bool:
+        versions.append(table.version)
+        return versions[-1] != versions[-2]
+
+    table.record("peer", "a", 10.0)
+    assert moved()
+    table.record("peer", "a", 20.0, 3)  # a later sighting: the values read the same
+    table.record_counts("peer", {"a": 2}, 30.0)
+    table.absorb({"peer": {"a": Fact(15.0, 40.0, 1)}})
+    assert not moved()
+    table.record("peer", "a", 5.0)  # seen earlier than thought: a view as of 8.0 shows it
+    assert moved()
+    table.absorb({"peer": {"a": Fact(4.0, 4.0, 1)}})
+    assert moved()
+    table.record_counts("protocol", {"tls": 1}, 50.0)
+    assert moved()
+    del table["protocol"]["tls"]
+    assert moved()
+    table.setdefault("ip")["10.0.0.1"] = Fact(1.0, 2.0, 1)
+    assert moved()
+    del table["ip"]
+    assert moved()
+    # no two tables share a version: not a new one, not one read back from a pickle
+    copy = pickle.loads(pickle.dumps(table))
+    assert copy == table and len({table.version, copy.version, FactTable().version}) == 3
+    # a view as of a time shares its table's version; its value count tells which view
+    view = table.first_seen_before(4.5)
+    assert view.version == table.version and view.value_count() == 1
 
 
 def test_a_fact_read_from_the_table_is_a_copy() -> None:
