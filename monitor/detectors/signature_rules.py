@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.baseline import BaselineStore
-from monitor.detectors import AnalysisView
+from monitor.detectors import AnalysisView, DetectorConfig
 from monitor.detectors.common import FindingDetector
 from monitor.events import Event, make_event
 from monitor.model import Device, WindowProfile
@@ -69,8 +69,32 @@ class SignatureRuleDetector(FindingDetector):
     name = "signature_rules"
     library_part = "rules"
 
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        super().__init__(config)
+        # device id -> (what its rules read, as of the window scored, and what they found)
+        self._found: dict[str, tuple[tuple[Any, ...], tuple[Finding, ...]]] = {}
+
     def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
-        return evaluate_rules(device, library)
+        # A rule reads the device's fact values, vendor and classification, and nothing
+        # else. Each window asks again for every active device, and a device that does
+        # what it did has the findings it had: they are derived again only when one changed.
+        facts = device.facts
+        basis = (
+            facts.version,
+            facts.value_count(),  # a view as of a window end holds some of the values
+            device.vendor,
+            device.classification,
+            library,
+        )
+        held = self._found.get(device.id)
+        if held is not None and held[0] == basis:
+            return list(held[1])
+        found = evaluate_rules(device, library)
+        if device.id not in self._found and len(self._found) >= 2 * len(analysis.devices):
+            # devices the inventory let go
+            self._found = {k: v for k, v in self._found.items() if k in analysis.devices}
+        self._found[device.id] = (basis, tuple(found))
+        return found
 
     def event_for(
         self,

@@ -3,9 +3,15 @@ over cleartext MQTT; an industrial MQTT client (nDPI capture) is not a clinical 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
-from monitor.detectors.signature_rules import detector_for
+import pytest
+
+from monitor.detectors._window import as_of
+from monitor.detectors.signature_rules import SignatureRuleDetector, detector_for
+from monitor.model import Classification, Device
 from monitor.signatures import default_signature_dirs, load_library
 from tests.detectors.helpers import LAB_DEMO, run
 from tests.detectors.lab import run_lab
@@ -61,3 +67,47 @@ def test_telnet_newly_offered_by_an_enforcing_pump_keeps_the_rule_severity(
     (event,) = result.of("cleartext_remote_admin", PUMP[0])
     assert event.device_class == "infusion_pump"
     assert event.severity == "critical" and event.observed["new_to_baseline"] == ["tcp/23"]
+
+
+def _pump(library_devices: dict[str, Device]) -> Device:
+    pump = Device("00:12:21:00:00:04", "00:12:21:00:00:04", False, "Smiths Medical", 0.0, 0.0)
+    pump.classification = Classification(
+        "pump", "Smiths Medical", "infusion_pump", None, "life_sustaining", 0.9
+    )
+    pump.facts.record("service_offered", "tcp/443", 10.0)
+    library_devices[pump.id] = pump
+    return pump
+
+
+def test_findings_are_derived_again_when_the_device_changed_and_only_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from monitor.detectors import signature_rules
+
+    library = load_library(default_signature_dirs())
+    devices: dict[str, Device] = {}
+    analysis = SimpleNamespace(devices=devices)
+    pump = _pump(devices)
+    detector = SignatureRuleDetector()
+    derived = []
+    evaluate = signature_rules.evaluate_rules
+    monkeypatch.setattr(
+        signature_rules, "evaluate_rules", lambda d, lib: derived.append(d.id) or evaluate(d, lib)
+    )
+
+    def rules() -> list[str]:
+        return [f.rule_id for f in detector.findings(pump, analysis, library)]
+
+    assert rules() == []
+    pump.facts.record("service_offered", "tcp/443", 70.0)  # it did what it did: nothing new
+    assert rules() == [] and len(derived) == 1
+    pump.facts.record("service_offered", "tcp/23", 80.0)  # a new value
+    assert rules() == ["rule.telnet-on-clinical-device"] and len(derived) == 2
+    assert rules() == ["rule.telnet-on-clinical-device"] and len(derived) == 2
+    # as of a window that ended before Telnet showed, it was not there
+    earlier = as_of(pump, 75.0)
+    assert detector.findings(earlier, analysis, library) == [] and len(derived) == 3
+    pump.classification = replace(pump.classification, device_class="workstation")
+    assert rules() == [] and len(derived) == 4  # reclassified: out of the rule's scope
+    other = replace(library, rules=library.rules[1:])  # a reloaded library
+    assert detector.findings(pump, analysis, other) == [] and len(derived) == 5
