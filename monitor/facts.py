@@ -10,14 +10,14 @@ millions of values, and an object per value cost 64 bytes more each (plus its ti
 Promises: iteration follows the order in which kinds and values were first recorded, as a
 dict would; a ``Fact`` read from a table is a copy (change a table through ``record``,
 ``absorb``, item assignment or deletion, never through a fact read from it). A table's
-``version`` changes whenever a kind or value is added or removed or a first seen moves
-earlier, and no two tables share one: what a reader derived from the values and their
-first seen (a rule's finding) holds while the version it was derived from does.
+``version`` moves on whenever a kind or value is added or removed or a first seen moves
+earlier: what a reader derived from a table's values and their first seen (a rule's
+finding) holds while it is the same table (``source``, which a view as of a time shares) at
+the same version.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from array import array
 from collections.abc import Iterator, KeysView, Mapping
@@ -92,10 +92,6 @@ _CELL_NUMBERS: tuple[int, ...] = tuple(range(len(FACT_KINDS) * MAX_VALUES_PER_KI
 _CELLS = len(_CELL_NUMBERS)
 
 
-# versions of tables: one count for all, so that no two tables ever share one
-_versions = itertools.count(1)
-
-
 def _number(cell: int) -> int:
     return _CELL_NUMBERS[cell] if cell < _CELLS else cell
 
@@ -113,18 +109,17 @@ class FactTable(Mapping[str, "KindFacts"]):
         self._cells: dict[str, dict[str, int]] = {}
         self._numbers = array("d")
         self._free: list[int] | None = None
-        self.version = next(_versions)  # see the module docstring
+        # changes so far (see the module docstring): a count of its own, so that it stays
+        # a small shared int for most tables
+        self.version = 0
         if facts:
             for kind, values in facts.items():
                 self[kind] = values
 
-    def __getstate__(self) -> tuple[Any, ...]:
-        return self._cells, self._numbers, self._free
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        # a table read back is a table of its own: its version is new in this process
-        self._cells, self._numbers, self._free = state
-        self.version = next(_versions)
+    @property
+    def source(self) -> FactTable:
+        """The table whose values these are: this one (a view as of a time names its own)."""
+        return self
 
     # --- reading: a mapping of kinds ------------------------------------------------------
     def __getitem__(self, kind: str) -> KindFacts:
@@ -209,6 +204,7 @@ class FactTable(Mapping[str, "KindFacts"]):
         valid until this table changes."""
         kept = _FactsAsOf()
         numbers = kept._numbers = self._numbers
+        kept._source = self
         kept.version = self.version  # with its value count, says which view of which values
         for kind, cells in self._cells.items():
             into = {value: cell for value, cell in cells.items() if numbers[cell * 3] < end}
@@ -223,20 +219,20 @@ class FactTable(Mapping[str, "KindFacts"]):
         cells = self._cells.get(kind)
         if cells is None:
             cells = self._cells[kind] = {}
-            self.version = next(_versions)
+            self.version += 1
         return KindFacts(self, cells)
 
     def __setitem__(self, kind: str, values: Mapping[str, Fact]) -> None:
         if kind in self._cells:
             del self[kind]
         cells = self._cells[kind] = {}
-        self.version = next(_versions)
+        self.version += 1
         for value, fact in values.items():
             cells[value] = self._new_cell(fact.first_seen, fact.last_seen, fact.count)
 
     def __delitem__(self, kind: str) -> None:
         cells = self._cells.pop(kind)
-        self.version = next(_versions)
+        self.version += 1
         for cell in cells.values():
             self._release(cell)
         self._compact_if_sparse()
@@ -253,7 +249,7 @@ class FactTable(Mapping[str, "KindFacts"]):
         cell = cells.get(value)
         newest = when if last is None or last < when else last
         if cell is None:
-            self.version = next(_versions)
+            self.version += 1
             if len(cells) >= MAX_VALUES_PER_KIND:
                 self._forget_stalest(cells)  # (may renumber the cells into a new array)
             if self._free:
@@ -268,7 +264,7 @@ class FactTable(Mapping[str, "KindFacts"]):
         base = cell * 3  # _FIELDS, written out: this runs for every sighting noted
         if when < numbers[base]:
             numbers[base] = when
-            self.version = next(_versions)
+            self.version += 1
         if newest > numbers[base + 1]:
             numbers[base + 1] = newest
         numbers[base + 2] += times
@@ -280,7 +276,7 @@ class FactTable(Mapping[str, "KindFacts"]):
         cells = self._cells.get(kind)
         if cells is None:
             cells = self._cells[kind] = {}
-            self.version = next(_versions)
+            self.version += 1
         numbers = self._numbers
         for value, times in counts.items():
             cell = cells.get(value)
@@ -291,7 +287,7 @@ class FactTable(Mapping[str, "KindFacts"]):
             base = cell * 3
             if when < numbers[base]:
                 numbers[base] = when
-                self.version = next(_versions)
+                self.version += 1
             if when > numbers[base + 1]:
                 numbers[base + 1] = when
             numbers[base + 2] += times
@@ -303,7 +299,7 @@ class FactTable(Mapping[str, "KindFacts"]):
             cells = self._cells.get(kind)
             if cells is None:
                 cells = self._cells[kind] = {}
-                self.version = next(_versions)
+                self.version += 1
             numbers = self._numbers  # (a new cell is added to it, never a new array)
             for value, fact in values.items():
                 cell = cells.get(value)
@@ -313,7 +309,7 @@ class FactTable(Mapping[str, "KindFacts"]):
                 base = cell * _FIELDS
                 if fact.first_seen < numbers[base]:
                     numbers[base] = fact.first_seen
-                    self.version = next(_versions)
+                    self.version += 1
                 numbers[base + 1] = max(numbers[base + 1], fact.last_seen)
                 numbers[base + 2] += fact.count
 
@@ -324,7 +320,7 @@ class FactTable(Mapping[str, "KindFacts"]):
         return Fact(numbers[base], numbers[base + 1], int(numbers[base + 2]))
 
     def _new_cell(self, first: float, last: float, count: float) -> int:
-        self.version = next(_versions)
+        self.version += 1
         numbers = self._numbers
         if self._free:
             cell = self._free.pop()
@@ -338,7 +334,7 @@ class FactTable(Mapping[str, "KindFacts"]):
         return _number(cell)
 
     def _set_cell(self, cell: int, fact: Fact) -> None:
-        self.version = next(_versions)
+        self.version += 1
         base = cell * _FIELDS
         self._numbers[base : base + _FIELDS] = array(
             "d", (fact.first_seen, fact.last_seen, fact.count)
@@ -346,7 +342,7 @@ class FactTable(Mapping[str, "KindFacts"]):
 
     def _release(self, cell: int) -> None:
         # a freed cell reads as never seen: it does not move newest_first_seen or the counts
-        self.version = next(_versions)
+        self.version += 1
         base = cell * _FIELDS
         self._numbers[base : base + _FIELDS] = array("d", (-math.inf, -math.inf, 0.0))
         if self._free is None:
@@ -438,7 +434,12 @@ class FactJournal:
 class _FactsAsOf(FactTable):
     """What ``FactTable.first_seen_before`` returns: some of another table's cells."""
 
-    __slots__ = ()
+    __slots__ = ("_source",)
+    _source: FactTable
+
+    @property
+    def source(self) -> FactTable:
+        return self._source
 
     def _cells_in_view(self) -> list[int]:
         return [cell for cells in self._cells.values() for cell in cells.values()]

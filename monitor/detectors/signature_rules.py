@@ -80,6 +80,7 @@ class SignatureRuleDetector(FindingDetector):
         # what it did has the findings it had: they are derived again only when one changed.
         facts = device.facts
         basis = (
+            facts.source,
             facts.version,
             facts.value_count(),  # a view as of a window end holds some of the values
             device.vendor,

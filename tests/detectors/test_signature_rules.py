@@ -11,6 +11,7 @@ import pytest
 
 from monitor.detectors._window import as_of
 from monitor.detectors.signature_rules import SignatureRuleDetector, detector_for
+from monitor.facts import FactTable
 from monitor.model import Classification, Device
 from monitor.signatures import default_signature_dirs, load_library
 from tests.detectors.helpers import LAB_DEMO, run
@@ -104,10 +105,19 @@ def test_findings_are_derived_again_when_the_device_changed_and_only_then(
     pump.facts.record("service_offered", "tcp/23", 80.0)  # a new value
     assert rules() == ["rule.telnet-on-clinical-device"] and len(derived) == 2
     assert rules() == ["rule.telnet-on-clinical-device"] and len(derived) == 2
+    # another table at the same version, with as many values
+    telnet_table = pump.facts
+    pump.facts = FactTable()
+    pump.facts.record("service_offered", "tcp/80", 90.0)
+    pump.facts.record("service_offered", "tcp/443", 90.0)
+    assert pump.facts.version == telnet_table.version
+    assert rules() == [] and len(derived) == 3
+    pump.facts = telnet_table
+    assert rules() == ["rule.telnet-on-clinical-device"] and len(derived) == 4
     # as of a window that ended before Telnet showed, it was not there
     earlier = as_of(pump, 75.0)
-    assert detector.findings(earlier, analysis, library) == [] and len(derived) == 3
+    assert detector.findings(earlier, analysis, library) == [] and len(derived) == 5
     pump.classification = replace(pump.classification, device_class="workstation")
-    assert rules() == [] and len(derived) == 4  # reclassified: out of the rule's scope
+    assert rules() == [] and len(derived) == 6  # reclassified: out of the rule's scope
     other = replace(library, rules=library.rules[1:])  # a reloaded library
-    assert detector.findings(pump, analysis, other) == [] and len(derived) == 5
+    assert detector.findings(pump, analysis, other) == [] and len(derived) == 7
