@@ -71,13 +71,15 @@ class SignatureRuleDetector(FindingDetector):
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         super().__init__(config)
-        # device id -> (what its rules read, as of the window scored, and what they found)
-        self._found: dict[str, tuple[tuple[Any, ...], tuple[Finding, ...]]] = {}
+        # device id -> what its rules read when they last found nothing (most devices). A
+        # finding is not kept: a site of many exposed devices would hold all of them.
+        self._clear: dict[str, tuple[Any, ...]] = {}
 
     def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
         # A rule reads the device's fact values, vendor and classification, and nothing
         # else. Each window asks again for every active device, and a device that does
-        # what it did has the findings it had: they are derived again only when one changed.
+        # what it did, with nothing found then, has nothing found now: its rules are
+        # evaluated again only when one of those changed.
         facts = device.facts
         basis = (
             facts.source,
@@ -87,14 +89,16 @@ class SignatureRuleDetector(FindingDetector):
             device.classification,
             library,
         )
-        held = self._found.get(device.id)
-        if held is not None and held[0] == basis:
-            return list(held[1])
+        if self._clear.get(device.id) == basis:
+            return []
         found = evaluate_rules(device, library)
-        if device.id not in self._found and len(self._found) >= 2 * len(analysis.devices):
+        if found:
+            self._clear.pop(device.id, None)
+            return found
+        if device.id not in self._clear and len(self._clear) >= 2 * len(analysis.devices):
             # devices the inventory let go
-            self._found = {k: v for k, v in self._found.items() if k in analysis.devices}
-        self._found[device.id] = (basis, tuple(found))
+            self._clear = {k: v for k, v in self._clear.items() if k in analysis.devices}
+        self._clear[device.id] = basis
         return found
 
     def event_for(

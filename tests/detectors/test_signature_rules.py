@@ -80,7 +80,7 @@ def _pump(library_devices: dict[str, Device]) -> Device:
     return pump
 
 
-def test_findings_are_derived_again_when_the_device_changed_and_only_then(
+def test_a_device_with_nothing_found_is_judged_again_only_when_it_changed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from monitor.detectors import signature_rules
@@ -90,10 +90,10 @@ def test_findings_are_derived_again_when_the_device_changed_and_only_then(
     analysis = SimpleNamespace(devices=devices)
     pump = _pump(devices)
     detector = SignatureRuleDetector()
-    derived = []
+    judged = []
     evaluate = signature_rules.evaluate_rules
     monkeypatch.setattr(
-        signature_rules, "evaluate_rules", lambda d, lib: derived.append(d.id) or evaluate(d, lib)
+        signature_rules, "evaluate_rules", lambda d, lib: judged.append(d.id) or evaluate(d, lib)
     )
 
     def rules() -> list[str]:
@@ -101,23 +101,39 @@ def test_findings_are_derived_again_when_the_device_changed_and_only_then(
 
     assert rules() == []
     pump.facts.record("service_offered", "tcp/443", 70.0)  # it did what it did: nothing new
-    assert rules() == [] and len(derived) == 1
-    pump.facts.record("service_offered", "tcp/23", 80.0)  # a new value
-    assert rules() == ["rule.telnet-on-clinical-device"] and len(derived) == 2
-    assert rules() == ["rule.telnet-on-clinical-device"] and len(derived) == 2
-    # another table at the same version, with as many values
-    telnet_table = pump.facts
-    pump.facts = FactTable()
-    pump.facts.record("service_offered", "tcp/80", 90.0)
-    pump.facts.record("service_offered", "tcp/443", 90.0)
-    assert pump.facts.version == telnet_table.version
-    assert rules() == [] and len(derived) == 3
-    pump.facts = telnet_table
-    assert rules() == ["rule.telnet-on-clinical-device"] and len(derived) == 4
+    assert rules() == [] and len(judged) == 1
+    # a value replaced by another: as many values, not the same ones
+    del pump.facts["service_offered"]["tcp/443"]
+    pump.facts.record("service_offered", "tcp/23", 80.0)
+    assert pump.facts.value_count() == 1
+    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 2
+    pump.facts.record("service_offered", "tcp/443", 10.0)  # a new value
+    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 3
+    # a finding is not kept: it is derived again each time it is asked for
+    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 4
     # as of a window that ended before Telnet showed, it was not there
-    earlier = as_of(pump, 75.0)
-    assert detector.findings(earlier, analysis, library) == [] and len(derived) == 5
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 5
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 5
+    # another table at the same version, whose view as of that time holds as many values
+    telnet_table, pump.facts = pump.facts, FactTable()
+    pump.facts.record("service_offered", "tcp/23", 5.0)
+    pump.facts.record("service_offered", "tcp/443", 90.0)
+    pump.facts.record("service_offered", "tcp/23", 4.0)
+    pump.facts.record("service_offered", "tcp/23", 3.0)
+    view = as_of(pump, 75.0)
+    assert pump.facts.version == telnet_table.version and view.facts.value_count() == 1
+    found = detector.findings(view, analysis, library)
+    assert [f.rule_id for f in found] == ["rule.telnet-on-clinical-device"] and len(judged) == 6
+    pump.facts = telnet_table
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 7
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 7
+    # the whole table at the same version: more values than its view
+    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 8
+    # reclassified, or a library reloaded
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 9
     pump.classification = replace(pump.classification, device_class="workstation")
-    assert rules() == [] and len(derived) == 6  # reclassified: out of the rule's scope
-    other = replace(library, rules=library.rules[1:])  # a reloaded library
-    assert detector.findings(pump, analysis, other) == [] and len(derived) == 7
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 10
+    other = replace(library, rules=library.rules[1:])
+    assert detector.findings(as_of(pump, 75.0), analysis, other) == [] and len(judged) == 11
+    pump.vendor = None  # (rules may read the vendor of its MAC address)
+    assert detector.findings(as_of(pump, 75.0), analysis, other) == [] and len(judged) == 12
