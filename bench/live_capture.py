@@ -311,7 +311,8 @@ def main() -> int:
                 f"workers={row.workers} rate={row.rate} achieved={row.achieved:.0f} "
                 f"sent={row.sent} counted={row.counted} kernel_drops={row.dropped} "
                 f"before_ring={row.before_ring} loss={row.loss:.3f}% "
-                f"cpu_sender={row.sender_cpu:.1f}s cpu_santinel={row.santinel_cpu:.1f}s "
+                # to the millisecond: a slow replay's sender uses a few of them
+                f"cpu_sender={row.sender_cpu:.3f}s cpu_santinel={row.santinel_cpu:.3f}s "
                 f"load={row.load[0]:.2f}/{row.load[1]:.2f}",
                 flush=True,
             )
