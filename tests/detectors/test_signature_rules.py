@@ -70,13 +70,13 @@ def test_telnet_newly_offered_by_an_enforcing_pump_keeps_the_rule_severity(
     assert event.severity == "critical" and event.observed["new_to_baseline"] == ["tcp/23"]
 
 
-def _pump(library_devices: dict[str, Device]) -> Device:
+def _pump(devices: dict[str, Device]) -> Device:
     pump = Device("00:12:21:00:00:04", "00:12:21:00:00:04", False, "Smiths Medical", 0.0, 0.0)
     pump.classification = Classification(
         "pump", "Smiths Medical", "infusion_pump", None, "life_sustaining", 0.9
     )
     pump.facts.record("service_offered", "tcp/443", 10.0)
-    library_devices[pump.id] = pump
+    devices[pump.id] = pump
     return pump
 
 
@@ -129,11 +129,11 @@ def test_a_device_with_nothing_found_is_judged_again_only_when_it_changed(
     assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 7
     # the whole table at the same version: more values than its view
     assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 8
-    # reclassified, or a library reloaded
     assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 9
+    # reclassified, a library reloaded, another vendor
     pump.classification = replace(pump.classification, device_class="workstation")
     assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 10
     other = replace(library, rules=library.rules[1:])
     assert detector.findings(as_of(pump, 75.0), analysis, other) == [] and len(judged) == 11
-    pump.vendor = None  # (rules may read the vendor of its MAC address)
+    pump.vendor = None  # (a rule may read the vendor of its MAC address)
     assert detector.findings(as_of(pump, 75.0), analysis, other) == [] and len(judged) == 12
