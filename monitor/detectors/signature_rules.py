@@ -29,6 +29,7 @@ from monitor.baseline import BaselineStore
 from monitor.detectors import AnalysisView, DetectorConfig
 from monitor.detectors.common import FindingDetector
 from monitor.events import Event, make_event
+from monitor.facts import FactTable
 from monitor.model import Device, WindowProfile
 from monitor.rules import Finding, evaluate_rules
 
@@ -71,9 +72,11 @@ class SignatureRuleDetector(FindingDetector):
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         super().__init__(config)
-        # device id -> what its rules read when they last found nothing (most devices). A
-        # finding is not kept: a site of many exposed devices would hold all of them.
-        self._clear: dict[str, tuple[Any, ...]] = {}
+        # device id -> what its rules read when they last found nothing (most devices): its
+        # facts table and the library, by identity (another table or library is compared
+        # no further), and the rest by value. A finding is not kept: a site of many exposed
+        # devices would hold all of them.
+        self._clear: dict[str, tuple[FactTable, Any, int, int, str | None, Any]] = {}
 
     def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
         # A rule reads the device's fact values, vendor and classification, and nothing
@@ -81,15 +84,18 @@ class SignatureRuleDetector(FindingDetector):
         # what it did, with nothing found then, has nothing found now: its rules are
         # evaluated again only when one of those changed.
         facts = device.facts
-        basis = (
-            facts.source,
-            facts.version,
-            facts.value_count(),  # a view as of a window end holds some of the values
-            device.vendor,
-            device.classification,
-            library,
-        )
-        if self._clear.get(device.id) == basis:
+        source, version = facts.source, facts.version
+        values = facts.value_count()  # a view as of a window end holds some of the values
+        held = self._clear.get(device.id)
+        if (
+            held is not None
+            and held[0] is source
+            and held[1] is library
+            and held[2] == version
+            and held[3] == values
+            and held[4] == device.vendor
+            and held[5] == device.classification
+        ):
             return []
         found = evaluate_rules(device, library)
         if found:
@@ -98,7 +104,14 @@ class SignatureRuleDetector(FindingDetector):
         if device.id not in self._clear and len(self._clear) >= 2 * len(analysis.devices):
             # devices the inventory let go
             self._clear = {k: v for k, v in self._clear.items() if k in analysis.devices}
-        self._clear[device.id] = basis
+        self._clear[device.id] = (
+            source,
+            library,
+            version,
+            values,
+            device.vendor,
+            device.classification,
+        )
         return found
 
     def event_for(
