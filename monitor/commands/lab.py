@@ -55,7 +55,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from monitor.lab.netns import LabError
-    from monitor.lab.runner import Interrupted, run_scenario
+    from monitor.lab.runner import run_scenario
+    from monitor.lab.signals import Interrupted
 
     scenario = _load(args.scenario)
     try:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from monitor.lab.signals import held
+
 TAG_PREFIX = "snlab"
 BRIDGE = "snlabbr0"
 HOST_IF = "snlab0"
@@ -255,7 +257,9 @@ class Lab:
         """Start ``argv`` in ``ns``, in its own process group, logging to ``workdir/logs``."""
         logdir = self.workdir / "logs"
         logdir.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        # A stop signal raised between the fork and the recording would lose the child, and
+        # close() cannot stop what was never recorded: the signal waits until it is recorded.
+        with self._lock, held():
             if self._closed:
                 raise LabError("the lab is closed")
             log = open(logdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
@@ -275,7 +279,7 @@ class Lab:
                 raise LabError(f"{argv[0]}: cannot start: {error.strerror}") from None
             process = Process(name, ns, popen, log)
             self.processes.append(process)
-            return process
+        return process
 
     def stop(self, process: Process, sig: int = signal.SIGTERM, grace: float = 3.0) -> None:
         """Stop ``process`` and its group: ``sig``, then SIGKILL after ``grace`` seconds."""

@@ -25,10 +25,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import netaddr
@@ -39,6 +37,12 @@ from monitor.lab.agent import CANARIES
 from monitor.lab.https import make_certificate
 from monitor.lab.netns import HOST_IF, Lab, LabError, Process, remove_stale
 from monitor.lab.scenario import ANOMALY_OF_EVENT, Device, Scenario
+from monitor.lab.signals import (
+    ignored,
+    join_thread,
+    raised_as_interrupted,
+    start_thread,
+)
 
 WAN_ROUTER = "192.0.2.1/30"
 WAN_INET = "192.0.2.2/30"
@@ -60,10 +64,6 @@ DHCP_PARAMS: dict[str, list[int]] = {
     "generic_iot": [1, 3, 6],
 }
 DEFAULT_PARAMS = [1, 3, 6, 12, 15]
-
-
-class Interrupted(Exception):
-    """SIGTERM or SIGINT arrived while the lab was running."""
 
 
 @dataclass
@@ -484,15 +484,13 @@ class Ward:
             now = self.now()
             while pending and self.t0 + self.wall(pending[0][1].at) <= now:
                 index, event = pending.pop(0)
-                thread = threading.Thread(target=self._fire, args=(index, event), daemon=True)
-                thread.start()
-                self.threads.append(thread)
+                self.threads.append(start_thread(self._fire, index, event))
             if now >= end_at:
                 break
             wake = min([end_at] + [self.t0 + self.wall(e.at) for _, e in pending[:1]])
             time.sleep(max(0.02, min(0.5, wake - now)))
         for thread in self.threads:
-            thread.join(timeout=max(1.0, end_at + 60 - self.now()))
+            join_thread(thread, timeout=max(1.0, end_at + 60 - self.now()))
         end = self.now()
         lab_events.close_open_events(self, end)
         self.say("stopping devices")
@@ -596,24 +594,6 @@ class Ward:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """Turn SIGTERM (and SIGINT) into ``Interrupted`` so ``finally`` blocks clean up."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run_scenario(scenario: Scenario, out: Path, log: Any = None) -> dict[str, Any]:
     """Play ``scenario``, writing ``out/capture.pcap`` and ``out/truth.json``; returns truth."""
     if os.geteuid() != 0:
@@ -623,24 +603,11 @@ def run_scenario(scenario: Scenario, out: Path, log: Any = None) -> dict[str, An
             raise LabError(f"the lab needs '{tool}', which is not installed")
     ward = Ward(scenario, out, log)
     try:
-        with _signals_interrupt():
+        with raised_as_interrupted():
             truth = ward.run()
     finally:
         # Signals stay blocked-as-exceptions off here: a second Ctrl-C must not skip cleanup.
-        with _ignore_signals():
+        with ignored():
             ward.close()
     (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
     return truth
-
-
-@contextlib.contextmanager
-def _ignore_signals() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
