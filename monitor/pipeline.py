@@ -76,6 +76,22 @@ WindowCallback = Callable[[list[WindowProfile], "Analysis"], None]
 # UDP ports whose datagrams always go to an application decoder
 INSPECTED_UDP_PORTS = frozenset({53, 67, 68, 1900, 5353, 5355})
 DNS_PORTS = frozenset({53, 5353, 5355})
+
+
+def _port_mask(ports: frozenset[int]) -> npt.NDArray[np.bool_]:
+    # indexed by a port column (0 to 65535): one read a packet, where np.isin sorts each batch
+    mask = np.zeros(1 << 16, np.bool_)
+    mask[sorted(ports)] = True
+    return mask
+
+
+_INSPECTED_UDP_PORT = _port_mask(INSPECTED_UDP_PORTS)
+_DNS_PORT = _port_mask(DNS_PORTS)
+# a wire length's size bin (SIZE_BIN_EDGES, upper edges included) for lengths up to the
+# last edge and one past it, which stands for every longer packet
+_SIZE_BIN_OF_LENGTH = np.searchsorted(
+    np.asarray(SIZE_BIN_EDGES), np.arange(SIZE_BIN_EDGES[-1] + 2), side="left"
+)
 DNS_HEADER = 12
 # protocols whose every (small) payload packet carries metadata worth counting
 FOLLOWED_APPS = frozenset({"hl7", "dicom"})
@@ -477,7 +493,7 @@ class Analysis:
         rx_bytes = np.bincount(rx_cell, weights=length[rx], minlength=cells).reshape(m, nw)
         last_tx = np.full(m, -1.0)
         np.maximum.at(last_tx, src_dev[tx], t[tx])
-        bins = np.searchsorted(np.asarray(SIZE_BIN_EDGES), length[tx], side="left")
+        bins = _SIZE_BIN_OF_LENGTH[np.clip(length[tx], 0, SIZE_BIN_EDGES[-1] + 1)]
         nb = len(SIZE_BIN_EDGES) + 1
         histogram = np.bincount(tx_cell * nb + bins, minlength=cells * nb).reshape(m, nw, nb)
         arp = (table.ethertype[sl] == ETHERTYPE_ARP)[tx]
@@ -976,8 +992,7 @@ class Analysis:
         has_payload = (payload_len > 0) & (table.fragment[sl] != 2)
         udp = has_payload & (proto == PROTO_UDP)
         special_udp = udp & (
-            np.isin(table.src_port[sl], list(INSPECTED_UDP_PORTS))
-            | np.isin(table.dst_port[sl], list(INSPECTED_UDP_PORTS))
+            _INSPECTED_UDP_PORT[table.src_port[sl]] | _INSPECTED_UDP_PORT[table.dst_port[sl]]
         )
         tcp = has_payload & (proto == PROTO_TCP)
         group_followed = flows.followed[slots]
@@ -1007,8 +1022,7 @@ class Analysis:
         followers: list[tuple[int, int]] = []  # (row, the row whose decoding names its flow)
         if udp_rows.shape[0]:
             dns = (
-                np.isin(table.src_port[sl][udp_rows], list(DNS_PORTS))
-                | np.isin(table.dst_port[sl][udp_rows], list(DNS_PORTS))
+                _DNS_PORT[table.src_port[sl][udp_rows]] | _DNS_PORT[table.dst_port[sl][udp_rows]]
             ) & (payload_len[udp_rows] >= DNS_HEADER)
             pair = row_keys(
                 table.src_ip_hi[sl][udp_rows],

@@ -76,6 +76,24 @@ def test_windows_close_on_capture_time_and_add_up_to_the_totals(tmp_path: Path) 
         assert profile.start % 30 == 0
 
 
+def test_packet_sizes_fall_in_their_bins_with_each_upper_edge_included(tmp_path: Path) -> None:
+    """Bins of the wire length up to 64, 128, 256, 512, 1024 and 1518 bytes, then longer."""
+    lengths = [60, 64, 65, 128, 129, 256, 257, 1024, 1518, 1519, 9000]
+    packets = [
+        Ether(src=MONITOR, dst=ENGINE)
+        / IP(src="10.1.0.5", dst="10.1.0.9")
+        / UDP(sport=40001, dport=7000)
+        / (b"x" * (length - 42))
+        for length in lengths
+    ]
+    assert [len(packet) for packet in packets] == lengths
+    capture = write_capture(tmp_path / "sizes.pcap", packets)
+    windows: list[list[WindowProfile]] = []
+    analyze_captures([capture], window_seconds=30, on_window=lambda p, a: windows.append(p))
+    (sender,) = [p for w in windows for p in w if p.device_id == MONITOR]
+    assert sender.size_histogram == [2, 2, 2, 1, 1, 1, 2]
+
+
 def test_message_times_give_the_feed_cadence_not_the_segment_gaps(tmp_path: Path) -> None:
     packets, times = hl7_feed(count=20, interval=3.0)
     capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
