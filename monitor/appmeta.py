@@ -150,8 +150,9 @@ _TCP_DECODERS: tuple[tuple[str, Callable[[bytes], bool], Callable[[bytes], Any],
 _BY_NAME = {entry[0]: entry for entry in _TCP_DECODERS}
 
 
-# Announcements (mDNS, SSDP, DHCP retries) and repeated DNS lookups repeat byte for byte, and
-# an HL7 feed sends the same header all day: decode each once.
+# Announcements (mDNS, SSDP, DHCP retries) and repeated DNS lookups repeat byte for byte, an
+# HL7 feed sends the same header all day, and a device's TLS stack sends the same ClientHello
+# on every connection but for its random and session id: decode each once.
 _CACHE_ENTRIES = 4096
 _cache: dict[tuple[Any, ...], Decoded | str | None] = {}
 
@@ -166,9 +167,13 @@ def decode(
     control id): payloads with the same hash are decoded once."""
     key: tuple[Any, ...]
     if transport != 17:
-        if not content:
-            return _decode(app, transport, ports, payload)
-        key = (app, content)
+        if content:
+            key = (app, content)
+        else:
+            hello = _client_hello_key(payload)
+            if hello is None:
+                return _decode(app, transport, ports, payload)
+            key = (app, hello)
     else:
         # a DNS message's first two bytes are its id, which no fact depends on: repeated
         # queries and answers for one name share an entry
@@ -189,6 +194,24 @@ def decode(
 
 
 _MISSING: Any = object()
+
+# where a ClientHello's session id length is: after the record header (5 bytes), the handshake
+# header (4), the client version (2) and the random (32)
+_SESSION_ID_LENGTH_AT = 43
+
+
+def _client_hello_key(payload: bytes) -> bytes | None:
+    """A TLS ClientHello without its random and session id bytes, which nothing decoded from
+    it depends on (the length of the session id stays in); None for any other payload, and
+    for a ClientHello cut inside its session id."""
+    if len(payload) <= _SESSION_ID_LENGTH_AT or not tls.looks_like(payload):
+        return None
+    after = _SESSION_ID_LENGTH_AT + 1 + payload[_SESSION_ID_LENGTH_AT]
+    if after > len(payload):
+        return None
+    return (
+        payload[:11] + payload[_SESSION_ID_LENGTH_AT : _SESSION_ID_LENGTH_AT + 1] + payload[after:]
+    )
 
 
 def _decode(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 
@@ -80,3 +82,51 @@ def test_a_malformed_message_is_remembered_by_its_content_hash(decoded: list[byt
         with pytest.raises(appmeta.Malformed, match="hl7_bad_separators"):
             appmeta.decode("hl7", 6, (40001, 2575), bad, content=13)
     assert decoded == [bad]
+
+
+def client_hello(server_name: bytes, random: bytes, session_id: bytes) -> bytes:
+    """A ClientHello of one cipher suite and one extension, SNI, as an embedded stack sends."""
+    names = struct.pack(">HBH", len(server_name) + 3, 0, len(server_name)) + server_name
+    extensions = struct.pack(">HH", 0, len(names)) + names
+    body = b"\x03\x03" + random + bytes([len(session_id)]) + session_id
+    body += b"\x00\x02\xc0\x2f" + b"\x01\x00" + struct.pack(">H", len(extensions)) + extensions
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack(">H", len(handshake)) + handshake
+
+
+def sni_of(found: appmeta.Decoded | None) -> list[str]:
+    assert found is not None and found[0] == "tls"
+    return [fact.value for fact in found[1] if fact.kind == "tls_sni"]
+
+
+def test_a_client_hello_sent_again_with_a_fresh_random_and_session_id_decodes_once(
+    decoded: list[bytes],
+) -> None:
+    pump = b"pumpserver.ward.example"
+    first = appmeta.decode(None, 6, (40001, 443), client_hello(pump, bytes(32), b"\x01" * 32))
+    again = appmeta.decode(None, 6, (40002, 443), client_hello(pump, b"\x07" * 32, b"\x02" * 32))
+    assert sni_of(first) == ["pumpserver.ward.example"]
+    assert again == first
+    assert len(decoded) == 1
+
+
+def test_client_hellos_that_differ_past_their_session_id_are_each_decoded(
+    decoded: list[bytes],
+) -> None:
+    pump1 = client_hello(b"pump1.ward.example", bytes(32), b"\x01" * 32)
+    pump2 = client_hello(b"pump2.ward.example", bytes(32), b"\x01" * 32)  # as long
+    shorter = client_hello(b"pump1.ward.example", bytes(32), b"\x01" * 16)
+    assert sni_of(appmeta.decode(None, 6, (40001, 443), pump1)) == ["pump1.ward.example"]
+    assert sni_of(appmeta.decode(None, 6, (40001, 443), pump2)) == ["pump2.ward.example"]
+    assert sni_of(appmeta.decode(None, 6, (40001, 443), shorter)) == ["pump1.ward.example"]
+    assert decoded == [pump1, pump2, shorter]
+
+
+def test_a_client_hello_cut_inside_its_session_id_is_decoded_each_time(
+    decoded: list[bytes],
+) -> None:
+    cut = client_hello(b"pumpserver.ward.example", bytes(32), b"\x01" * 32)[:60]
+    for _ in range(2):
+        with pytest.raises(appmeta.Malformed, match="tls_truncated"):
+            appmeta.decode(None, 6, (40001, 443), cut)
+    assert decoded == [cut, cut]
