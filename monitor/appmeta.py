@@ -155,6 +155,10 @@ _BY_NAME = {entry[0]: entry for entry in _TCP_DECODERS}
 # on every connection but for its random and session id: decode each once.
 _CACHE_ENTRIES = 4096
 _cache: dict[tuple[Any, ...], Decoded | str | None] = {}
+# ClientHellos in a cache of their own: a TLS 1.3 client's fresh key share makes each of its
+# ClientHellos distinct, and a site full of them must not flush the others out
+_HELLO_CACHE_ENTRIES = 1024
+_hello_cache: dict[tuple[Any, ...], Decoded | str | None] = {}
 
 
 def decode(
@@ -166,6 +170,7 @@ def decode(
     TCP payload depends on (the pipeline hashes an HL7 message's header without its time and
     control id): payloads with the same hash are decoded once."""
     key: tuple[Any, ...]
+    cache, entries = _cache, _CACHE_ENTRIES
     if transport != 17:
         if content:
             key = (app, content)
@@ -174,20 +179,21 @@ def decode(
             if hello is None:
                 return _decode(app, transport, ports, payload)
             key = (app, hello)
+            cache, entries = _hello_cache, _HELLO_CACHE_ENTRIES
     else:
         # a DNS message's first two bytes are its id, which no fact depends on: repeated
         # queries and answers for one name share an entry
         dns = 53 in ports or 5353 in ports or 5355 in ports
         key = (min(ports), payload[2:] if dns else payload)
-    cached = _cache.get(key, _MISSING)
+    cached = cache.get(key, _MISSING)
     if cached is _MISSING:
         try:
             cached = _decode(app, transport, ports, payload)
         except Malformed as error:
             cached = error.reason
-        if len(_cache) >= _CACHE_ENTRIES:
-            _cache.clear()
-        _cache[key] = cached
+        if len(cache) >= entries:
+            cache.clear()
+        cache[key] = cached
     if isinstance(cached, str):
         raise Malformed(cached)
     return cached  # type: ignore[no-any-return]
@@ -198,13 +204,17 @@ _MISSING: Any = object()
 # where a ClientHello's session id length is: after the record header (5 bytes), the handshake
 # header (4), the client version (2) and the random (32)
 _SESSION_ID_LENGTH_AT = 43
+# a longer payload is decoded but not remembered, so the ClientHello cache stays within 4 MiB
+# whatever it is sent (a ClientHello is a few hundred bytes, about 2,000 with a post-quantum
+# key share, whose fresh key makes it a new entry anyway)
+_HELLO_KEPT_BYTES = 4096
 
 
 def _client_hello_key(payload: bytes) -> bytes | None:
     """A TLS ClientHello without its random and session id bytes, which nothing decoded from
     it depends on (the length of the session id stays in); None for any other payload, and
-    for a ClientHello cut inside its session id."""
-    if len(payload) <= _SESSION_ID_LENGTH_AT or not tls.looks_like(payload):
+    for a ClientHello cut inside its session id or longer than ``_HELLO_KEPT_BYTES``."""
+    if not _SESSION_ID_LENGTH_AT < len(payload) <= _HELLO_KEPT_BYTES or not tls.looks_like(payload):
         return None
     after = _SESSION_ID_LENGTH_AT + 1 + payload[_SESSION_ID_LENGTH_AT]
     if after > len(payload):

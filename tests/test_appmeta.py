@@ -42,8 +42,9 @@ def test_lookups_for_other_names_or_answers_do_not_share_a_cache_entry() -> None
 
 @pytest.fixture
 def decoded(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The payloads the decoders are given from now on, with an empty decode cache."""
+    """The payloads the decoders are given from now on, with empty decode caches."""
     monkeypatch.setattr(appmeta, "_cache", {})
+    monkeypatch.setattr(appmeta, "_hello_cache", {})
     payloads: list[bytes] = []
     real = appmeta._decode
 
@@ -130,3 +131,28 @@ def test_a_client_hello_cut_inside_its_session_id_is_decoded_each_time(
         with pytest.raises(appmeta.Malformed, match="tls_truncated"):
             appmeta.decode(None, 6, (40001, 443), cut)
     assert decoded == [cut, cut]
+
+
+def test_a_client_hello_too_long_to_keep_is_decoded_each_time(decoded: list[bytes]) -> None:
+    name = b"pump1.ward.example"
+    hello = client_hello(name, bytes(32), b"\x01" * 32)
+    padded = hello + bytes(appmeta._HELLO_KEPT_BYTES - len(hello) + 1)  # after the record
+    kept = hello + bytes(appmeta._HELLO_KEPT_BYTES - len(hello))
+    for _ in range(2):
+        assert sni_of(appmeta.decode(None, 6, (40001, 443), padded)) == [name.decode()]
+        assert sni_of(appmeta.decode(None, 6, (40001, 443), kept)) == [name.decode()]
+    assert decoded == [padded, kept, padded]
+
+
+def test_client_hellos_that_are_all_distinct_do_not_flush_other_messages_from_the_cache(
+    decoded: list[bytes],
+) -> None:
+    """A TLS 1.3 client's key share makes each of its ClientHellos new: more of them than the
+    cache holds must not make a DNS answer decode again."""
+    answer = dns_bytes(7, "pacs.ward.example", "10.1.0.9")
+    appmeta.decode(None, 17, (53, 53001), answer)
+    for n in range(appmeta._CACHE_ENTRIES + 1):
+        name = b"host%05d.ward.example" % n
+        appmeta.decode(None, 6, (40001, 443), client_hello(name, bytes(32), b""))
+    appmeta.decode(None, 17, (53, 53002), answer)
+    assert decoded.count(answer) == 1
