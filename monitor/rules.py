@@ -81,14 +81,31 @@ def _values(device: Device, kind: str) -> list[str]:
     return device.facts.values_of(kind)
 
 
-def _condition_hits(device: Device, condition: Condition) -> list[str]:
-    return condition.matching(_values(device, condition.kind))
+class _Reader:
+    """A device's values per kind, each kind read once for all the rules of one evaluation
+    (a dozen rules ask for its offered services)."""
+
+    __slots__ = ("device", "read")
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.read: dict[str, list[str]] = {}
+
+    def hits(self, condition: Condition) -> list[str]:
+        values = self.read.get(condition.kind)
+        if values is None:
+            values = self.read[condition.kind] = _values(self.device, condition.kind)
+        return condition.matching(values)
 
 
 def printable(value: str, limit: int = MAX_SHOWN_LENGTH) -> str:
     """A wire-derived value made safe for a one-line summary: no control characters
     (a crafted host name must not forge log lines), bounded length."""
-    cleaned = "".join(c if c.isprintable() else "?" for c in value)
+    # the whole string's test first: a clean value (nearly all) is not rebuilt a character
+    # at a time, in every summary of every standing finding, every window
+    cleaned = (
+        value if value.isprintable() else "".join(c if c.isprintable() else "?" for c in value)
+    )
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
@@ -115,12 +132,19 @@ def _render(template: str, device: Device, values: Sequence[str]) -> str:
 
 def _in_scope(rule: Rule, device: Device) -> bool:
     classification = device.classification
-    device_class = classification.device_class if classification else UNKNOWN_CLASS
+    return _scope_holds(
+        rule,
+        classification.device_class if classification else UNKNOWN_CLASS,
+        classification.criticality if classification else None,
+    )
+
+
+def _scope_holds(rule: Rule, device_class: str, criticality: str | None) -> bool:
     scope = rule.scope
     if scope.device_classes is not None and device_class not in scope.device_classes:
         return False
     if scope.criticalities is not None and (
-        classification is None or classification.criticality not in scope.criticalities
+        criticality is None or criticality not in scope.criticalities
     ):
         return False
     return scope.medical is None or (device_class in MEDICAL_CLASSES) == scope.medical
@@ -130,23 +154,28 @@ def evaluate_rule(rule: Rule, device: Device) -> Finding | None:
     """The finding of one rule for one device, or None."""
     if not _in_scope(rule, device):
         return None
+    return _finding(rule, device, _Reader(device))
+
+
+def _finding(rule: Rule, device: Device, reader: _Reader) -> Finding | None:
+    """The finding of a rule whose scope holds for the device, or None."""
     evidence: dict[str, set[str]] = {}
     for condition in rule.all:
-        hits = _condition_hits(device, condition)
+        hits = reader.hits(condition)
         if not hits:
             return None
         evidence.setdefault(condition.kind, set()).update(hits)
     if rule.any:
         matched_any = False
         for condition in rule.any:
-            hits = _condition_hits(device, condition)
+            hits = reader.hits(condition)
             if hits:
                 matched_any = True
                 evidence.setdefault(condition.kind, set()).update(hits)
         if not matched_any:
             return None
     for condition in rule.none:
-        if _condition_hits(device, condition):
+        if reader.hits(condition):
             return None
     observed = {
         kind: tuple(sorted(values)[:MAX_EVIDENCE_VALUES]) for kind, values in evidence.items()
@@ -168,11 +197,39 @@ def evaluate_rule(rule: Rule, device: Device) -> Finding | None:
     )
 
 
+def _rules_in_scope(
+    library: SignatureLibrary, device_class: str, criticality: str | None
+) -> list[Rule]:
+    """The library's rules whose scope holds for a device of this class and criticality, in
+    library order: a scope reads only those two, and every active device asks every window
+    (kept with the library, as the classifier's index is)."""
+    by_scope: dict[tuple[str, str | None], list[Rule]] = library._cache.setdefault(
+        _IN_SCOPE_KEY, {}
+    )
+    key = (device_class, criticality)
+    found = by_scope.get(key)
+    if found is None:
+        found = by_scope[key] = [
+            rule for rule in library.rules if _scope_holds(rule, device_class, criticality)
+        ]
+    return found
+
+
+_IN_SCOPE_KEY = "rules_in_scope"
+
+
 def evaluate_rules(device: Device, library: SignatureLibrary) -> list[Finding]:
     """Every rule of the library that fires for this device, in library order."""
+    classification = device.classification
+    in_scope = _rules_in_scope(
+        library,
+        classification.device_class if classification else UNKNOWN_CLASS,
+        classification.criticality if classification else None,
+    )
+    reader = _Reader(device)
     findings = []
-    for rule in library.rules:
-        finding = evaluate_rule(rule, device)
+    for rule in in_scope:
+        finding = _finding(rule, device, reader)
         if finding is not None:
             findings.append(finding)
     return findings

@@ -209,6 +209,74 @@ def test_wire_values_cannot_break_the_summary_line(library: SignatureLibrary) ->
     assert finding.evidence["protocol"] == (forged,)  # evidence keeps the observed value
 
 
+def test_a_shown_value_is_cut_at_its_limit_whether_clean_or_not() -> None:
+    from monitor.rules import MAX_SHOWN_LENGTH, printable
+
+    assert printable("tcp/2575") == "tcp/2575"
+    for value in ("x" * 300, "\x1b" + "x" * 299):
+        shown = printable(value)
+        assert len(shown) == MAX_SHOWN_LENGTH and shown.endswith("…")
+    assert printable("\x1b" + "x" * 299).startswith("?x")
+    assert printable("x" * MAX_SHOWN_LENGTH) == "x" * MAX_SHOWN_LENGTH
+
+
+SCOPED_RULES = """\
+rules:
+""" + "".join(
+    f"""\
+  - id: rule.t.scope{number}
+    title: Telnet, scope {number}
+    severity: warning
+    summary: "Telnet ({{values}})."
+    runbook: "1."
+    references: [CWE-319]
+    scope: {scope}
+    any: [{{kind: service_offered, equals: [tcp/23]}}]
+    samples:
+      positive: [{{classification: {{device_class: {device_class}, criticality: {criticality}}},
+                   facts: {{service_offered: [tcp/23]}}}}]
+      negative: [{{classification: {{device_class: {device_class}, criticality: {criticality}}}}}]
+"""
+    for number, (scope, device_class, criticality) in enumerate(
+        [
+            ("{device_classes: [infusion_pump]}", "infusion_pump", "high"),
+            ("{criticalities: [life_sustaining, high]}", "ventilator", "life_sustaining"),
+            ("{criticalities: [low]}", "generic_it", "low"),
+            ("{medical: false}", "generic_it", "low"),
+            ("{medical: true, criticalities: [high]}", "infusion_pump", "high"),
+            ("{}", "generic_it", "low"),
+        ]
+    )
+)
+
+
+def test_the_rules_a_device_is_judged_by_follow_its_class_and_criticality(
+    tmp_path: Path,
+) -> None:
+    """The library's rules are picked once per class and criticality: each pair, in any
+    order, gets the findings its rules give one by one."""
+    from monitor.rules import evaluate_rule
+    from monitor.signatures import CRITICALITIES
+
+    (tmp_path / "scoped.yml").write_text(SCOPED_RULES, encoding="utf-8")
+    scoped = load_library([tmp_path])
+    pairs = [(None, "low")] + [
+        (device_class, criticality)
+        for criticality in CRITICALITIES
+        for device_class in sorted(DEVICE_CLASSES)
+    ]
+    for device_class, criticality in [*pairs, *reversed(pairs)]:
+        subject = device(device_class, criticality, service_offered=["tcp/23"])
+        one_by_one = [evaluate_rule(rule, subject) for rule in scoped.rules]
+        expected = [finding for finding in one_by_one if finding is not None]
+        assert evaluate_rules(subject, scoped) == expected, (device_class, criticality)
+    fired = {
+        f.rule_id
+        for f in evaluate_rules(device("infusion_pump", "high", service_offered=["tcp/23"]), scoped)
+    }
+    assert fired == {"rule.t.scope0", "rule.t.scope1", "rule.t.scope4", "rule.t.scope5"}
+
+
 def test_policy_severity_follows_the_device_criticality(library: SignatureLibrary) -> None:
     for criticality, severity in (("life_sustaining", "critical"), ("high", "high")):
         pump = device("infusion_pump", criticality, peer=["ext:203.0.113.9"])
