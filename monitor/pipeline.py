@@ -76,6 +76,17 @@ WindowCallback = Callable[[list[WindowProfile], "Analysis"], None]
 # UDP ports whose datagrams always go to an application decoder
 INSPECTED_UDP_PORTS = frozenset({53, 67, 68, 1900, 5353, 5355})
 DNS_PORTS = frozenset({53, 5353, 5355})
+DNS_HEADER = 12
+# protocols whose every (small) payload packet carries metadata worth counting
+FOLLOWED_APPS = frozenset({"hl7", "dicom"})
+# protocols whose metadata comes first (a ClientHello, a CONNECT): the rest is opaque
+OPAQUE_AFTER_FIRST = frozenset({"tls", "mqtt"})
+FOLLOWED_MAX_PAYLOAD = 4096
+UNLIMITED = 1 << 40
+# segments closer together than this belong to one message (for cadence)
+MESSAGE_GAP_SECONDS = 0.5
+# message times kept per conversation per window: enough for cadence, bounded for floods
+MAX_MESSAGES_PER_WINDOW = 512
 
 
 def _port_mask(ports: frozenset[int]) -> npt.NDArray[np.bool_]:
@@ -92,17 +103,6 @@ _DNS_PORT = _port_mask(DNS_PORTS)
 _SIZE_BIN_OF_LENGTH = np.searchsorted(
     np.asarray(SIZE_BIN_EDGES), np.arange(SIZE_BIN_EDGES[-1] + 2), side="left"
 )
-DNS_HEADER = 12
-# protocols whose every (small) payload packet carries metadata worth counting
-FOLLOWED_APPS = frozenset({"hl7", "dicom"})
-# protocols whose metadata comes first (a ClientHello, a CONNECT): the rest is opaque
-OPAQUE_AFTER_FIRST = frozenset({"tls", "mqtt"})
-FOLLOWED_MAX_PAYLOAD = 4096
-UNLIMITED = 1 << 40
-# segments closer together than this belong to one message (for cadence)
-MESSAGE_GAP_SECONDS = 0.5
-# message times kept per conversation per window: enough for cadence, bounded for floods
-MAX_MESSAGES_PER_WINDOW = 512
 
 
 @dataclass(slots=True)
