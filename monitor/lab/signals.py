@@ -48,16 +48,9 @@ def _raise_or_hold(signum: int, _frame: FrameType | None) -> None:
 @contextlib.contextmanager
 def raised_as_interrupted() -> Iterator[None]:
     """Turn SIGTERM and SIGINT into ``Interrupted`` in the main thread while inside."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     _Hold.depth, _Hold.pending = 0, None
-    previous = {sig: signal.signal(sig, _raise_or_hold) for sig in STOP_SIGNALS}
-    try:
+    with _handled_by(_raise_or_hold):
         yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextlib.contextmanager
@@ -76,13 +69,19 @@ def held() -> Iterator[None]:
             raise Interrupted(name)
 
 
-@contextlib.contextmanager
-def ignored() -> Iterator[None]:
+def ignored() -> contextlib.AbstractContextManager[None]:
     """Ignore SIGTERM and SIGINT while inside (cleanup a second Ctrl-C must not cut short)."""
+    return _handled_by(signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _handled_by(handler: Any) -> Iterator[None]:
+    """``handler`` for SIGTERM and SIGINT while inside, in the main thread (the only one
+    Python lets set a handler); the previous handlers again after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
