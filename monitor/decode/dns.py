@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from monitor.decode import Malformed
 from monitor.decode._text import MAX_TEXT, text
@@ -30,6 +31,7 @@ REASONS = frozenset(
 
 MAX_RECORDS = 64
 _HEADER = struct.Struct(">6H")
+_RECORD = struct.Struct(">H6xH")  # a record's type and data length, after its name
 _MAX_JUMPS = 32
 _MAX_LABELS = 128
 
@@ -51,14 +53,14 @@ TYPE_NAMES: dict[int, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class DnsQuestion:
+# A question and a record are named tuples: a busy mDNS answer carries a dozen records, and
+# a frozen dataclass took five times as long to make as a tuple.
+class DnsQuestion(NamedTuple):
     name: str
     rtype: int
 
 
-@dataclass(frozen=True, slots=True)
-class DnsRecord:
+class DnsRecord(NamedTuple):
     """One answer/authority/additional record: its owner name, type and, for A, AAAA, PTR,
     SRV and CNAME, its target (an address or a name); ``None`` for other types."""
 
@@ -85,32 +87,25 @@ def looks_like(payload: bytes) -> bool:
     return (flags >> 11) & 0x0F in (0, 2, 4, 5) and qd <= 16 and qd + an + ns + ar > 0
 
 
-_Memo = dict[int, tuple[bytes, int]]
+# offset of a name already read -> its dotted bytes
+_Memo = dict[int, bytes]
 
 
 def _name(msg: bytes, pos: int, memo: _Memo) -> tuple[str, int]:
     """Read a possibly compressed name at ``pos``; return it and the offset after it.
 
-    ``memo`` maps an offset already read to (dotted name from there, offset after the name when
-    read from there): compressed messages point at the same suffixes again and again.
+    ``memo`` keeps each name read by where it starts: a compressed message's names point at
+    the names before them again and again, mostly at where they start (a pointer into the
+    middle of a name reads the few labels from there again).
     """
+    start = pos
     labels: list[bytes] = []
-    run: list[tuple[int, int]] = []  # (offset, index in labels) of the current contiguous run
-    done: list[tuple[int, int, int]] = []  # (offset, index, offset after) for the memo
-    tail = b""
     end = -1
     jumps = 0
     seen = 0
     size = 0
     n = len(msg)
     while True:
-        cached = memo.get(pos)
-        if cached is not None:
-            tail = cached[0]
-            done.extend((o, i, cached[1]) for o, i in run)
-            if end < 0:
-                end = cached[1]
-            break
         if pos >= n:
             raise Malformed("dns_truncated")
         length = msg[pos]
@@ -122,16 +117,18 @@ def _name(msg: bytes, pos: int, memo: _Memo) -> tuple[str, int]:
                 raise Malformed("dns_pointer_loop")
             if end < 0:
                 end = pos + 2
-            done.extend((o, i, pos + 2) for o, i in run)
-            run = []
             pos = ((length & 0x3F) << 8) | msg[pos + 1]
+            known = memo.get(pos)
+            if known is not None:
+                if known:  # (the root name adds no label)
+                    labels.append(known)
+                break
             continue
         if length & 0xC0:
             raise Malformed("dns_bad_label")
         if length == 0:
             if end < 0:
                 end = pos + 1
-            done.extend((o, i, pos + 1) for o, i in run)
             break
         if pos + 1 + length > n:
             raise Malformed("dns_truncated")
@@ -139,18 +136,15 @@ def _name(msg: bytes, pos: int, memo: _Memo) -> tuple[str, int]:
         if seen > _MAX_LABELS:
             raise Malformed("dns_name_too_long")
         if size < MAX_TEXT:
-            run.append((pos, len(labels)))
             label = msg[pos + 1 : pos + 1 + length]
             # A dot inside a label is escaped so the dotted form stays unambiguous.
             labels.append(label.replace(b".", b"\\.") if b"." in label else label)
             size += length + 1
         pos += 1 + length
-    if tail:
-        labels.append(tail)
+    dotted = b".".join(labels)
     if size < MAX_TEXT:  # a name cut at the size bound is not worth remembering
-        for offset, index, after in done:
-            memo[offset] = (b".".join(labels[index:]), after)
-    return text(b".".join(labels)), end
+        memo[start] = dotted
+    return text(dotted), end
 
 
 def _service_type(name: str) -> str | None:
@@ -175,6 +169,7 @@ def parse(payload: bytes) -> DnsInfo | None:
     questions: list[DnsQuestion] = []
     services: dict[str, None] = {}
     memo: _Memo = {}
+    size = len(msg)
 
     def note(name: str) -> None:
         service = _service_type(name)
@@ -183,21 +178,21 @@ def parse(payload: bytes) -> DnsInfo | None:
 
     for _ in range(qd):
         name, pos = _name(msg, pos, memo)
-        if pos + 4 > len(msg):
+        if pos + 4 > size:
             raise Malformed("dns_truncated")
         questions.append(DnsQuestion(name, (msg[pos] << 8) | msg[pos + 1]))
-        note(name)
+        if "._" in name:  # (only such a name can carry a service type)
+            note(name)
         pos += 4
 
     records: list[DnsRecord] = []
     for _ in range(min(an + ns + ar, MAX_RECORDS)):
         name, pos = _name(msg, pos, memo)
-        if pos + 10 > len(msg):
+        if pos + 10 > size:
             raise Malformed("dns_truncated")
-        rtype = (msg[pos] << 8) | msg[pos + 1]
-        rdlength = (msg[pos + 8] << 8) | msg[pos + 9]
+        rtype, rdlength = _RECORD.unpack_from(msg, pos)
         rdata = pos + 10
-        if rdata + rdlength > len(msg):
+        if rdata + rdlength > size:
             raise Malformed("dns_truncated")
         target: str | None = None
         if rtype == 1 and rdlength == 4:
@@ -211,9 +206,9 @@ def parse(payload: bytes) -> DnsInfo | None:
                 raise Malformed("dns_bad_srv")
             target, _ = _name(msg, rdata + 6, memo)
         records.append(DnsRecord(name, rtype, target))
-        if rtype != 41:  # OPT's owner is the root
+        if "._" in name and rtype != 41:  # OPT's owner is the root
             note(name)
-        if rtype == 12 and target is not None:
+        if rtype == 12 and target is not None and "._" in target:
             note(target)
         pos = rdata + rdlength
 

@@ -81,6 +81,18 @@ def test_compression_pointers_give_the_same_names_as_plain_ones() -> None:
     assert parse(COMPRESSED) == parse(MDNS)
 
 
+def test_a_pointer_to_a_name_read_before_gives_its_labels_and_the_root_none() -> None:
+    header = b"\x00\x01\x84\x00\x00\x02\x00\x02\x00\x00\x00\x00"
+    root_question = b"\x00" + b"\x00\x02\x00\x01"  # at offset 12
+    named_question = b"\x04pacs\x07example\x00" + b"\x00\x01\x00\x01"  # at offset 17
+    address = b"\x00\x01\x00\x01" + b"\x00\x00\x00\x3c" + b"\x00\x04" + bytes([10, 0, 0, 1])
+    answers = b"\x04host\xc0\x0c" + address + b"\x05store\xc0\x11" + address
+    info = parse(header + root_question + named_question + answers)
+    assert info is not None
+    assert [q.name for q in info.questions] == ["", "pacs.example"]
+    assert [r.name for r in info.records] == ["host", "store.pacs.example"]
+
+
 def test_pointer_loop_is_malformed_not_a_hang() -> None:
     header = b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"
     for name in (b"\xc0\x0c", b"\x01a\xc0\x0c", b"\x01a\xc0\x0e\x01b\xc0\x0c"):
