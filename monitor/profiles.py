@@ -189,6 +189,27 @@ class Ring:
             self._data[self._next] = value
             self._next = (self._next + 1) % self.capacity
 
+    def extend(self, values: Sequence[float]) -> None:
+        """``append`` each of ``values`` in turn, to a ring of width 1."""
+        data, capacity = self._data, self.capacity
+        room = capacity - len(data)
+        if room > 0:
+            data.extend(values[:room])
+            values = values[room:]
+        if not values:
+            return
+        if len(values) >= capacity:  # the newest fill it: oldest first from the start
+            data[:] = array(data.typecode, values[len(values) - capacity :])
+            self._next = 0
+            return
+        start = self._next
+        to_end = min(len(values), capacity - start)
+        data[start : start + to_end] = array(data.typecode, values[:to_end])
+        wrapped = len(values) - to_end
+        if wrapped:
+            data[:wrapped] = array(data.typecode, values[to_end:])
+        self._next = (start + len(values)) % capacity
+
     def append_row(self, row: Sequence[float]) -> None:
         width = self.width
         if len(self._data) < self.capacity * width:
@@ -375,7 +396,8 @@ class CadenceTable:
         ordered = sorted(times)
         data = self._data
         at = row * _ROW
-        # locals, and quantize_time inlined: this runs for every message of every window
+        # locals, quantize_time inlined, and the window's gaps added to the ring at once:
+        # this runs for every message of every window
         last: float | None = data[at + _LAST_MESSAGE]
         burst: float | None = data[at + _LAST_BURST]
         if last != last:
@@ -384,6 +406,7 @@ class CadenceTable:
             burst = None
         burst_gap = self.burst_gap
         bursts = 0
+        new_gaps: list[int] = []
         for raw in ordered:
             t = round(raw * 1_000_000) / 1_000_000
             if last is not None:
@@ -395,13 +418,16 @@ class CadenceTable:
                     last = t
                     continue
             if burst is not None:
-                gaps = self._ring(row)
-                if gaps is None:
-                    gaps = self._new_ring(row)
-                gaps.append(min(round((t - burst) * 1000), _UINT32_MAX))
+                gap = round((t - burst) * 1000)
+                new_gaps.append(gap if gap < _UINT32_MAX else _UINT32_MAX)
             burst = t
             bursts += 1
             last = t
+        if new_gaps:
+            gaps = self._ring(row)
+            if gaps is None:
+                gaps = self._new_ring(row)
+            gaps.extend(new_gaps)
         data[at + _MESSAGES] += len(ordered)
         data[at + _BURSTS] += bursts
         data[at + _LAST_MESSAGE] = _NONE if last is None else last

@@ -260,6 +260,26 @@ def test_a_ring_of_rows_keeps_the_newest_rows_and_gives_each_column_oldest_first
 
 
 @given(
+    st.integers(min_value=1, max_value=9),
+    st.lists(st.lists(st.integers(min_value=0, max_value=2**32 - 1), max_size=25), max_size=6),
+)
+def test_a_ring_extended_by_several_numbers_holds_what_appending_each_would(
+    capacity: int, batches: list[list[int]]
+) -> None:
+    """Batches that fit, that fill the ring, that wrap past its end, and that are longer
+    than the ring, after any earlier ones."""
+    extended, appended = Ring("I", capacity), Ring("I", capacity)
+    for batch in batches:
+        extended.extend(batch)
+        for number in batch:
+            appended.append(number)
+        assert extended.values() == appended.values()
+    appended.append(7)
+    extended.extend([7])  # and the place of the next overwrite is the same
+    assert extended.values() == appended.values()
+
+
+@given(
     st.integers(min_value=1, max_value=6),
     st.integers(min_value=100, max_value=300),
     st.integers(min_value=0, max_value=400),
