@@ -153,3 +153,25 @@ def test_dicom_image_fragments_are_told_from_command_fragments() -> None:
     association = b"\x01\x00\x00\x00\x00\x10" + b"\x00" * 16
     table = payload_table(pdata(image), pdata(command), pdata(image, command), association)
     assert dicom_data_only(*table).tolist() == [True, False, False, False]
+
+
+def test_only_payloads_a_decoder_could_read_go_to_python() -> None:
+    from monitor.flows import could_be_metadata
+
+    plausible = {
+        b"\x16\x03\x01\x00\xa5\x01\x00": True,  # a TLS handshake record
+        b"GET /status HTTP/1.1\r\nHost: pump-7\r\n\r\n": True,
+        b"POST /fhir/Observation HTTP/1.1\r\n": True,
+        b"\x0bMSH|^~\\&|MONITOR|WARD3|": True,  # MLLP's start block
+        b"MSH|^~\\&|LAB|": True,
+        b"FHS|^~\\&|": True,
+        b"\x01\x00\x00\x00\x00\xcd\x00\x01": True,  # a DICOM A-ASSOCIATE-RQ
+        b"\x10\x1a\x00\x04MQTT\x04": True,  # an MQTT CONNECT
+        b"HTTP/1.1 200 OK\r\nServer: nginx\r\n\r\n": False,
+        b"HTTP/1.0 404 Not Found\r\n": False,
+        b"\x17\x03\x03\x00\x20": False,  # TLS application data
+        b"<html><body>": False,
+        b"G": False,
+    }
+    buffer, offsets, lengths, _ = payload_table(*plausible)
+    assert could_be_metadata(buffer, offsets, lengths).tolist() == list(plausible.values())
