@@ -167,8 +167,9 @@ def decode(
     """Decode one payload; returns (protocol, facts) or None. Raises only ``Malformed``.
 
     ``content``, when not 0, is a hash the caller made of everything the decoding of this
-    TCP payload depends on (the pipeline hashes an HL7 message's header without its time and
-    control id): payloads with the same hash are decoded once."""
+    payload depends on (the pipeline hashes an HL7 message's header without its time and
+    control id, a DNS message without its id and TTLs): payloads with the same hash are
+    decoded once."""
     key: tuple[Any, ...]
     cache, entries = _cache, _CACHE_ENTRIES
     if transport != 17:
@@ -180,11 +181,15 @@ def decode(
                 return _decode(app, transport, ports, payload)
             key = (app, hello)
             cache, entries = _hello_cache, _HELLO_CACHE_ENTRIES
-    else:
-        # a DNS message's first two bytes are its id, which no fact depends on: repeated
-        # queries and answers for one name share an entry
-        dns = 53 in ports or 5353 in ports or 5355 in ports
-        key = (min(ports), payload[2:] if dns else payload)
+    else:  # (three items: a UDP key is never a TCP one)
+        protocol = _udp_protocol(ports)
+        dns_message = protocol in ("dns", "mdns")
+        if content and dns_message:
+            key = (transport, protocol, content)
+        else:
+            # a DNS message's first two bytes are its id, which no fact depends on: repeated
+            # queries and answers for one name share an entry
+            key = (transport, protocol, payload[2:] if dns_message else payload)
     cached = cache.get(key, _MISSING)
     if cached is _MISSING:
         try:
@@ -224,20 +229,34 @@ def _client_hello_key(payload: bytes) -> bytes | None:
     )
 
 
+def _udp_protocol(ports: tuple[int, int]) -> str | None:
+    """Which decoder reads a UDP payload between these ports."""
+    if 67 in ports or 68 in ports:
+        return "dhcp"
+    if 5353 in ports:
+        return "mdns"
+    if 53 in ports or 5355 in ports:
+        return "dns"
+    if 1900 in ports:
+        return "ssdp"
+    return None
+
+
 def _decode(
     app: str | None, transport: int, ports: tuple[int, int], payload: bytes
 ) -> Decoded | None:
     if transport == 17:
-        if 67 in ports or 68 in ports:
+        protocol = _udp_protocol(ports)
+        if protocol == "dhcp":
             info = dhcp.parse(payload)
             return ("dhcp", _dhcp(info)) if info is not None else None
-        if 5353 in ports or 53 in ports or 5355 in ports:
+        if protocol in ("dns", "mdns"):
             info_dns = dns.parse(payload)
             if info_dns is None:
                 return None
-            multicast = 5353 in ports
-            return ("mdns" if multicast else "dns", _dns(info_dns, multicast))
-        if 1900 in ports:
+            multicast = protocol == "mdns"
+            return (protocol, _dns(info_dns, multicast))
+        if protocol == "ssdp":
             info_ssdp = ssdp.parse(payload)
             return ("ssdp", _ssdp(info_ssdp)) if info_ssdp is not None else None
         return None

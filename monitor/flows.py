@@ -574,6 +574,156 @@ def hl7_routing_keys(
     return out
 
 
+# what ``monitor.decode.dns.parse`` reads at most (see there)
+_DNS_MAX_QUESTIONS = 16
+_DNS_MAX_RECORDS = 64
+_DNS_MAX_JUMPS = 32
+_DNS_MAX_LABELS = 128
+
+
+@numba.njit(cache=True, inline="always")  # type: ignore[misc]
+def _after_dns_name(msg: npt.NDArray[np.uint8], pos: int) -> int:
+    """The offset after the name at ``pos`` as it is written (a pointer ends it), or -1."""
+    n = msg.shape[0]
+    while pos < n:
+        length = msg[pos]
+        if length >= 0xC0:
+            return pos + 2 if pos + 1 < n else -1
+        if length & 0xC0:
+            return -1
+        if length == 0:
+            return pos + 1
+        pos += 1 + length
+    return -1
+
+
+@numba.njit(cache=True, inline="always")  # type: ignore[misc]
+def _dns_name_clear_of(msg: npt.NDArray[np.uint8], pos: int, hidden: npt.NDArray[np.bool_]) -> bool:
+    """Whether the name at ``pos``, followed through its pointers as the decoder reads it,
+    ends well and reads no byte marked ``hidden``."""
+    n = msg.shape[0]
+    jumps = 0
+    labels = 0
+    while True:
+        if pos >= n or hidden[pos]:
+            return False
+        length = msg[pos]
+        if length >= 0xC0:
+            if pos + 1 >= n or hidden[pos + 1]:
+                return False
+            jumps += 1
+            if jumps > _DNS_MAX_JUMPS:
+                return False
+            pos = ((length & 0x3F) << 8) | msg[pos + 1]
+            continue
+        if length & 0xC0:
+            return False
+        if length == 0:
+            return True
+        if pos + 1 + length > n:
+            return False
+        labels += 1
+        if labels > _DNS_MAX_LABELS:
+            return False
+        for q in range(pos + 1, pos + 1 + length):
+            if hidden[q]:
+                return False
+        pos += 1 + length
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def dns_content_keys(
+    buffer: npt.NDArray[np.uint8],
+    offsets: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int32],
+    rows: npt.NDArray[np.int64],
+    salt: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Per DNS message: a hash of everything its decoding depends on, the message without
+    its id and without the TTLs of the records the decoder reads (a resolver counts them
+    down: its answers to one question differ in nothing else), and that hash mixed with a
+    salt. 0 and 0 where the message would not decode, or where one of the names the decoder
+    reads runs through a TTL (a compression pointer into one): those are told apart by
+    their whole payload."""
+    contents = np.zeros(rows.shape[0], np.uint64)
+    salted = np.zeros(rows.shape[0], np.uint64)
+    hidden = np.zeros(65536, np.bool_)
+    names = np.empty(_DNS_MAX_QUESTIONS + 2 * _DNS_MAX_RECORDS, np.int64)
+    ttls = np.empty(_DNS_MAX_RECORDS, np.int64)
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        n = lengths[i]
+        if n < 12 or n > 65535:
+            continue
+        msg = buffer[offsets[i] : offsets[i] + n]
+        opcode = (msg[2] >> 3) & 0x0F
+        questions = (np.int64(msg[4]) << 8) | msg[5]
+        records = (
+            ((np.int64(msg[6]) << 8) | msg[7])
+            + ((np.int64(msg[8]) << 8) | msg[9])
+            + ((np.int64(msg[10]) << 8) | msg[11])
+        )
+        if opcode not in (0, 2, 4, 5) or questions > _DNS_MAX_QUESTIONS:
+            continue
+        if questions + records == 0:
+            continue
+        named = 0
+        timed = 0
+        pos = 12
+        readable = True
+        for _ in range(questions):
+            names[named] = pos
+            named += 1
+            pos = _after_dns_name(msg, pos)
+            if pos < 0 or pos + 4 > n:
+                readable = False
+                break
+            pos += 4
+        for _ in range(min(records, _DNS_MAX_RECORDS) if readable else 0):
+            names[named] = pos
+            named += 1
+            pos = _after_dns_name(msg, pos)
+            if pos < 0 or pos + 10 > n:
+                readable = False
+                break
+            rtype = (np.int64(msg[pos]) << 8) | msg[pos + 1]
+            rdlength = (np.int64(msg[pos + 8]) << 8) | msg[pos + 9]
+            rdata = pos + 10
+            if rdata + rdlength > n:
+                readable = False
+                break
+            ttls[timed] = pos + 4
+            timed += 1
+            if rtype == 5 or rtype == 12:
+                names[named] = rdata
+                named += 1
+            elif rtype == 33:
+                if rdlength < 7:
+                    readable = False
+                    break
+                names[named] = rdata + 6
+                named += 1
+            pos = rdata + rdlength
+        if not readable:
+            continue
+        for t in range(timed):
+            hidden[ttls[t] : ttls[t] + 4] = True
+        for j in range(named):
+            if not _dns_name_clear_of(msg, names[j], hidden):
+                readable = False
+                break
+        if readable:
+            h = _mix(np.uint64(0xCBF29CE484222325), np.uint64(n))
+            for q in range(2, n):
+                if not hidden[q]:
+                    h = (h ^ np.uint64(msg[q])) * np.uint64(0x100000001B3)
+            contents[k] = h | np.uint64(1)
+            salted[k] = _mix(h, np.uint64(salt[k])) | np.uint64(1)
+        for t in range(timed):
+            hidden[ttls[t] : ttls[t] + 4] = False
+    return contents, salted
+
+
 @numba.njit(cache=True)  # type: ignore[misc]
 def dicom_data_only(
     buffer: npt.NDArray[np.uint8],
@@ -623,6 +773,7 @@ def warm_up() -> None:
         could_be_metadata(buffer, i64, i32)
         payload_keys(buffer, i64, i32, i64, i64)
         hl7_routing_keys(buffer, i64, i32, i64, i64)
+        dns_content_keys(buffer, i64, i32, i64, i64)
         dicom_data_only(buffer, i64, i32, i64)
     take_within_budget(i64, np.ones(1, np.bool_), np.ones(1, np.int64))
     message_starts(i32, f64, np.full(1, -1.0), 0.5)

@@ -48,6 +48,7 @@ from monitor.flows import (
     FlowTable,
     could_be_metadata,
     dicom_data_only,
+    dns_content_keys,
     flow_keys,
     group_keys,
     group_max,
@@ -1036,11 +1037,26 @@ class Analysis:
             skip = np.zeros(offsets.shape[0], np.int32)
             skip[udp_rows[dns]] = 2
             keys = payload_keys(buffer, offsets + skip, payload_len - skip, udp_rows, salt)
+            # a resolver's answers to one question differ in their TTLs too, which it counts
+            # down: a DNS message keys by what its decoding depends on where that is shown
+            contents = np.zeros(udp_rows.shape[0], np.uint64)
+            dns_at = np.flatnonzero(dns)
+            if dns_at.shape[0]:
+                contents[dns_at], salted = dns_content_keys(
+                    buffer, offsets, payload_len, udp_rows[dns_at], salt[dns_at]
+                )
+                keys[dns_at] = np.where(salted != 0, salted, keys[dns_at])
             first, inverse, counts = group_keys(keys)
             last = group_max(inverse, t[udp_rows], first.shape[0])
             once = [
-                (int(udp_rows[f]), int(c), float(x), 0)
-                for f, c, x in zip(first.tolist(), counts.tolist(), last.tolist(), strict=True)
+                (int(udp_rows[f]), int(c), float(x), int(content))
+                for f, c, x, content in zip(
+                    first.tolist(),
+                    counts.tolist(),
+                    last.tolist(),
+                    contents[first].tolist(),
+                    strict=True,
+                )
             ]
             leaders = udp_rows[first][inverse]
             shared = np.flatnonzero((leaders != udp_rows) & dns)

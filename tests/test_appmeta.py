@@ -85,6 +85,30 @@ def test_a_malformed_message_is_remembered_by_its_content_hash(decoded: list[byt
     assert decoded == [bad]
 
 
+def test_dns_messages_with_one_content_hash_decode_once_per_decoder(
+    decoded: list[bytes],
+) -> None:
+    """The pipeline's DNS hash leaves out the id and the TTLs: an answer with another of
+    each decodes once. The same hash between mDNS ports is an mDNS message, decoded apart,
+    and a hash given for a payload that another decoder reads (DHCP's ports) is not used."""
+    answer = bytes(
+        DNS(id=1, qr=1, qd=DNSQR(qname="pacs.local"), an=DNSRR(rrname="pacs.local", ttl=120))
+    )
+    later = bytes(
+        DNS(id=2, qr=1, qd=DNSQR(qname="pacs.local"), an=DNSRR(rrname="pacs.local", ttl=119))
+    )
+    first = appmeta.decode(None, 17, (53, 40001), answer, content=21)
+    again = appmeta.decode(None, 17, (53, 40002), later, content=21)
+    assert first == again and first is not None and first[0] == "dns"
+    assert decoded == [answer]
+    multicast = appmeta.decode(None, 17, (5353, 5353), later, content=21)
+    assert multicast is not None and multicast[0] == "mdns"
+    assert decoded == [answer, later]
+    for payload in (answer, later):
+        assert appmeta.decode(None, 17, (67, 53), payload, content=22) is None
+    assert decoded == [answer, later, answer, later]
+
+
 def client_hello(server_name: bytes, random: bytes, session_id: bytes) -> bytes:
     """A ClientHello of one cipher suite and one extension, SNI, as an embedded stack sends."""
     names = struct.pack(">HBH", len(server_name) + 3, 0, len(server_name)) + server_name

@@ -175,3 +175,185 @@ def test_only_payloads_a_decoder_could_read_go_to_python() -> None:
     }
     buffer, offsets, lengths, _ = payload_table(*plausible)
     assert could_be_metadata(buffer, offsets, lengths).tolist() == list(plausible.values())
+
+
+def dns_keys(*messages: bytes, salt: list[int] | None = None) -> tuple[list[int], list[int]]:
+    from monitor.flows import dns_content_keys
+
+    buffer, offsets, lengths, rows = payload_table(*messages)
+    salts = np.array(salt if salt is not None else [0] * len(messages), np.int64)
+    contents, salted = dns_content_keys(buffer, offsets, lengths, rows, salts)
+    return contents.tolist(), salted.tolist()
+
+
+def dns_answer(message_id: int, ttl: int, address: str) -> bytes:
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    name = "pacs.ward.example"
+    return bytes(
+        DNS(
+            id=message_id,
+            qr=1,
+            qd=DNSQR(qname=name),
+            an=[
+                DNSRR(rrname=name, ttl=ttl, rdata=address),
+                DNSRR(rrname=name, type="AAAA", ttl=ttl, rdata="2001:db8::9"),
+            ],
+        )
+    )
+
+
+def mdns_announcement() -> bytes:
+    from scapy.layers.dns import DNS, DNSRR, DNSRRSRV, dns_compress
+
+    return bytes(
+        dns_compress(  # type: ignore[no-untyped-call]
+            DNS(
+                id=0,
+                qr=1,
+                aa=1,
+                an=[
+                    DNSRR(rrname="_dicom._tcp.local", type="PTR", rdata="US 3._dicom._tcp.local"),
+                    DNSRRSRV(rrname="US 3._dicom._tcp.local", target="us3.local", port=104),
+                    DNSRR(rrname="us3.local", type="A", rdata="169.254.10.3", ttl=4500),
+                ],
+            )
+        )
+    )
+
+
+def with_answers(*answers: bytes) -> bytes:
+    """A response to one question for "pacs" (at offset 12), with ``answers``."""
+    header = bytes.fromhex("0001 8180 0001") + len(answers).to_bytes(2, "big") + bytes(4)
+    return header + b"\x04pacs\x00\x00\x01\x00\x01" + b"".join(answers)
+
+
+# an A record at offset 22 whose TTL's bytes (28 to 31) read as the name "abc"
+TTL_READS_ABC = bytes.fromhex("c00c 0001 0001") + b"\x03abc" + bytes.fromhex("0004 0a000001")
+# names the decoder reads, each through a TTL's bytes
+NAMES_THROUGH_A_TTL = {
+    "an owner name": with_answers(
+        TTL_READS_ABC, bytes.fromhex("c01c 0001 0001 0000003c 0004 0a000002")
+    ),
+    "a PTR target": with_answers(TTL_READS_ABC, bytes.fromhex("c00c 000c 0001 0000003c 0002 c01c")),
+    "an SRV target": with_answers(
+        TTL_READS_ABC, bytes.fromhex("c00c 0021 0001 0000003c 0008 0000 0000 0068 c01c")
+    ),
+    # a pointer in the class's last byte (0xc0) whose offset is the TTL's first byte (12)
+    "a pointer's offset": with_answers(
+        bytes.fromhex("c00c 0001 00c0 0c00003c 0004 0a000001"),
+        bytes.fromhex("c01b 0001 0001 0000003c 0004 0a000002"),
+    ),
+}
+
+
+def test_a_dns_answer_keys_alike_with_another_id_and_ttl_and_apart_with_another_address() -> None:
+    contents, salted = dns_keys(
+        dns_answer(1, 300, "10.1.0.9"),
+        dns_answer(2, 17, "10.1.0.9"),
+        dns_answer(1, 300, "10.1.0.10"),
+        dns_answer(1, 300, "10.1.0.9"),
+        salt=[5, 5, 5, 6],
+    )
+    assert contents[0] != 0 and contents[0] == contents[1] != contents[2]
+    assert salted[0] == salted[1] != salted[3]
+    assert contents[3] == contents[0]
+
+
+def test_a_dns_message_that_reads_a_ttl_or_would_not_decode_has_no_key() -> None:
+    from monitor.decode.dns import parse
+
+    read = []
+    for message in NAMES_THROUGH_A_TTL.values():
+        info = parse(message)
+        assert info is not None
+        read.append((info.records[1].name, info.records[1].target))
+    # what the decoder finds through the TTL
+    assert read == [("abc", "10.0.0.2"), ("pacs", "abc"), ("pacs", "abc"), ("pacs", "10.0.0.2")]
+    answer = dns_answer(1, 300, "10.1.0.9")
+    not_a_query = answer[:2] + bytes([answer[2] | 0x18]) + answer[3:]  # opcode 3
+    contents, salted = dns_keys(
+        *NAMES_THROUGH_A_TTL.values(), answer[:-3], not_a_query, answer[:11]
+    )
+    assert contents == [0] * 7 and salted == [0] * 7
+
+
+def test_dns_messages_that_key_alike_decode_alike() -> None:
+    """Every one-byte change of a few messages (id, flags, counts, labels, pointers, types,
+    TTLs, data): where the changed message keeps the original's key, it decodes as the
+    original does; the changes that keep it are those to the id and the TTLs."""
+    from monitor.decode import Malformed
+    from monitor.decode.dns import parse
+
+    def outcome(message: bytes) -> object:
+        try:
+            return parse(message)
+        except Malformed as error:
+            return error.reason
+
+    kept = 0
+    for original in (dns_answer(1, 300, "10.1.0.9"), mdns_announcement()):
+        kept_at: set[int] = set()
+        changed = [
+            original[:at] + bytes([value]) + original[at + 1 :]
+            for at in range(len(original))
+            for value in {0x00, 0x01, 0x3F, 0xC0, 0xC0 | (at & 0x3F), 0xFF, original[at] ^ 1}
+            if value != original[at]
+        ]
+        contents, _ = dns_keys(original, *changed)
+        assert contents[0] != 0
+        for message, content in zip(changed, contents[1:], strict=True):
+            if content == contents[0]:
+                assert outcome(message) == outcome(original)
+                kept_at.add(next(i for i in range(len(message)) if message[i] != original[i]))
+        kept += len(kept_at)
+    ttl_bytes = 4 * 5  # the answer's two records, the announcement's three
+    assert kept == 2 * 2 + ttl_bytes
+
+
+def test_dns_keys_read_nothing_past_a_message_however_it_is_cut_or_changed() -> None:
+    """Run as plain Python (numba's JIT off), where reading past a message's end raises:
+    every cut of a few messages, and a few thousand random changes to them."""
+    import json
+    import os
+    import random
+    import subprocess
+    import sys
+
+    rng = random.Random(9)
+    # a question whose name points at the message's last byte, half a pointer
+    half_a_pointer = bytes.fromhex("0001 0100 0001 0000 0000 0000 c012 0001 0001 c0")
+    samples = [
+        dns_answer(1, 300, "10.1.0.9"),
+        mdns_announcement(),
+        *NAMES_THROUGH_A_TTL.values(),
+        half_a_pointer,
+    ]
+    messages = [sample[:cut] for sample in samples for cut in range(len(sample) + 1)]
+    for _ in range(3000):
+        changed = bytearray(rng.choice(samples))
+        for _ in range(rng.randint(1, 5)):
+            changed[rng.randrange(len(changed))] = rng.choice([0x00, 0x3F, 0xC0, 0xFF, 12, 28])
+        messages.append(bytes(changed[: rng.randrange(len(changed) + 1)]))
+    script = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from monitor.flows import dns_content_keys\n"
+        "messages = [bytes.fromhex(m) for m in json.load(sys.stdin)]\n"
+        "buffer = np.frombuffer(b''.join(messages), np.uint8)\n"
+        "lengths = np.array([len(m) for m in messages], np.int32)\n"
+        "offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)\n"
+        "rows = np.arange(len(messages), dtype=np.int64)\n"
+        "keys, _ = dns_content_keys(buffer, offsets, lengths, rows, rows)\n"
+        "print(int((keys != 0).sum()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script],
+        input=json.dumps([m.hex() for m in messages]),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NUMBA_DISABLE_JIT": "1"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 2  # the whole answer and announcement at least

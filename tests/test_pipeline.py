@@ -475,6 +475,57 @@ def test_repeated_dns_lookups_count_each_and_every_flow_is_dns(tmp_path: Path) -
         assert analysis.protocol_packets["dns"] == 24 and "udp" not in analysis.protocol_packets
 
 
+def test_a_resolver_s_answers_that_differ_in_their_ttl_alone_decode_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resolver counts a cached answer's TTL down: its answers to one question, each with
+    a TTL of its own, go to the decoders once per batch and decode once, in one batch as
+    across batches, and each one counts."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    from monitor import appmeta
+
+    answers_given, answers_decoded = [], []
+    real_decode, real_uncached = appmeta.decode, appmeta._decode
+
+    def given(
+        app: str | None, transport: int, ports: tuple[int, int], payload: bytes, content: int = 0
+    ) -> appmeta.Decoded | None:
+        answers_given[-1] += 1
+        return real_decode(app, transport, ports, payload, content)
+
+    def decoding(
+        app: str | None, transport: int, ports: tuple[int, int], payload: bytes
+    ) -> appmeta.Decoded | None:
+        answers_decoded[-1] += 1
+        return real_uncached(app, transport, ports, payload)
+
+    monkeypatch.setattr(appmeta, "decode", given)
+    monkeypatch.setattr(appmeta, "_decode", decoding)
+    resolver = "00:50:56:00:00:53"
+    packets = [
+        Ether(src=resolver, dst=MONITOR)
+        / IP(src="10.1.0.53", dst="10.1.0.5")
+        / UDP(sport=53, dport=40_000 + i)
+        / DNS(
+            id=i,
+            qr=1,
+            qd=DNSQR(qname="engine.ward.example"),
+            an=DNSRR(rrname="engine.ward.example", ttl=300 - 7 * i, rdata="10.1.0.9"),
+        )
+        for i in range(12)
+    ]
+    capture = write_capture(tmp_path / "answers.pcap", packets, times=[2.0 * i for i in range(12)])
+    for size in (100_000, 5):
+        monkeypatch.setattr(appmeta, "_cache", {})
+        answers_given.append(0)
+        answers_decoded.append(0)
+        analysis = _analysed(capture, size)
+        assert analysis.protocol_packets["dns"] == 12
+    assert answers_given == [1, 3]  # batches of 5 frames: 3 batches
+    assert answers_decoded == [1, 1]
+
+
 def _window_summary(capture: Path, batch_frames: int) -> tuple[object, object]:
     windows: list[tuple[object, ...]] = []
 
