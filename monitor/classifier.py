@@ -27,6 +27,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import filterfalse
 from typing import Any
 
 import re2
@@ -49,6 +50,9 @@ class _KindIndex:
     # value -> the (fingerprint, evidence) items it matches: a device is classified again
     # each time one of its facts changes, and almost all of its values are old ones
     matched: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    # those of them that match nothing, most of a device's values (its peers, the names it
+    # looks up): passed over without a call each when a device is classified again
+    matches_nothing: set[str] = field(default_factory=set)
 
     def items_matching(self, value: str) -> tuple[tuple[int, int], ...]:
         found = self.matched.get(value)
@@ -60,7 +64,10 @@ class _KindIndex:
             items += [(fp, ev) for fp, ev, evidence in self.others if evidence.matches(value)]
             if len(self.matched) >= MATCH_MEMO_SIZE:
                 self.matched.clear()
+                self.matches_nothing.clear()
             found = self.matched[value] = tuple(items)
+            if not found:
+                self.matches_nothing.add(value)
         return found
 
 
@@ -125,7 +132,7 @@ def match_evidence(device: Device, library: SignatureLibrary) -> dict[int, dict[
         kind_index = index.kinds.get(kind)
         if kind_index is None:
             continue
-        for value in values:
+        for value in filterfalse(kind_index.matches_nothing.__contains__, values):
             for fp_index, ev_index in kind_index.items_matching(value):
                 hits.setdefault(fp_index, {}).setdefault(ev_index, value)
     return hits
@@ -142,36 +149,57 @@ def score(fingerprint: Fingerprint, matched: dict[int, str]) -> tuple[float, boo
     return 1.0 - remaining, False
 
 
-def candidates(device: Device, library: SignatureLibrary) -> list[Classification]:
-    """Every fingerprint that matches the device, best first."""
+def _ranked(
+    device: Device, library: SignatureLibrary
+) -> list[tuple[bool, float, int, int, float, dict[int, str]]]:
+    """The fingerprints that match the device, best first: (fallback, -confidence, -matched
+    items, fingerprint index, confidence, evidence index -> the value that matched)."""
     index = _index(library)
-    ranked: list[tuple[bool, float, int, int, Classification]] = []
+    ranked = []
     for fp_index, matched in match_evidence(device, library).items():
         fingerprint = index.fingerprints[fp_index]
         confidence, vetoed = score(fingerprint, matched)
         if vetoed or confidence < fingerprint.min_confidence - 1e-9:
             continue
-        evidence = tuple(
-            Evidence(fingerprint.evidence[i].kind, value, fingerprint.evidence[i].weight)
-            for i, value in sorted(matched.items())
+        ranked.append(
+            (fingerprint.fallback, -confidence, -len(matched), fp_index, confidence, matched)
         )
-        result = fingerprint.result
-        classification = Classification(
-            signature=fingerprint.id,
-            vendor=result.vendor or device.vendor,
-            device_class=result.device_class,
-            model=result.model,
-            criticality=result.criticality,
-            confidence=round(confidence, 4),
-            evidence=evidence,
-        )
-        key = (fingerprint.fallback, -confidence, -len(evidence), fp_index)
-        ranked.append((*key, classification))
     ranked.sort(key=lambda item: item[:4])
-    return [item[4] for item in ranked]
+    return ranked
+
+
+def _classification(
+    device: Device, fingerprint: Fingerprint, confidence: float, matched: dict[int, str]
+) -> Classification:
+    evidence = tuple(
+        Evidence(fingerprint.evidence[i].kind, value, fingerprint.evidence[i].weight)
+        for i, value in sorted(matched.items())
+    )
+    result = fingerprint.result
+    return Classification(
+        signature=fingerprint.id,
+        vendor=result.vendor or device.vendor,
+        device_class=result.device_class,
+        model=result.model,
+        criticality=result.criticality,
+        confidence=round(confidence, 4),
+        evidence=evidence,
+    )
+
+
+def candidates(device: Device, library: SignatureLibrary) -> list[Classification]:
+    """Every fingerprint that matches the device, best first."""
+    fingerprints = _index(library).fingerprints
+    return [
+        _classification(device, fingerprints[fp_index], confidence, matched)
+        for *_, fp_index, confidence, matched in _ranked(device, library)
+    ]
 
 
 def classify(device: Device, library: SignatureLibrary) -> Classification | None:
     """The best fingerprint match for the device, or None if nothing reaches its threshold."""
-    found = candidates(device, library)
-    return found[0] if found else None
+    ranked = _ranked(device, library)  # (only the best is made into a classification)
+    if not ranked:
+        return None
+    *_, fp_index, confidence, matched = ranked[0]
+    return _classification(device, _index(library).fingerprints[fp_index], confidence, matched)

@@ -487,6 +487,10 @@ class KindFacts(Mapping[str, Fact]):
     def __len__(self) -> int:
         return len(self._cells)
 
+    def keys(self) -> KeysView[str]:
+        # the dict's own view: Mapping's would iterate through a generator, a call a value
+        return self._cells.keys()
+
     def items(self) -> list[tuple[str, Fact]]:  # type: ignore[override]
         fact = self._table._fact
         return [(value, fact(cell)) for value, cell in self._cells.items()]

@@ -267,3 +267,7 @@ def test_what_a_value_matched_is_remembered_without_changing_the_answer(
     assert remembered is not None and remembered.signature == "fp.t.pump"
     memo = classifier._index(library).kinds["service_used"].matched
     assert 0 < len(memo) <= 4
+    # the values passed over are those remembered as matching nothing, no more
+    matching_nothing = {value for value, found in memo.items() if not found}
+    assert classifier._index(library).kinds["service_used"].matches_nothing == matching_nothing
+    assert remembered == classify(pump, library)  # and classified again, past them
