@@ -30,6 +30,7 @@ import sys
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import filterfalse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -461,27 +462,30 @@ class Matcher(_Strict):
 
     def matching(self, values: Iterable[str]) -> list[str]:
         # Detectors ask again every window about the same values (a device's peers, names):
-        # each distinct value is tested once per matcher and remembered, boundedly. Keyed by
+        # each distinct value is tested once per matcher and remembered, boundedly, as a hit
+        # or a miss; the misses, nearly all, are passed over without a call each. Keyed by
         # identity, held with the matcher so that the id is not reused while it is there.
         held = _MATCH_MEMO.get(id(self))
-        if held is None or held[0] is not self or len(held[1]) > MATCH_MEMO_SIZE:
+        if held is None or held[0] is not self or len(held[1]) + len(held[2]) > MATCH_MEMO_SIZE:
             if len(_MATCH_MEMO) >= MATCH_MEMO_MATCHERS:
                 _MATCH_MEMO.clear()  # libraries reloaded many times: drop the old matchers
-            held = _MATCH_MEMO[id(self)] = (self, {})
-        memo = held[1]
+            held = _MATCH_MEMO[id(self)] = (self, set(), set())
+        _, hits, misses = held
         found = []
-        for value in values:
-            hit = memo.get(value)
-            if hit is None:
-                hit = memo[value] = self.matches(value)
-            if hit:
+        for value in filterfalse(misses.__contains__, values):
+            if value in hits:
                 found.append(value)
+            elif self.matches(value):
+                hits.add(value)
+                found.append(value)
+            else:
+                misses.add(value)
         return found
 
 
 MATCH_MEMO_SIZE = 65_536  # values per matcher
 MATCH_MEMO_MATCHERS = 16_384
-_MATCH_MEMO: dict[int, tuple[Matcher, dict[str, bool]]] = {}
+_MATCH_MEMO: dict[int, tuple[Matcher, set[str], set[str]]] = {}  # (matcher, hits, misses)
 
 
 class Evidence(Matcher):

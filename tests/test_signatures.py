@@ -468,6 +468,29 @@ def test_remembered_answers_belong_to_their_own_test() -> None:
     assert named.matching(["pacs.example", "pacs.example.org"]) == ["pacs.example"]
 
 
+def test_a_matcher_tests_each_value_once_and_answers_in_the_order_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import monitor.signatures as signatures
+    from monitor.signatures import Condition
+
+    monkeypatch.setattr(signatures, "_MATCH_MEMO", {})
+    tested: list[str] = []
+    real = Condition.matches
+
+    def counting(self: Condition, value: str) -> bool:
+        tested.append(value)
+        return real(self, value)
+
+    monkeypatch.setattr(Condition, "matches", counting)
+    named = Condition(kind="peer_name", pattern=r"\.example$")
+    names = ["b.example", "a.org", "a.example", "c.org"]
+    assert named.matching(names) == ["b.example", "a.example"]
+    again = [*reversed(names), "d.example"]  # each answered from memory, but the new one
+    assert named.matching(again) == ["a.example", "b.example", "d.example"]
+    assert tested == [*names, "d.example"]
+
+
 def test_remembered_answers_stay_bounded_in_matchers_and_in_values(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -483,8 +506,13 @@ def test_remembered_answers_stay_bounded_in_matchers_and_in_values(
         for i, matcher in enumerate(matchers):
             assert matcher.matching(values) == [f"ip:10.{i}.0.{j}" for j in range(3)]
             assert len(signatures._MATCH_MEMO) <= 2
-            assert all(len(memo) <= len(values) for _, memo in signatures._MATCH_MEMO.values())
+            assert all(
+                len(hits) + len(misses) <= len(values)
+                for _, hits, misses in signatures._MATCH_MEMO.values()
+            )
     # past its bound a matcher's memory starts again rather than growing
     matchers[0].matching([f"ip:10.9.9.{j}" for j in range(5)])
-    (_, memo), *_ = [held for held in signatures._MATCH_MEMO.values() if held[0] is matchers[0]]
-    assert len(memo) <= 5
+    (_, hits, misses), *_ = [
+        held for held in signatures._MATCH_MEMO.values() if held[0] is matchers[0]
+    ]
+    assert len(hits) + len(misses) <= 5
