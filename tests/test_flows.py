@@ -1,4 +1,5 @@
-"""The flow table's compiled index and the batch grouping helpers."""
+"""The flow table's compiled index, the batch grouping helpers, the payload prefilter and the
+content keys."""
 
 from __future__ import annotations
 
