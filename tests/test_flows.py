@@ -3,6 +3,8 @@ content keys."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from monitor.flows import FlowTable, group_keys, group_max
@@ -354,6 +356,7 @@ def test_dns_keys_read_nothing_past_a_message_however_it_is_cut_or_changed() -> 
         capture_output=True,
         text=True,
         env={**os.environ, "NUMBA_DISABLE_JIT": "1"},
+        cwd=Path(__file__).resolve().parents[1],  # where ``monitor`` is, wherever pytest ran
         check=False,
     )
     assert done.returncode == 0, done.stderr
