@@ -246,9 +246,7 @@ class Baseline:
 
     def _learn_cadence(self, profile: WindowProfile) -> None:
         cadence = self.cadence
-        for key, times in profile.conversations.items():
-            if times:
-                cadence.observe(key, times)
+        cadence.observe_all(profile.conversations)
         # Keep the most recently active conversations.
         cadence.keep_latest(self.config.max_conversations)
 

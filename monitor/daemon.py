@@ -689,10 +689,11 @@ def _preload() -> None:
         detectors = importlib.import_module("monitor.detectors")
         for info in pkgutil.iter_modules(detectors.__path__):
             importlib.import_module(f"monitor.detectors.{info.name}")
-    from monitor import flows, interning
+    from monitor import flows, interning, profiles
 
     flows.warm_up()
     interning.warm_up()
+    profiles.warm_up()
     frames = [_WARM_UP_UDP, _WARM_UP_TCP, _WARM_UP_ARP]
     read_only = np.frombuffer(b"".join(frames), dtype=np.uint8)
     lengths = np.array([len(f) for f in frames], dtype=np.int32)

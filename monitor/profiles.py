@@ -33,8 +33,10 @@ import time
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
+import numba
 import numpy as np
 
 from monitor.model import WindowProfile
@@ -346,6 +348,44 @@ class CadenceTable:
             row = self._rows[key] = self._new_row()
         self._observe_row(row, times)
 
+    def observe_all(self, conversations: Mapping[str, Sequence[float]]) -> None:
+        """``observe(key, times)`` for each conversation of one window, its messages
+        walked in one compiled pass when there are enough of them to pay for it."""
+        rows_of = self._rows
+        rows: list[int] = []
+        lengths: list[int] = []
+        timelines: list[Sequence[float]] = []
+        for key, times in conversations.items():
+            if not times:
+                continue
+            row = rows_of.get(key)
+            if row is None:
+                row = rows_of[key] = self._new_row()
+            rows.append(row)
+            lengths.append(len(times))
+            timelines.append(times)
+        total = sum(lengths)
+        if total < _COMPILED_FROM:
+            for row, times in zip(rows, timelines, strict=True):
+                self._observe_row(row, times)
+            return
+        flat = np.fromiter(chain.from_iterable(timelines), np.float64, total)
+        data = np.frombuffer(self._data, np.float64)
+        try:
+            gaps, gap_bounds = _observe_rows(
+                data, np.array(rows, np.int64), np.array(lengths, np.int64), flat, self.burst_gap
+            )
+        finally:
+            del data  # the array cannot grow while a view of it is alive
+        starts = gap_bounds.tolist()
+        for i, row in enumerate(rows):
+            start, end = starts[i], starts[i + 1]
+            if start != end:
+                ring = self._ring(row)
+                if ring is None:
+                    ring = self._new_ring(row)
+                ring.extend(gaps[start:end].tolist())
+
     def keep_latest(self, most: int) -> None:
         """Forget all but the ``most`` conversations that sent last (ties: by key)."""
         if len(self._rows) <= most:
@@ -432,6 +472,62 @@ class CadenceTable:
         data[at + _BURSTS] += bursts
         data[at + _LAST_MESSAGE] = _NONE if last is None else last
         data[at + _LAST_BURST] = _NONE if burst is None else burst
+
+
+# Below this many messages in a window, a device's conversations are walked in Python: the
+# compiled pass costs a few microseconds to set up (measured: see bench/RESULTS.md)
+_COMPILED_FROM = 16
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def _observe_rows(
+    data: Any, rows: Any, lengths: Any, times: Any, burst_gap: float
+) -> tuple[Any, Any]:
+    """``CadenceTable._observe_row`` for many rows of ``data`` at once: row ``rows[i]``
+    learns the next ``lengths[i]`` of ``times``. Returns the new gaps (ms) and where each
+    row's begin: row ``i``'s are ``gaps[gap_bounds[i]:gap_bounds[i + 1]]``. The same
+    arithmetic, step for step: rounding half to even like Python's ``round``, NaN for a
+    time not yet seen."""
+    gaps = np.empty(times.shape[0], np.int64)
+    gap_bounds = np.empty(rows.shape[0] + 1, np.int64)
+    written = 0
+    begin = 0
+    for i in range(rows.shape[0]):
+        at = rows[i] * _ROW
+        ordered = np.sort(times[begin : begin + lengths[i]])
+        begin += lengths[i]
+        last = data[at + _LAST_MESSAGE]
+        burst = data[at + _LAST_BURST]
+        bursts = 0
+        gap_bounds[i] = written
+        for raw in ordered:
+            t = np.rint(raw * 1_000_000.0) / 1_000_000.0
+            if last == last:
+                if t < last:
+                    continue
+                if t - last <= burst_gap:
+                    last = t
+                    continue
+            if burst == burst:
+                gap = np.rint((t - burst) * 1000.0)
+                gaps[written] = gap if gap < _UINT32_MAX else _UINT32_MAX
+                written += 1
+            burst = t
+            bursts += 1
+            last = t
+        data[at + _MESSAGES] += ordered.shape[0]
+        data[at + _BURSTS] += bursts
+        data[at + _LAST_MESSAGE] = last
+        data[at + _LAST_BURST] = burst
+    gap_bounds[rows.shape[0]] = written
+    return gaps, gap_bounds
+
+
+def warm_up() -> None:
+    """Load the compiled pass (from numba's cache, or compile it): see
+    ``monitor.flows.warm_up``."""
+    table = CadenceTable()
+    table.observe_all({"warm-up": [float(i) for i in range(_COMPILED_FROM)]})
 
 
 def _or_zero(t: float) -> float:

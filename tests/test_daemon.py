@@ -438,14 +438,15 @@ def test_started_with_only_cap_net_raw_it_captures_and_then_holds_no_capability(
 PRELOAD_CHECK = """
 import json, sys
 import numba, numpy as np
-from monitor import flows
+from monitor import flows, interning, profiles
 from monitor.decode import headers
 from monitor.daemon import _preload
 from monitor.capture import FrameBatch
 from monitor.capture.files import open_capture
 from monitor.pipeline import Analysis
 _preload()
-helpers = {(m.__name__, n): h for m in (flows, headers) for n, h in vars(m).items()
+helpers = {(m.__name__, n): h for m in (flows, headers, interning, profiles)
+           for n, h in vars(m).items()
            if isinstance(h, numba.core.registry.CPUDispatcher)}
 before = {k: len(h.signatures) for k, h in helpers.items()}
 analysis = Analysis()
@@ -454,12 +455,15 @@ for batch in open_capture(sys.argv[1]):
                       batch.timestamps_ns, batch.linktypes, batch.source)
     analysis.feed(live)  # a live ring's buffer is writable
     analysis.feed(batch)  # a mapped file's is read-only
+# a baseline learning a window of many messages (the daemon's detectors do)
+profiles.CadenceTable().observe_all({"a|tcp/1": [float(i) for i in range(100)]})
 print(json.dumps([".".join(k) for k, h in helpers.items() if len(h.signatures) != before[k]]))
 """
 
 
 def test_preload_compiles_what_live_and_file_batches_need() -> None:
-    """In a fresh process: after the daemon's preload, no batch waits for the JIT."""
+    """In a fresh process: after the daemon's preload, no batch and no baseline learning a
+    window waits for the JIT."""
     import json
     import subprocess
     import sys

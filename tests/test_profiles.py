@@ -7,12 +7,14 @@ import random
 import statistics
 import tracemalloc
 from array import array
+from unittest.mock import patch
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor import profiles
 from monitor.model import WindowProfile
 from monitor.profiles import (
     VOLUME_FEATURES,
@@ -161,6 +163,57 @@ def test_a_row_of_a_table_learns_as_a_cadence_of_its_own_does() -> None:
     for key, cadence in alone.items():
         assert table[key].to_dict() == cadence.to_dict()
         assert table[key].gaps() == cadence.gaps() and len(cadence.gaps()) == 16
+
+
+_WINDOW_TIMES = st.floats(min_value=1.6e9, max_value=1.6e9 + 1e7)  # gaps past 49.7 days too
+
+
+@given(
+    st.sampled_from([0.5, 1.0, 30.0]),
+    st.integers(min_value=1, max_value=5),
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["a|tcp/1", "b|udp/2", "c|tcp/3", "d|tcp/4"]),
+            st.lists(
+                _WINDOW_TIMES
+                | st.integers(0, 10**13).map(lambda us: 1.6e9 + us / 2e6)
+                | st.integers(0, 40).map(lambda quarter: 1.6e9 + quarter / 4)  # = burst gap
+            ),
+            max_size=4,
+        ),
+        max_size=6,
+    ),
+)
+@settings(max_examples=150, deadline=None)
+def test_a_window_s_conversations_learned_at_once_are_learned_as_one_by_one(
+    burst_gap: float, max_gaps: int, windows: list[dict[str, list[float]]]
+) -> None:
+    """The compiled pass (forced for any number of messages) against ``observe`` per key:
+    the same rows, numbers and gaps, whatever the order, ties at half a microsecond, late
+    messages, gaps of exactly the burst gap and gaps too long for the ring's numbers."""
+    at_once = CadenceTable(burst_gap, max_gaps)
+    one_by_one = CadenceTable(burst_gap, max_gaps)
+    with patch.object(profiles, "_COMPILED_FROM", 0):
+        for conversations in windows:
+            at_once.observe_all(conversations)
+            for key, times in conversations.items():
+                if times:
+                    one_by_one.observe(key, times)
+    assert list(at_once) == list(one_by_one)
+    for key in at_once:
+        assert at_once[key].to_dict() == one_by_one[key].to_dict()
+
+
+def test_a_window_with_few_messages_is_learned_in_python_and_with_many_compiled() -> None:
+    """Both ways are taken, each where it is the cheaper (bench/RESULTS.md)."""
+    table = CadenceTable()
+    with patch.object(profiles, "_observe_rows", wraps=profiles._observe_rows) as compiled:
+        table.observe_all({"a|tcp/1": [1.0, 3.0], "b|udp/2": []})
+        assert compiled.call_count == 0
+        table.observe_all({"a|tcp/1": [5.0 + 2 * i for i in range(profiles._COMPILED_FROM)]})
+        assert compiled.call_count == 1
+    assert table["a|tcp/1"].messages == 2 + profiles._COMPILED_FROM
+    assert "b|udp/2" not in table  # a conversation without messages makes no row
 
 
 def test_a_forgotten_conversation_leaves_nothing_in_the_row_the_next_one_takes() -> None:
