@@ -33,6 +33,25 @@ from monitor.facts import FactTable
 from monitor.model import Device, WindowProfile
 from monitor.rules import Finding, evaluate_rules
 
+# devices whose findings are kept while they do what they did (see SignatureRuleDetector)
+FINDINGS_KEPT = 4096
+
+# what a device's rules read: its facts table, the library, the table's version and value
+# count, its vendor and its classification
+_Read = tuple[FactTable, Any, int, int, str | None, Any]
+
+
+def _same(held: _Read, read: _Read) -> bool:
+    return (
+        held[0] is read[0]
+        and held[1] is read[1]
+        and held[2] == read[2]
+        and held[3] == read[3]
+        and held[4] == read[4]
+        and held[5] == read[5]
+    )
+
+
 KINDS: tuple[tuple[str, str], ...] = (
     ("tftp", "firmware_transfer"),  # before "ftp"
     ("telnet", "cleartext_remote_admin"),
@@ -74,44 +93,44 @@ class SignatureRuleDetector(FindingDetector):
         super().__init__(config)
         # device id -> what its rules read when they last found nothing (most devices): its
         # facts table and the library, by identity (another table or library is compared
-        # no further), and the rest by value. A finding is not kept: a site of many exposed
-        # devices would hold all of them.
-        self._clear: dict[str, tuple[FactTable, Any, int, int, str | None, Any]] = {}
+        # no further), and the rest by value
+        self._clear: dict[str, _Read] = {}
+        # the same, and what they found, for the FINDINGS_KEPT devices with findings judged
+        # last: a site of many exposed devices would hold all of them otherwise
+        self._found: dict[str, tuple[_Read, list[Finding]]] = {}
 
     def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
         # A rule reads the device's fact values, vendor and classification, and nothing
         # else. Each window asks again for every active device, and a device that does
-        # what it did, with nothing found then, has nothing found now: its rules are
-        # evaluated again only when one of those changed.
+        # what it did has found what it found then: its rules are evaluated again only
+        # when one of those changed.
         facts = device.facts
-        source, version = facts.source, facts.version
-        values = facts.value_count()  # a view as of a window end holds some of the values
-        held = self._clear.get(device.id)
-        if (
-            held is not None
-            and held[0] is source
-            and held[1] is library
-            and held[2] == version
-            and held[3] == values
-            and held[4] == device.vendor
-            and held[5] == device.classification
-        ):
-            return []
-        found = evaluate_rules(device, library)
-        if found:
-            self._clear.pop(device.id, None)
-            return found
-        if device.id not in self._clear and len(self._clear) >= 2 * len(analysis.devices):
-            # devices the inventory let go
-            self._clear = {k: v for k, v in self._clear.items() if k in analysis.devices}
-        self._clear[device.id] = (
-            source,
+        read = (
+            facts.source,
             library,
-            version,
-            values,
+            facts.version,
+            facts.value_count(),  # a view as of a window end holds some of the values
             device.vendor,
             device.classification,
         )
+        clear = self._clear.get(device.id)
+        if clear is not None and _same(clear, read):
+            return []
+        held = self._found.pop(device.id, None)
+        if held is not None and _same(held[0], read):
+            self._found[device.id] = held  # now the most recently judged
+            return list(held[1])
+        found = evaluate_rules(device, library)
+        if found:
+            self._clear.pop(device.id, None)
+            if len(self._found) >= FINDINGS_KEPT:
+                del self._found[next(iter(self._found))]
+            self._found[device.id] = (read, found)
+            return list(found)
+        if device.id not in self._clear and len(self._clear) >= 2 * len(analysis.devices):
+            # devices the inventory let go
+            self._clear = {k: v for k, v in self._clear.items() if k in analysis.devices}
+        self._clear[device.id] = read
         return found
 
     def event_for(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -80,7 +81,7 @@ def _pump(devices: dict[str, Device]) -> Device:
     return pump
 
 
-def test_a_device_with_nothing_found_is_judged_again_only_when_it_changed(
+def test_a_device_is_judged_again_only_when_what_its_rules_read_changed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from monitor.detectors import signature_rules
@@ -109,11 +110,11 @@ def test_a_device_with_nothing_found_is_judged_again_only_when_it_changed(
     assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 2
     pump.facts.record("service_offered", "tcp/443", 10.0)  # a new value
     assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 3
-    # a finding is not kept: it is derived again each time it is asked for
-    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 4
+    # a finding is kept as long as what it read is the same
+    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 3
     # as of a window that ended before Telnet showed, it was not there
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 5
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 5
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 4
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 4
     # another table at the same version, whose view as of that time holds as many values
     telnet_table, pump.facts = pump.facts, FactTable()
     pump.facts.record("service_offered", "tcp/23", 5.0)
@@ -123,17 +124,62 @@ def test_a_device_with_nothing_found_is_judged_again_only_when_it_changed(
     view = as_of(pump, 75.0)
     assert pump.facts.version == telnet_table.version and view.facts.value_count() == 1
     found = detector.findings(view, analysis, library)
-    assert [f.rule_id for f in found] == ["rule.telnet-on-clinical-device"] and len(judged) == 6
+    assert [f.rule_id for f in found] == ["rule.telnet-on-clinical-device"] and len(judged) == 5
     pump.facts = telnet_table
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 7
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 7
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 6
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 6
     # the whole table at the same version: more values than its view
-    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 8
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 9
+    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 7
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 8
     # reclassified, a library reloaded, another vendor
     pump.classification = replace(pump.classification, device_class="workstation")
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 10
+    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 9
     other = replace(library, rules=library.rules[1:])
-    assert detector.findings(as_of(pump, 75.0), analysis, other) == [] and len(judged) == 11
+    assert detector.findings(as_of(pump, 75.0), analysis, other) == [] and len(judged) == 10
     pump.vendor = None  # (a rule may read the vendor of its MAC address)
-    assert detector.findings(as_of(pump, 75.0), analysis, other) == [] and len(judged) == 12
+    assert detector.findings(as_of(pump, 75.0), analysis, other) == [] and len(judged) == 11
+
+
+def test_findings_are_kept_for_the_devices_judged_last_and_judged_again_on_a_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from monitor.detectors import signature_rules
+
+    library = load_library(default_signature_dirs())
+    devices: dict[str, Device] = {}
+    analysis = SimpleNamespace(devices=devices)
+    first = _pump(devices)
+    second = Device("00:12:21:00:00:05", "00:12:21:00:00:05", False, "Smiths Medical", 0.0, 0.0)
+    second.classification = first.classification
+    devices[second.id] = second
+    for pump in (first, second):
+        pump.facts.record("service_offered", "tcp/23", 20.0)
+    detector = SignatureRuleDetector()
+    judged: list[str] = []
+    evaluate = signature_rules.evaluate_rules
+    monkeypatch.setattr(
+        signature_rules, "evaluate_rules", lambda d, lib: judged.append(d.id) or evaluate(d, lib)
+    )
+    monkeypatch.setattr(signature_rules, "FINDINGS_KEPT", 1)
+
+    def rules(pump: Device, rules_library: Any = library) -> list[str]:
+        return [f.rule_id for f in detector.findings(pump, analysis, rules_library)]
+
+    telnet = ["rule.telnet-on-clinical-device"]
+    assert rules(first) == rules(first) == telnet and judged == [first.id]
+    assert rules(second) == telnet and judged == [first.id, second.id]
+    assert rules(second) == rules(second) == telnet and len(judged) == 2
+    assert rules(first) == telnet and judged[2:] == [first.id]  # one device's findings kept
+    assert rules(first) == telnet and len(judged) == 3
+    first.vendor = None
+    assert rules(first) == telnet and len(judged) == 4
+    first.classification = replace(first.classification, device_class="patient_monitor")
+    assert rules(first) == telnet and len(judged) == 5
+    other = replace(library, rules=library.rules[1:])
+    assert rules(first, other) == telnet and len(judged) == 6
+    first.facts.record("service_offered", "tcp/80", 30.0)
+    assert rules(first, other) == telnet and len(judged) == 7
+    assert rules(first, other) == telnet and len(judged) == 7
+    del first.facts["service_offered"]["tcp/23"]  # what it found is found no more
+    assert rules(first, other) == [] and len(judged) == 8
+    assert rules(first, other) == [] and len(judged) == 8
