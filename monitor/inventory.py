@@ -190,10 +190,17 @@ class Inventory:
 
     # ---- address bindings ----
     def bind(
-        self, device: Device, address: str, when: float, authoritative: bool, times: int = 1
+        self,
+        device: Device,
+        address: str,
+        when: float,
+        authoritative: bool,
+        times: int = 1,
+        last: float | None = None,
     ) -> None:
-        """Tie ``address`` to ``device``. Non-authoritative (plain traffic) bindings are
-        refused for routers and for non-internal addresses."""
+        """Tie ``address`` to ``device``, seen ``times`` times from ``when`` to ``last``
+        (default: all at ``when``). Non-authoritative (plain traffic) bindings are refused
+        for routers and for non-internal addresses."""
         scope = address_scope(address)
         if scope == "multicast":
             return
@@ -209,10 +216,10 @@ class Inventory:
                 self.routers.add(device.id)
                 self._unbind_traffic_addresses(device)
                 return
-        if device.facts.record("ip", address, when, times):
+        if device.facts.record("ip", address, when, times, last):
             self.dirty.add(device.id)
         if self.journal is not None:
-            self.journal.record(device.id, "ip", address, when, times)
+            self.journal.record(device.id, "ip", address, when, times, last)
         self.ip_owner[address] = device.id
 
     def _unbind_traffic_addresses(self, device: Device) -> None:

@@ -498,9 +498,14 @@ class Analysis:
         nb = len(SIZE_BIN_EDGES) + 1
         histogram = np.bincount(tx_cell * nb + bins, minlength=cells * nb).reshape(m, nw, nb)
         arp = (table.ethertype[sl] == ETHERTYPE_ARP)[tx]
-        arp_counts = np.bincount(tx_cell[arp], minlength=cells).reshape(m, nw)
-        arp_last = np.full(m, -1.0)
-        np.maximum.at(arp_last, src_dev[tx][arp], t[tx][arp])
+        arp_cells, arp_times = tx_cell[arp], t[tx][arp]
+        arp_counts = np.bincount(arp_cells, minlength=cells).reshape(m, nw)
+        # each device's first and last ARP of each window: the fact's times, whatever the
+        # batch holds besides
+        arp_first = np.full(cells, np.inf)
+        np.minimum.at(arp_first, arp_cells, arp_times)
+        arp_last = np.full(cells, -np.inf)
+        np.maximum.at(arp_last, arp_cells, arp_times)
         tx_total = tx_packets.sum(axis=1)
         rx_total = rx_packets.sum(axis=1)
         for i, sent, sent_bytes, received, received_bytes, last in zip(
@@ -548,7 +553,9 @@ class Analysis:
                 self._windows[windows[w]].add_device_counts(device_ids[busy], counts[busy, w], size)
         for i, w in zip(*np.nonzero(arp_counts), strict=True):
             arp_count = int(arp_counts[i, w])
-            self.note(devices[i], "protocol", "arp", float(arp_last[i]), arp_count)
+            cell = i * nw + w
+            first, last = float(arp_first[cell]), float(arp_last[cell])
+            self.note(devices[i], "protocol", "arp", first, arp_count, last)
             profile = self._profile(devices[i].id, windows[w])
             profile.protocols["arp"] = profile.protocols.get("arp", 0) + arp_count
 
@@ -575,7 +582,8 @@ class Analysis:
             lo_col = table.src_ip_lo[sl][rows]
             ver_col = version[rows].astype(np.uint64)
             keys = row_keys(dev_col, hi_col, lo_col, ver_col)
-            first, _, counts = group_keys(keys)
+            first, inverse, counts = group_keys(keys)
+            latest = group_max(inverse, t[rows], first.shape[0])
             for j in range(first.shape[0]):
                 r = int(first[j])
                 dev_index, hi, lo, ver = (
@@ -596,6 +604,7 @@ class Analysis:
                     float(t[rows[r]]),
                     authoritative,
                     int(counts[j]),
+                    float(latest[j]),
                 )
 
     # ------------------------------------------------------------------ flows
@@ -673,7 +682,8 @@ class Analysis:
             flow = flows.records[int(slots[j])]
             assert flow is not None
             server = int(synack_side[j]) if synack_side[j] >= 0 else 1 - flow.client_side
-            self._learn_service(flow, server, float(t[first_rows[j]]))
+            # used and offered since the flow began, in whichever batch the reply came
+            self._learn_service(flow, server, flow.first_seen)
 
         self._inspect(batch, table, t, sl, groups, direction, slots)
         self._name_new_flows()

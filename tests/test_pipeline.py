@@ -189,6 +189,8 @@ def _analysed(capture: Path, batch_frames: int) -> Analysis:
 
 
 def test_results_do_not_depend_on_how_frames_are_batched(shared_pcaps: Path) -> None:
+    """Counters, and each fact's first seen, last seen and count (an address last used, an
+    ARP first sent, a service used since its flow began), in one batch as in batches of 7."""
     capture = shared_pcaps / "iot-sentinel/D-LinkCam/Setup-A-1-STA.pcap"
     results = []
     for size in (100_000, 7):
@@ -198,12 +200,57 @@ def test_results_do_not_depend_on_how_frames_are_batched(shared_pcaps: Path) -> 
                 d.id: (
                     d.tx_packets,
                     d.rx_bytes,
-                    {k: {v: f.count for v, f in vs.items()} for k, vs in d.facts.items()},
+                    {
+                        k: {v: (f.first_seen, f.last_seen, f.count) for v, f in vs.items()}
+                        for k, vs in d.facts.items()
+                    },
                 )
                 for d in analysis.devices.values()
             }
         )
+        results[-1]["flows started"] = analysis.table_stats().flows_started
     assert results[0] == results[1]
+
+
+def _facts_in_batches_of(capture: Path, sizes: tuple[int, ...]) -> list[dict[object, object]]:
+    out = []
+    for size in sizes:
+        analysis = _analysed(capture, size)
+        out.append(
+            {
+                (d.id, k, v): (f.first_seen, f.last_seen, f.count)
+                for d in analysis.devices.values()
+                for k, vs in d.facts.items()
+                for v, f in vs.items()
+            }
+        )
+    return out
+
+
+def test_a_device_s_arp_and_addresses_keep_their_first_and_last_times_in_one_batch(
+    tmp_path: Path,
+) -> None:
+    from scapy.layers.l2 import ARP
+
+    packets: list[object] = []
+    times: list[float] = []
+    for t in (10.0, 70.0, 130.0):  # three windows
+        packets.append(
+            Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff")
+            / ARP(hwsrc=MONITOR, psrc="10.1.0.5", pdst="10.1.0.9")
+        )
+        packets.append(
+            Ether(src=MONITOR, dst=ENGINE)
+            / IP(src="10.1.0.5", dst="10.1.0.9")
+            / UDP(sport=5000, dport=5000)
+        )
+        times += [t, t + 5.0]
+    capture = write_capture(tmp_path / "arp.pcap", packets, times=times)
+    one_batch, one_by_one = _facts_in_batches_of(capture, (100_000, 1))
+    assert one_batch == one_by_one
+    start = 1_700_000_000.0  # write_capture's
+    assert one_batch[(MONITOR, "protocol", "arp")] == (start + 10, start + 130, 3)
+    assert one_batch[(MONITOR, "ip", "10.1.0.5")] == (start + 10, start + 135, 6)
 
 
 def test_datagrams_to_a_group_count_as_the_service_the_sender_uses(tmp_path: Path) -> None:
