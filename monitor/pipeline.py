@@ -20,6 +20,7 @@ have limits past which the stalest go, counted in ``table_stats()``.
 from __future__ import annotations
 
 import ipaddress
+import operator
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -164,6 +165,8 @@ def format_ip(version: int, hi: int, lo: int) -> str:
     return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
+_TIME_AND_ROW = operator.itemgetter(0, 1)
+
 # capture time between sweeps of the flow table for idle flows
 FLOW_SWEEP_SECONDS = 10.0
 # Who a device is should not wait for its window to close, but a live batch holds a few
@@ -211,6 +214,10 @@ class Analysis:
         self._window_starts: list[float] = []
         self._dns_names: dict[str, str] = {}  # address -> name a device resolved it as
         self._new_flows_by_address: dict[str, list[Flow]] = {}
+        # the batch's DNS answers as (time, row decoded, address, name), and the row being
+        # decoded: see _name_by_answers
+        self._answers: list[tuple[float, int, str, str]] = []
+        self._decoding_row = -1
         self._new_flows: list[Flow] = []
         self._next_sweep = float("-inf")
         self._classified_at = float("-inf")  # capture time of the last classification
@@ -996,6 +1003,25 @@ class Analysis:
         direction: npt.NDArray[np.uint8],
         slots: npt.NDArray[np.int64],
     ) -> None:
+        """Decode the batch's payloads worth decoding, then let its DNS answers name the
+        addresses they resolve in capture order (see ``_name_by_answers``)."""
+        self._answers = []
+        udp_rows, leaders = self._decode_payloads(batch, table, t, sl, groups, direction, slots)
+        if self._answers:
+            self._name_by_answers(udp_rows, leaders, t)
+
+    def _decode_payloads(
+        self,
+        batch: FrameBatch,
+        table: PacketTable,
+        t: npt.NDArray[np.float64],
+        sl: slice,
+        groups: npt.NDArray[np.int64],
+        direction: npt.NDArray[np.uint8],
+        slots: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Returns the inspected UDP rows and, per row, the row whose decoding stood for it
+        (itself, or the first of the repeats it was grouped with)."""
         flows = self.flows
         records = flows.records
         proto = table.protocol[sl]
@@ -1028,6 +1054,7 @@ class Analysis:
         # flow of their own (a fresh source port) and ask the same questions again and again:
         # they group by message without its id, between the same two addresses.
         udp_rows = np.flatnonzero(special_udp & (groups >= 0))
+        leaders = udp_rows
         # (row, repeats, last time, a hash of what its decoding depends on or 0)
         once: list[tuple[int, int, float, int]] = []
         followers: list[tuple[int, int]] = []  # (row, the row whose decoding names its flow)
@@ -1086,7 +1113,7 @@ class Analysis:
             if flow.app is None and leader.app is not None:
                 self._set_app(flow, leader.app)
         if (recognised_at == groups.shape[0]).all():
-            return
+            return udp_rows, leaders
         # A flow recognised as HL7 or DICOM in this batch is followed from that packet on, as
         # it would have been had the batch been cut right after it.
         rows = np.flatnonzero(tcp & small & ~chosen & (groups >= 0))
@@ -1097,6 +1124,7 @@ class Analysis:
                 buffer, offsets, payload_len, t, groups, direction, slots, rows
             )
             self._decode_rows(batch, table, t, groups, direction, slots, sorted(later))
+        return udp_rows, leaders
 
     def _followed_once(
         self,
@@ -1179,6 +1207,7 @@ class Analysis:
             if group in opaque:
                 continue  # as if the batch had been cut after the packet that told
             i, repeats, last_time, content = entry
+            self._decoding_row = i
             flow = records[slot]
             assert flow is not None
             was = flow.app
@@ -1249,9 +1278,38 @@ class Analysis:
         self._stale_keys[flow.slot] = flow
 
     def _resolved(self, address: str, name: str, when: float) -> None:
+        """A DNS answer decoded from the current row: kept until the batch's payloads are
+        decoded (``_name_by_answers``)."""
+        self._answers.append((when, self._decoding_row, address, name))
+
+    def _name_by_answers(
+        self,
+        udp_rows: npt.NDArray[np.int64],
+        leaders: npt.NDArray[np.int64],
+        t: npt.NDArray[np.float64],
+    ) -> None:
+        """Apply the batch's DNS answers in capture order, each where it was seen: a message
+        repeated in the batch was decoded once, for its first row, and counts again at each
+        repeat (a resolver answering X, then Y, then X again names the address X after)."""
+        answers = self._answers
+        by_row: dict[int, list[tuple[str, str]]] = {}
+        for _, row, address, name in answers:
+            by_row.setdefault(row, []).append((address, name))
+        repeated = np.flatnonzero(np.isin(leaders, list(by_row)) & (leaders != udp_rows))
+        times = t[udp_rows[repeated]].tolist()
+        for when, row, leader in zip(
+            times, udp_rows[repeated].tolist(), leaders[repeated].tolist(), strict=True
+        ):
+            answers.extend((when, row, address, name) for address, name in by_row[leader])
+        answers.sort(key=_TIME_AND_ROW)  # stable: a message's answers keep their order
+        for when, _, address, name in answers:
+            self._name_address(address, name, when)
+        self._answers = []
+
+    def _name_address(self, address: str, name: str, when: float) -> None:
         """A DNS answer: the name of ``address`` from now on. A flow of this batch that began
-        after the answer takes it, as it would have in a smaller batch (answers come in
-        capture order, so the last one before the flow wins)."""
+        after the answer takes it, as it would have in a smaller batch (answers are applied
+        in capture order, so the last one before the flow wins)."""
         if len(self._dns_names) < 100_000:
             self._dns_names[address] = name
         for flow in self._new_flows_by_address.get(address, ()):

@@ -253,6 +253,42 @@ def test_a_device_s_arp_and_addresses_keep_their_first_and_last_times_in_one_bat
     assert one_batch[(MONITOR, "ip", "10.1.0.5")] == (start + 10, start + 135, 6)
 
 
+def test_dns_answers_name_addresses_in_capture_order_however_the_batches_fall(
+    tmp_path: Path,
+) -> None:
+    """A resolver answers X, X again, then Y, then X again for one address: each flow is to
+    the name of the last answer before it, although the repeats of X decode with the first
+    (and are applied in capture order with the others)."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    resolver = "00:50:56:00:00:53"
+
+    def answer(i: int, name: str) -> object:
+        return (
+            Ether(src=resolver, dst=MONITOR)
+            / IP(src="10.1.0.53", dst="10.1.0.5")
+            / UDP(sport=53, dport=40_000 + i)
+            / DNS(id=i, qr=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, rdata="10.1.0.9"))
+        )
+
+    def call(port: int) -> object:
+        return (
+            Ether(src=MONITOR, dst=ENGINE)
+            / IP(src="10.1.0.5", dst="10.1.0.9")
+            / TCP(sport=port, dport=443, flags="S")
+        )
+
+    packets = [call(50_000)]  # the monitor and the engine known before the first answer
+    for i, name in enumerate(("x", "x", "y", "x")):
+        packets += [answer(i, f"{name}.ward.example"), call(50_001 + i)]
+    capture = write_capture(tmp_path / "names.pcap", packets, times=list(range(9)))
+    one_batch, one_by_one = _facts_in_batches_of(capture, (100_000, 1))
+    assert one_batch == one_by_one
+    start = 1_700_000_000.0  # write_capture's
+    assert one_batch[(MONITOR, "peer_name", "x.ward.example")] == (start + 2, start + 8, 3)
+    assert one_batch[(MONITOR, "peer_name", "y.ward.example")] == (start + 6, start + 6, 1)
+
+
 def test_datagrams_to_a_group_count_as_the_service_the_sender_uses(tmp_path: Path) -> None:
     packets = [
         Ether(src=MONITOR, dst="01:00:5e:7f:ff:fa")
