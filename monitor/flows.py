@@ -534,6 +534,38 @@ def group_max(
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
+def resumed_after_idle(
+    groups: npt.NDArray[np.int64],
+    times: npt.NDArray[np.float64],
+    protocols: npt.NDArray[np.uint8],
+    count: int,
+) -> npt.NDArray[np.int64]:
+    """Where to cut rows (in order; ``groups``: each one's flow) so that no part holds a
+    flow's packet and its next one further apart than the flow's idle timeout: the flow
+    ended in between, and the later packet starts another. Returns the row of each cut,
+    ascending: a part starts at each."""
+    last = np.full(count, -np.inf)
+    part_of = np.full(count, -1, np.int64)
+    cuts = []
+    part = 0
+    for i in range(groups.shape[0]):
+        g = groups[i]
+        timeout = IDLE_TIMEOUT_TCP if protocols[i] == 6 else IDLE_TIMEOUT_OTHER
+        if part_of[g] == part and last[g] + timeout < times[i]:
+            cuts.append(i)
+            part += 1
+        if part_of[g] != part:
+            part_of[g] = part
+            last[g] = times[i]
+        elif times[i] > last[g]:
+            last[g] = times[i]
+    out = np.empty(len(cuts), np.int64)
+    for k in range(len(cuts)):
+        out[k] = cuts[k]
+    return out
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
 def hl7_routing_keys(
     buffer: npt.NDArray[np.uint8],
     offsets: npt.NDArray[np.int64],
@@ -780,6 +812,7 @@ def warm_up() -> None:
     row_keys(u64, u64, u64, u64)
     first, inverse, _ = group_keys(u64)
     group_max(inverse, f64, first.shape[0])
+    resumed_after_idle(inverse, f64, u8, first.shape[0])
     table = FlowTable(max_flows=2, initial=2)
     slots = table.allocate(u64, np.full(1, 6, np.uint8))
     table.lookup(u64)

@@ -20,13 +20,14 @@ have limits past which the stalest go, counted in ``table_stats()``.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import operator
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +57,7 @@ from monitor.flows import (
     hl7_routing_keys,
     message_starts,
     payload_keys,
+    resumed_after_idle,
     row_keys,
     service_name,
     take_within_budget,
@@ -159,6 +161,39 @@ class _WindowState:
         np.add.at(self.account_packets, accounts, packets)
 
 
+class _PacketFlows(NamedTuple):
+    """A batch's packets by flow: each packet's flow key (0: none) and direction, the rows
+    with a flow, and the flows in order of their first packet (``first``: index into
+    ``rows`` of each one's first packet; ``inverse``: each row's flow)."""
+
+    keys: npt.NDArray[np.uint64]
+    direction: npt.NDArray[np.uint8]
+    rows: npt.NDArray[np.int64]
+    first: npt.NDArray[np.int64]
+    inverse: npt.NDArray[np.int64]
+
+
+def _group_flows(table: PacketTable) -> _PacketFlows:
+    n = table.ip_version.shape[0]
+    keys = np.empty(n, np.uint64)
+    direction = np.empty(n, np.uint8)
+    flow_keys(
+        table.ip_version,
+        table.src_ip_hi,
+        table.src_ip_lo,
+        table.dst_ip_hi,
+        table.dst_ip_lo,
+        table.protocol,
+        table.src_port,
+        table.dst_port,
+        keys,
+        direction,
+    )
+    rows = np.flatnonzero(keys != 0)
+    first, inverse, _ = group_keys(keys[rows])
+    return _PacketFlows(keys, direction, rows, first, inverse)
+
+
 def format_ip(version: int, hi: int, lo: int) -> str:
     if version == 4:
         return str(ipaddress.IPv4Address(lo))
@@ -243,6 +278,29 @@ class Analysis:
         if n == 0:
             return
         table = decode_headers(batch)
+        packet_flows = _group_flows(table)
+        # A flow silent for longer than its idle timeout is over, and its next packet starts
+        # another, as when each packet came alone: a batch holding both ends of such a
+        # silence (a sparse capture's batch spans hours) is cut before the packet that ends
+        # it, and each part is fed on its own.
+        cuts = resumed_after_idle(
+            packet_flows.inverse,
+            table.timestamps_ns[packet_flows.rows] / 1e9,
+            table.protocol[packet_flows.rows],
+            packet_flows.first.shape[0],
+        )
+        if cuts.shape[0] == 0:
+            self._feed(batch, table, packet_flows)
+            return
+        bounds = [0, *packet_flows.rows[cuts].tolist(), n]
+        for start, end in itertools.pairwise(bounds):
+            part = batch.frames(start, end)
+            part_table = decode_headers(part)
+            self._feed(part, part_table, _group_flows(part_table))
+
+    def _feed(self, batch: FrameBatch, table: PacketTable, packet_flows: _PacketFlows) -> None:
+        """``feed`` for frames no flow is silent in for longer than its idle timeout."""
+        n = len(batch)
         stats = self.capture_stats.setdefault(batch.source, SourceStats())
         wire_bytes = int(batch.wirelens.sum())
         stats.packets += n
@@ -280,7 +338,7 @@ class Analysis:
         self._window_floor = next(iter(self._windows))
         # flows idle since before this batch are gone before its packets are counted
         self._sweep_flows(float(seconds[0]))
-        self._process(batch, table, seconds)
+        self._process(batch, table, seconds, packet_flows)
         self._classify_due(latest)
         newest_start = self._window_starts[-1]
         for start in [w for w in self._windows if w < newest_start]:
@@ -396,7 +454,11 @@ class Analysis:
 
     # ------------------------------------------------------------------ one batch
     def _process(
-        self, batch: FrameBatch, table: PacketTable, seconds: npt.NDArray[np.float64]
+        self,
+        batch: FrameBatch,
+        table: PacketTable,
+        seconds: npt.NDArray[np.float64],
+        packet_flows: _PacketFlows,
     ) -> None:
         sl = slice(0, len(batch))
         t = seconds
@@ -405,7 +467,7 @@ class Analysis:
             src_dev, dst_dev, device_list = self._resolve_devices(table, t, sl)
             self._account_devices(table, t, sl, src_dev, dst_dev, device_list)
             self._bind_addresses(table, t, sl, src_dev, device_list)
-            self._account_flows(batch, table, t, sl)
+            self._account_flows(batch, table, t, sl, packet_flows)
         finally:
             self._apply_notes()
 
@@ -628,30 +690,18 @@ class Analysis:
         return text
 
     def _account_flows(
-        self, batch: FrameBatch, table: PacketTable, t: npt.NDArray[np.float64], sl: slice
+        self,
+        batch: FrameBatch,
+        table: PacketTable,
+        t: npt.NDArray[np.float64],
+        sl: slice,
+        packet_flows: _PacketFlows,
     ) -> None:
-        version = table.ip_version[sl]
-        n = version.shape[0]
-        keys = np.empty(n, np.uint64)
-        direction = np.empty(n, np.uint8)
-        proto = table.protocol[sl]
-        flow_keys(
-            version,
-            table.src_ip_hi[sl],
-            table.src_ip_lo[sl],
-            table.dst_ip_hi[sl],
-            table.dst_ip_lo[sl],
-            proto,
-            table.src_port[sl],
-            table.dst_port[sl],
-            keys,
-            direction,
-        )
-        has_flow = keys != 0
-        if not has_flow.any():
+        keys, direction, rows, first, inverse = packet_flows
+        if rows.shape[0] == 0:
             return
-        rows = np.flatnonzero(has_flow)
-        first, inverse, _ = group_keys(keys[rows])
+        n = keys.shape[0]
+        proto = table.protocol[sl]
         uniq = keys[rows][first]
         groups = np.full(n, -1, np.int64)
         groups[rows] = inverse
@@ -659,6 +709,14 @@ class Analysis:
         first_rows = rows[first]
         flows = self.flows
         slots = flows.lookup(uniq)
+        # a flow idle past its timeout when its next packet came is over, swept or not yet
+        known = np.flatnonzero(slots >= 0)
+        over = known[
+            flows.last_seen[slots[known]] + flows.timeout[slots[known]] < t[first_rows[known]]
+        ]
+        if over.shape[0]:
+            flows.evict(slots[over], "idle")
+            slots[over] = -1
         new = np.flatnonzero(slots < 0)
         flows.make_room(new.shape[0], slots)
         if new.shape[0]:

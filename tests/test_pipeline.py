@@ -253,6 +253,64 @@ def test_a_device_s_arp_and_addresses_keep_their_first_and_last_times_in_one_bat
     assert one_batch[(MONITOR, "ip", "10.1.0.5")] == (start + 10, start + 135, 6)
 
 
+def test_a_flow_silent_past_its_idle_timeout_ends_however_the_batches_fall(
+    tmp_path: Path,
+) -> None:
+    """UDP flows end after 300 s of silence, TCP flows after 600 s: the next packet starts
+    another flow, also when both are in one batch."""
+    udp = (
+        Ether(src=MONITOR, dst=ENGINE)
+        / IP(src="10.1.0.5", dst="10.1.0.9")
+        / UDP(sport=5000, dport=5000)
+    )
+    tcp = (
+        Ether(src=MONITOR, dst=ENGINE)
+        / IP(src="10.1.0.5", dst="10.1.0.9")
+        / TCP(sport=40000, dport=2575, flags="A")
+    )
+    packets = [packet.copy() for packet in (udp, tcp, udp, tcp, udp, tcp)]
+    times = [0.0, 0.5, 299.0, 500.0, 700.0, 1200.0]  # UDP: 299 s, then 401 s of silence
+    capture = write_capture(tmp_path / "idle.pcap", packets, times=times)
+    for size in (100_000, 3, 1):
+        analysis = _analysed(capture, size)
+        assert analysis.table_stats().flows_started == 4, size  # UDP twice, TCP twice
+        (peer,) = analysis.devices[MONITOR].facts["peer"].values()  # one per flow started
+        assert peer.count == 4
+
+
+def test_a_flow_past_its_idle_timeout_ends_also_between_two_sweeps(tmp_path: Path) -> None:
+    """A sweep at 295 s finds the flow of 0 s not yet idle, and the next is due at 305 s:
+    its packet at 301 s starts another flow all the same."""
+    flows = [
+        Ether(src=MONITOR, dst=ENGINE)
+        / IP(src="10.1.0.5", dst="10.1.0.9")
+        / UDP(sport=port, dport=5000)
+        for port in (5000, 6000, 5000)
+    ]
+    capture = write_capture(tmp_path / "between.pcap", flows, times=[0.0, 295.0, 301.0])
+    for size in (100_000, 1):
+        assert _analysed(capture, size).table_stats().flows_started == 3, size
+
+
+def test_many_silences_in_one_batch_are_cut_without_recursion(tmp_path: Path) -> None:
+    """A hostile or sparse capture: every packet of one flow after a silence longer than
+    its timeout, all in one batch."""
+    udp = (
+        Ether(src=MONITOR, dst=ENGINE)
+        / IP(src="10.1.0.5", dst="10.1.0.9")
+        / UDP(sport=5000, dport=5000)
+    )
+    count = 1500  # more than Python's recursion limit of 1000
+    capture = write_capture(
+        tmp_path / "sparse.pcap",
+        [udp.copy() for _ in range(count)],
+        times=[301.0 * i for i in range(count)],
+    )
+    analysis = _analysed(capture, 100_000)
+    assert analysis.table_stats().flows_started == count
+    assert analysis.packets == count
+
+
 def test_dns_answers_name_addresses_in_capture_order_however_the_batches_fall(
     tmp_path: Path,
 ) -> None:
@@ -351,12 +409,13 @@ def test_idle_flows_are_evicted_and_a_resumed_flow_starts_a_new_record(tmp_path:
     first, first_times = _udp_spray(1)
     later, later_times = _udp_spray(1, start_time=400.0)  # the same flow, 400 s later
     capture = write_capture(tmp_path / "idle.pcap", first + later, times=first_times + later_times)
-    analysis = Analysis()
-    for batch in _rebatch(capture, 1):
-        analysis.feed(batch)
-    stats = analysis.table_stats()
-    assert stats.flows_evicted == {"idle": 1}  # UDP times out after 300 s
-    assert stats.flows_started == 2 and stats.flows_active == 1
+    for size in (1, 100_000):
+        analysis = Analysis()
+        for batch in _rebatch(capture, size):
+            analysis.feed(batch)
+        stats = analysis.table_stats()
+        assert stats.flows_evicted == {"idle": 1}  # UDP times out after 300 s
+        assert stats.flows_started == 2 and stats.flows_active == 1
 
 
 def test_a_mac_flood_evicts_the_quiet_sources_not_the_devices_that_talk(tmp_path: Path) -> None:

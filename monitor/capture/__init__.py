@@ -63,6 +63,19 @@ class FrameBatch:
     def __len__(self) -> int:
         return int(self.offsets.shape[0])
 
+    def frames(self, start: int, end: int) -> FrameBatch:
+        """Frames ``start`` to ``end`` (excluded) as a batch of their own, sharing the
+        buffer."""
+        return FrameBatch(
+            self.buffer,
+            self.offsets[start:end],
+            self.caplens[start:end],
+            self.wirelens[start:end],
+            self.timestamps_ns[start:end],
+            self.linktypes[start:end],
+            self.source,
+        )
+
     def frame(self, i: int) -> bytes:
         start = int(self.offsets[i])
         return self.buffer[start : start + int(self.caplens[i])].tobytes()
