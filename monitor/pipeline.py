@@ -19,6 +19,7 @@ have limits past which the stalest go, counted in ``table_stats()``.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import itertools
 import operator
@@ -282,7 +283,7 @@ class Analysis:
         # A flow silent for longer than its idle timeout is over, and its next packet starts
         # another, as when each packet came alone: a batch holding both ends of such a
         # silence (a sparse capture's batch spans hours) is cut before the packet that ends
-        # it, and each part is fed on its own.
+        # it, and each part is fed on its own (its headers are the batch's, not decoded again).
         cuts = resumed_after_idle(
             packet_flows.inverse,
             table.timestamps_ns[packet_flows.rows] / 1e9,
@@ -294,9 +295,8 @@ class Analysis:
             return
         bounds = [0, *packet_flows.rows[cuts].tolist(), n]
         for start, end in itertools.pairwise(bounds):
-            part = batch.frames(start, end)
-            part_table = decode_headers(part)
-            self._feed(part, part_table, _group_flows(part_table))
+            part_table = table.rows(start, end)
+            self._feed(batch.frames(start, end), part_table, _group_flows(part_table))
 
     def _feed(self, batch: FrameBatch, table: PacketTable, packet_flows: _PacketFlows) -> None:
         """``feed`` for frames no flow is silent in for longer than its idle timeout."""
@@ -1348,8 +1348,11 @@ class Analysis:
     ) -> None:
         """Apply the batch's DNS answers in capture order, each where it was seen: a message
         repeated in the batch was decoded once, for its first row, and counts again at each
-        repeat (a resolver answering X, then Y, then X again names the address X after)."""
+        repeat (a resolver answering X, then Y, then X again names the address X after).
+        A flow of this batch that began at or after an answer takes the name of the last
+        one before it, as it would have in a smaller batch."""
         answers = self._answers
+        self._answers = []
         by_row: dict[int, list[tuple[str, str]]] = {}
         for _, row, address, name in answers:
             by_row.setdefault(row, []).append((address, name))
@@ -1360,27 +1363,26 @@ class Analysis:
         ):
             answers.extend((when, row, address, name) for address, name in by_row[leader])
         answers.sort(key=_TIME_AND_ROW)  # stable: a message's answers keep their order
+        by_address: dict[str, tuple[list[float], list[str]]] = {}
         for when, _, address, name in answers:
-            self._name_address(address, name, when)
-        self._answers = []
-
-    def _name_address(self, address: str, name: str, when: float) -> None:
-        """A DNS answer: the name of ``address`` from now on. A flow of this batch that began
-        after the answer takes it, as it would have in a smaller batch (answers are applied
-        in capture order, so the last one before the flow wins)."""
-        if len(self._dns_names) < 100_000:
-            self._dns_names[address] = name
-        for flow in self._new_flows_by_address.get(address, ()):
-            if flow.first_seen >= when:
-                side = 0 if flow.address_b == address else 1
-                flow.peer_names = (
-                    (name, flow.peer_names[1])
-                    if side == 0
-                    else (
-                        flow.peer_names[0],
-                        name,
-                    )
-                )
+            named = by_address.get(address)
+            if named is None:
+                named = by_address[address] = ([], [])
+            named[0].append(when)
+            named[1].append(name)
+        dns_names = self._dns_names
+        for address, (times_named, names) in by_address.items():
+            if address in dns_names or len(dns_names) < 100_000:  # (renamed even when full)
+                dns_names[address] = names[-1]
+            for flow in self._new_flows_by_address.get(address, ()):
+                last_before = bisect.bisect_right(times_named, flow.first_seen) - 1
+                if last_before < 0:
+                    continue
+                name = names[last_before]
+                if flow.address_b == address:
+                    flow.peer_names = (name, flow.peer_names[1])
+                else:
+                    flow.peer_names = (flow.peer_names[0], name)
 
     def _name_new_flows(self) -> None:
         for flow in self._new_flows:

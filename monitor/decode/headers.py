@@ -13,7 +13,7 @@ is the bounded label set of ``santinel_decode_errors_total``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numba
@@ -93,6 +93,15 @@ class PacketTable:
 
     def __len__(self) -> int:
         return int(self.status.shape[0])
+
+    def rows(self, start: int, end: int) -> PacketTable:
+        """The headers of frames ``start`` to ``end`` (excluded): those of
+        ``FrameBatch.frames(start, end)``, which shares the buffer the payload offsets point
+        into."""
+        return PacketTable(*(getattr(self, name)[start:end] for name in _COLUMNS))
+
+
+_COLUMNS = tuple(field.name for field in fields(PacketTable))
 
 
 @numba.njit(cache=True, inline="always")  # type: ignore[misc]

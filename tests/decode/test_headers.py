@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +259,20 @@ def test_wire_payload_is_known_when_the_snaplen_cut_it_off() -> None:
     assert table.payload_length[i] == 0
     assert table.payload_wire_length[i] == 103
     assert table.tcp_flags[i] == 0x18
+
+
+def test_the_rows_of_a_table_are_the_headers_of_those_frames_alone() -> None:
+    """A batch cut in parts (a flow's long silence) keeps the headers decoded for it."""
+    frames = [
+        bytes(Ether() / IP(src="10.0.0.1", dst=f"10.0.0.{i}") / UDP(sport=i, dport=53) / (b"x" * i))
+        for i in range(2, 9)
+    ]
+    batch = batch_of(frames)
+    table = decode_headers(batch)
+    for start, end in ((0, 3), (3, 7), (2, 2)):
+        part = table.rows(start, end)
+        alone = decode_headers(batch.frames(start, end))
+        for column in fields(PacketTable):
+            name = column.name
+            assert np.array_equal(getattr(part, name), getattr(alone, name)), name
+        assert len(part) == end - start
