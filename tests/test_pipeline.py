@@ -161,22 +161,11 @@ def test_a_port_that_only_resets_is_not_a_service(tmp_path: Path) -> None:
 
 
 def _rebatch(capture: Path, size: int) -> list[FrameBatch]:
-    out = []
-    for batch in open_capture(capture):
-        for s in range(0, len(batch), size):
-            e = min(s + size, len(batch))
-            out.append(
-                FrameBatch(
-                    batch.buffer,
-                    batch.offsets[s:e],
-                    batch.caplens[s:e],
-                    batch.wirelens[s:e],
-                    batch.timestamps_ns[s:e],
-                    batch.linktypes[s:e],
-                    batch.source,
-                )
-            )
-    return out
+    return [
+        batch.frames(start, min(start + size, len(batch)))
+        for batch in open_capture(capture)
+        for start in range(0, len(batch), size)
+    ]
 
 
 def _analysed(capture: Path, batch_frames: int) -> Analysis:
