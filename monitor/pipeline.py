@@ -201,6 +201,7 @@ def format_ip(version: int, hi: int, lo: int) -> str:
     return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
+# a batch's DNS answers in capture order: by time, then by the row that carried them
 _TIME_AND_ROW = operator.itemgetter(0, 1)
 
 # capture time between sweeps of the flow table for idle flows
