@@ -24,10 +24,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from monitor.decode.headers import PacketTable
 
 TRANSPORT_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 IDLE_TIMEOUT_TCP = 600.0
@@ -364,6 +368,29 @@ def flow_keys(
         h = _mix(h, (np.uint64(protocol[i]) << np.uint64(32)) | (np.uint64(sp) << np.uint64(16)))
         h = _mix(h, np.uint64(dp))
         keys[i] = h | np.uint64(1)  # never 0, which means "no flow"
+
+
+def packet_flow_keys(
+    table: PacketTable,
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8]]:
+    """``flow_keys`` of a batch's decoded headers: each packet's flow key (0: none) and which
+    side sent it."""
+    n = table.ip_version.shape[0]
+    keys = np.empty(n, np.uint64)
+    direction = np.empty(n, np.uint8)
+    flow_keys(
+        table.ip_version,
+        table.src_ip_hi,
+        table.src_ip_lo,
+        table.dst_ip_hi,
+        table.dst_ip_lo,
+        table.protocol,
+        table.src_port,
+        table.dst_port,
+        keys,
+        direction,
+    )
+    return keys, direction
 
 
 @numba.njit(cache=True)  # type: ignore[misc]

@@ -52,11 +52,11 @@ from monitor.flows import (
     could_be_metadata,
     dicom_data_only,
     dns_content_keys,
-    flow_keys,
     group_keys,
     group_max,
     hl7_routing_keys,
     message_starts,
+    packet_flow_keys,
     payload_keys,
     resumed_after_idle,
     row_keys,
@@ -175,21 +175,7 @@ class _PacketFlows(NamedTuple):
 
 
 def _group_flows(table: PacketTable) -> _PacketFlows:
-    n = table.ip_version.shape[0]
-    keys = np.empty(n, np.uint64)
-    direction = np.empty(n, np.uint8)
-    flow_keys(
-        table.ip_version,
-        table.src_ip_hi,
-        table.src_ip_lo,
-        table.dst_ip_hi,
-        table.dst_ip_lo,
-        table.protocol,
-        table.src_port,
-        table.dst_port,
-        keys,
-        direction,
-    )
+    keys, direction = packet_flow_keys(table)
     rows = np.flatnonzero(keys != 0)
     first, inverse, _ = group_keys(keys[rows])
     return _PacketFlows(keys, direction, rows, first, inverse)
@@ -280,6 +266,7 @@ class Analysis:
         if n == 0:
             return
         table = decode_headers(batch)
+        seconds = table.timestamps_ns.astype(np.float64) / 1e9
         packet_flows = _group_flows(table)
         # A flow silent for longer than its idle timeout is over, and its next packet starts
         # another, as when each packet came alone: a batch holding both ends of such a
@@ -287,19 +274,30 @@ class Analysis:
         # it, and each part is fed on its own (its headers are the batch's, not decoded again).
         cuts = resumed_after_idle(
             packet_flows.inverse,
-            table.timestamps_ns[packet_flows.rows] / 1e9,
+            seconds[packet_flows.rows],
             table.protocol[packet_flows.rows],
             packet_flows.first.shape[0],
         )
         if cuts.shape[0] == 0:
-            self._feed(batch, table, packet_flows)
+            self._feed(batch, table, seconds, packet_flows)
             return
         bounds = [0, *packet_flows.rows[cuts].tolist(), n]
         for start, end in itertools.pairwise(bounds):
             part_table = table.rows(start, end)
-            self._feed(batch.frames(start, end), part_table, _group_flows(part_table))
+            self._feed(
+                batch.frames(start, end),
+                part_table,
+                seconds[start:end],
+                _group_flows(part_table),
+            )
 
-    def _feed(self, batch: FrameBatch, table: PacketTable, packet_flows: _PacketFlows) -> None:
+    def _feed(
+        self,
+        batch: FrameBatch,
+        table: PacketTable,
+        seconds: npt.NDArray[np.float64],
+        packet_flows: _PacketFlows,
+    ) -> None:
         """``feed`` for frames no flow is silent in for longer than its idle timeout."""
         n = len(batch)
         stats = self.capture_stats.setdefault(batch.source, SourceStats())
@@ -312,7 +310,6 @@ class Analysis:
         for code in np.flatnonzero(status_counts[1:]) + 1:
             self.decode_errors[STATUS_REASONS[code]] += int(status_counts[code])
 
-        seconds = table.timestamps_ns.astype(np.float64) / 1e9
         latest = float(seconds.max())
         stats.last_packet_time = max(stats.last_packet_time, latest)
         if self.first_time is None:

@@ -27,7 +27,7 @@ from monitor.capture import FrameBatch
 from monitor.capture.files import open_capture
 from monitor.decode.headers import decode_headers
 from monitor.facts import MAX_VALUES_PER_KIND
-from monitor.flows import flow_keys
+from monitor.flows import packet_flow_keys
 from monitor.inventory import Inventory
 from monitor.merge import (
     DeviceChanges,
@@ -47,21 +47,7 @@ BATCH_GRANULAR = {"ip", "protocol"}
 def share_of(batch: FrameBatch, workers: int) -> np.ndarray:
     """Which worker each frame goes to: by flow (direction-free), as fanout does."""
     table = decode_headers(batch)
-    n = len(batch)
-    keys = np.empty(n, np.uint64)
-    direction = np.empty(n, np.uint8)
-    flow_keys(
-        table.ip_version,
-        table.src_ip_hi,
-        table.src_ip_lo,
-        table.dst_ip_hi,
-        table.dst_ip_lo,
-        table.protocol,
-        table.src_port,
-        table.dst_port,
-        keys,
-        direction,
-    )
+    keys, _ = packet_flow_keys(table)
     no_flow = keys == 0
     keys[no_flow] = table.src_mac[no_flow] ^ table.dst_mac[no_flow]
     return (keys >> np.uint64(7)) % np.uint64(workers)

@@ -25,7 +25,7 @@ from monitor.capture import CaptureError, FrameBatch
 from monitor.capture.afpacket import PacketRing
 from monitor.capture.files import open_capture
 from monitor.decode.headers import decode_headers
-from monitor.flows import flow_keys
+from monitor.flows import packet_flow_keys
 from tests.netns_support import host_veth
 
 pytestmark = pytest.mark.netns
@@ -188,21 +188,7 @@ def test_vlan_tags_taken_out_by_the_driver_are_put_back(
 
 def flows_of(batch: FrameBatch) -> list[int]:
     table = decode_headers(batch)
-    n = len(batch)
-    keys = np.empty(n, np.uint64)
-    direction = np.empty(n, np.uint8)
-    flow_keys(
-        table.ip_version,
-        table.src_ip_hi,
-        table.src_ip_lo,
-        table.dst_ip_hi,
-        table.dst_ip_lo,
-        table.protocol,
-        table.src_port,
-        table.dst_port,
-        keys,
-        direction,
-    )
+    keys, _ = packet_flow_keys(table)
     return [int(k) for k in keys if k]
 
 
