@@ -393,6 +393,32 @@ def packet_flow_keys(
     return keys, direction
 
 
+@numba.njit(cache=True, inline="always")  # type: ignore[misc]
+def _starts_like_metadata(buffer: npt.NDArray[np.uint8], p: int, n: int) -> bool:
+    if n < 2:
+        return False
+    b0 = buffer[p]
+    b1 = buffer[p + 1]
+    tls_record = b0 == 0x16 and b1 == 0x03
+    mllp_or_msh = b0 == 0x0B or (b0 == 77 and b1 == 83)  # start block, or "MS(H)"
+    dicom_pdu = 1 <= b0 <= 7 and b1 == 0
+    mqtt_connect = b0 == 0x10
+    upper_case_word = 65 <= b0 <= 90 and 65 <= b1 <= 90  # HTTP method, FHS/BHS batch
+    # an HTTP response ("HTTP/1.1 200 OK"): no decoder reads one (half the payloads of
+    # AB-merged's web traffic that reached a decoder)
+    http_response = (
+        n >= 5
+        and b0 == 72
+        and b1 == 84
+        and buffer[p + 2] == 84
+        and buffer[p + 3] == 80
+        and buffer[p + 4] == 47
+    )
+    return (
+        tls_record or mllp_or_msh or dicom_pdu or mqtt_connect or upper_case_word
+    ) and not http_response
+
+
 @numba.njit(cache=True)  # type: ignore[misc]
 def could_be_metadata(
     buffer: npt.NDArray[np.uint8],
@@ -404,48 +430,74 @@ def could_be_metadata(
     the rest, HTTP responses among them, never needs a trip into Python."""
     out = np.zeros(offsets.shape[0], np.bool_)
     for i in range(offsets.shape[0]):
-        n = lengths[i]
-        if n < 2:
-            continue
-        p = offsets[i]
-        b0 = buffer[p]
-        b1 = buffer[p + 1]
-        tls_record = b0 == 0x16 and b1 == 0x03
-        mllp_or_msh = b0 == 0x0B or (b0 == 77 and b1 == 83)  # start block, or "MS(H)"
-        dicom_pdu = 1 <= b0 <= 7 and b1 == 0
-        mqtt_connect = b0 == 0x10
-        upper_case_word = 65 <= b0 <= 90 and 65 <= b1 <= 90  # HTTP method, FHS/BHS batch
-        # an HTTP response ("HTTP/1.1 200 OK"): no decoder reads one (half the payloads of
-        # AB-merged's web traffic that reached a decoder)
-        http_response = (
-            n >= 5
-            and b0 == 72
-            and b1 == 84
-            and buffer[p + 2] == 84
-            and buffer[p + 3] == 80
-            and buffer[p + 4] == 47
-        )
-        out[i] = (
-            tls_record or mllp_or_msh or dicom_pdu or mqtt_connect or upper_case_word
-        ) and not http_response
+        out[i] = _starts_like_metadata(buffer, offsets[i], lengths[i])
     return out
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
-def take_within_budget(
+def select_payloads(
     groups: npt.NDArray[np.int64],
-    eligible: npt.NDArray[np.bool_],
-    budget: npt.NDArray[np.int64],
-) -> npt.NDArray[np.bool_]:
-    """Mark, in order, the eligible packets of each group while the group's budget lasts;
-    ``budget`` is decremented in place."""
-    chosen = np.zeros(groups.shape[0], np.bool_)
-    for i in range(groups.shape[0]):
+    slots: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int32],
+    fragment: npt.NDArray[np.uint8],
+    protocols: npt.NDArray[np.uint8],
+    src_port: npt.NDArray[np.int32],
+    dst_port: npt.NDArray[np.int32],
+    inspected_udp_port: npt.NDArray[np.bool_],
+    buffer: npt.NDArray[np.uint8],
+    offsets: npt.NDArray[np.int64],
+    followed: npt.NDArray[np.bool_],
+    budget: npt.NDArray[np.int8],
+    followed_max_payload: int,
+) -> tuple[
+    npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]
+]:
+    """Which payloads of a batch (``groups``: each packet's flow, -1 for none; ``slots``:
+    each flow's slot) go to the application decoders, in one pass:
+
+    - UDP payloads to or from an inspected port (``inspected_udp_port``), of a flow;
+    - TCP payloads of a flow while its inspection budget lasts (each one taken spends one
+      of its flow's ``budget``, in place), or of a followed flow (HL7, DICOM: no budget) up
+      to ``followed_max_payload`` bytes, when their first bytes could start a message
+      (``could_be_metadata``).
+
+    A payload is a packet with payload bytes that is not a later fragment. Returns the TCP
+    payloads taken per packet, the UDP rows, the TCP rows taken, and whether each of those
+    is of a followed flow."""
+    n = groups.shape[0]
+    taken = np.zeros(n, np.bool_)
+    udp_rows = []
+    tcp_rows = []
+    tcp_followed = []
+    for i in range(n):
         g = groups[i]
-        if eligible[i] and g >= 0 and budget[g] > 0:
-            chosen[i] = True
-            budget[g] -= 1
-    return chosen
+        if g < 0 or lengths[i] <= 0 or fragment[i] == 2:
+            continue
+        if protocols[i] == 17:
+            if inspected_udp_port[src_port[i]] or inspected_udp_port[dst_port[i]]:
+                udp_rows.append(i)
+        elif protocols[i] == 6:
+            s = slots[g]
+            if followed[s]:
+                if lengths[i] > followed_max_payload:
+                    continue
+            elif budget[s] > 0:
+                budget[s] -= 1
+            else:
+                continue
+            if _starts_like_metadata(buffer, offsets[i], lengths[i]):
+                taken[i] = True
+                tcp_rows.append(i)
+                tcp_followed.append(followed[s])
+    udp = np.empty(len(udp_rows), np.int64)
+    for k in range(len(udp_rows)):
+        udp[k] = udp_rows[k]
+    tcp = np.empty(len(tcp_rows), np.int64)
+    of_followed = np.empty(len(tcp_rows), np.bool_)
+    for k in range(len(tcp_rows)):
+        tcp[k] = tcp_rows[k]
+        of_followed[k] = tcp_followed[k]
+    return taken, udp, tcp, of_followed
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
@@ -558,6 +610,120 @@ def group_max(
         if values[i] > out[g]:
             out[g] = values[i]
     return out
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def device_traffic(
+    senders: npt.NDArray[np.int64],
+    receivers: npt.NDArray[np.int64],
+    windows: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int32],
+    times: npt.NDArray[np.float64],
+    arp: npt.NDArray[np.bool_],
+    devices: int,
+    window_count: int,
+    size_bins: npt.NDArray[np.int64],
+    bin_count: int,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+]:
+    """A batch's traffic per device (``senders``, ``receivers``: each packet's, -1 for
+    none) and window, in one pass where numpy took a dozen (a live batch is small, and
+    each call has its price). Returns:
+
+    - ``counts``, devices × windows × (4 + ``bin_count``): packets sent, bytes sent, packets
+      received, bytes received, then the sent packets per size bin (``size_bins``: each
+      wire length's bin, the last entry standing for every longer length);
+    - ``totals``, devices × 4: the first four summed over the windows;
+    - ``last_sent``: each device's latest send, -1.0 for none;
+    - ``arp_counts``, devices × windows, and ``arp_times``, devices × windows × 2: ARP
+      packets sent, and the first and last one's time (inf and -inf where none)."""
+    counts = np.zeros((devices, window_count, 4 + bin_count), np.int64)
+    totals = np.zeros((devices, 4), np.int64)
+    last_sent = np.full(devices, -1.0)
+    arp_counts = np.zeros((devices, window_count), np.int64)
+    arp_times = np.empty((devices, window_count, 2), np.float64)
+    arp_times[:, :, 0] = np.inf
+    arp_times[:, :, 1] = -np.inf
+    longest = size_bins.shape[0] - 1
+    for i in range(senders.shape[0]):
+        w = windows[i]
+        length = np.int64(lengths[i])
+        s = senders[i]
+        if s >= 0:
+            counts[s, w, 0] += 1
+            counts[s, w, 1] += length
+            totals[s, 0] += 1
+            totals[s, 1] += length
+            counts[s, w, 4 + size_bins[min(max(length, 0), longest)]] += 1
+            t = times[i]
+            if t > last_sent[s]:
+                last_sent[s] = t
+            if arp[i]:
+                arp_counts[s, w] += 1
+                if t < arp_times[s, w, 0]:
+                    arp_times[s, w, 0] = t
+                if t > arp_times[s, w, 1]:
+                    arp_times[s, w, 1] = t
+        r = receivers[i]
+        if r >= 0:
+            counts[r, w, 2] += 1
+            counts[r, w, 3] += length
+            totals[r, 2] += 1
+            totals[r, 3] += length
+    return counts, totals, last_sent, arp_counts, arp_times
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def account_flow_packets(
+    rows: npt.NDArray[np.int64],
+    groups: npt.NDArray[np.int64],
+    slots: npt.NDArray[np.int64],
+    first_rows: npt.NDArray[np.int64],
+    direction: npt.NDArray[np.uint8],
+    lengths: npt.NDArray[np.int32],
+    times: npt.NDArray[np.float64],
+    protocols: npt.NDArray[np.uint8],
+    flags: npt.NDArray[np.uint8],
+    packets: npt.NDArray[np.int64],
+    byte_counts: npt.NDArray[np.int64],
+    last_seen: npt.NDArray[np.float64],
+    server_side: npt.NDArray[np.int8],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Count a batch's packets (``rows``; ``groups``: each one's flow; ``slots`` and
+    ``first_rows``: each flow's slot and first row) into the flow table's columns per side,
+    and move each flow's last seen on, in one pass where numpy took a dozen. Returns the
+    flows whose server side is unknown and now shows itself (a SYN-ACK, or a UDP flow with
+    packets both ways), ascending, and per flow the side that sent its last SYN-ACK of the
+    batch (-1 for none)."""
+    synack_side = np.full(slots.shape[0], -1, np.int64)
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        g = groups[k]
+        s = slots[g]
+        d = direction[r]
+        packets[s, d] += 1
+        byte_counts[s, d] += lengths[r]
+        if times[r] > last_seen[s]:
+            last_seen[s] = times[r]
+        if protocols[r] == 6 and (flags[r] & 0x12) == 0x12:
+            synack_side[g] = d
+    replied = []
+    for g in range(slots.shape[0]):
+        s = slots[g]
+        if server_side[s] >= 0:
+            continue
+        both_ways = packets[s, 0] > 0 and packets[s, 1] > 0
+        if synack_side[g] >= 0 or (protocols[first_rows[g]] == 17 and both_ways):
+            replied.append(g)
+    out = np.empty(len(replied), np.int64)
+    for k in range(len(replied)):
+        out[k] = replied[k]
+    return out, synack_side
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
@@ -834,13 +1000,21 @@ def warm_up() -> None:
         hl7_routing_keys(buffer, i64, i32, i64, i64)
         dns_content_keys(buffer, i64, i32, i64, i64)
         dicom_data_only(buffer, i64, i32, i64)
-    take_within_budget(i64, np.ones(1, np.bool_), np.ones(1, np.int64))
+        select_payloads(
+            i64, i64, i32, u8, u8, i32, i32, np.zeros(1, np.bool_), buffer, i64,
+            np.zeros(1, np.bool_), np.zeros(1, np.int8), 1,
+        )  # fmt: skip
     message_starts(i32, f64, np.full(1, -1.0), 0.5)
     row_keys(u64, u64, u64, u64)
     first, inverse, _ = group_keys(u64)
     group_max(inverse, f64, first.shape[0])
     resumed_after_idle(inverse, f64, u8, first.shape[0])
+    device_traffic(i64, i64, i64, i32, f64, np.zeros(1, np.bool_), 1, 1, i64, 1)
     table = FlowTable(max_flows=2, initial=2)
     slots = table.allocate(u64, np.full(1, 6, np.uint8))
     table.lookup(u64)
+    account_flow_packets(
+        i64, i64, slots, i64, u8, i32, f64, u8, u8,
+        table.packets, table.bytes, table.last_seen, table.server_side,
+    )  # fmt: skip
     table.evict(slots, "idle")

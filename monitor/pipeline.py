@@ -49,7 +49,9 @@ from monitor.flows import (
     PORTS,
     Flow,
     FlowTable,
+    account_flow_packets,
     could_be_metadata,
+    device_traffic,
     dicom_data_only,
     dns_content_keys,
     group_keys,
@@ -60,8 +62,8 @@ from monitor.flows import (
     payload_keys,
     resumed_after_idle,
     row_keys,
+    select_payloads,
     service_name,
-    take_within_budget,
 )
 from monitor.interning import KeyTable, NameTable
 from monitor.inventory import (
@@ -87,7 +89,6 @@ FOLLOWED_APPS = frozenset({"hl7", "dicom"})
 # protocols whose metadata comes first (a ClientHello, a CONNECT): the rest is opaque
 OPAQUE_AFTER_FIRST = frozenset({"tls", "mqtt"})
 FOLLOWED_MAX_PAYLOAD = 4096
-UNLIMITED = 1 << 40
 # segments closer together than this belong to one message (for cadence)
 MESSAGE_GAP_SECONDS = 0.5
 # message times kept per conversation per window: enough for cadence, bounded for floods
@@ -545,83 +546,45 @@ class Analysis:
     ) -> None:
         if not devices:
             return
-        m = len(devices)
         windows = self._window_starts
-        nw = len(windows)
-        length = table.wire_length[sl].astype(np.int64)
-        win = self._packet_window
-        tx = src_dev >= 0
-        rx = dst_dev >= 0
-        tx_cell = src_dev[tx] * nw + win[tx]
-        rx_cell = dst_dev[rx] * nw + win[rx]
-        cells = m * nw
-        tx_packets = np.bincount(tx_cell, minlength=cells).reshape(m, nw)
-        tx_bytes = np.bincount(tx_cell, weights=length[tx], minlength=cells).reshape(m, nw)
-        rx_packets = np.bincount(rx_cell, minlength=cells).reshape(m, nw)
-        rx_bytes = np.bincount(rx_cell, weights=length[rx], minlength=cells).reshape(m, nw)
-        last_tx = np.full(m, -1.0)
-        np.maximum.at(last_tx, src_dev[tx], t[tx])
-        bins = _SIZE_BIN_OF_LENGTH[np.clip(length[tx], 0, SIZE_BIN_EDGES[-1] + 1)]
-        nb = len(SIZE_BIN_EDGES) + 1
-        histogram = np.bincount(tx_cell * nb + bins, minlength=cells * nb).reshape(m, nw, nb)
-        arp = (table.ethertype[sl] == ETHERTYPE_ARP)[tx]
-        arp_cells, arp_times = tx_cell[arp], t[tx][arp]
-        arp_counts = np.bincount(arp_cells, minlength=cells).reshape(m, nw)
-        # each device's first and last ARP of each window: the fact's times, whatever the
-        # batch holds besides
-        arp_first = np.full(cells, np.inf)
-        np.minimum.at(arp_first, arp_cells, arp_times)
-        arp_last = np.full(cells, -np.inf)
-        np.maximum.at(arp_last, arp_cells, arp_times)
-        tx_total = tx_packets.sum(axis=1)
-        rx_total = rx_packets.sum(axis=1)
-        for i, sent, sent_bytes, received, received_bytes, last in zip(
-            np.flatnonzero(tx_total + rx_total).tolist(),
-            *(
-                column[tx_total + rx_total > 0].tolist()
-                for column in (
-                    tx_total,
-                    tx_bytes.sum(axis=1),
-                    rx_total,
-                    rx_bytes.sum(axis=1),
-                    last_tx,
-                )
-            ),
-            strict=True,
+        counts, totals, last_sent, arp_counts, arp_times = device_traffic(
+            src_dev,
+            dst_dev,
+            self._packet_window,
+            table.wire_length[sl],
+            t,
+            table.ethertype[sl] == ETHERTYPE_ARP,
+            len(devices),
+            len(windows),
+            _SIZE_BIN_OF_LENGTH,
+            len(SIZE_BIN_EDGES) + 1,
+        )
+        moved = np.flatnonzero(totals[:, 0] + totals[:, 2])
+        for i, (sent, sent_bytes, received, received_bytes), last in zip(
+            moved.tolist(), totals[moved].tolist(), last_sent[moved].tolist(), strict=True
         ):
             device = devices[i]
             device.tx_packets += sent
-            device.tx_bytes += int(sent_bytes)
+            device.tx_bytes += sent_bytes
             device.rx_packets += received
-            device.rx_bytes += int(received_bytes)
+            device.rx_bytes += received_bytes
             if last > device.last_seen:
                 device.last_seen = last
         journal = self.inventory.journal
         if journal is not None:  # a capture worker reports the devices whose counters moved
-            moved = np.flatnonzero(tx_total + rx_total).tolist()
-            journal.touched.update(devices[i].id for i in moved)
-        # per window: tx packets, tx bytes, rx packets, rx bytes, then the size histogram
-        counts = np.concatenate(
-            (
-                np.stack(
-                    (tx_packets, tx_bytes.astype(np.int64), rx_packets, rx_bytes.astype(np.int64)),
-                    axis=2,
-                ),
-                histogram,
-            ),
-            axis=2,
-        )
+            journal.touched.update(devices[i].id for i in moved.tolist())
         row = self._device_rows.id
         device_ids = np.array([row(d.id) for d in devices], np.int64)
         size = len(self._device_rows)
-        for w in range(nw):
+        for w, start in enumerate(windows):
             busy = np.flatnonzero(counts[:, w, 0] + counts[:, w, 2])
             if busy.shape[0]:
-                self._windows[windows[w]].add_device_counts(device_ids[busy], counts[busy, w], size)
+                self._windows[start].add_device_counts(device_ids[busy], counts[busy, w], size)
+        # each device's first and last ARP of each window: the fact's times, whatever the
+        # batch holds besides
         for i, w in zip(*np.nonzero(arp_counts), strict=True):
             arp_count = int(arp_counts[i, w])
-            cell = i * nw + w
-            first, last = float(arp_first[cell]), float(arp_last[cell])
+            first, last = arp_times[i, w].tolist()
             self.note(devices[i], "protocol", "arp", first, arp_count, last)
             profile = self._profile(devices[i].id, windows[w])
             profile.protocols["arp"] = profile.protocols.get("arp", 0) + arp_count
@@ -703,7 +666,6 @@ class Analysis:
         uniq = keys[rows][first]
         groups = np.full(n, -1, np.int64)
         groups[rows] = inverse
-        m = uniq.shape[0]
         first_rows = rows[first]
         flows = self.flows
         slots = flows.lookup(uniq)
@@ -720,31 +682,32 @@ class Analysis:
         if new.shape[0]:
             slots[new] = flows.allocate(uniq[new], proto[first_rows[new]])
 
-        side_index = groups[rows] * 2 + direction[rows]
-        length = table.wire_length[sl][rows].astype(np.int64)
-        flows.packets[slots] += np.bincount(side_index, minlength=2 * m).reshape(m, 2)
-        flows.bytes[slots] += (
-            np.bincount(side_index, weights=length, minlength=2 * m).reshape(m, 2).astype(np.int64)
-        )
-        last = group_max(inverse, t[rows], m)
-        flows.last_seen[slots] = np.maximum(flows.last_seen[slots], last)
-
         flags = table.tcp_flags[sl]
+        # a service becomes known from a SYN-ACK, or from a UDP reply
+        replied, synack_side = account_flow_packets(
+            rows,
+            inverse,
+            slots,
+            first_rows,
+            direction,
+            table.wire_length[sl],
+            t,
+            proto,
+            flags,
+            flows.packets,
+            flows.bytes,
+            flows.last_seen,
+            flows.server_side,
+        )
         self._new_flows_by_address = {}
         self._new_flows = []
         if new.shape[0]:
             self._start_flows(table, sl, t, direction, flags, first_rows[new], slots[new])
 
-        # a service becomes known from a SYN-ACK, or from a UDP reply
-        synack = np.flatnonzero((proto == PROTO_TCP) & ((flags & 0x12) == 0x12))
-        synack_side = np.full(m, -1, np.int64)
-        synack_side[groups[synack]] = direction[synack]
-        both_sides = (flows.packets[slots] > 0).all(axis=1) & (proto[first_rows] == PROTO_UDP)
-        unknown = flows.server_side[slots] < 0
-        for j in np.flatnonzero(unknown & ((synack_side >= 0) | both_sides)).tolist():
+        for j, side in zip(replied.tolist(), synack_side[replied].tolist(), strict=True):
             flow = flows.records[int(slots[j])]
             assert flow is not None
-            server = int(synack_side[j]) if synack_side[j] >= 0 else 1 - flow.client_side
+            server = side if side >= 0 else 1 - flow.client_side
             # used and offered since the flow began, in whichever batch the reply came
             self._learn_service(flow, server, flow.first_seen)
 
@@ -1080,36 +1043,28 @@ class Analysis:
         (itself, or the first of the repeats it was grouped with)."""
         flows = self.flows
         records = flows.records
-        proto = table.protocol[sl]
         payload_len = table.payload_length[sl]
-        has_payload = (payload_len > 0) & (table.fragment[sl] != 2)
-        udp = has_payload & (proto == PROTO_UDP)
-        special_udp = udp & (
-            _INSPECTED_UDP_PORT[table.src_port[sl]] | _INSPECTED_UDP_PORT[table.dst_port[sl]]
-        )
-        tcp = has_payload & (proto == PROTO_TCP)
-        group_followed = flows.followed[slots]
-        # index -1 (no flow) lands on the trailing False
-        followed = np.append(group_followed, False)
-        small = payload_len <= FOLLOWED_MAX_PAYLOAD
-        eligible = tcp & (~followed[groups] | small)
-        # widened first: NumPy 2 would give UNLIMITED the int8 column's type, and wrap it
-        budget = np.where(group_followed, UNLIMITED, flows.budget[slots].astype(np.int64))
-        chosen = take_within_budget(groups, eligible, budget)
-        candidates = np.flatnonzero(chosen)
-        if candidates.shape[0]:
-            plausible = could_be_metadata(
-                batch.buffer, table.payload_offset[sl][candidates], payload_len[candidates]
-            )
-            chosen[candidates[~plausible]] = False
-        flows.budget[slots[~group_followed]] = budget[~group_followed]
         buffer = batch.buffer
         offsets = table.payload_offset[sl]
+        chosen, udp_rows, tcp_rows, feed = select_payloads(
+            groups,
+            slots,
+            payload_len,
+            table.fragment[sl],
+            table.protocol[sl],
+            table.src_port[sl],
+            table.dst_port[sl],
+            _INSPECTED_UDP_PORT,
+            buffer,
+            offsets,
+            flows.followed,
+            flows.budget,
+            FOLLOWED_MAX_PAYLOAD,
+        )
         # Announcements repeat byte for byte within a flow: decode each distinct one once,
         # counting its repeats per window (first and last time kept). DNS lookups each take a
         # flow of their own (a fresh source port) and ask the same questions again and again:
         # they group by message without its id, between the same two addresses.
-        udp_rows = np.flatnonzero(special_udp & (groups >= 0))
         leaders = udp_rows
         # (row, repeats, last time, a hash of what its decoding depends on or 0)
         once: list[tuple[int, int, float, int]] = []
@@ -1154,8 +1109,6 @@ class Analysis:
             leaders = udp_rows[first][inverse]
             shared = np.flatnonzero((leaders != udp_rows) & dns)
             followers = list(zip(udp_rows[shared].tolist(), leaders[shared].tolist(), strict=True))
-        tcp_rows = np.flatnonzero(chosen)
-        feed = group_followed[groups[tcp_rows]]
         once += self._followed_once(
             buffer, offsets, payload_len, t, groups, direction, slots, tcp_rows[feed]
         )
@@ -1172,6 +1125,8 @@ class Analysis:
             return udp_rows, leaders
         # A flow recognised as HL7 or DICOM in this batch is followed from that packet on, as
         # it would have been had the batch been cut right after it.
+        tcp = (payload_len > 0) & (table.fragment[sl] != 2) & (table.protocol[sl] == PROTO_TCP)
+        small = payload_len <= FOLLOWED_MAX_PAYLOAD
         rows = np.flatnonzero(tcp & small & ~chosen & (groups >= 0))
         rows = rows[rows > recognised_at[groups[rows]]]
         if rows.shape[0]:

@@ -100,6 +100,166 @@ def test_group_max_is_the_largest_value_of_each_group() -> None:
     assert group_max(groups, values, 3).tolist() == [7.0, 1.0, -3.0]
 
 
+def test_device_traffic_counts_each_packet_for_its_sender_and_receiver_in_its_window() -> None:
+    """Against the numpy formulation it replaced (a bincount per column, ``ufunc.at`` for
+    the times), on random batches: lengths past the last size bin, packets of no device."""
+    from monitor.flows import device_traffic
+
+    bins = np.array([0, 0, 1, 1, 2, 3], np.int64)  # lengths 0..4, and 5 for every longer one
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        n, devices, windows = int(rng.integers(1, 200)), int(rng.integers(1, 6)), 3
+        senders = rng.integers(-1, devices, n)
+        receivers = rng.integers(-1, devices, n)
+        window = np.sort(rng.integers(0, windows, n))
+        lengths = rng.integers(0, 9, n).astype(np.int32)
+        times = np.round(rng.random(n) * 100, 2)
+        arp = rng.random(n) < 0.3
+        counts, totals, last_sent, arp_counts, arp_times = device_traffic(
+            senders, receivers, window, lengths, times, arp, devices, windows, bins, 4
+        )
+        cells = devices * windows
+        tx, rx = senders >= 0, receivers >= 0
+        tx_cell = senders[tx] * windows + window[tx]
+        rx_cell = receivers[rx] * windows + window[rx]
+        expected = np.zeros((devices, windows, 8), np.int64)
+        for column, where, weights in (
+            (0, tx_cell, None),
+            (1, tx_cell, lengths[tx]),
+            (2, rx_cell, None),
+            (3, rx_cell, lengths[rx]),
+        ):
+            summed = np.bincount(where, weights=weights, minlength=cells)
+            expected[:, :, column] = summed.reshape(devices, windows)
+        size_bin = bins[np.clip(lengths[tx], 0, 5)]
+        histogram = np.bincount(tx_cell * 4 + size_bin, minlength=cells * 4)
+        expected[:, :, 4:] = histogram.reshape(devices, windows, 4)
+        assert (counts == expected).all(), seed
+        assert (totals == expected[:, :, :4].sum(axis=1)).all(), seed
+        latest = np.full(devices, -1.0)
+        np.maximum.at(latest, senders[tx], times[tx])
+        assert (last_sent == latest).all(), seed
+        sent_arp = tx & arp
+        arp_cell = senders[sent_arp] * windows + window[sent_arp]
+        assert (arp_counts.ravel() == np.bincount(arp_cell, minlength=cells)).all(), seed
+        first, last = np.full(cells, np.inf), np.full(cells, -np.inf)
+        np.minimum.at(first, arp_cell, times[sent_arp])
+        np.maximum.at(last, arp_cell, times[sent_arp])
+        assert (arp_times[:, :, 0].ravel() == first).all(), seed
+        assert (arp_times[:, :, 1].ravel() == last).all(), seed
+
+
+def test_flow_packets_count_per_side_and_tell_the_flows_whose_server_shows() -> None:
+    """Against the numpy formulation it replaced, on random batches of TCP and UDP flows:
+    a SYN-ACK tells the server of a TCP flow (the batch's last one), packets both ways that
+    of a UDP flow (also with the first way counted in an earlier batch), and a flow whose
+    server is known is not told again."""
+    from monitor.flows import account_flow_packets
+
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        table = FlowTable(max_flows=64, initial=64)
+        flows = int(rng.integers(1, 12))
+        protocol = np.where(rng.random(flows) < 0.5, 6, 17).astype(np.uint8)
+        slots = table.allocate(flow_hashes(flows, seed), protocol)
+        table.packets[slots, 0] = rng.integers(0, 2, flows)  # an earlier batch's
+        table.server_side[slots] = np.where(rng.random(flows) < 0.2, 1, -1)
+        table.last_seen[slots] = rng.random(flows) * 50
+        n = int(rng.integers(1, 60))
+        groups = rng.integers(-1, flows, n)
+        rows = np.flatnonzero(groups >= 0)
+        inverse = groups[rows]
+        first_rows = np.array([rows[inverse == g][0] if (inverse == g).any() else 0
+                               for g in range(flows)], np.int64)  # fmt: skip
+        direction = rng.integers(0, 2, n).astype(np.uint8)
+        lengths = rng.integers(40, 1500, n).astype(np.int32)
+        times = rng.random(n) * 100
+        protocols = np.where(groups >= 0, protocol[groups], 6).astype(np.uint8)
+        flags = rng.choice(np.array([0x02, 0x12, 0x10, 0x18], np.uint8), n)
+        before = (table.packets.copy(), table.bytes.copy(), table.last_seen.copy())
+
+        replied, synack_side = account_flow_packets(
+            rows, inverse, slots, first_rows, direction, lengths, times, protocols, flags,
+            table.packets, table.bytes, table.last_seen, table.server_side,
+        )  # fmt: skip
+
+        packets, byte_counts, last_seen = before
+        side_index = inverse * 2 + direction[rows]
+        packets[slots] += np.bincount(side_index, minlength=2 * flows).reshape(flows, 2)
+        byte_counts[slots] += np.bincount(
+            side_index, weights=lengths[rows], minlength=2 * flows
+        ).reshape(flows, 2).astype(np.int64)  # fmt: skip
+        last_seen[slots] = np.maximum(last_seen[slots], group_max(inverse, times[rows], flows))
+        assert (table.packets == packets).all(), seed
+        assert (table.bytes == byte_counts).all(), seed
+        assert (table.last_seen == last_seen).all(), seed
+        synack = np.flatnonzero((groups >= 0) & (protocols == 6) & ((flags & 0x12) == 0x12))
+        expected_side = np.full(flows, -1, np.int64)
+        expected_side[groups[synack]] = direction[synack]
+        seen = np.isin(np.arange(flows), inverse)
+        both_ways = (packets[slots] > 0).all(axis=1) & (protocol == 17) & seen
+        unknown = table.server_side[slots] < 0
+        assert (synack_side == expected_side).all(), seed
+        expected = np.flatnonzero(unknown & ((expected_side >= 0) | both_ways))
+        assert replied.tolist() == expected.tolist(), seed
+
+
+def test_payloads_go_to_the_decoders_within_their_flow_s_budget_or_when_followed() -> None:
+    """Against the numpy formulation it replaced, on random batches: UDP to and from the
+    inspected ports, TCP within each flow's budget (spent also by a payload no decoder could
+    read), a followed flow's payloads up to the size limit and never its budget, later
+    fragments and packets of no flow never."""
+    from monitor.flows import select_payloads
+
+    readable, unreadable = b"\x16\x03\x01\x00\x05", b"\x17\x03\x03\x00\x05"
+    inspected = np.zeros(65536, np.bool_)
+    inspected[[53, 67, 5353]] = True
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        flows, n = int(rng.integers(1, 8)), int(rng.integers(1, 80))
+        slots = rng.permutation(16)[:flows].astype(np.int64)
+        followed = rng.random(16) < 0.3
+        budget = rng.integers(0, 5, 16).astype(np.int8)
+        groups = rng.integers(-1, flows, n)
+        lengths = rng.choice(np.array([0, 5, 5, 5, 5000], np.int32), n)
+        fragment = rng.choice(np.array([0, 0, 0, 1, 2], np.uint8), n)
+        protocols = rng.choice(np.array([6, 6, 17, 1], np.uint8), n)
+        src_port = rng.choice(np.array([53, 1000, 40000], np.int32), n)
+        dst_port = rng.choice(np.array([5353, 2000, 443], np.int32), n)
+        starts = [readable if rng.random() < 0.7 else unreadable for _ in range(n)]
+        buffer = np.frombuffer(b"".join(starts), np.uint8)
+        offsets = np.arange(n, dtype=np.int64) * 5
+        spent = budget.copy()
+
+        taken, udp_rows, tcp_rows, of_followed = select_payloads(
+            groups, slots, lengths, fragment, protocols, src_port, dst_port, inspected,
+            buffer, offsets, followed, spent, 4096,
+        )  # fmt: skip
+
+        has_payload = (lengths > 0) & (fragment != 2)
+        udp = has_payload & (protocols == 17) & (inspected[src_port] | inspected[dst_port])
+        assert udp_rows.tolist() == np.flatnonzero(udp & (groups >= 0)).tolist(), seed
+        group_followed = followed[slots]
+        eligible = (
+            has_payload
+            & (protocols == 6)
+            & (~np.append(group_followed, False)[groups] | (lengths <= 4096))
+        )
+        left = np.where(group_followed, 1 << 40, budget[slots].astype(np.int64))
+        chosen = np.zeros(n, np.bool_)
+        for i in range(n):
+            if eligible[i] and groups[i] >= 0 and left[groups[i]] > 0:
+                chosen[i] = True
+                left[groups[i]] -= 1
+        chosen &= np.frombuffer(buffer, np.uint8)[offsets] == 0x16  # readable ones
+        assert taken.tolist() == chosen.tolist(), seed
+        assert tcp_rows.tolist() == np.flatnonzero(chosen).tolist(), seed
+        assert of_followed.tolist() == group_followed[groups[tcp_rows]].tolist(), seed
+        expected_budget = budget.copy()
+        expected_budget[slots[~group_followed]] = left[~group_followed]
+        assert spent.tolist() == expected_budget.tolist(), seed
+
+
 def payload_table(*payloads: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     buffer = np.frombuffer(b"".join(payloads), np.uint8)
     lengths = np.array([len(p) for p in payloads], np.int32)
