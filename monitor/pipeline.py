@@ -308,8 +308,9 @@ class Analysis:
         self.packets += n
         self.bytes += wire_bytes
         status_counts = np.bincount(table.status, minlength=len(STATUS_REASONS))
-        for code in np.flatnonzero(status_counts[1:]) + 1:
-            self.decode_errors[STATUS_REASONS[code]] += int(status_counts[code])
+        if status_counts[0] != n:
+            for code in (np.flatnonzero(status_counts[1:]) + 1).tolist():
+                self.decode_errors[STATUS_REASONS[code]] += int(status_counts[code])
 
         latest = float(seconds.max())
         stats.last_packet_time = max(stats.last_packet_time, latest)
@@ -320,17 +321,23 @@ class Analysis:
         # window per packet, never going back: late packets join the newest window
         window_ns = int(self.window_seconds * 1e9)
         window_ids = table.timestamps_ns // window_ns
+        lowest, highest = int(window_ids[0]), int(window_ids.max())
         if self._windows:
             newest = round(next(reversed(self._windows)) * 1e9) // window_ns
+            lowest, highest = max(lowest, newest), max(highest, newest)
             window_ids = np.maximum(window_ids, newest)
-        window_ids = np.maximum.accumulate(window_ids)
-        # non-decreasing: each change starts the next window of the batch
-        changes = np.flatnonzero(np.diff(window_ids)) + 1
-        starts = window_ids[np.concatenate(([0], changes))]
-        self._packet_window = np.zeros(window_ids.shape[0], np.int64)
-        self._packet_window[changes] = 1
-        np.cumsum(self._packet_window, out=self._packet_window)
-        self._window_starts = [int(w) * window_ns / 1e9 for w in starts.tolist()]
+        if lowest == highest:  # most batches: one window
+            self._packet_window = np.zeros(n, np.int64)
+            starts = [lowest]
+        else:
+            window_ids = np.maximum.accumulate(window_ids)
+            # non-decreasing: each change starts the next window of the batch
+            changes = np.flatnonzero(np.diff(window_ids)) + 1
+            starts = window_ids[np.concatenate(([0], changes))].tolist()
+            self._packet_window = np.zeros(n, np.int64)
+            self._packet_window[changes] = 1
+            np.cumsum(self._packet_window, out=self._packet_window)
+        self._window_starts = [w * window_ns / 1e9 for w in starts]
         for start in self._window_starts:
             if start not in self._windows:
                 self._windows[start] = _WindowState(start, start + self.window_seconds)
@@ -914,6 +921,11 @@ class Analysis:
         for side in (0, 1):
             accounts = flows.account[cell_slots, side]
             known = accounts >= 0
+            if nw == 1:  # most batches
+                self._windows[self._window_starts[0]].add_packets(
+                    accounts[known], totals[known], size
+                )
+                continue
             for w in np.unique(cell_windows[known]).tolist():
                 here = known & (cell_windows == w)
                 self._windows[self._window_starts[w]].add_packets(
@@ -1153,6 +1165,8 @@ class Analysis:
         distinct routing and type per direction (its time and control id aside). The content
         key of an HL7 message hashes what its facts depend on (0 for other payloads): the
         decoder decodes each once, across batches (a feed says the same thing all day)."""
+        if rows.shape[0] == 0:
+            return []
         labels = self.flows.label[slots[groups[rows]]]
         dicom = labels == self._labels.ids.get("dicom", -1)
         if dicom.any():

@@ -74,6 +74,22 @@ def test_windows_close_on_capture_time_and_add_up_to_the_totals(tmp_path: Path) 
     for profile in monitor_windows:
         assert profile.end - profile.start == 30
         assert profile.start % 30 == 0
+        # its one flow's packets, counted in the window each was sent or received in (the
+        # capture is one batch)
+        assert profile.services == {"tcp/2575": profile.tx_packets + profile.rx_packets}
+
+
+def test_broken_packets_are_counted_by_reason_and_whole_ones_are_not(tmp_path: Path) -> None:
+    from scapy.packet import Raw
+
+    whole = Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9") / UDP()
+    cut = Ether(src=MONITOR, dst=ENGINE, type=0x0800) / Raw(bytes(IP())[:12])
+    analysis = Analysis()
+    analysis.feed(next(open_capture(write_capture(tmp_path / "whole.pcap", [whole] * 3))))
+    assert sum(analysis.decode_errors.values()) == 0
+    analysis.feed(next(open_capture(write_capture(tmp_path / "cut.pcap", [whole, cut, cut]))))
+    assert analysis.decode_errors == {"truncated_ipv4": 2}
+    assert analysis.packets == 6
 
 
 def test_packet_sizes_fall_in_their_bins_with_each_upper_edge_included(tmp_path: Path) -> None:
