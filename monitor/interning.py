@@ -26,22 +26,35 @@ from monitor.flows import _mix
 EMPTY = -1
 
 
+class _Numbering(dict[str, int]):
+    """name -> number, where a name not yet numbered gets the next one when it is looked up
+    (``numbering[name]``: a hit costs a dict lookup, not a call)."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def __missing__(self, name: str) -> int:
+        number = self[name] = len(self.names)
+        self.names.append(name)
+        return number
+
+
 class NameTable:
-    """Each distinct name once, numbered in order of first sight."""
+    """Each distinct name once, numbered in order of first sight: ``ids[name]`` numbers a
+    name, new or not (``ids.get`` and ``in`` only read); ``names[number]`` gives it back."""
 
     def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
         self.names: list[str] = []
+        self.ids: dict[str, int] = _Numbering(self.names)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def id(self, name: str) -> int:
-        number = self.ids.get(name)
-        if number is None:
-            number = self.ids[name] = len(self.names)
-            self.names.append(name)
-        return number
+        return self.ids[name]
 
 
 class KeyTable:

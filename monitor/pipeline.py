@@ -47,6 +47,7 @@ from monitor.decode.headers import (
 from monitor.flows import (
     DEFAULT_MAX_FLOWS,
     PORTS,
+    TRANSPORT_NAMES,
     Flow,
     FlowTable,
     account_flow_packets,
@@ -405,7 +406,8 @@ class Analysis:
         return profile
 
     def _window_at(self, when: float) -> float:
-        """The open window a time belongs to (late times join the oldest open one)."""
+        """The open window a time belongs to (late times join the oldest open one, later
+        ones the newest: with one window open, it is every time's)."""
         start = (when // self.window_seconds) * self.window_seconds
         if start < self._window_floor:
             return self._window_floor
@@ -425,7 +427,12 @@ class Analysis:
         """Record a fact about ``device`` in the inventory and in its window's profile.
         Inside a batch the sightings are summed and applied when the batch ends (a fact keeps
         its first time, last time and count, so the order of sightings does not matter)."""
-        window = self._window_at(when) if self._windows else None
+        windows = self._windows
+        # one open window (nearly always) is every time's window: see _window_at
+        if len(windows) == 1:
+            window: float | None = next(iter(windows))
+        else:
+            window = self._window_at(when) if windows else None
         pending = self._pending_notes
         if pending is not None and window is not None:
             key = (device.id, kind, value, window)
@@ -449,13 +456,25 @@ class Analysis:
         pending, self._pending_notes = self._pending_notes, None
         if not pending:
             return
+        devices = self.devices
+        note = self.inventory.note
+        # a device's notes mostly come together: its device and profile looked up once
+        noted_for: tuple[str, float] | None = None
+        device: Device | None = None
+        profile_facts: dict[str, dict[str, int]] = {}
         for (device_id, kind, value, window), (times, first, last) in pending.items():
-            device = self.devices.get(device_id)
+            if (device_id, window) != noted_for:
+                noted_for = (device_id, window)
+                device = devices.get(device_id)
+                if device is not None:
+                    profile_facts = self._profile(device_id, window).facts
             if device is None:
                 continue
             count = int(times)
-            self.inventory.note(device, kind, value, first, count, last)
-            seen_in = self._profile(device_id, window).facts.setdefault(kind, {})
+            note(device, kind, value, first, count, last)
+            seen_in = profile_facts.get(kind)
+            if seen_in is None:
+                seen_in = profile_facts[kind] = {}
             seen_in[value] = seen_in.get(value, 0) + count
 
     # ------------------------------------------------------------------ one batch
@@ -758,37 +777,42 @@ class Analysis:
         records = self.flows.records
         by_address = self._new_flows_by_address
         dns_names = self._dns_names
-        started: Counter[tuple[str, float]] = Counter()
+        address_of, peer_label = self._address, self._peer_label
+        only_window = next(iter(self._windows)) if len(self._windows) == 1 else None
+        started: dict[tuple[str, float], int] = {}
         begun: list[Flow] = []
-        for j, (version, proto, when, slot) in enumerate(
+        for j, (version, proto, when, slot, client_side) in enumerate(
             zip(
                 table.ip_version[sl][rows].tolist(),
                 protocol.tolist(),
                 t[rows].tolist(),
                 slots.tolist(),
+                client,
                 strict=True,
             )
         ):
-            address_a = self._address(version, a_hi[j], a_lo[j])
-            address_b = self._address(version, b_hi[j], b_lo[j])
+            address_a = address_of(version, a_hi[j], a_lo[j])
+            address_b = address_of(version, b_hi[j], b_lo[j])
             device_a, device_b = ip_owner.get(address_a), ip_owner.get(address_b)
             if device_a is not None and device_a not in devices:
                 device_a = None
             if device_b is not None and device_b not in devices:
                 device_b = None
+            peer_a = device_b or peer_label(address_b)  # how side a names side b
+            peer_b = device_a or peer_label(address_a)
             flow = Flow(
                 slot,
                 proto,
                 PORTS[a_port[j]],
                 PORTS[b_port[j]],
                 when,
-                client[j],
+                client_side,
                 address_a,
                 address_b,
                 device_a,
                 device_b,
-                device_b or self._peer_label(address_b),
-                device_a or self._peer_label(address_a),
+                peer_a,
+                peer_b,
             )
             # named (peer_name fact) after the batch's DNS answers are in: see _resolved
             names = (
@@ -800,32 +824,37 @@ class Analysis:
             records[slot] = flow
             by_address.setdefault(address_a, []).append(flow)
             by_address.setdefault(address_b, []).append(flow)
-            self._new_flows.append(flow)
-            window = self._window_at(when)
-            transport = flow.transport
-            for side, device_id in ((0, device_a), (1, device_b)):
+            begun.append(flow)
+            window = only_window if only_window is not None else self._window_at(when)
+            transport = TRANSPORT_NAMES.get(proto) or flow.transport
+            for device_id, peer in ((device_a, peer_a), (device_b, peer_b)):
                 if device_id is None:
                     continue
-                for fact in (("peer", flow.peer(side)), ("protocol", transport)):
-                    noted = (device_id, fact[0], fact[1], window)
+                for noted in (
+                    (device_id, "peer", peer, window),
+                    (device_id, "protocol", transport, window),
+                ):
                     seen = pending.get(noted)
                     if seen is None:
                         pending[noted] = [1, when, when]
                     else:
                         seen[0] += 1
-                        seen[1] = min(seen[1], when)
-                        seen[2] = max(seen[2], when)
-                if side == flow.client_side:
-                    started[(device_id, window)] += 1
+                        if when < seen[1]:
+                            seen[1] = when
+                        if when > seen[2]:
+                            seen[2] = when
+            sender = device_b if client_side else device_a
+            if sender is None:
+                continue
+            key = (sender, window)
+            started[key] = started.get(key, 0) + 1
             # Discovery and telemetry sent to a group (IntelliVue, WS-Discovery, SSDP) get no
             # reply to learn the service from: the group port is the service the sender uses.
-            target = 1 - flow.client_side
-            sender = flow.device(flow.client_side)
-            to_group = proto == PROTO_UDP and address_scope(flow.address(target)) == "multicast"
-            if to_group and sender is not None:
+            target = 1 - client_side
+            if proto == PROTO_UDP and address_scope(flow.address(target)) == "multicast":
                 used = service_name(proto, flow.port(target))
                 self.note(devices[sender], "service_used", used, when)
-            begun.append(flow)
+        self._new_flows.extend(begun)
         self._assign_keys(begun)
         for (device_id, window), count in started.items():
             self._profile(device_id, window).flows_started += count
@@ -863,21 +892,21 @@ class Analysis:
         columns (-1 for a side that is no inventory device)."""
         if not flows:
             return
-        name = self._key_names.id
-        label = self._labels.id
+        name = self._key_names.ids  # numbers a name, new or not
+        label = self._labels.ids
         labels: list[int] = []
         rows: list[tuple[int, int, int, int]] = []
         places: list[int] = []  # 2 * flow index + side of each row
         for j, flow in enumerate(flows):
             protocol = flow.app or flow.transport
-            labels.append(label(protocol))
-            service = name(flow.service())
-            protocol_name = name(protocol)
+            labels.append(label[protocol])
+            service = name[flow.service()]
+            protocol_name = name[protocol]
             if flow.device_a is not None:
-                rows.append((name(flow.device_a), name(flow.peer_a), service, protocol_name))
+                rows.append((name[flow.device_a], name[flow.peer_a], service, protocol_name))
                 places.append(2 * j)
             if flow.device_b is not None:
-                rows.append((name(flow.device_b), name(flow.peer_b), service, protocol_name))
+                rows.append((name[flow.device_b], name[flow.peer_b], service, protocol_name))
                 places.append(2 * j + 1)
         slots = np.array([flow.slot for flow in flows], np.int64)
         table = self.flows

@@ -17,6 +17,14 @@ def test_names_are_numbered_once_in_order_of_first_sight() -> None:
     assert len(names) == 3
 
 
+def test_looking_a_name_up_numbers_it_and_reading_does_not() -> None:
+    names = NameTable()
+    assert [names.ids[n] for n in ("a", "b", "a")] == [0, 1, 0]
+    assert names.ids.get("c", -1) == -1 and "c" not in names.ids
+    assert names.names == ["a", "b"] and len(names) == 2
+    assert names.id("c") == 2 and names.names[2] == "c"
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 3)), max_size=300))
 def test_equal_rows_share_an_id_and_ids_are_dense_in_order_of_first_sight(

@@ -352,6 +352,36 @@ def test_dns_answers_name_addresses_in_capture_order_however_the_batches_fall(
     assert one_batch[(MONITOR, "peer_name", "y.ward.example")] == (start + 6, start + 6, 1)
 
 
+def test_facts_noted_in_a_batch_that_spans_windows_go_to_each_sighting_s_window(
+    tmp_path: Path,
+) -> None:
+    """One batch, two 30-s windows: the flow started in each, its peer, its protocol and the
+    service its reply showed are in that window's profile, as when the packets came one by
+    one."""
+    from scapy.layers.l2 import ARP
+
+    out, back = Ether(src=MONITOR, dst=ENGINE), Ether(src=ENGINE, dst=MONITOR)
+    # the router first announces itself (a device that receives before it ever sent is
+    # counted from its batch's start: see docs/performance.md)
+    packets = [Ether(src=ENGINE, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.1.0.1")]
+    for peer in ("203.0.113.7", "203.0.113.8"):
+        packets += [
+            out / IP(src="10.1.0.5", dst=peer) / UDP(sport=5000, dport=9),
+            back / IP(src=peer, dst="10.1.0.5") / UDP(sport=9, dport=5000),
+        ]
+    capture = write_capture(tmp_path / "two.pcap", packets, times=[0.0, 10.0, 11.0, 40.0, 41.0])
+    one_batch, one_by_one = (_window_summary(capture, size) for size in (100_000, 1))
+    assert one_batch == one_by_one
+    windows, _ = one_batch
+    start = 1_700_000_000.0  # write_capture's, 10 s before a window starts
+    used = "service_used"
+    seen = {w[1] - start: (w[8], w[9]) for w in windows if w[0] == MONITOR}  # facts, flows
+    assert seen == {
+        10.0: ({"peer": {"ext:203.0.113.7": 1}, "protocol": {"udp": 1}, used: {"udp/9": 1}}, 1),
+        40.0: ({"peer": {"ext:203.0.113.8": 1}, "protocol": {"udp": 1}, used: {"udp/9": 1}}, 1),
+    }
+
+
 def test_datagrams_to_a_group_count_as_the_service_the_sender_uses(tmp_path: Path) -> None:
     packets = [
         Ether(src=MONITOR, dst="01:00:5e:7f:ff:fa")
