@@ -47,7 +47,6 @@ from monitor.decode.headers import (
 from monitor.flows import (
     DEFAULT_MAX_FLOWS,
     PORTS,
-    TRANSPORT_NAMES,
     Flow,
     FlowTable,
     account_flow_packets,
@@ -826,7 +825,7 @@ class Analysis:
             by_address.setdefault(address_b, []).append(flow)
             begun.append(flow)
             window = only_window if only_window is not None else self._window_at(when)
-            transport = TRANSPORT_NAMES.get(proto) or flow.transport
+            transport = flow.transport
             for device_id, peer in ((device_a, peer_a), (device_b, peer_b)):
                 if device_id is None:
                     continue
