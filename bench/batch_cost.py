@@ -1,11 +1,12 @@
 """What a batch costs the pipeline by its size: a live ring hands over small batches.
 
-    python3 bench/batch_cost.py [CAPTURE] [--sizes 32,256,2048,65536] [--repeat 3] [--markdown]
+    python3 bench/batch_cost.py [CAPTURE] [--sizes 32,256,2048,65536] [--warm 65536]
+                                [--packets 262144] [--repeat 3] [--markdown]
 
 A file is read 65,536 frames at a time; a live interface hands over what its ring held, a
 few dozen frames on a quiet wire. The same packets of the capture (the generated hospital
-capture by default: 262,144 packets after 65,536 that warm the devices, flows and windows
-up) are fed to ``Analysis.feed`` in batches of each size, in this process, timed with the
+capture by default: ``--packets`` after ``--warm`` that warm the devices, flows and
+windows up) are fed to ``Analysis.feed`` in batches of each size, in this process, timed with the
 process's CPU clock; each figure is the best of ``--repeat`` runs. Per size it prints the
 time per batch, packets per second, and the ratio of that rate to the largest size's in
 the same run: what the work repeated per batch (its fixed cost, and the distinct devices,
@@ -28,27 +29,35 @@ from monitor.capture.files import open_capture
 from monitor.daemon import _preload
 from monitor.pipeline import Analysis
 
-WARM_PACKETS = 65_536
-MEASURED_PACKETS = 262_144
 
-
-def batches_of(capture: Path, size: int) -> tuple[list[FrameBatch], list[FrameBatch]]:
-    """The capture's first packets cut into batches of ``size``: those that warm up, and
-    those that are measured."""
+def batches_of(
+    capture: Path, size: int, warm_packets: int, packets: int
+) -> tuple[list[FrameBatch], list[FrameBatch]]:
+    """The capture's first ``warm_packets`` and the ``packets`` after them, cut into batches
+    of ``size`` frames (a file batch's last one may be shorter): every size is fed the very
+    same packets."""
     warm: list[FrameBatch] = []
     measured: list[FrameBatch] = []
     read = 0
-    for batch in open_capture(capture, size):
-        (warm if read < WARM_PACKETS else measured).append(batch)
-        read += len(batch)
-        if read >= WARM_PACKETS + MEASURED_PACKETS:
+    total = warm_packets + packets
+    for batch in open_capture(capture):
+        at = 0
+        while at < len(batch) and read < total:
+            limit = warm_packets if read < warm_packets else total
+            take = min(size, len(batch) - at, limit - read)
+            (warm if read < warm_packets else measured).append(batch.frames(at, at + take))
+            at += take
+            read += take
+        if read >= total:
             break
     return warm, measured
 
 
-def seconds_for(capture: Path, size: int) -> tuple[float, int, int]:
+def seconds_for(
+    capture: Path, size: int, warm_packets: int, packets: int
+) -> tuple[float, int, int]:
     """CPU seconds to feed the measured batches, their number and their packets."""
-    warm, measured = batches_of(capture, size)
+    warm, measured = batches_of(capture, size, warm_packets, packets)
     analysis = Analysis()
     for batch in warm:
         analysis.feed(batch)
@@ -62,6 +71,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("capture", nargs="?", type=Path)
     parser.add_argument("--sizes", default="32,256,2048,65536")
+    parser.add_argument("--warm", type=int, default=65_536, help="packets before the measure")
+    parser.add_argument("--packets", type=int, default=262_144, help="packets measured")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
@@ -74,8 +85,11 @@ def main() -> int:
     load_before = harness.load_average()
     rows = []
     for size in sizes:
-        runs = [seconds_for(capture, size) for _ in range(args.repeat)]
+        runs = [seconds_for(capture, size, args.warm, args.packets) for _ in range(args.repeat)]
         seconds, count, packets = min(runs)
+        if count == 0 or seconds <= 0:
+            print(f"bench: {capture}: no packets after the first {args.warm:,}", file=sys.stderr)
+            return 2
         rows.append((size, seconds / count, packets / seconds))
     reference = rows[-1][2]
     if args.markdown:
@@ -84,7 +98,7 @@ def main() -> int:
         print()
         print(f"Machine: {harness.machine_line(harness.machine())}.")
         print(f"Load average: {load_before} before, {harness.load_average()} after.")
-        print(f"Capture: {capture.name}, {MEASURED_PACKETS:,} packets after {WARM_PACKETS:,}.")
+        print(f"Capture: {capture.name}, {packets:,} packets after {args.warm:,}.")
         print()
         print(f"| frames per batch | ms per batch | packets/s | ÷ {sizes[-1]:,}-frame rate |")
         print("|---:|---:|---:|---:|")
