@@ -456,10 +456,10 @@ def select_payloads(
     each flow's slot) go to the application decoders, in one pass:
 
     - UDP payloads to or from an inspected port (``inspected_udp_port``), of a flow;
-    - TCP payloads of a flow while its inspection budget lasts (each one taken spends one
-      of its flow's ``budget``, in place), or of a followed flow (HL7, DICOM: no budget) up
-      to ``followed_max_payload`` bytes, when their first bytes could start a message
-      (``could_be_metadata``).
+    - TCP payloads of a flow while its inspection budget lasts (each one looked at spends
+      one of its flow's ``budget``, in place, also when it turns out unreadable), or of a
+      followed flow (HL7, DICOM: no budget) up to ``followed_max_payload`` bytes, when
+      their first bytes could start a message (``could_be_metadata``).
 
     A payload is a packet with payload bytes that is not a later fragment. Returns the TCP
     payloads taken per packet, the UDP rows, the TCP rows taken, and whether each of those
