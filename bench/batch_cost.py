@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
 
-from monitor.capture import FrameBatch
+from monitor.capture import CaptureError, FrameBatch
 from monitor.capture.files import open_capture
 from monitor.daemon import _preload
 from monitor.pipeline import Analysis
@@ -85,7 +85,11 @@ def main() -> int:
     load_before = harness.load_average()
     rows = []
     for size in sizes:
-        runs = [seconds_for(capture, size, args.warm, args.packets) for _ in range(args.repeat)]
+        try:
+            runs = [seconds_for(capture, size, args.warm, args.packets) for _ in range(args.repeat)]
+        except CaptureError as error:
+            print(f"bench: {error}", file=sys.stderr)
+            return 2
         seconds, count, packets = min(runs)
         if count == 0 or seconds <= 0:
             print(f"bench: {capture}: no packets after the first {args.warm:,}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """bench/batch_cost.py: it runs and prints one row per batch size, smallest first, each rate
-against the largest batch's; a capture too short to measure is a one-line error."""
+against the largest batch's; a capture too short to measure, or broken, is a one-line
+error."""
 
 from __future__ import annotations
 
@@ -50,3 +51,12 @@ def test_a_capture_too_short_to_measure_is_a_one_line_error(tmp_path: Path) -> N
     done = _bench(str(capture), "--sizes", "16", "--warm", "100", "--repeat", "1")
     assert done.returncode == 2
     assert done.stderr.strip() == f"bench: {capture}: no packets after the first 100"
+
+
+def test_a_broken_capture_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    capture = tmp_path / "broken.pcap"
+    capture.write_bytes(b"not a capture at all")
+    done = _bench(str(capture), "--sizes", "16", "--repeat", "1")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"bench: {capture}: at byte 0:")
