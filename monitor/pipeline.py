@@ -322,15 +322,14 @@ class Analysis:
         window_ns = int(self.window_seconds * 1e9)
         window_ids = table.timestamps_ns // window_ns
         lowest, highest = int(window_ids[0]), int(window_ids.max())
-        if self._windows:
-            newest = round(next(reversed(self._windows)) * 1e9) // window_ns
-            lowest, highest = max(lowest, newest), max(highest, newest)
-            window_ids = np.maximum(window_ids, newest)
+        windows = self._windows
+        newest = round(next(reversed(windows)) * 1e9) // window_ns if windows else lowest
+        lowest, highest = max(lowest, newest), max(highest, newest)
         if lowest == highest:  # most batches: one window
             self._packet_window = np.zeros(n, np.int64)
             starts = [lowest]
         else:
-            window_ids = np.maximum.accumulate(window_ids)
+            window_ids = np.maximum.accumulate(np.maximum(window_ids, newest))
             # non-decreasing: each change starts the next window of the batch
             changes = np.flatnonzero(np.diff(window_ids)) + 1
             starts = window_ids[np.concatenate(([0], changes))].tolist()
