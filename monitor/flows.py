@@ -394,6 +394,15 @@ def packet_flow_keys(
 
 
 @numba.njit(cache=True, inline="always")  # type: ignore[misc]
+def _rows_array(rows: list[int]) -> npt.NDArray[np.int64]:
+    """A compiled loop's list of rows as an array."""
+    out = np.empty(len(rows), np.int64)
+    for k in range(len(rows)):
+        out[k] = rows[k]
+    return out
+
+
+@numba.njit(cache=True, inline="always")  # type: ignore[misc]
 def _starts_like_metadata(buffer: npt.NDArray[np.uint8], p: int, n: int) -> bool:
     if n < 2:
         return False
@@ -468,7 +477,6 @@ def select_payloads(
     taken = np.zeros(n, np.bool_)
     udp_rows = []
     tcp_rows = []
-    tcp_followed = []
     for i in range(n):
         g = groups[i]
         if g < 0 or lengths[i] <= 0 or fragment[i] == 2:
@@ -488,16 +496,11 @@ def select_payloads(
             if _starts_like_metadata(buffer, offsets[i], lengths[i]):
                 taken[i] = True
                 tcp_rows.append(i)
-                tcp_followed.append(followed[s])
-    udp = np.empty(len(udp_rows), np.int64)
-    for k in range(len(udp_rows)):
-        udp[k] = udp_rows[k]
-    tcp = np.empty(len(tcp_rows), np.int64)
-    of_followed = np.empty(len(tcp_rows), np.bool_)
-    for k in range(len(tcp_rows)):
-        tcp[k] = tcp_rows[k]
-        of_followed[k] = tcp_followed[k]
-    return taken, udp, tcp, of_followed
+    tcp = _rows_array(tcp_rows)
+    of_followed = np.empty(tcp.shape[0], np.bool_)
+    for k in range(tcp.shape[0]):
+        of_followed[k] = followed[slots[groups[tcp[k]]]]
+    return taken, _rows_array(udp_rows), tcp, of_followed
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
@@ -720,10 +723,7 @@ def account_flow_packets(
         both_ways = packets[s, 0] > 0 and packets[s, 1] > 0
         if synack_side[g] >= 0 or (protocols[first_rows[g]] == 17 and both_ways):
             replied.append(g)
-    out = np.empty(len(replied), np.int64)
-    for k in range(len(replied)):
-        out[k] = replied[k]
-    return out, synack_side
+    return _rows_array(replied), synack_side
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
@@ -752,10 +752,7 @@ def resumed_after_idle(
             last[g] = times[i]
         elif times[i] > last[g]:
             last[g] = times[i]
-    out = np.empty(len(cuts), np.int64)
-    for k in range(len(cuts)):
-        out[k] = cuts[k]
-    return out
+    return _rows_array(cuts)
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
