@@ -17,7 +17,7 @@ from monitor.decode._text import text
 REASONS = frozenset(
     {
         "http_bad_request_line",
-        "http_truncated_request_line",
+        "http_request_line_too_long",
     }
 )
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.decode import Malformed
-from monitor.decode.http import HttpInfo, looks_like, parse
+from monitor.decode.http import REASONS, HttpInfo, looks_like, parse
 from tests.support.pcap_payloads import tcp_payloads
 from tests.support.robustness import check_truncations, mutated, outcome
 from tests.support.tcpdump import recording
@@ -48,7 +48,8 @@ def test_request_line_cut_by_the_segment_end_is_not_an_error() -> None:
     assert parse(b"GET /very/long/path") is None
 
 
-def test_endless_request_line_or_wrong_version_is_malformed() -> None:
+def test_endless_request_line_or_wrong_version_is_malformed_with_a_declared_reason() -> None:
+    raised = set()
     for data, reason in (
         (b"GET /" + b"a" * 17000, "http_request_line_too_long"),
         (b"GET / SPDY/3\r\n\r\n", "http_bad_request_line"),
@@ -56,6 +57,9 @@ def test_endless_request_line_or_wrong_version_is_malformed() -> None:
         with pytest.raises(Malformed) as exc:
             parse(data)
         assert exc.value.reason == reason
+        raised.add(reason)
+    # the error counter's label values: each reason raised is declared, none is declared idle
+    assert raised == REASONS
 
 
 def test_responses_ssdp_and_binary_are_not_requests() -> None:
