@@ -104,6 +104,20 @@ def _port_mask(ports: frozenset[int]) -> npt.NDArray[np.bool_]:
 
 _INSPECTED_UDP_PORT = _port_mask(INSPECTED_UDP_PORTS)
 _DNS_PORT = _port_mask(DNS_PORTS)
+_DHCP_PORT = _port_mask(frozenset({67, 68}))
+_MDNS_PORT = _port_mask(frozenset({5353}))
+
+
+def _udp_decoders(
+    src_port: npt.NDArray[np.int32], dst_port: npt.NDArray[np.int32]
+) -> npt.NDArray[np.uint64]:
+    """Per datagram, a number for the decoder ``appmeta`` gives it by its ports (DHCP before
+    mDNS before DNS), so that messages grouped for decoding go to the same one."""
+    dhcp = _DHCP_PORT[src_port] | _DHCP_PORT[dst_port]
+    mdns = _MDNS_PORT[src_port] | _MDNS_PORT[dst_port]
+    return np.where(dhcp, 3, np.where(mdns, 2, 1)).astype(np.uint64)
+
+
 # a wire length's size bin (SIZE_BIN_EDGES, upper edges included) for lengths up to the
 # last edge and one past it, which stands for every longer packet
 _SIZE_BIN_OF_LENGTH = np.searchsorted(
@@ -1103,7 +1117,9 @@ class Analysis:
         # Announcements repeat byte for byte within a flow: decode each distinct one once,
         # counting its repeats per window (first and last time kept). DNS lookups each take a
         # flow of their own (a fresh source port) and ask the same questions again and again:
-        # they group by message without its id, between the same two addresses.
+        # they group by message without its id, by sender and decoder. What a DNS message
+        # says is about its sender alone (a client's query, a resolver's answer, a host's
+        # announcement), so a resolver's one answer to every client decodes once.
         leaders = udp_rows
         # (row, repeats, last time, a hash of what its decoding depends on or 0)
         once: list[tuple[int, int, float, int]] = []
@@ -1112,13 +1128,13 @@ class Analysis:
             dns = (
                 _DNS_PORT[table.src_port[sl][udp_rows]] | _DNS_PORT[table.dst_port[sl][udp_rows]]
             ) & (payload_len[udp_rows] >= DNS_HEADER)
-            pair = row_keys(
+            sender = row_keys(
                 table.src_ip_hi[sl][udp_rows],
                 table.src_ip_lo[sl][udp_rows],
-                table.dst_ip_hi[sl][udp_rows],
-                table.dst_ip_lo[sl][udp_rows],
+                _udp_decoders(table.src_port[sl][udp_rows], table.dst_port[sl][udp_rows]),
+                np.zeros(udp_rows.shape[0], np.uint64),
             ).view(np.int64)
-            salt = np.where(dns, pair, groups[udp_rows] * 2 + direction[udp_rows])
+            salt = np.where(dns, sender, groups[udp_rows] * 2 + direction[udp_rows])
             # repeats count in the window they were seen in
             salt = salt * 1_000_003 + self._packet_window[sl][udp_rows]
             skip = np.zeros(offsets.shape[0], np.int32)

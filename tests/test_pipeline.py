@@ -703,6 +703,77 @@ def test_a_resolver_s_answers_that_differ_in_their_ttl_alone_decode_once(
     assert answers_decoded == [1, 1]
 
 
+def test_a_resolver_s_one_answer_to_many_clients_decodes_once_and_counts_for_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an answer says is about the resolver: the same answer to twelve clients goes to
+    the decoders once in a batch, counts twelve times, and labels every client's flow."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    from monitor import appmeta
+
+    answers_given: list[int] = []
+    real_decode = appmeta.decode
+
+    def given(
+        app: str | None, transport: int, ports: tuple[int, int], payload: bytes, content: int = 0
+    ) -> appmeta.Decoded | None:
+        if ports[0] == 53:
+            answers_given[-1] += 1
+        return real_decode(app, transport, ports, payload, content)
+
+    monkeypatch.setattr(appmeta, "decode", given)
+    resolver = "00:50:56:00:00:53"
+    packets: list[object] = []
+    for i in range(12):
+        client, address, port = f"00:09:fb:00:01:{i:02x}", f"10.1.1.{10 + i}", 40_000 + i
+        packets += [
+            Ether(src=client, dst=resolver)
+            / IP(src=address, dst="10.1.0.53")
+            / UDP(sport=port, dport=53)
+            / DNS(id=i, rd=1, qd=DNSQR(qname="engine.ward.example")),
+            Ether(src=resolver, dst=client)
+            / IP(src="10.1.0.53", dst=address)
+            / UDP(sport=53, dport=port)
+            / DNS(
+                id=i,
+                qr=1,
+                qd=DNSQR(qname="engine.ward.example"),
+                an=DNSRR(rrname="engine.ward.example", rdata="10.1.0.9"),
+            ),
+        ]
+    capture = write_capture(tmp_path / "clients.pcap", packets)
+    for size in (100_000, 8):
+        answers_given.append(0)
+        analysis = _analysed(capture, size)
+        assert analysis.devices[resolver].facts["protocol"]["dns"].count == 12
+        for i in range(12):
+            assert analysis.devices[f"00:09:fb:00:01:{i:02x}"].facts["dns_query"]
+        assert analysis.protocol_packets["dns"] == 24 and "udp" not in analysis.protocol_packets
+    assert answers_given == [1, 3]  # batches of 8 frames: 4 answers each
+
+
+def test_one_sender_s_same_question_by_mdns_and_by_dns_decodes_as_each(tmp_path: Path) -> None:
+    """Messages group for decoding by sender and by the decoder their ports choose: the same
+    question asked by multicast and of a resolver counts once as mDNS and once as DNS."""
+    from scapy.layers.dns import DNS, DNSQR
+
+    question = DNS(id=7, rd=0, qd=DNSQR(qname="engine.local"))
+    packets = [
+        Ether(src=MONITOR, dst="01:00:5e:00:00:fb")
+        / IP(src="10.1.0.5", dst="224.0.0.251")
+        / UDP(sport=5353, dport=5353)
+        / question,
+        Ether(src=MONITOR, dst="00:50:56:00:00:53")
+        / IP(src="10.1.0.5", dst="10.1.0.53")
+        / UDP(sport=40_000, dport=53)
+        / question,
+    ]
+    capture = write_capture(tmp_path / "both.pcap", packets)
+    protocol = _analysed(capture, 100_000).devices[MONITOR].facts["protocol"]
+    assert (protocol["mdns"].count, protocol["dns"].count) == (1, 1)
+
+
 def _window_summary(capture: Path, batch_frames: int) -> tuple[object, object]:
     windows: list[tuple[object, ...]] = []
 
