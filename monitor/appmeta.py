@@ -151,14 +151,19 @@ _BY_NAME = {entry[0]: entry for entry in _TCP_DECODERS}
 
 
 # Announcements (mDNS, SSDP, DHCP retries) and repeated DNS lookups repeat byte for byte, an
-# HL7 feed sends the same header all day, and a device's TLS stack sends the same ClientHello
-# on every connection but for its random and session id: decode each once.
+# HL7 feed sends the same header all day, a device's TLS stack sends the same ClientHello on
+# every connection but for its random and session id, and a device polling over HTTP the same
+# headers but for the URL: decode each once.
 _CACHE_ENTRIES = 4096
 _cache: dict[tuple[Any, ...], Decoded | str | None] = {}
 # ClientHellos in a cache of their own: a TLS 1.3 client's fresh key share makes each of its
 # ClientHellos distinct, and a site full of them must not flush the others out
 _HELLO_CACHE_ENTRIES = 1024
 _hello_cache: dict[tuple[Any, ...], Decoded | str | None] = {}
+# HTTP requests by what their decoding depends on (their target aside), in a cache of their
+# own: requests that carry a cookie or a date each are new entries, as fresh ClientHellos are
+_REQUEST_CACHE_ENTRIES = 1024
+_request_cache: dict[tuple[Any, ...], Decoded | str | None] = {}
 
 
 def decode(
@@ -175,12 +180,14 @@ def decode(
     if transport != 17:
         if content:
             key = (app, content)
-        else:
-            hello = _client_hello_key(payload)
-            if hello is None:
-                return _decode(app, transport, ports, payload)
+        elif (hello := _client_hello_key(payload)) is not None:
             key = (app, hello)
             cache, entries = _hello_cache, _HELLO_CACHE_ENTRIES
+        elif len(payload) <= _KEPT_BYTES and (request := http.request_key(payload)) is not None:
+            key = (app, request)
+            cache, entries = _request_cache, _REQUEST_CACHE_ENTRIES
+        else:
+            return _decode(app, transport, ports, payload)
     else:  # (three items: a UDP key is never a TCP one)
         protocol = _udp_protocol(ports)
         dns_message = protocol in ("dns", "mdns")
@@ -209,17 +216,18 @@ _MISSING: Any = object()
 # where a ClientHello's session id length is: after the record header (5 bytes), the handshake
 # header (4), the client version (2) and the random (32)
 _SESSION_ID_LENGTH_AT = 43
-# a longer payload is decoded but not remembered, so the ClientHello cache stays within 4 MiB
-# whatever it is sent (a ClientHello is a few hundred bytes, about 2,000 with a post-quantum
-# key share, whose fresh key makes it a new entry anyway)
-_HELLO_KEPT_BYTES = 4096
+# a longer payload is decoded but not remembered, so the ClientHello and request caches stay
+# within 4 MiB each whatever they are sent (a ClientHello is a few hundred bytes, about 2,000
+# with a post-quantum key share, whose fresh key makes it a new entry anyway; a request's
+# headers a few hundred)
+_KEPT_BYTES = 4096
 
 
 def _client_hello_key(payload: bytes) -> bytes | None:
     """A TLS ClientHello without its random and session id bytes, which nothing decoded from
     it depends on (the length of the session id stays in); None for any other payload, and
-    for a ClientHello cut inside its session id or longer than ``_HELLO_KEPT_BYTES``."""
-    if not _SESSION_ID_LENGTH_AT < len(payload) <= _HELLO_KEPT_BYTES or not tls.looks_like(payload):
+    for a ClientHello cut inside its session id or longer than ``_KEPT_BYTES``."""
+    if not _SESSION_ID_LENGTH_AT < len(payload) <= _KEPT_BYTES or not tls.looks_like(payload):
         return None
     after = _SESSION_ID_LENGTH_AT + 1 + payload[_SESSION_ID_LENGTH_AT]
     if after > len(payload):

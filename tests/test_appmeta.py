@@ -45,6 +45,7 @@ def decoded(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """The payloads the decoders are given from now on, with empty decode caches."""
     monkeypatch.setattr(appmeta, "_cache", {})
     monkeypatch.setattr(appmeta, "_hello_cache", {})
+    monkeypatch.setattr(appmeta, "_request_cache", {})
     payloads: list[bytes] = []
     real = appmeta._decode
 
@@ -160,8 +161,8 @@ def test_a_client_hello_cut_inside_its_session_id_is_decoded_each_time(
 def test_a_client_hello_too_long_to_keep_is_decoded_each_time(decoded: list[bytes]) -> None:
     name = b"pump1.ward.example"
     hello = client_hello(name, bytes(32), b"\x01" * 32)
-    padded = hello + bytes(appmeta._HELLO_KEPT_BYTES - len(hello) + 1)  # after the record
-    kept = hello + bytes(appmeta._HELLO_KEPT_BYTES - len(hello))
+    padded = hello + bytes(appmeta._KEPT_BYTES - len(hello) + 1)  # after the record
+    kept = hello + bytes(appmeta._KEPT_BYTES - len(hello))
     for _ in range(2):
         assert sni_of(appmeta.decode(None, 6, (40001, 443), padded)) == [name.decode()]
         assert sni_of(appmeta.decode(None, 6, (40001, 443), kept)) == [name.decode()]
@@ -180,3 +181,58 @@ def test_client_hellos_that_are_all_distinct_do_not_flush_other_messages_from_th
         appmeta.decode(None, 6, (40001, 443), client_hello(name, bytes(32), b""))
     appmeta.decode(None, 17, (53, 53002), answer)
     assert decoded.count(answer) == 1
+
+
+def _request(target: bytes, agent: bytes = b"Dalvik/2.1.0", version: bytes = b"HTTP/1.1") -> bytes:
+    return (
+        b"GET " + target + b" " + version + b"\r\nUser-Agent: " + agent + b"\r\n"
+        b"Host: 10.10.10.6\r\nConnection: Keep-Alive\r\n\r\n"
+    )
+
+
+def test_http_requests_that_differ_in_their_target_alone_decode_once(
+    decoded: list[bytes],
+) -> None:
+    """A device polls one server with the same headers and a new URL each time: the target
+    is never kept, so its requests decode once; another User-Agent decodes anew."""
+    first = appmeta.decode(None, 6, (40001, 80), _request(b"/poll?n=1"))
+    again = appmeta.decode(None, 6, (40002, 80), _request(b"/poll?n=2&t=1764998400"))
+    assert first == again and first is not None and first[0] == "http"
+    assert {(f.kind, f.value) for f in first[1]} == {
+        ("http_host", "10.10.10.6"),
+        ("http_user_agent", "Dalvik/2.1.0"),
+    }
+    other = appmeta.decode(None, 6, (40003, 80), _request(b"/poll?n=3", b"Dalvik/1.6.0"))
+    assert other is not None and other != first
+    assert decoded == [_request(b"/poll?n=1"), _request(b"/poll?n=3", b"Dalvik/1.6.0")]
+
+
+def test_a_request_line_without_a_version_is_malformed_after_a_good_one_with_its_headers(
+    decoded: list[bytes],
+) -> None:
+    assert appmeta.decode(None, 6, (40001, 80), _request(b"/a")) is not None
+    for _ in range(2):
+        with pytest.raises(appmeta.Malformed, match="http_bad_request_line"):
+            appmeta.decode(None, 6, (40001, 80), _request(b"/a", version=b"SPDY/3"))
+    # "GET HTTP/1.1" has no target: the version is where the target would be, and the
+    # request is as bad as the one above (which it shares an entry with)
+    with pytest.raises(appmeta.Malformed, match="http_bad_request_line"):
+        appmeta.decode(None, 6, (40001, 80), b"GET HTTP/1.1" + _request(b"/a").partition(b"1.1")[2])
+    assert len(decoded) == 2
+
+
+def test_an_http_request_is_decoded_by_the_flow_s_decoder_or_not_at_all(
+    decoded: list[bytes],
+) -> None:
+    """The cache keys a request by the flow's known protocol too: in an HL7 flow a payload
+    that looks like a request is not an HTTP request."""
+    assert appmeta.decode(None, 6, (40001, 80), _request(b"/a")) is not None
+    assert appmeta.decode("hl7", 6, (40001, 2575), _request(b"/a")) is None
+    assert len(decoded) == 2
+
+
+def test_a_request_too_long_to_keep_is_decoded_each_time(decoded: list[bytes]) -> None:
+    long = _request(b"/a", b"x" * appmeta._KEPT_BYTES)
+    for _ in range(2):
+        assert appmeta.decode(None, 6, (40001, 80), long) is not None
+    assert decoded == [long, long]

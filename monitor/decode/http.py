@@ -59,6 +59,22 @@ def looks_like(payload: bytes) -> bool:
     return payload[:12].startswith(_PREFIXES)
 
 
+def request_key(payload: bytes) -> bytes | None:
+    """What ``parse``'s answer for ``payload`` depends on, as bytes: the method, whether the
+    request line ends in a version, and everything after that line. Requests that differ in
+    their target alone (a device polling a URL with a counter or a time in it) share a key.
+    ``None`` where no key is made: not a request, no line end yet, or longer than the part
+    ``parse`` reads (whose cut then falls elsewhere in the headers)."""
+    if len(payload) > _MAX_HEADER_BYTES or not looks_like(payload):
+        return None
+    eol = payload.find(b"\n")
+    if eol < 0:
+        return None
+    method, _, rest = payload[:eol].rstrip(b"\r").partition(b" ")
+    versioned = rest.endswith((b" HTTP/1.1", b" HTTP/1.0"))
+    return method + (b" 1" if versioned else b" 0") + payload[eol:]
+
+
 def parse(payload: bytes) -> HttpInfo | None:
     """Decode method, Host and User-Agent of an HTTP request, or ``None`` if it is not one."""
     if not looks_like(payload):

@@ -10,11 +10,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from monitor.decode import Malformed
-from monitor.decode.http import REASONS, HttpInfo, looks_like, parse
+from monitor.decode.http import REASONS, HttpInfo, looks_like, parse, request_key
 from tests.support.pcap_payloads import tcp_payloads
 from tests.support.robustness import check_truncations, mutated, outcome
 from tests.support.tcpdump import recording
@@ -83,6 +83,42 @@ def test_every_truncation_gives_info_none_or_malformed() -> None:
 )
 def test_random_bytes_never_escape_the_contract(data: bytes) -> None:
     outcome(parse, HttpInfo, data)
+
+
+def _parsed(data: bytes) -> object:
+    try:
+        return parse(data)
+    except Malformed as error:
+        return error.reason
+
+
+_LINE_PARTS = st.sampled_from([b"GET", b"POST", b" ", b"/", b"a", b"HTTP/1.1", b"HTTP/1.0", b"\r"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_LINE_PARTS, max_size=8).map(b"".join),
+    st.lists(_LINE_PARTS, max_size=8).map(b"".join),
+    st.one_of(st.binary(max_size=80), st.sampled_from([GET[GET.index(b"\n") :], b"\n"])),
+)
+@example(b"GET HTTP/1.1", b"GET /a HTTP/1.1", b"\r\n\r\n")  # the version as the target
+def test_requests_with_one_key_parse_alike(first: bytes, second: bytes, rest: bytes) -> None:
+    """The decode cache trusts the key: two payloads with one key give one answer."""
+    one, other = first + rest, second + rest
+    key = request_key(one)
+    if key is not None and key == request_key(other):
+        assert _parsed(one) == _parsed(other)
+
+
+def test_a_request_s_key_leaves_out_its_target_alone() -> None:
+    key = request_key(GET)
+    assert key is not None and b"SNTL-CANARY" not in key
+    assert key == request_key(GET.replace(b"/fhir/Patient?identifier=SNTL-CANARY-8841", b"/x"))
+    assert key != request_key(GET.replace(b"HTTP/1.1\r\n", b"HTTP/2\r\n", 1))
+    assert key != request_key(GET.replace(b"PumpGateway", b"PumpGateway2"))
+    assert request_key(b"GET /a HTTP/1.1") is None  # no line end yet
+    assert request_key(b"HTTP/1.1 200 OK\r\n\r\n") is None  # a response
+    assert request_key(GET + bytes(16384)) is None  # longer than parse reads
 
 
 CURL = ["curl", "-s", "-A", "SantinelProbe/1.0", "-H", "Host: pacs.hospital.example"]
