@@ -193,10 +193,14 @@ def decode(
         dns_message = protocol in ("dns", "mdns")
         if content and dns_message:
             key = (transport, protocol, content)
-        else:
+        elif dns_message:
             # a DNS message's first two bytes are its id, which no fact depends on: repeated
             # queries and answers for one name share an entry
-            key = (transport, protocol, payload[2:] if dns_message else payload)
+            key = (transport, protocol, payload[2:])
+        elif protocol == "dhcp":
+            key = (transport, protocol, dhcp.cache_key(payload))
+        else:
+            key = (transport, protocol, payload)
     cached = cache.get(key, _MISSING)
     if cached is _MISSING:
         try:

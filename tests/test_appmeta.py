@@ -236,3 +236,16 @@ def test_a_request_too_long_to_keep_is_decoded_each_time(decoded: list[bytes]) -
     for _ in range(2):
         assert appmeta.decode(None, 6, (40001, 80), long) is not None
     assert decoded == [long, long]
+
+
+def test_a_dhcp_client_s_retries_decode_once(decoded: list[bytes]) -> None:
+    """A client sends its DISCOVER again with a new transaction id and the seconds it has
+    waited: nothing it says about itself changed, so it decodes once."""
+    from tests.decode.test_dhcp import DISCOVER
+
+    retry = bytearray(DISCOVER)
+    retry[4:10] = b"\x99\x88\x77\x66\x00\x04"  # transaction id, seconds
+    first = appmeta.decode(None, 17, (68, 67), DISCOVER)
+    again = appmeta.decode(None, 17, (68, 67), bytes(retry))
+    assert first == again and first is not None and first[0] == "dhcp"
+    assert decoded == [DISCOVER]

@@ -96,6 +96,15 @@ def _walk(area: bytes, found: dict[int, bytearray], reason: str) -> None:
     # No end option: tolerated (many stacks pad to a fixed size and some omit it).
 
 
+def cache_key(payload: bytes) -> bytes:
+    """The bytes ``parse`` reads: op, hardware type and length, the client MAC, and from the
+    ``sname`` field on (options may overload ``sname`` and ``file``). A client's retries and
+    renewals differ in their transaction id, seconds and addresses alone, and share a key.
+    Equal keys give equal answers: they come from payloads of one length, or of lengths too
+    short to be DHCP."""
+    return payload[:3] + payload[28:34] + payload[44:]
+
+
 def parse(payload: bytes) -> DhcpInfo | None:
     """Decode the identity fields of a DHCP message, or ``None`` if it is not one."""
     if not looks_like(payload):

@@ -15,7 +15,7 @@ from scapy.layers.inet import UDP
 from scapy.utils import rdpcap
 
 from monitor.decode import Malformed
-from monitor.decode.dhcp import DhcpInfo, looks_like, parse
+from monitor.decode.dhcp import DhcpInfo, cache_key, looks_like, parse
 from tests.support.robustness import check_truncations, mutated, outcome
 
 MAC = "00:1b:63:84:45:e6"
@@ -105,6 +105,41 @@ def test_every_truncation_gives_info_none_or_malformed() -> None:
 )
 def test_random_bytes_never_escape_the_contract(data: bytes) -> None:
     outcome(parse, DhcpInfo, data)
+
+
+def _outcome(data: bytes) -> object:
+    try:
+        return parse(data)
+    except Malformed as error:
+        return error.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.binary(max_size=400), mutated(SAMPLES), st.sampled_from(SAMPLES)),
+    st.binary(min_size=35, max_size=35),
+)
+def test_payloads_with_one_cache_key_parse_alike(data: bytes, elsewhere: bytes) -> None:
+    """The decode cache trusts the key: what it leaves out (hops, transaction id, seconds,
+    flags, the four addresses, the MAC's padding) changes nothing ``parse`` says."""
+    other = bytearray(data)
+    for i, byte in zip((*range(3, 28), *range(34, 44)), elsewhere, strict=True):
+        if i < len(other):
+            other[i] = byte
+    assert cache_key(bytes(other)) == cache_key(data)
+    assert _outcome(bytes(other)) == _outcome(data)
+
+
+def test_a_cache_key_keeps_what_parse_reads() -> None:
+    """Op, hardware type and length, the client MAC, sname and file (which options may
+    overload), the options: each changes the key."""
+    key = cache_key(DISCOVER)
+    for at in (0, 1, 2, *range(28, 34), 44, 107, 108, 235, 240, len(DISCOVER) - 1):
+        changed = bytearray(DISCOVER)
+        changed[at] ^= 0xFF
+        assert cache_key(bytes(changed)) != key, at
+    assert cache_key(DISCOVER.replace(b"infusion-pump-7", b"infusion-pump-8")) != key
+    assert cache_key(DISCOVER[:-1]) != key
 
 
 # ---- against tshark on the shared DHCP captures -------------------------------------------
