@@ -396,8 +396,24 @@ def evaluate_policies(
     """One finding per policy of the device's class that the device broke. ``verdicts``
     shares peer decisions across the devices of one pass (see ``PeerVerdicts``)."""
     findings = []
-    for policy in library.policies:
+    for policy in _policies_of_class(library, device.device_class):
         finding = evaluate_policy(policy, device, devices_by_id, verdicts)
         if finding is not None:
             findings.append(finding)
     return findings
+
+
+def _policies_of_class(library: SignatureLibrary, device_class: str) -> list[Policy]:
+    """The library's policies for a device class, in library order: every active device
+    asks every window, and most classes have one policy of the library's dozen (kept with
+    the library, as the rules in scope are)."""
+    by_class: dict[str, list[Policy]] = library._cache.setdefault(_OF_CLASS_KEY, {})
+    found = by_class.get(device_class)
+    if found is None:
+        found = by_class[device_class] = [
+            policy for policy in library.policies if device_class in policy.device_classes
+        ]
+    return found
+
+
+_OF_CLASS_KEY = "policies_of_class"

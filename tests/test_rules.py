@@ -283,6 +283,29 @@ def test_policy_severity_follows_the_device_criticality(library: SignatureLibrar
         assert evaluate_policies(pump, {}, library)[0].severity == severity
 
 
+def test_the_policies_a_device_is_judged_by_follow_its_class() -> None:
+    """The shipped policies are picked once per class: every class, in any order, gets the
+    findings the policies give one by one."""
+    from monitor.rules import evaluate_policy
+
+    shipped = load_library(default_signature_dirs())
+    classes = [None, *sorted(DEVICE_CLASSES)]
+    fired = set()
+    for device_class in [*classes, *reversed(classes)]:
+        subject = device(
+            device_class,
+            "high",
+            peer=["ext:203.0.113.9"],
+            service_offered=["tcp/23"],
+            service_used=["tcp/6667"],
+        )
+        one_by_one = [evaluate_policy(policy, subject, {}) for policy in shipped.policies]
+        expected = [finding for finding in one_by_one if finding is not None]
+        assert evaluate_policies(subject, {}, shipped) == expected, device_class
+        fired |= {finding.rule_id for finding in expected}
+    assert len(fired) >= 2  # policies of several classes fired
+
+
 def test_policies_of_other_classes_do_not_apply(library: SignatureLibrary) -> None:
     assert evaluate_policies(device("pacs", "medium", peer=["ext:203.0.113.9"]), {}, library) == []
 
