@@ -13,15 +13,19 @@ dict would; a ``Fact`` read from a table is a copy (change a table through ``rec
 ``version`` moves on whenever a kind or value is added or removed or a first seen moves
 earlier: what a reader derived from a table's values and their first seen (a rule's
 finding) holds while it is the same table (``source``, which a view as of a time shares) at
-the same version.
+the same version. ``shrinks`` moves on only when a value is removed or its numbers are
+replaced (a first seen may then move later): while it stands still, the values of a kind as
+of a time, read again as of the same time or a later one, are those read before and maybe
+more, so the same number of them are the same values.
 """
 
 from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterator, KeysView, Mapping
+from collections.abc import Iterable, Iterator, KeysView, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, TypeVar, overload
 
 # kind -> what its values look like
@@ -90,6 +94,7 @@ _CELL_NUMBERS: tuple[int, ...] = tuple(range(len(FACT_KINDS) * MAX_VALUES_PER_KI
 
 
 _CELLS = len(_CELL_NUMBERS)
+_NO_CELLS: dict[str, int] = {}  # (read only) the cells of a kind a table has no value of
 
 
 def _number(cell: int) -> int:
@@ -103,7 +108,7 @@ class FactTable(Mapping[str, "KindFacts"]):
     Cells freed by deletion are reused.
     """
 
-    __slots__ = ("_cells", "_free", "_numbers", "version")
+    __slots__ = ("_cells", "_free", "_numbers", "shrinks", "version")
 
     def __init__(self, facts: Mapping[str, Mapping[str, Fact]] | None = None) -> None:
         self._cells: dict[str, dict[str, int]] = {}
@@ -112,6 +117,7 @@ class FactTable(Mapping[str, "KindFacts"]):
         # changes so far (see the module docstring): a count of its own, so that it stays
         # a small shared int for most tables
         self.version = 0
+        self.shrinks = 0  # removals and replacements so far (see the module docstring)
         if facts:
             for kind, values in facts.items():
                 self[kind] = values
@@ -186,6 +192,10 @@ class FactTable(Mapping[str, "KindFacts"]):
         cells = self._cells.get(kind)
         return cells is not None and value in cells
 
+    def counts_of(self, kinds: Iterable[str]) -> tuple[int, ...]:
+        """How many values each of ``kinds`` has (0 for a kind it has none of)."""
+        return tuple(map(len, map(self._cells.get, kinds, repeat(_NO_CELLS))))
+
     def value_count(self) -> int:
         """How many values, over all kinds."""
         return sum(len(cells) for cells in self._cells.values())
@@ -206,6 +216,7 @@ class FactTable(Mapping[str, "KindFacts"]):
         numbers = kept._numbers = self._numbers
         kept._source = self
         kept.version = self.version  # with its value count, says which view of which values
+        kept.shrinks = self.shrinks
         for kind, cells in self._cells.items():
             into = {value: cell for value, cell in cells.items() if numbers[cell * 3] < end}
             if into:
@@ -335,6 +346,7 @@ class FactTable(Mapping[str, "KindFacts"]):
 
     def _set_cell(self, cell: int, fact: Fact) -> None:
         self.version += 1
+        self.shrinks += 1
         base = cell * _FIELDS
         self._numbers[base : base + _FIELDS] = array(
             "d", (fact.first_seen, fact.last_seen, fact.count)
@@ -343,6 +355,7 @@ class FactTable(Mapping[str, "KindFacts"]):
     def _release(self, cell: int) -> None:
         # a freed cell reads as never seen: it does not move newest_first_seen or the counts
         self.version += 1
+        self.shrinks += 1
         base = cell * _FIELDS
         self._numbers[base : base + _FIELDS] = array("d", (-math.inf, -math.inf, 0.0))
         if self._free is None:

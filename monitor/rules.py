@@ -1,7 +1,9 @@
 """Evaluate behaviour rules and communication policies against devices (pure functions).
 
 ``evaluate_rules(device, library)`` checks every rule of the library against one device's
-classification and facts; ``evaluate_policies(device, devices_by_id, library)`` checks what
+classification and facts (``judge_rules`` does so again for a device judged before, and
+evaluates only the rules whose fact kinds gained values); ``evaluate_policies(device,
+devices_by_id, library)`` checks what
 the device talked to against the policies of its class. Both return ``Finding``s: rule id,
 severity, a one-sentence summary a nurse manager can read, the observed values that made it
 fire, runbook text and references (CVE, CISA advisory ids). The detectors wrap these.
@@ -16,8 +18,9 @@ import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from monitor.facts import FactTable
 from monitor.model import UNKNOWN_CLASS, Device
 from monitor.signatures import (
     CLASS_LABELS,
@@ -220,19 +223,108 @@ _IN_SCOPE_KEY = "rules_in_scope"
 
 def evaluate_rules(device: Device, library: SignatureLibrary) -> list[Finding]:
     """Every rule of the library that fires for this device, in library order."""
+    return judge_rules(device, library).fired()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleVerdicts:
+    """What a device's rules in scope found (None where one did not fire), with what they
+    read: the facts table behind the device's view and its ``shrinks``, the library, the
+    view's end, the vendor, the classification, and how many values each kind they read
+    had."""
+
+    source: FactTable
+    library: SignatureLibrary
+    shrinks: int
+    end: float
+    vendor: str | None
+    classification: Any
+    counts: tuple[int, ...]  # per kind of the plan (see _plan)
+    findings: tuple[Finding | None, ...]  # per rule in scope
+
+    def fired(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding is not None]
+
+
+def judge_rules(
+    device: Device,
+    library: SignatureLibrary,
+    end: float = float("inf"),
+    previous: RuleVerdicts | None = None,
+) -> RuleVerdicts:
+    """The verdicts of the library's rules in scope for ``device``, whose facts are as of
+    ``end`` (a view as of a window's end; the whole table by default). Given the verdicts
+    of the same device judged before, as of ``previous.end`` or earlier, only the rules
+    that read a kind whose number of values changed are evaluated again: with no value
+    removed or replaced since (the table's ``shrinks``), the values as of a later end are
+    those read before and maybe more, so a kind with as many values has the same ones."""
     classification = device.classification
-    in_scope = _rules_in_scope(
-        library,
-        classification.device_class if classification else UNKNOWN_CLASS,
-        classification.criticality if classification else None,
-    )
+    device_class = classification.device_class if classification else UNKNOWN_CLASS
+    criticality = classification.criticality if classification else None
+    rules, kinds, reads = _plan(library, device_class, criticality)
+    facts = device.facts
+    counts = facts.counts_of(kinds)
+    source = facts.source
     reader = _Reader(device)
-    findings = []
-    for rule in in_scope:
-        finding = _finding(rule, device, reader)
-        if finding is not None:
-            findings.append(finding)
-    return findings
+    if (
+        previous is not None
+        and previous.source is source
+        and previous.library is library
+        and previous.shrinks == source.shrinks
+        and previous.end <= end
+        and previous.vendor == device.vendor
+        and previous.classification == classification
+    ):
+        if previous.counts == counts:
+            findings = previous.findings
+        else:
+            changed = {
+                i
+                for i, (was, now) in enumerate(zip(previous.counts, counts, strict=True))
+                if was != now
+            }
+            findings = tuple(
+                _finding(rule, device, reader)
+                if not changed.isdisjoint(reads[i])
+                else previous.findings[i]
+                for i, rule in enumerate(rules)
+            )
+    else:
+        findings = tuple(_finding(rule, device, reader) for rule in rules)
+    if not any(findings):
+        findings = _nothing_found(len(findings))
+    return RuleVerdicts(
+        source, library, source.shrinks, end, device.vendor, classification, counts, findings
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _nothing_found(rules: int) -> tuple[None, ...]:
+    # shared: most devices' rules find nothing, and each device keeps its verdicts
+    return (None,) * rules
+
+
+def _plan(
+    library: SignatureLibrary, device_class: str, criticality: str | None
+) -> tuple[list[Rule], tuple[str, ...], list[tuple[int, ...]]]:
+    """The rules in scope for this class and criticality, the fact kinds they read, and per
+    rule the positions of its kinds among those (kept with the library)."""
+    plans: dict[tuple[str, str | None], Any] = library._cache.setdefault(_PLAN_KEY, {})
+    key = (device_class, criticality)
+    plan = plans.get(key)
+    if plan is None:
+        rules = _rules_in_scope(library, device_class, criticality)
+        read = [
+            sorted({c.kind for c in (*rule.all, *rule.any, *rule.none)} - {"oui_vendor"})
+            for rule in rules
+        ]
+        kinds = tuple(sorted({kind for kinds in read for kind in kinds}))
+        reads = [tuple(kinds.index(kind) for kind in kinds_of) for kinds_of in read]
+        plan = plans[key] = (rules, kinds, reads)
+    return plan  # type: ignore[no-any-return]
+
+
+_PLAN_KEY = "rule_plan"
 
 
 # ---------------------------------------------------------------------------------------------

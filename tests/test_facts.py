@@ -134,6 +134,39 @@ def test_the_version_moves_when_values_come_go_or_were_seen_earlier_and_only_the
     assert view.version == table.version and view.value_count() == 1
 
 
+def test_shrinks_moves_when_a_value_goes_or_its_numbers_are_replaced_and_only_then() -> None:
+    """While ``shrinks`` stands still values only come, and first seen only moves earlier:
+    the rules detector trusts that a kind with as many values has the same ones."""
+    table = FactTable()
+    table.record("peer", "a", 10.0)
+    table.record("peer", "a", 5.0)
+    table.record_counts("peer", {"b": 2}, 30.0)
+    table.absorb({"peer": {"c": Fact(1.0, 2.0, 1), "a": Fact(4.0, 4.0, 1)}})
+    assert table.shrinks == 0
+    table["peer"]["a"] = Fact(20.0, 30.0, 1)  # replaced: its first seen moved later
+    assert table.shrinks == 1
+    del table["peer"]["a"]
+    assert table.shrinks == 2
+    table["ip"] = {"10.0.0.1": Fact(1.0, 1.0, 1)}
+    assert table.shrinks == 2
+    table["ip"] = {"10.0.0.2": Fact(1.0, 1.0, 1)}  # a kind replaced
+    assert table.shrinks == 3
+    for n in range(MAX_VALUES_PER_KIND + 1):  # past the bound, the stalest make room
+        table.record("dns_query", f"n{n}", float(n))
+    assert table.shrinks == 3 + MAX_VALUES_PER_KIND // 8
+    view = table.first_seen_before(4.5)
+    assert view.shrinks == table.shrinks
+
+
+def test_counts_of_kinds_are_their_values_in_the_table_or_in_its_view() -> None:
+    table = FactTable()
+    for value, when in (("a", 1.0), ("b", 5.0), ("c", 9.0)):
+        table.record("peer", value, when)
+    table.record("ip", "10.0.0.1", 6.0)
+    assert table.counts_of(("peer", "ip", "dns_query")) == (3, 1, 0)
+    assert table.first_seen_before(5.5).counts_of(("peer", "ip", "dns_query")) == (2, 0, 0)
+
+
 def test_a_fact_read_from_the_table_is_a_copy() -> None:
     table = FactTable({"ip": {"10.0.0.1": Fact(1.0, 2.0, 3)}})
     fact = table["ip"]["10.0.0.1"]

@@ -101,7 +101,10 @@ class FindingDetector(DetectorBase):
     def begin_window(self) -> None:
         """Called before the findings of a window's devices are asked for."""
 
-    def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
+    def findings(
+        self, device: Device, analysis: AnalysisView, library: Any, end: float
+    ) -> list[Finding]:
+        """The findings for ``device``, whose facts are as of ``end`` (its window's end)."""
         raise NotImplementedError
 
     def event_for(
@@ -131,7 +134,7 @@ class FindingDetector(DetectorBase):
             if device is None:
                 continue
             device = as_of(device, p.end)
-            for finding in self.findings(device, analysis, library):
+            for finding in self.findings(device, analysis, library, p.end):
                 fresh = {
                     kind: [v for v in values if in_window(p, kind, v)]
                     for kind, values in finding.evidence.items()

@@ -34,7 +34,9 @@ class PolicyDetector(FindingDetector):
         # devices do not change while one window is scored: its peers are judged once
         self._verdicts = PeerVerdicts()
 
-    def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
+    def findings(
+        self, device: Device, analysis: AnalysisView, library: Any, end: float
+    ) -> list[Finding]:
         return evaluate_policies(device, analysis.devices, library, self._verdicts)
 
     def event_for(

@@ -1,6 +1,6 @@
 """Signature rules (``signatures/rules``) as a detector: known-dangerous behaviour.
 
-Wraps ``monitor.rules.evaluate_rules``: each window, every active device is checked against
+Wraps ``monitor.rules.judge_rules``: each window, every active device is checked against
 the library's rules. A rule that holds is reported when its evidence shows in this window
 (the device used the Telnet service *now*, not once last month) or the first time it holds
 at all; a finding with no value it had not reported keeps its open event alive but opens no
@@ -29,27 +29,11 @@ from monitor.baseline import BaselineStore
 from monitor.detectors import AnalysisView, DetectorConfig
 from monitor.detectors.common import FindingDetector
 from monitor.events import Event, make_event
-from monitor.facts import FactTable
 from monitor.model import Device, WindowProfile
-from monitor.rules import Finding, evaluate_rules
+from monitor.rules import Finding, RuleVerdicts, judge_rules
 
 # devices whose findings are kept while they do what they did (see SignatureRuleDetector)
 FINDINGS_KEPT = 4096
-
-# what a device's rules read: its facts table, the library, the table's version and value
-# count, its vendor and its classification
-_Read = tuple[FactTable, Any, int, int, str | None, Any]
-
-
-def _same(held: _Read, read: _Read) -> bool:
-    return (
-        held[0] is read[0]
-        and held[1] is read[1]
-        and held[2] == read[2]
-        and held[3] == read[3]
-        and held[4] == read[4]
-        and held[5] == read[5]
-    )
 
 
 KINDS: tuple[tuple[str, str], ...] = (
@@ -91,46 +75,31 @@ class SignatureRuleDetector(FindingDetector):
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         super().__init__(config)
-        # device id -> what its rules read when they last found nothing (most devices): its
-        # facts table and the library, by identity (another table or library is compared
-        # no further), and the rest by value
-        self._clear: dict[str, _Read] = {}
-        # the same, and what they found, for the FINDINGS_KEPT devices with findings judged
-        # last: a site of many exposed devices would hold all of them otherwise
-        self._found: dict[str, tuple[_Read, list[Finding]]] = {}
+        # device id -> its rules' verdicts when they last found nothing (most devices)
+        self._clear: dict[str, RuleVerdicts] = {}
+        # the same for the FINDINGS_KEPT devices with findings judged last: a site of many
+        # exposed devices would hold all of their findings otherwise
+        self._found: dict[str, RuleVerdicts] = {}
 
-    def findings(self, device: Device, analysis: AnalysisView, library: Any) -> list[Finding]:
+    def findings(
+        self, device: Device, analysis: AnalysisView, library: Any, end: float
+    ) -> list[Finding]:
         # A rule reads the device's fact values, vendor and classification, and nothing
         # else. Each window asks again for every active device, and a device that does
-        # what it did has found what it found then: its rules are evaluated again only
-        # when one of those changed.
-        facts = device.facts
-        read = (
-            facts.source,
-            library,
-            facts.version,
-            facts.value_count(),  # a view as of a window end holds some of the values
-            device.vendor,
-            device.classification,
-        )
-        clear = self._clear.get(device.id)
-        if clear is not None and _same(clear, read):
-            return []
-        held = self._found.pop(device.id, None)
-        if held is not None and _same(held[0], read):
-            self._found[device.id] = held  # now the most recently judged
-            return list(held[1])
-        found = evaluate_rules(device, library)
-        if found:
-            self._clear.pop(device.id, None)
-            if len(self._found) >= FINDINGS_KEPT:
-                del self._found[next(iter(self._found))]
-            self._found[device.id] = (read, found)
-            return list(found)
-        if device.id not in self._clear and len(self._clear) >= 2 * len(analysis.devices):
-            # devices the inventory let go
-            self._clear = {k: v for k, v in self._clear.items() if k in analysis.devices}
-        self._clear[device.id] = read
+        # what it did has found what it found then: only the rules that read a kind of
+        # fact that gained values are evaluated again (see monitor.rules.judge_rules).
+        previous = self._clear.pop(device.id, None) or self._found.pop(device.id, None)
+        verdicts = judge_rules(device, library, end, previous)
+        found = verdicts.fired()
+        if not found:
+            if len(self._clear) >= 2 * len(analysis.devices):
+                # devices the inventory let go
+                self._clear = {k: v for k, v in self._clear.items() if k in analysis.devices}
+            self._clear[device.id] = verdicts
+            return found
+        if len(self._found) >= FINDINGS_KEPT:
+            del self._found[next(iter(self._found))]
+        self._found[device.id] = verdicts  # now the most recently judged
         return found
 
     def event_for(

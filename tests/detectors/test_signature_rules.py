@@ -81,40 +81,68 @@ def _pump(devices: dict[str, Device]) -> Device:
     return pump
 
 
+INF = float("inf")
+
+
+def _counting_rule_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the rules evaluated from now on, one entry per evaluation."""
+    from monitor import rules as rules_module
+
+    evaluated: list[str] = []
+    real = rules_module._finding
+
+    def counting(rule: Any, device: Device, reader: Any) -> Any:
+        evaluated.append(rule.id)
+        return real(rule, device, reader)
+
+    monkeypatch.setattr(rules_module, "_finding", counting)
+    return evaluated
+
+
 def test_a_device_is_judged_again_only_when_what_its_rules_read_changed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from monitor.detectors import signature_rules
-
     library = load_library(default_signature_dirs())
     devices: dict[str, Device] = {}
     analysis = SimpleNamespace(devices=devices)
     pump = _pump(devices)
     detector = SignatureRuleDetector()
-    judged = []
-    evaluate = signature_rules.evaluate_rules
-    monkeypatch.setattr(
-        signature_rules, "evaluate_rules", lambda d, lib: judged.append(d.id) or evaluate(d, lib)
-    )
+    evaluated = _counting_rule_evaluations(monkeypatch)
 
-    def rules() -> list[str]:
-        return [f.rule_id for f in detector.findings(pump, analysis, library)]
+    def rules(end: float = INF, subject: Device | None = None) -> list[str]:
+        found = detector.findings(subject or pump, analysis, library, end)
+        return [f.rule_id for f in found]
+
+    def evaluations() -> int:
+        count = len(evaluated)
+        evaluated.clear()
+        return count
 
     assert rules() == []
+    judged = set(evaluated)  # the rules in scope for a life-sustaining pump
+    in_scope = evaluations()
+    reading_services = sum(
+        any(c.kind == "service_offered" for c in (*r.all, *r.any, *r.none))
+        for r in library.rules
+        if r.id in judged
+    )
     pump.facts.record("service_offered", "tcp/443", 70.0)  # it did what it did: nothing new
-    assert rules() == [] and len(judged) == 1
+    assert rules() == [] and evaluations() == 0
     # a value replaced by another: as many values, not the same ones
     del pump.facts["service_offered"]["tcp/443"]
     pump.facts.record("service_offered", "tcp/23", 80.0)
     assert pump.facts.value_count() == 1
-    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 2
-    pump.facts.record("service_offered", "tcp/443", 10.0)  # a new value
-    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 3
+    assert rules() == ["rule.telnet-on-clinical-device"] and evaluations() == in_scope
+    # a new value: the rules that read the offered services, and only those
+    pump.facts.record("service_offered", "tcp/443", 10.0)
+    assert rules() == ["rule.telnet-on-clinical-device"]
+    assert 0 < evaluations() == reading_services < in_scope
     # a finding is kept as long as what it read is the same
-    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 3
-    # as of a window that ended before Telnet showed, it was not there
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 4
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 4
+    assert rules() == ["rule.telnet-on-clinical-device"] and evaluations() == 0
+    # as of a window that ended before Telnet showed, it was not there: an earlier end is
+    # judged anew
+    assert rules(75.0, as_of(pump, 75.0)) == [] and evaluations() == in_scope
+    assert rules(75.0, as_of(pump, 75.0)) == [] and evaluations() == 0
     # another table at the same version, whose view as of that time holds as many values
     telnet_table, pump.facts = pump.facts, FactTable()
     pump.facts.record("service_offered", "tcp/23", 5.0)
@@ -123,21 +151,60 @@ def test_a_device_is_judged_again_only_when_what_its_rules_read_changed(
     pump.facts.record("service_offered", "tcp/23", 3.0)
     view = as_of(pump, 75.0)
     assert pump.facts.version == telnet_table.version and view.facts.value_count() == 1
-    found = detector.findings(view, analysis, library)
-    assert [f.rule_id for f in found] == ["rule.telnet-on-clinical-device"] and len(judged) == 5
+    assert rules(75.0, view) == ["rule.telnet-on-clinical-device"]
+    assert evaluations() == in_scope
     pump.facts = telnet_table
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 6
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 6
-    # the whole table at the same version: more values than its view
-    assert rules() == ["rule.telnet-on-clinical-device"] and len(judged) == 7
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 8
+    assert rules(75.0, as_of(pump, 75.0)) == [] and evaluations() == in_scope
+    # the whole table, later: more offered services than its view had
+    assert rules() == ["rule.telnet-on-clinical-device"] and evaluations() == reading_services
+    # another table that shrank as often, with as many values but other ones
+    whole_table, pump.facts = pump.facts, FactTable()
+    for port in (443, 2575, 9):
+        pump.facts.record("service_offered", f"tcp/{port}", 1.0)
+    del pump.facts["service_offered"]["tcp/9"]
+    assert pump.facts.shrinks == whole_table.shrinks
+    assert rules() == [] and evaluations() == in_scope
+    pump.facts = whole_table
+    assert rules() == ["rule.telnet-on-clinical-device"] and evaluations() == in_scope
+    # a value whose first seen moves earlier shows in a view it was not in
+    pump.facts.record("service_offered", "tcp/23", 60.0)
+    assert rules(INF, as_of(pump, INF)) == ["rule.telnet-on-clinical-device"]
+    assert evaluations() == 0  # the view as of any time after all values is the table
     # reclassified, a library reloaded, another vendor
     pump.classification = replace(pump.classification, device_class="workstation")
-    assert detector.findings(as_of(pump, 75.0), analysis, library) == [] and len(judged) == 9
+    assert rules() == [] and evaluations() > 0
     other = replace(library, rules=library.rules[1:])
-    assert detector.findings(as_of(pump, 75.0), analysis, other) == [] and len(judged) == 10
+    assert detector.findings(pump, analysis, other, INF) == [] and evaluations() > 0
+    assert detector.findings(pump, analysis, other, INF) == [] and evaluations() == 0
     pump.vendor = None  # (a rule may read the vendor of its MAC address)
-    assert detector.findings(as_of(pump, 75.0), analysis, other) == [] and len(judged) == 11
+    assert detector.findings(pump, analysis, other, INF) == [] and evaluations() > 0
+
+
+def test_a_value_that_enters_a_later_window_s_view_is_judged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Telnet first seen at 50: absent from the view as of 40, present as of 60, and
+    present as of 40 once a sighting at 30 moves its first seen earlier."""
+    library = load_library(default_signature_dirs())
+    devices: dict[str, Device] = {}
+    analysis = SimpleNamespace(devices=devices)
+    pump = _pump(devices)
+    pump.facts.record("service_offered", "tcp/23", 50.0)
+    detector = SignatureRuleDetector()
+    evaluated = _counting_rule_evaluations(monkeypatch)
+
+    def rules(end: float) -> list[str]:
+        found = detector.findings(as_of(pump, end), analysis, library, end)
+        return [f.rule_id for f in found]
+
+    telnet = ["rule.telnet-on-clinical-device"]
+    assert rules(40.0) == []
+    assert rules(60.0) == telnet
+    assert rules(40.0) == []  # an earlier end: judged anew
+    pump.facts.record("service_offered", "tcp/23", 30.0)
+    assert rules(45.0) == telnet
+    evaluated.clear()
+    assert rules(45.0) == telnet and evaluated == []
 
 
 def test_findings_are_kept_for_the_devices_judged_last_and_judged_again_on_a_change(
@@ -155,31 +222,34 @@ def test_findings_are_kept_for_the_devices_judged_last_and_judged_again_on_a_cha
     for pump in (first, second):
         pump.facts.record("service_offered", "tcp/23", 20.0)
     detector = SignatureRuleDetector()
-    judged: list[str] = []
-    evaluate = signature_rules.evaluate_rules
-    monkeypatch.setattr(
-        signature_rules, "evaluate_rules", lambda d, lib: judged.append(d.id) or evaluate(d, lib)
-    )
+    evaluated = _counting_rule_evaluations(monkeypatch)
     monkeypatch.setattr(signature_rules, "FINDINGS_KEPT", 1)
 
     def rules(pump: Device, rules_library: Any = library) -> list[str]:
-        return [f.rule_id for f in detector.findings(pump, analysis, rules_library)]
+        return [f.rule_id for f in detector.findings(pump, analysis, rules_library, INF)]
+
+    def evaluations() -> int:
+        count = len(evaluated)
+        evaluated.clear()
+        return count
 
     telnet = ["rule.telnet-on-clinical-device"]
-    assert rules(first) == rules(first) == telnet and judged == [first.id]
-    assert rules(second) == telnet and judged == [first.id, second.id]
-    assert rules(second) == rules(second) == telnet and len(judged) == 2
-    assert rules(first) == telnet and judged[2:] == [first.id]  # one device's findings kept
-    assert rules(first) == telnet and len(judged) == 3
+    assert rules(first) == telnet
+    in_scope = evaluations()
+    assert rules(first) == telnet and evaluations() == 0
+    assert rules(second) == telnet and evaluations() == in_scope
+    assert rules(second) == rules(second) == telnet and evaluations() == 0
+    assert rules(first) == telnet and evaluations() == in_scope  # one device's findings kept
+    assert rules(first) == telnet and evaluations() == 0
     first.vendor = None
-    assert rules(first) == telnet and len(judged) == 4
+    assert rules(first) == telnet and evaluations() == in_scope
     first.classification = replace(first.classification, device_class="patient_monitor")
-    assert rules(first) == telnet and len(judged) == 5
+    assert rules(first) == telnet and evaluations() > 0
     other = replace(library, rules=library.rules[1:])
-    assert rules(first, other) == telnet and len(judged) == 6
+    assert rules(first, other) == telnet and evaluations() > 0
     first.facts.record("service_offered", "tcp/80", 30.0)
-    assert rules(first, other) == telnet and len(judged) == 7
-    assert rules(first, other) == telnet and len(judged) == 7
+    assert rules(first, other) == telnet and evaluations() > 0
+    assert rules(first, other) == telnet and evaluations() == 0
     del first.facts["service_offered"]["tcp/23"]  # what it found is found no more
-    assert rules(first, other) == [] and len(judged) == 8
-    assert rules(first, other) == [] and len(judged) == 8
+    assert rules(first, other) == [] and evaluations() > 0
+    assert rules(first, other) == [] and evaluations() == 0
