@@ -56,7 +56,7 @@ from monitor.merge import MergedAnalysis, WorkerReport
 from monitor.model import WindowProfile
 from monitor.privileges import PrivilegeError, drop_privileges
 from monitor.web import WebError, WebServer
-from monitor.workers import WorkerFailed, WorkerPool
+from monitor.workers import TICK_GRACE, WorkerFailed, WorkerPool
 
 Detector = Callable[[list[WindowProfile], Any, Any], Iterable[Mapping[str, Any]]]
 
@@ -440,7 +440,8 @@ class Daemon:
             if self.source.live:
                 now = time.time()
                 self.sensor.now = max(self.sensor.now, now)
-                self.analysis.tick(now)
+                # (frames still in the ring, or gathered there, belong to the closing window)
+                self.analysis.tick(now - TICK_GRACE)
                 if self.suite is not None:  # time-driven detectors (silence) on a quiet wire
                     for event in self.suite.tick(self.analysis, self.store, now):
                         _log_event(event.to_dict())

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from monitor.capture import BATCH_FRAMES, CaptureError, FrameBatch
+from monitor.capture import BATCH_FRAMES, LIVE_GATHER_SECONDS, CaptureError, FrameBatch
 from monitor.capture import live as capture_live
 from monitor.capture.files import open_capture
 
@@ -85,7 +85,7 @@ class LiveSource:
             self.down = False
         self._capture.timeout_ms = max(1, int(timeout * 1000))
         try:
-            batch = self._capture.read_batch(BATCH_FRAMES)
+            batch = self._capture.read_batch(BATCH_FRAMES, LIVE_GATHER_SECONDS)
         except CaptureError as error:
             reason = error.reason
             if "went down" in reason and _ifindex(self.name) == self._ifindex:

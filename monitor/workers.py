@@ -34,7 +34,7 @@ from multiprocessing import connection, get_context
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from monitor.capture import BATCH_FRAMES, CaptureError
+from monitor.capture import BATCH_FRAMES, LIVE_GATHER_SECONDS, CaptureError
 from monitor.capture.afpacket import PacketRing
 from monitor.config import TablesConfig
 from monitor.merge import DeviceChanges, WorkerReport, WorkerStats
@@ -43,7 +43,8 @@ from monitor.model import WindowProfile
 REPORT_INTERVAL = 1.0
 READ_TIMEOUT_MS = 100
 # a quiet-wire tick closes windows this long after their end, so that frames still in a ring
-# block (handed over within READ_TIMEOUT_MS) do not reopen a window just closed
+# block (handed over within READ_TIMEOUT_MS, then gathered for up to LIVE_GATHER_SECONDS) do
+# not reopen a window just closed
 TICK_GRACE = 0.5
 
 
@@ -271,7 +272,7 @@ def _capture(
 
     while not stopping:
         try:
-            batch = ring.read_batch(BATCH_FRAMES)
+            batch = ring.read_batch(BATCH_FRAMES, LIVE_GATHER_SECONDS)
         except CaptureError as error:
             if "went down" in error.reason and _ifindex(ring.interface) == ifindex:
                 while not stopping and not _link_up(ring.interface):

@@ -40,9 +40,12 @@ SUPPORTED_LINKTYPES = frozenset(
 # Frames per batch, from a file or a live ring alike: the work the pipeline repeats per batch
 # (the notes of each distinct announcement, the decoding of each distinct payload, the
 # accounting per device) is shared by this many packets at most. A live read takes what the
-# ring has ready up to this, so on a quiet wire a batch is what arrived and nothing waits, and
-# never more bytes than the ring (capture.buffer_bytes) held.
+# ring has ready up to this, never more bytes than the ring (capture.buffer_bytes) held.
 BATCH_FRAMES = 65536
+# How long a live read lets the blocks the kernel handed over wait for more, so that a wire
+# at moderate rates makes batches of thousands of frames rather than one per ring block (see
+# monitor.capture.afpacket): what a sensor whose windows are a minute long can spare.
+LIVE_GATHER_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True)

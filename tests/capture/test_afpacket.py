@@ -238,6 +238,75 @@ def test_a_full_ring_counts_its_drops(veth: tuple[str, str, str], tmp_path: Path
     assert read + dropped == received
 
 
+def _first_batch(ring: PacketRing, gather_seconds: float) -> tuple[FrameBatch, float]:
+    """The first batch a read gives while frames trickle in, and the seconds it took from
+    the first read that found a frame waiting."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        began = time.monotonic()
+        batch = ring.read_batch(65536, gather_seconds)
+        if batch is not None:
+            return batch, time.monotonic() - began
+    raise AssertionError("no frame arrived")
+
+
+def _trickle(ns: str, ns_if: str, frames: int, rate: int) -> subprocess.Popen[bytes]:
+    """``frames`` frames of the demo at ``rate`` per second, sent in the background."""
+    command = ["ip", "netns", "exec", ns, "tcpreplay", f"--pps={rate}", f"--limit={frames}"]
+    return subprocess.Popen(
+        [*command, "-i", ns_if, str(DEMO)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_gathering_makes_one_batch_of_blocks_handed_over_apart(
+    veth: tuple[str, str, str],
+) -> None:
+    """30 frames over 1.5 s, a block handed over every 200 ms (8 of the ring's 64): read at
+    once they come in several batches, gathered for up to 5 s in one."""
+    host_if, ns, ns_if = veth
+    for gather in (0.0, 5.0):
+        with PacketRing(host_if, timeout_ms=200, buffer_bytes=64 << 20) as ring:
+            sender = _trickle(ns, ns_if, 30, 20)
+            batches = [_first_batch(ring, gather)[0]]
+            while sum(len(b) for b in batches) < 30:
+                batches.append(_first_batch(ring, gather)[0])
+            assert sender.wait(timeout=30) == 0
+            assert ring.stats().dropped == 0
+        assert sum(len(b) for b in batches) == 30
+        if gather:
+            assert len(batches) == 1
+        else:
+            assert len(batches) >= 3
+
+
+def test_gathering_stops_at_the_frames_wanted(
+    veth: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.capture import afpacket
+
+    monkeypatch.setattr(afpacket, "GATHER_FRAMES", 10)
+    host_if, ns, ns_if = veth
+    with PacketRing(host_if, timeout_ms=50, buffer_bytes=64 << 20) as ring:
+        sender = _trickle(ns, ns_if, 30, 50)  # 600 ms
+        batch, _ = _first_batch(ring, 5.0)
+        assert sender.wait(timeout=30) == 0
+    assert 10 <= len(batch) < 30
+
+
+def test_gathering_stops_when_a_quarter_of_the_ring_waits(veth: tuple[str, str, str]) -> None:
+    """A ring of 8 blocks, one handed over every 20 ms: gathering stops with 2 waiting,
+    long before its 30 s are up, so that it never fills the ring."""
+    host_if, ns, ns_if = veth
+    with PacketRing(host_if, timeout_ms=20, buffer_bytes=8 << 20) as ring:
+        assert ring.block_count == 8
+        sender = _trickle(ns, ns_if, 30, 20)  # 1.5 s
+        batch, took = _first_batch(ring, 30.0)
+        assert sender.wait(timeout=30) == 0
+    assert len(batch) < 30 and took < 10
+
+
 def test_missing_interface_is_one_line_with_the_reason() -> None:
     with pytest.raises(CaptureError) as info:
         PacketRing(f"{TAG}-absent0")
