@@ -19,7 +19,9 @@ and each would be a batch of its own, yet a batch's fixed cost is shared by its 
 batch of 2,048 frames costs the pipeline about twice as much per frame as one of 65,536).
 ``read_batch(gather_seconds=...)`` lets handed-over blocks wait, up to that long after it
 first saw one, until they hold ``GATHER_FRAMES`` frames; never while a quarter of the ring is
-waiting, so gathering cannot fill the ring: a busy wire is read at once.
+waiting, nor once frames arrive faster than ``GATHER_MAX_RATE``: a busy wire is read at once,
+as without gathering, since a reader that sleeps while it has work to do only moves closer to
+a full ring.
 
 Kernel statistics (``PACKET_STATISTICS``) are reset by each read; ``stats`` accumulates them:
 ``received`` counts every frame that passed the filter (the kernel adds the dropped ones),
@@ -85,9 +87,10 @@ BLOCK_HEADER_STATUS = 8  # tpacket_block_desc.hdr.bh1.block_status
 TPACKET3_HEADER = 48  # TPACKET_ALIGN(sizeof(struct tpacket3_hdr)): sockaddr_ll follows
 MAX_BLOCK_BYTES = 1 << 20
 MIN_BLOCKS = 4
-# read_batch's gathering (see the module docstring): frames worth a batch, and how often the
-# waiting blocks are counted meanwhile (gathering stops with three quarters of the ring free)
+# read_batch's gathering (see the module docstring): frames worth a batch, the arrival rate
+# (frames/s) past which it reads at once, and how often the waiting blocks are counted
 GATHER_FRAMES = 16384
+GATHER_MAX_RATE = 250_000
 GATHER_STEP_SECONDS = 0.002
 FRAME_BYTES = 2048  # only checked by the kernel for V3: block_size must be a multiple
 
@@ -310,14 +313,14 @@ class PacketRing:
 
     def _gather(self, frames_wanted: int, seconds: float) -> None:
         # the socket stays readable while a handed-over block waits: sleep, do not poll
-        until = time.monotonic() + seconds
+        began = time.monotonic()
         blocks, frames = self._waiting()
-        while (
-            frames < frames_wanted
-            and blocks * 4 < self.block_count
-            and (left := until - time.monotonic()) > 0
-        ):
-            time.sleep(min(left, GATHER_STEP_SECONDS))
+        waiting_before = frames
+        while frames < frames_wanted and blocks * 4 < self.block_count:
+            elapsed = time.monotonic() - began
+            if elapsed >= seconds or frames - waiting_before > GATHER_MAX_RATE * elapsed:
+                return
+            time.sleep(min(seconds - elapsed, GATHER_STEP_SECONDS))
             blocks, frames = self._waiting()
 
     def _raise_socket_error(self) -> None:

@@ -251,10 +251,12 @@ def _first_batch(ring: PacketRing, gather_seconds: float) -> tuple[FrameBatch, f
 
 
 def _trickle(ns: str, ns_if: str, frames: int, rate: int) -> subprocess.Popen[bytes]:
-    """``frames`` frames of the demo at ``rate`` per second, sent in the background."""
+    """``frames`` frames of the demo (looped as needed) at ``rate`` per second, sent in the
+    background."""
     command = ["ip", "netns", "exec", ns, "tcpreplay", f"--pps={rate}", f"--limit={frames}"]
+    loops = f"--loop={frames // 2492 + 1}"
     return subprocess.Popen(
-        [*command, "-i", ns_if, str(DEMO)],
+        [*command, loops, "-i", ns_if, str(DEMO)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -305,6 +307,24 @@ def test_gathering_stops_when_a_quarter_of_the_ring_waits(veth: tuple[str, str, 
         batch, took = _first_batch(ring, 30.0)
         assert sender.wait(timeout=30) == 0
     assert len(batch) < 30 and took < 10
+
+
+def test_a_busy_wire_is_read_at_once_however_long_gathering_may_wait(
+    veth: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100,000 frames at 200,000 a second into a ring of 128 blocks, with gathering allowed
+    30 s and any number of frames: past ``GATHER_MAX_RATE`` (here 20,000 frames/s) the
+    first block or two are read at once."""
+    from monitor.capture import afpacket
+
+    monkeypatch.setattr(afpacket, "GATHER_FRAMES", 1 << 30)
+    monkeypatch.setattr(afpacket, "GATHER_MAX_RATE", 20_000)
+    host_if, ns, ns_if = veth
+    with PacketRing(host_if, timeout_ms=100, buffer_bytes=128 << 20) as ring:
+        sender = _trickle(ns, ns_if, 100_000, 200_000)
+        batch, took = _first_batch(ring, 30.0)
+        assert sender.wait(timeout=60) == 0
+    assert len(batch) < 20_000 and took < 10
 
 
 def test_missing_interface_is_one_line_with_the_reason() -> None:
