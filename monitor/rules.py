@@ -3,10 +3,10 @@
 ``evaluate_rules(device, library)`` checks every rule of the library against one device's
 classification and facts (``judge_rules`` does so again for a device judged before, and
 evaluates only the rules whose fact kinds gained values); ``evaluate_policies(device,
-devices_by_id, library)`` checks what
-the device talked to against the policies of its class. Both return ``Finding``s: rule id,
-severity, a one-sentence summary a nurse manager can read, the observed values that made it
-fire, runbook text and references (CVE, CISA advisory ids). The detectors wrap these.
+devices_by_id, library)`` checks what the device talked to against the policies of its
+class. Both return ``Finding``s: rule id, severity, a one-sentence summary a nurse manager
+can read, the observed values that made it fire, runbook text and references (CVE, CISA
+advisory ids). The detectors wrap these.
 
 Privacy: a finding quotes only metadata the inventory keeps (ports, peer ids and addresses,
 names, identifiers); never payload content.

@@ -279,7 +279,8 @@ class PacketRing:
     def read_batch(self, max_frames: int = 4096, gather_seconds: float = 0.0) -> FrameBatch | None:
         """The frames that arrive within ``timeout_ms`` (at most ``max_frames``), or ``None``;
         with ``gather_seconds``, those that arrive until enough are waiting to make a batch
-        worth its cost, the ring is a quarter full, or that long after the first one."""
+        worth its cost, that long after the first one, the ring is a quarter full, or frames
+        arrive faster than ``GATHER_MAX_RATE`` (see the module docstring)."""
         if self._closed:
             raise CaptureError(self.interface, "capture is closed")
         deadline = time.monotonic() + self.timeout_ms / 1000
