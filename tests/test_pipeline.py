@@ -621,30 +621,36 @@ def test_a_tls_flow_is_opaque_after_its_client_hello_however_the_batches_fall(
         assert set(analysis.devices[MONITOR].facts["tls_sni"]) == {"first.ward.example"}
 
 
+RESOLVER = "00:50:56:00:00:53"
+
+
+def _lookup_and_answer(i: int, client: str, address: str) -> list[object]:
+    """Lookup ``i`` of engine.ward.example from a fresh port of ``client`` at ``address``,
+    and the resolver's answer (10.1.0.9)."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    port = 40_000 + i
+    return [
+        Ether(src=client, dst=RESOLVER)
+        / IP(src=address, dst="10.1.0.53")
+        / UDP(sport=port, dport=53)
+        / DNS(id=i, rd=1, qd=DNSQR(qname="engine.ward.example")),
+        Ether(src=RESOLVER, dst=client)
+        / IP(src="10.1.0.53", dst=address)
+        / UDP(sport=53, dport=port)
+        / DNS(
+            id=i,
+            qr=1,
+            qd=DNSQR(qname="engine.ward.example"),
+            an=DNSRR(rrname="engine.ward.example", rdata="10.1.0.9"),
+        ),
+    ]
+
+
 def test_repeated_dns_lookups_count_each_and_every_flow_is_dns(tmp_path: Path) -> None:
     """Lookups of one name, each from a fresh source port with its own id, decode once per
     batch yet count once each, and every one of their flows is labelled DNS."""
-    from scapy.layers.dns import DNS, DNSQR, DNSRR
-
-    resolver = "00:50:56:00:00:53"
-    packets: list[object] = []
-    for i in range(12):
-        port = 40_000 + i
-        packets += [
-            Ether(src=MONITOR, dst=resolver)
-            / IP(src="10.1.0.5", dst="10.1.0.53")
-            / UDP(sport=port, dport=53)
-            / DNS(id=i, rd=1, qd=DNSQR(qname="engine.ward.example")),
-            Ether(src=resolver, dst=MONITOR)
-            / IP(src="10.1.0.53", dst="10.1.0.5")
-            / UDP(sport=53, dport=port)
-            / DNS(
-                id=i,
-                qr=1,
-                qd=DNSQR(qname="engine.ward.example"),
-                an=DNSRR(rrname="engine.ward.example", rdata="10.1.0.9"),
-            ),
-        ]
+    packets = [p for i in range(12) for p in _lookup_and_answer(i, MONITOR, "10.1.0.5")]
     capture = write_capture(tmp_path / "lookups.pcap", packets)
     for size in (100_000, 5):
         analysis = _analysed(capture, size)
@@ -739,7 +745,6 @@ def test_a_resolver_s_one_answer_to_many_clients_decodes_once_and_counts_for_eac
 ) -> None:
     """What an answer says is about the resolver: the same answer to twelve clients goes to
     the decoders once in a batch, counts twelve times, and labels every client's flow."""
-    from scapy.layers.dns import DNS, DNSQR, DNSRR
 
     from monitor import appmeta
 
@@ -754,30 +759,16 @@ def test_a_resolver_s_one_answer_to_many_clients_decodes_once_and_counts_for_eac
         return real_decode(app, transport, ports, payload, content)
 
     monkeypatch.setattr(appmeta, "decode", given)
-    resolver = "00:50:56:00:00:53"
-    packets: list[object] = []
-    for i in range(12):
-        client, address, port = f"00:09:fb:00:01:{i:02x}", f"10.1.1.{10 + i}", 40_000 + i
-        packets += [
-            Ether(src=client, dst=resolver)
-            / IP(src=address, dst="10.1.0.53")
-            / UDP(sport=port, dport=53)
-            / DNS(id=i, rd=1, qd=DNSQR(qname="engine.ward.example")),
-            Ether(src=resolver, dst=client)
-            / IP(src="10.1.0.53", dst=address)
-            / UDP(sport=53, dport=port)
-            / DNS(
-                id=i,
-                qr=1,
-                qd=DNSQR(qname="engine.ward.example"),
-                an=DNSRR(rrname="engine.ward.example", rdata="10.1.0.9"),
-            ),
-        ]
+    packets = [
+        p
+        for i in range(12)
+        for p in _lookup_and_answer(i, f"00:09:fb:00:01:{i:02x}", f"10.1.1.{10 + i}")
+    ]
     capture = write_capture(tmp_path / "clients.pcap", packets)
     for size in (100_000, 8):
         answers_given.append(0)
         analysis = _analysed(capture, size)
-        assert analysis.devices[resolver].facts["protocol"]["dns"].count == 12
+        assert analysis.devices[RESOLVER].facts["protocol"]["dns"].count == 12
         for i in range(12):
             assert analysis.devices[f"00:09:fb:00:01:{i:02x}"].facts["dns_query"]
         assert analysis.protocol_packets["dns"] == 24 and "udp" not in analysis.protocol_packets
