@@ -867,11 +867,7 @@ class Analysis:
                 used = service_name(proto, flow.port(target))
                 self.note(devices[sender], "service_used", used, when)
         self._new_flows.extend(begun)
-        # the protocol label now (the decoders pick flows by it); the accounting keys once the
-        # batch's replies and payloads have told each flow's service and protocol
-        label = self._labels.ids
-        self.flows.label[slots] = [label[flow.transport] for flow in begun]
-        self._stale_keys.update((flow.slot, flow) for flow in begun)
+        self._assign_keys(begun)
         for (device_id, window), count in started.items():
             self._profile(device_id, window).flows_started += count
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
@@ -708,36 +707,6 @@ def test_a_resolver_s_answers_that_differ_in_their_ttl_alone_decode_once(
         assert analysis.protocol_packets["dns"] == 12
     assert answers_given == [1, 3]  # batches of 5 frames: 3 batches
     assert answers_decoded == [1, 1]
-
-
-def test_a_new_flow_s_accounting_keys_are_interned_once_when_its_batch_names_its_protocol(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A DNS lookup's flow starts as UDP and is DNS once its query is decoded, in the same
-    batch: its keys are interned once, as DNS, not first as UDP and then again."""
-    from scapy.layers.dns import DNS, DNSQR
-
-    from monitor.interning import KeyTable
-
-    interned: list[int] = []
-    real_intern = KeyTable.intern
-
-    def counting(self: KeyTable, rows: npt.NDArray[np.int32]) -> npt.NDArray[np.int64]:
-        if self.width == 4:
-            interned.append(len(rows))
-        return real_intern(self, rows)
-
-    monkeypatch.setattr(KeyTable, "intern", counting)
-    packets = [
-        Ether(src=MONITOR, dst="00:50:56:00:00:53")
-        / IP(src="10.1.0.5", dst="10.1.0.53")
-        / UDP(sport=40_000 + i, dport=53)
-        / DNS(id=i, rd=1, qd=DNSQR(qname=f"host{i}.ward.example"))
-        for i in range(6)
-    ]
-    analysis = _analysed(write_capture(tmp_path / "lookups.pcap", packets), 100_000)
-    assert analysis.protocol_packets["dns"] == 6
-    assert sum(interned) == 6  # one side of each flow is a device
 
 
 def test_a_resolver_s_one_answer_to_many_clients_decodes_once_and_counts_for_each(
