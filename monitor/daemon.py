@@ -695,6 +695,10 @@ def _preload() -> None:
     flows.warm_up()
     interning.warm_up()
     profiles.warm_up()
+    with contextlib.suppress(ImportError):  # (live capture needs libpcap's filter compiler)
+        from monitor.capture import afpacket
+
+        afpacket.warm_up()
     frames = [_WARM_UP_UDP, _WARM_UP_TCP, _WARM_UP_ARP]
     read_only = np.frombuffer(b"".join(frames), dtype=np.uint8)
     lengths = np.array([len(f) for f in frames], dtype=np.int32)

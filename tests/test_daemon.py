@@ -437,18 +437,25 @@ def test_started_with_only_cap_net_raw_it_captures_and_then_holds_no_capability(
 
 PRELOAD_CHECK = """
 import json, sys
-import numba, numpy as np
+import ctypes, numba, numpy as np
 from monitor import flows, interning, profiles
+from monitor.capture import afpacket
 from monitor.decode import headers
 from monitor.daemon import _preload
 from monitor.capture import FrameBatch
 from monitor.capture.files import open_capture
 from monitor.pipeline import Analysis
 _preload()
-helpers = {(m.__name__, n): h for m in (flows, headers, interning, profiles)
+helpers = {(m.__name__, n): h for m in (flows, headers, interning, profiles, afpacket)
            for n, h in vars(m).items()
            if isinstance(h, numba.core.registry.CPUDispatcher)}
 before = {k: len(h.signatures) for k, h in helpers.items()}
+# a live ring's first read, over memory mapped as PacketRing maps it (no frame handed over)
+area = (ctypes.c_uint8 * 8192)()
+ring8 = np.ctypeslib.as_array(ctypes.cast(area, ctypes.POINTER(ctypes.c_uint8)), shape=(8192,))
+block, index, offset = 0, 0, 0
+afpacket._drain_ring(ring8, ring8.view(np.uint16), ring8.view(np.uint32), 4096, 2,
+                     block, index, offset, 65536, 65535, False, True)
 analysis = Analysis()
 for batch in open_capture(sys.argv[1]):
     live = FrameBatch(np.array(batch.buffer), batch.offsets, batch.caplens, batch.wirelens,
@@ -462,8 +469,8 @@ print(json.dumps([".".join(k) for k, h in helpers.items() if len(h.signatures) !
 
 
 def test_preload_compiles_what_live_and_file_batches_need() -> None:
-    """In a fresh process: after the daemon's preload, no batch and no baseline learning a
-    window waits for the JIT."""
+    """In a fresh process: after the daemon's preload, no live ring's first read, no batch
+    and no baseline learning a window waits for the JIT."""
     import json
     import subprocess
     import sys

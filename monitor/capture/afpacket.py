@@ -399,6 +399,16 @@ class PacketRing:
         self.close()
 
 
+def warm_up() -> None:
+    """Load the compiled ring reader (from numba's cache, or compile it) before any ring
+    opens: left to the first read, a cold cache (a new installation, an upgrade) would keep a
+    just-opened ring waiting a second or more while the wire fills it."""
+    ring8 = np.zeros(4096, np.uint8)  # one block the kernel has not handed over: no frame
+    _drain_ring(
+        ring8, ring8.view(np.uint16), ring8.view(np.uint32), 4096, 1, 0, 0, 0, 1, 65535, False, True
+    )
+
+
 @numba.njit(cache=True)  # type: ignore[misc]
 def _drain_ring(
     ring8: npt.NDArray[np.uint8],
