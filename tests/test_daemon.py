@@ -485,3 +485,34 @@ def test_preload_compiles_what_live_and_file_batches_need() -> None:
         check=True,
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_quiet_wire_tick_leaves_a_window_open_while_its_last_frames_may_be_in_the_ring(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A live read lets ring blocks gather, so frames of a window may wait in the ring after
+    its end: the single-process daemon's quiet-wire tick closes the window only once
+    ``TICK_GRACE`` has passed too, as the workers' tick does."""
+    import threading
+    from types import SimpleNamespace
+
+    from monitor import daemon as daemon_module
+    from monitor.capture.files import open_capture
+    from monitor.pipeline import Analysis
+
+    demo = REPO / "tests" / "data" / "lab-demo" / "capture.pcap"
+    analysis = Analysis(window_seconds=60)
+    first = next(iter(open_capture(demo)))
+    analysis.feed(first)
+    (window_end,) = [state.end for state in analysis._windows.values()]
+    daemon = Daemon.__new__(Daemon)
+    daemon.sensor = SimpleNamespace(lock=threading.Lock(), now=0.0)  # type: ignore[assignment]
+    daemon.source = SimpleNamespace(live=True, name="eth0", dropped=lambda: None)  # type: ignore[assignment]
+    daemon.analysis = analysis
+    daemon.suite = None
+    grace = daemon_module.TICK_GRACE
+    for after_end, still_open in ((grace / 2, True), (grace, False)):
+        now = window_end + after_end
+        monkeypatch.setattr(daemon_module.time, "time", lambda now=now: now)
+        daemon._housekeeping()
+        assert bool(analysis._windows) is still_open, after_end
