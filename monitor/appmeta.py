@@ -17,7 +17,7 @@ from typing import Any
 
 from monitor.decode import Malformed, dhcp, dicom, dns, hl7, http, mqtt, ssdp, tls
 
-__all__ = ["FLOW_PROTOCOLS", "AppFact", "Malformed", "decode"]
+__all__ = ["FLOW_PROTOCOLS", "UDP_DECODER_PORTS", "AppFact", "Malformed", "decode", "decoder_rank"]
 
 # protocols that describe a whole TCP flow once recognised
 FLOW_PROTOCOLS = frozenset({"tls", "http", "hl7", "dicom", "mqtt"})
@@ -241,17 +241,32 @@ def _client_hello_key(payload: bytes) -> bytes | None:
     )
 
 
+# The UDP decoders by port, in the order they claim a datagram: one between a DHCP port and
+# port 53 is DHCP, one between 5353 and 53 mDNS. The pipeline groups datagrams for decoding
+# by the same order (``decoder_rank``).
+UDP_DECODER_PORTS: tuple[tuple[str, frozenset[int]], ...] = (
+    ("dhcp", frozenset({67, 68})),
+    ("mdns", frozenset({5353})),
+    ("dns", frozenset({53, 5355})),
+    ("ssdp", frozenset({1900})),
+)
+_NO_DECODER = len(UDP_DECODER_PORTS)
+_DECODER_RANK: dict[int, int] = {}
+for _rank, (_, _ports) in enumerate(UDP_DECODER_PORTS):
+    for _port in _ports:
+        _DECODER_RANK.setdefault(_port, _rank)  # the first decoder to claim a port keeps it
+
+
+def decoder_rank(port: int) -> int:
+    """The rank in ``UDP_DECODER_PORTS`` of the first decoder that claims ``port``, or the
+    number of decoders: a datagram goes to the decoder of its ports' lower rank."""
+    return _DECODER_RANK.get(port, _NO_DECODER)
+
+
 def _udp_protocol(ports: tuple[int, int]) -> str | None:
     """Which decoder reads a UDP payload between these ports."""
-    if 67 in ports or 68 in ports:
-        return "dhcp"
-    if 5353 in ports:
-        return "mdns"
-    if 53 in ports or 5355 in ports:
-        return "dns"
-    if 1900 in ports:
-        return "ssdp"
-    return None
+    rank = min(_DECODER_RANK.get(ports[0], _NO_DECODER), _DECODER_RANK.get(ports[1], _NO_DECODER))
+    return UDP_DECODER_PORTS[rank][0] if rank < _NO_DECODER else None
 
 
 def _decode(

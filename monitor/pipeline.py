@@ -81,8 +81,10 @@ if TYPE_CHECKING:
 WindowCallback = Callable[[list[WindowProfile], "Analysis"], None]
 
 # UDP ports whose datagrams always go to an application decoder
-INSPECTED_UDP_PORTS = frozenset({53, 67, 68, 1900, 5353, 5355})
-DNS_PORTS = frozenset({53, 5353, 5355})
+INSPECTED_UDP_PORTS = frozenset().union(*(ports for _, ports in appmeta.UDP_DECODER_PORTS))
+DNS_PORTS = frozenset().union(
+    *(ports for name, ports in appmeta.UDP_DECODER_PORTS if name in ("dns", "mdns"))
+)
 DNS_HEADER = 12
 # protocols whose every (small) payload packet carries metadata worth counting
 FOLLOWED_APPS = frozenset({"hl7", "dicom"})
@@ -104,18 +106,16 @@ def _port_mask(ports: frozenset[int]) -> npt.NDArray[np.bool_]:
 
 _INSPECTED_UDP_PORT = _port_mask(INSPECTED_UDP_PORTS)
 _DNS_PORT = _port_mask(DNS_PORTS)
-_DHCP_PORT = _port_mask(frozenset({67, 68}))
-_MDNS_PORT = _port_mask(frozenset({5353}))
+# indexed by a port column: appmeta's rank of the decoder that claims the port
+_DECODER_RANK_OF_PORT = np.array([appmeta.decoder_rank(port) for port in range(1 << 16)], np.uint64)
 
 
 def _udp_decoders(
     src_port: npt.NDArray[np.int32], dst_port: npt.NDArray[np.int32]
 ) -> npt.NDArray[np.uint64]:
-    """Per datagram, a number for the decoder ``appmeta`` gives it by its ports (DHCP before
-    mDNS before DNS), so that messages grouped for decoding go to the same one."""
-    dhcp = _DHCP_PORT[src_port] | _DHCP_PORT[dst_port]
-    mdns = _MDNS_PORT[src_port] | _MDNS_PORT[dst_port]
-    return np.where(dhcp, 3, np.where(mdns, 2, 1)).astype(np.uint64)
+    """Per datagram, the rank of the decoder ``appmeta`` gives it by its ports, so that
+    messages grouped for decoding go to the same one."""
+    return np.minimum(_DECODER_RANK_OF_PORT[src_port], _DECODER_RANK_OF_PORT[dst_port])
 
 
 # a wire length's size bin (SIZE_BIN_EDGES, upper edges included) for lengths up to the

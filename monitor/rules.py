@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from monitor.facts import FactTable
-from monitor.model import UNKNOWN_CLASS, Device
+from monitor.model import UNKNOWN_CLASS, Classification, Device
 from monitor.signatures import (
     CLASS_LABELS,
     MEDICAL_CLASSES,
@@ -238,7 +238,7 @@ class RuleVerdicts:
     shrinks: int
     end: float
     vendor: str | None
-    classification: Any
+    classification: Classification | None
     counts: tuple[int, ...]  # per kind of the plan (see _plan)
     findings: tuple[Finding | None, ...]  # per rule in scope
 

@@ -249,3 +249,24 @@ def test_a_dhcp_client_s_retries_decode_once(decoded: list[bytes]) -> None:
     again = appmeta.decode(None, 17, (68, 67), bytes(retry))
     assert first == again and first is not None and first[0] == "dhcp"
     assert decoded == [DISCOVER]
+
+
+@pytest.mark.parametrize(
+    ("ports", "decoder"),
+    [
+        ((68, 67), "dhcp"),
+        ((67, 53), "dhcp"),  # a DHCP port claims the datagram before DNS's
+        ((5353, 5353), "mdns"),
+        ((53, 5353), "mdns"),
+        ((40001, 53), "dns"),
+        ((5355, 40001), "dns"),
+        ((1900, 40001), "ssdp"),
+        ((1900, 5353), "mdns"),
+        ((40001, 40002), None),
+    ],
+)
+def test_a_datagram_goes_to_the_first_decoder_that_claims_one_of_its_ports(
+    ports: tuple[int, int], decoder: str | None
+) -> None:
+    assert appmeta._udp_protocol(ports) == decoder
+    assert appmeta._udp_protocol(ports[::-1]) == decoder
