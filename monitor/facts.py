@@ -25,7 +25,7 @@ import math
 from array import array
 from collections.abc import Iterable, Iterator, KeysView, Mapping
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import compress, count, repeat
 from typing import Any, TypeVar, overload
 
 # kind -> what its values look like
@@ -210,15 +210,22 @@ class FactTable(Mapping[str, "KindFacts"]):
 
     def first_seen_before(self, end: float) -> FactTable:
         """The values first seen before ``end``, kinds left empty dropped: a read-only view
-        that shares this table's numbers (no copy: detectors take one per device and window),
-        valid until this table changes."""
+        that shares this table's numbers, and the values of each kind with none first seen
+        since ``end`` (no copy: detectors take one per device and window, and at a window's
+        close most of a device's kinds have nothing newer), valid until this table changes."""
         kept = _FactsAsOf()
-        numbers = kept._numbers = self._numbers
+        kept._numbers = self._numbers
         kept._source = self
         kept.version = self.version  # with its value count, says which view of which values
         kept.shrinks = self.shrinks
+        # the cells first seen since end (a freed cell reads as never seen: not among them)
+        late = set(compress(count(), map(float(end).__le__, self._numbers[0::_FIELDS])))
         for kind, cells in self._cells.items():
-            into = {value: cell for value, cell in cells.items() if numbers[cell * 3] < end}
+            if late.isdisjoint(cells.values()):
+                if cells:
+                    kept._cells[kind] = cells
+                continue
+            into = {value: cell for value, cell in cells.items() if cell not in late}
             if into:
                 kept._cells[kind] = into
         return kept
