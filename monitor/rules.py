@@ -353,30 +353,36 @@ def service_allowed(value: str, specs: Iterable[str]) -> bool:
     return False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Peer:
     device_class: str
     ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
     offers: frozenset[str]
 
 
+_NO_OFFERS: frozenset[str] = frozenset()  # (an empty frozenset is an object of its own each)
+
+
 def _parse_ips(texts: Iterable[str]) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
     return tuple(ip for ip in map(address_of, texts) if ip is not None)
 
 
-def _resolve_peer(peer_id: str, devices_by_id: Mapping[str, Device]) -> _Peer:
+def _resolve_peer(
+    peer_id: str,
+    devices_by_id: Mapping[str, Device],
+    offers_seen: dict[frozenset[str], frozenset[str]],
+) -> _Peer:
     peer = devices_by_id.get(peer_id)
     if peer is not None:
         ips = peer.facts.values_of("ip")
         if peer_id.startswith("ip:"):
             ips.append(peer_id[3:])
-        return _Peer(
-            peer.device_class, _parse_ips(ips), frozenset(peer.facts.values_of("service_offered"))
-        )
+        offers = frozenset(peer.facts.values_of("service_offered")) or _NO_OFFERS
+        return _Peer(peer.device_class, _parse_ips(ips), offers_seen.setdefault(offers, offers))
     for prefix in ("ext:", "ip:"):
         if peer_id.startswith(prefix):
-            return _Peer(UNKNOWN_CLASS, _parse_ips([peer_id[len(prefix) :]]), frozenset())
-    return _Peer(UNKNOWN_CLASS, (), frozenset())
+            return _Peer(UNKNOWN_CLASS, _parse_ips([peer_id[len(prefix) :]]), _NO_OFFERS)
+    return _Peer(UNKNOWN_CLASS, (), _NO_OFFERS)
 
 
 def _peer_allowed(peer: _Peer, own_class: str, spec: PeerSpec) -> bool:
@@ -406,6 +412,16 @@ class PeerVerdicts:
     def __init__(self) -> None:
         self.peers: dict[str, _Peer] = {}
         self.allowed: dict[tuple[str, str, str], bool] = {}  # (policy, class, peer) -> ok
+        # one set per distinct set of services offered: a site's devices of a kind offer the
+        # same few, and a pass resolves every device that is somebody's peer
+        self._offers: dict[frozenset[str], frozenset[str]] = {}
+
+    def peer(self, peer_id: str, devices_by_id: Mapping[str, Device]) -> _Peer:
+        """The peer ``peer_id`` as policies judge it, resolved once per pass."""
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            peer = self.peers[peer_id] = _resolve_peer(peer_id, devices_by_id, self._offers)
+        return peer
 
 
 def policy_violations(
@@ -424,9 +440,7 @@ def policy_violations(
             key = (policy.id, own_class, peer_id)
             ok = known.allowed.get(key)
             if ok is None:
-                peer = known.peers.get(peer_id)
-                if peer is None:
-                    peer = known.peers[peer_id] = _resolve_peer(peer_id, devices_by_id)
+                peer = known.peer(peer_id, devices_by_id)
                 ok = known.allowed[key] = any(_peer_allowed(peer, own_class, s) for s in specs)
             if not ok:
                 violations.setdefault("peer", []).append(peer_id)

@@ -432,3 +432,23 @@ policies:
     assert shared == alone
     assert shared[0] == [] and [f.evidence["peer"] for f in shared[1]] == [(other_monitor.id,)]
     assert len(verdicts.peers) == 1 and len(verdicts.allowed) == 2
+
+
+def test_peers_that_offer_the_same_services_share_one_set_of_them_in_a_pass() -> None:
+    # a pass resolves every device that is somebody's peer: 100,000 at a large site, most of
+    # a kind offering the same few services
+    servers = [
+        device("patient_monitor", "high", f"aa:00:00:00:01:0{n}", service_offered=offered)
+        for n, offered in enumerate((["tcp/443", "udp/161"], ["udp/161", "tcp/443"], ["tcp/80"]))
+    ]
+    quiet = [device("patient_monitor", "high", f"aa:00:00:00:02:0{n}") for n in range(2)]
+    devices = {d.id: d for d in (*servers, *quiet)}
+    verdicts = PeerVerdicts()
+    first, second, third = (verdicts.peer(d.id, devices) for d in servers)
+    assert first.offers == {"tcp/443", "udp/161"} and first.offers is second.offers
+    assert third.offers == {"tcp/80"}
+    silent = [verdicts.peer(d.id, devices) for d in quiet]
+    external = verdicts.peer("ext:203.0.113.9", devices)
+    assert silent[0].offers == frozenset() and silent[0].offers is silent[1].offers
+    assert external.offers is silent[0].offers
+    assert verdicts.peer(servers[0].id, devices) is first  # resolved once per pass

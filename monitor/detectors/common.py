@@ -101,6 +101,9 @@ class FindingDetector(DetectorBase):
     def begin_window(self) -> None:
         """Called before the findings of a window's devices are asked for."""
 
+    def end_window(self) -> None:
+        """Called when a window's devices have been judged (also when judging failed)."""
+
     def findings(
         self, device: Device, analysis: AnalysisView, library: Any, end: float
     ) -> list[Finding]:
@@ -128,6 +131,18 @@ class FindingDetector(DetectorBase):
         if library is None or not getattr(library, self.library_part):
             return []
         self.begin_window()
+        try:
+            return self._events(profiles, analysis, baselines, library)
+        finally:
+            self.end_window()
+
+    def _events(
+        self,
+        profiles: Sequence[WindowProfile],
+        analysis: AnalysisView,
+        baselines: BaselineStore | None,
+        library: Any,
+    ) -> list[Event]:
         events: list[Event] = []
         for p in profiles:
             device = analysis.devices.get(p.device_id)

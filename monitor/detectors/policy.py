@@ -28,11 +28,15 @@ class PolicyDetector(FindingDetector):
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         super().__init__(config)
-        self._verdicts = PeerVerdicts()
+        self._verdicts: PeerVerdicts | None = None
 
     def begin_window(self) -> None:
         # devices do not change while one window is scored: its peers are judged once
         self._verdicts = PeerVerdicts()
+
+    def end_window(self) -> None:
+        # a peer per device of the site: not kept until the next window
+        self._verdicts = None
 
     def findings(
         self, device: Device, analysis: AnalysisView, library: Any, end: float
