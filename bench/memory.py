@@ -11,11 +11,12 @@ live wire would bring them (default: the generated hospital capture of 100,000 p
 minutes of capture time per loop). It samples the process's anonymous memory (RssAnon: the
 heap; VmRSS, reported too, also counts the mapped capture file's page-cache pages) every
 ``--every`` seconds for ``--minutes`` of wall-clock time, and after the warm-up (the first
-``--warmup`` share of the run) prints the first, median, last and largest sample and
-whether every sample stays within 10 % of the first. In process rather than ``santinel run
---pcap`` in a loop: the daemon adds only its exporter thread and web server, whose memory
-does not depend on traffic, and a process of our own can shift capture time per loop and
-read its own RSS without racing a child.
+``--warmup`` share of the run) prints the first, median, last and largest sample, the
+median of each fifth of the run and the least-squares trend (memory that creeps can stay
+within the bound for a while), and whether every sample stays within 10 % of the first. In
+process rather than ``santinel run --pcap`` in a loop: the daemon adds only its exporter
+thread and web server, whose memory does not depend on traffic, and a process of our own can
+shift capture time per loop and read its own RSS without racing a child.
 
 ``bound`` writes (once) a capture of ``--flows`` distinct flows among ``--devices`` devices
 (``bench/generate_traffic.py --flows``) and runs it in a fresh child process twice: the
@@ -106,11 +107,16 @@ def soak(args: argparse.Namespace) -> int:
     # The process's own memory is its anonymous memory: VmRSS also counts the pages of the
     # capture file it maps, which belong to the page cache and come and go with each loop.
     steady = [anon for when, anon, _ in samples if when >= args.warmup * elapsed]
+    steady_times = [when for when, _, _ in samples if when >= args.warmup * elapsed]
     resident = [rss for when, _, rss in samples if when >= args.warmup * elapsed]
-    if len(steady) < 2:
+    if len(steady) < FIFTHS:
         print("memory: too few samples after the warm-up; run longer", file=sys.stderr)
         return 2
     reference = steady[0]
+    # flat within a bound is not enough: memory that creeps stays within 10 % for a while,
+    # so the medians along the run and the slope say whether it still moves at the end
+    along = [statistics.median(part) for part in split_evenly(steady, FIFTHS)]
+    slope = statistics.linear_regression(steady_times, steady).slope  # KiB per second
     worst = max(abs(rss - reference) / reference for rss in steady)
     flat = worst <= LIMIT
     rows = [
@@ -129,6 +135,14 @@ def soak(args: argparse.Namespace) -> int:
             + " MiB",
         ),
         (
+            "anonymous memory along the run after the warm-up (median of each fifth)",
+            " / ".join(f"{v / 1024:.0f}" for v in along) + " MiB",
+        ),
+        (
+            "trend after the warm-up (least squares)",
+            f"{slope * 3600 / 1024:+.1f} MiB per hour",
+        ),
+        (
             "VmRSS (with the mapped capture) first / max",
             f"{resident[0] / 1024:.0f} / {max(resident) / 1024:.0f} MiB",
         ),
@@ -145,6 +159,15 @@ def soak(args: argparse.Namespace) -> int:
     ]
     print_rows(rows, args.markdown, f"Soak: {args.minutes:g} minutes of replay loop")
     return 0 if flat else 1
+
+
+FIFTHS = 5
+
+
+def split_evenly(values: list[int], parts: int) -> list[list[int]]:
+    """``values`` cut into ``parts`` runs of consecutive values, as equal as they come."""
+    bounds = [round(i * len(values) / parts) for i in range(parts + 1)]
+    return [values[bounds[i] : bounds[i + 1]] for i in range(parts)]
 
 
 def evictions(analysis: Any) -> dict[str, Any]:

@@ -36,3 +36,31 @@ def test_where_prints_the_heap_by_file_and_line_largest_first_within_the_traced_
     assert any(name.endswith(": file netaddr/eui/ieee.py") for name, _ in files)
     ours = [value for name, value in lines if re.search(r"monitor/[\w/]+\.py:\d+$", name)]
     assert ours and all("`" in value for value in ours)  # each line of ours with its code
+
+
+def test_soak_reports_memory_along_the_run_and_its_trend_besides_the_bound() -> None:
+    """Memory that creeps stays within 10 % for a while: the soak also prints the median of
+    each fifth of the measured run and the least-squares trend."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "memory.py"), "soak", "--minutes", "0.25",
+         "--every", "0.25", "--capture", str(REPO / "tests/data/lab-demo/capture.pcap"),
+         "--markdown"],
+        capture_output=True, text=True, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr
+    rows = dict(
+        line.strip("| ").split(" | ", 1) for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| measure")
+    )  # fmt: skip
+    _first, median, _last, largest = map(
+        int, re.findall(r"\d+", rows["anonymous memory (RssAnon) first / median / last / max"])
+    )
+    along = rows["anonymous memory along the run after the warm-up (median of each fifth)"]
+    medians = re.fullmatch(r"(\d+) / (\d+) / (\d+) / (\d+) / (\d+) MiB", along)
+    assert medians, along
+    fifths = [int(v) for v in medians.groups()]
+    assert max(fifths) <= largest and min(fifths) <= median <= max(fifths)
+    assert re.fullmatch(
+        r"[+-]\d+\.\d MiB per hour", rows["trend after the warm-up (least squares)"]
+    )
+    assert ("within 10%" in rows["largest departure from the first"]) == (done.returncode == 0)
