@@ -38,7 +38,7 @@ def test_where_prints_the_heap_by_file_and_line_largest_first_within_the_traced_
     assert ours and all("`" in value for value in ours)  # each line of ours with its code
 
 
-def test_soak_reports_memory_along_the_run_and_its_trend_besides_the_bound() -> None:
+def test_soak_reports_the_medians_along_the_run_and_the_trend_beside_its_bound() -> None:
     """Memory that creeps stays within 10 % for a while: the soak also prints the median of
     each fifth of the measured run and the least-squares trend."""
     done = subprocess.run(
