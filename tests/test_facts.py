@@ -216,6 +216,12 @@ def test_a_view_shares_the_values_of_kinds_with_nothing_newer_and_copies_the_oth
     assert list(view) == ["peer", "ip"]
     assert view._cells["ip"] is table._cells["ip"]
     assert view._cells["peer"] is not table._cells["peer"]
+    # what it shares stays the table's: a write through the view fails before it lands
+    with pytest.raises(TypeError, match="read-only"):
+        view["ip"]["10.0.0.9"] = Fact(7.0, 7.0, 1)
+    with pytest.raises(TypeError, match="read-only"):
+        del view["ip"]["10.0.0.1"]
+    assert table.values_of("ip") == ["10.0.0.1"]
     assert list(table.first_seen_before(9.5)) == ["peer", "ip", "dns_query"]
     assert table.first_seen_before(1.0) == {}
 
