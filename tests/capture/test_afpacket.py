@@ -33,6 +33,7 @@ pytestmark = pytest.mark.netns
 TAG = "slafp"
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "tests" / "data" / "lab-demo" / "capture.pcap"
+DEMO_FRAMES = 2492  # frames in DEMO
 
 
 def _ip(*args: str) -> None:
@@ -160,7 +161,7 @@ def test_bpf_filter_keeps_what_tcpdump_keeps(veth: tuple[str, str, str], tmp_pat
     )
     assert reference.returncode == 0
     expected, _ = file_frames(tmp_path / "filtered.pcap")
-    assert 0 < len(expected) < 2492
+    assert 0 < len(expected) < DEMO_FRAMES
     with PacketRing(host_if, bpf_filter=expression) as ring:
         replay(ns, ns_if, DEMO)
         batches = drain(ring, len(expected))
@@ -254,7 +255,7 @@ def _trickle(ns: str, ns_if: str, frames: int, rate: int) -> subprocess.Popen[by
     """``frames`` frames of the demo (looped as needed) at ``rate`` per second, sent in the
     background."""
     command = ["ip", "netns", "exec", ns, "tcpreplay", f"--pps={rate}", f"--limit={frames}"]
-    loops = f"--loop={frames // 2492 + 1}"
+    loops = f"--loop={frames // DEMO_FRAMES + 1}"
     return subprocess.Popen(
         [*command, loops, "-i", ns_if, str(DEMO)],
         stdout=subprocess.DEVNULL,
