@@ -1260,7 +1260,9 @@ class Analysis:
         records = self.flows.records
         buffer = batch.buffer.data
         opaque: set[int] = set()  # flows recognised as TLS or MQTT in this batch
-        for entry, group, slot, start, length, src, dst, when, sender in zip(
+        # image fragments, skipped once their flow is known as DICOM (see _followed_once)
+        images = dicom_data_only(batch.buffer, table.payload_offset, table.payload_length, rows)
+        for entry, group, slot, start, length, src, dst, when, sender, image in zip(
             once,
             row_groups.tolist(),
             slots[row_groups].tolist(),
@@ -1270,11 +1272,14 @@ class Analysis:
             table.dst_port[rows].tolist(),
             t[rows].tolist(),
             direction[rows].tolist(),
+            images.tolist(),
             strict=True,
         ):
             if group in opaque:
                 continue  # as if the batch had been cut after the packet that told
             i, repeats, last_time, content = entry
+            if image and recognised_at[group] < i and records[slot].app == "dicom":
+                continue  # as if the batch had been cut after the packet that told
             self._decoding_row = i
             flow = records[slot]
             assert flow is not None

@@ -15,6 +15,7 @@ from monitor.capture.files import open_capture
 from monitor.model import WindowProfile
 from monitor.pipeline import Analysis, analyze_captures
 from monitor.signatures import SignatureLibrary, default_signature_dirs, load_library
+from tests.decode.test_dicom import ASSOC_RQ, pdata
 from tests.support.packets import write_capture
 
 MONITOR = "00:09:fb:00:00:01"  # Philips Medizin Systeme
@@ -215,6 +216,48 @@ def test_results_do_not_depend_on_how_frames_are_batched(shared_pcaps: Path) -> 
         )
         results[-1]["flows started"] = analysis.table_stats().flows_started
     assert results[0] == results[1]
+
+
+def _facts_in_batches_of(capture: Path, sizes: tuple[int, ...]) -> list[dict[object, object]]:
+    out = []
+    for size in sizes:
+        analysis = _analysed(capture, size)
+        out.append(
+            {
+                (d.id, k, v): (f.first_seen, f.last_seen, f.count)
+                for d in analysis.devices.values()
+                for k, vs in d.facts.items()
+                for v, f in vs.items()
+            }
+        )
+    return out
+
+
+MODALITY, PACS = "00:50:56:00:00:20", "00:50:56:00:00:30"
+
+
+def test_image_fragments_after_an_association_count_alike_however_the_batches_fall(
+    tmp_path: Path,
+) -> None:
+    """Image fragments that follow an A-ASSOCIATE-RQ within the flow's first payloads are
+    not decoded, whether the batch that recognised the association holds them or not: the
+    association alone counts as a DICOM sighting."""
+    to_pacs = Ether(src=MODALITY, dst=PACS) / IP(src="10.1.0.20", dst="10.1.0.30")
+    to_modality = Ether(src=PACS, dst=MODALITY) / IP(src="10.1.0.30", dst="10.1.0.20")
+    fragment = pdata((1, 0x00, b"\x00" * 40))  # a dataset fragment, not the last
+    packets = [
+        to_pacs / UDP(sport=5000, dport=5000),  # both known before the association
+        to_modality / UDP(sport=5000, dport=5000),
+        to_pacs / TCP(sport=40000, dport=104, flags="S"),
+        to_modality / TCP(sport=104, dport=40000, flags="SA"),
+        to_pacs / TCP(sport=40000, dport=104, flags="PA") / ASSOC_RQ,
+        *(to_pacs / TCP(sport=40000, dport=104, flags="PA") / fragment for _ in range(3)),
+    ]
+    capture = write_capture(tmp_path / "store.pcap", packets)
+    for size in (100_000, 1):
+        analysis = _analysed(capture, size)
+        for device in (MODALITY, PACS):
+            assert analysis.devices[device].facts["protocol"]["dicom"].count == 1, size
 
 
 def _facts_in_batches_of(capture: Path, sizes: tuple[int, ...]) -> list[dict[object, object]]:
