@@ -270,6 +270,11 @@ class Analysis:
         self._conversation_last: npt.NDArray[np.float64] = np.full(1024, -1.0)
         self._labels = NameTable()  # protocol label -> id in the flow table's label column
         self._stale_keys: dict[int, Flow] = {}  # slot -> flow whose keys must be interned anew
+        # internal address -> live flows that started with no device at that address: the
+        # device that later sends from it takes that side (see _take_unowned_sides)
+        self._unowned_sides: dict[str, list[Flow]] = {}
+        # addresses of _unowned_sides given an owner in this batch, with the time
+        self._owned_now: dict[str, float] = {}
         self._device_rows = NameTable()  # device id -> row of the windows' device counts
         # facts noted while a batch is processed, applied once per distinct fact at its end
         self._pending_notes: dict[tuple[str, str, str, float], list[float]] | None = None
@@ -504,6 +509,7 @@ class Analysis:
             src_dev, dst_dev, device_list = self._resolve_devices(table, t, sl)
             self._account_devices(table, t, sl, src_dev, dst_dev, device_list)
             self._bind_addresses(table, t, sl, src_dev, device_list)
+            self._take_unowned_sides()
             self._account_flows(batch, table, t, sl, packet_flows)
         finally:
             self._apply_notes()
@@ -566,6 +572,8 @@ class Analysis:
                         continue
                     if side == "src":
                         slots[j] = slot(self.inventory.device_for_ip(address, float(t[row])))
+                        if address in self._unowned_sides:
+                            self._owned_now.setdefault(address, float(t[row]))
                     else:
                         owner = self.inventory.owner_of(address)
                         if owner is not None:
@@ -674,6 +682,9 @@ class Analysis:
                     int(counts[j]),
                     float(latest[j]),
                 )
+                if address in self._unowned_sides:
+                    when = float(t[rows[r]])
+                    self._owned_now[address] = min(when, self._owned_now.get(address, when))
 
     # ------------------------------------------------------------------ flows
     def _address(self, version: int, hi: int, lo: int) -> str:
@@ -779,9 +790,15 @@ class Analysis:
             columns.append(np.where(swap, mine, theirs).tolist())
         a_hi, b_hi, a_lo, b_lo, a_port, b_port = columns
         protocol = table.protocol[sl][rows]
-        # a first packet that is a SYN-ACK was sent by the server: the client is the other side
+        # a first packet that is a SYN-ACK was sent by the server: the client is the other
+        # side; so is a DHCP server's unicast offer or acknowledgement to a client's new
+        # address (its port 68 answering later is a renewal, not a service)
         synack = (protocol == PROTO_TCP) & ((flags[rows] & 0x12) == 0x12)
-        client = np.where(synack, 1 - swap, swap).astype(np.int64).tolist()
+        src_port, dst_port = table.src_port[sl][rows], table.dst_port[sl][rows]
+        dhcp_reply = (protocol == PROTO_UDP) & (
+            ((src_port == 67) & (dst_port == 68)) | ((src_port == 547) & (dst_port == 546))
+        )
+        client = np.where(synack | dhcp_reply, 1 - swap, swap).astype(np.int64).tolist()
         pending = self._pending_notes
         assert pending is not None
         ip_owner = self.inventory.ip_owner
@@ -834,6 +851,10 @@ class Analysis:
             if names != (None, None):
                 flow.peer_names = names
             records[slot] = flow
+            if device_a is None and peer_b.startswith("ip:"):
+                self._index_unowned_side(address_a, flow)
+            if device_b is None and peer_a.startswith("ip:"):
+                self._index_unowned_side(address_b, flow)
             by_address.setdefault(address_a, []).append(flow)
             by_address.setdefault(address_b, []).append(flow)
             begun.append(flow)
@@ -883,6 +904,63 @@ class Analysis:
                 f"ext:{address}" if scope == "external" else f"ip:{address}"
             )
         return label
+
+    def _index_unowned_side(self, address: str, flow: Flow) -> None:
+        if address_scope(address) == "internal":  # a group address never gets an owner
+            self._unowned_sides.setdefault(address, []).append(flow)
+
+    def _take_unowned_sides(self) -> None:
+        """Give each live flow's side at an address that got an owner in this batch to that
+        device, as one batch holding the flow's first packet and the owner's would have
+        from the start. The usual case is a server first seen answering a connection, or a
+        DHCP client sending from the address its server just gave it; frame by frame, the
+        owner came one packet late.
+
+        - The device takes the flow's peer and protocol facts from the time the address
+          got its owner, and the other side's device names it as its peer.
+        - The flow's packets so far count for it in the window of the flow's last packet
+          (the oldest open one if that one closed, as for a late fact).
+        - From this batch on, its packets, services and messages count for it as for any
+          flow."""
+        owned, self._owned_now = self._owned_now, {}
+        records = self.flows.records
+        taken: list[tuple[Flow, int]] = []
+        for address, when in owned.items():
+            owner = self.inventory.owner_of(address)
+            if owner is None:  # refused (a router's forwarded traffic): still waiting
+                continue
+            for flow in self._unowned_sides.pop(address, ()):
+                if records[flow.slot] is not flow:
+                    continue  # ended
+                for side in (0, 1):
+                    if flow.address(side) == address and flow.device(side) is None:
+                        self._take_side(flow, side, owner, when)
+                        taken.append((flow, side))
+        if not taken:
+            return
+        self._assign_keys([flow for flow, _ in taken])
+        flows = self.flows
+        for flow, side in taken:
+            account = int(flows.account[flow.slot, side])
+            packets = int(flows.packets[flow.slot].sum())
+            if packets and account >= 0 and self._windows:
+                window = self._windows[self._window_at(float(flows.last_seen[flow.slot]))]
+                window.add_packets(
+                    np.array([account], np.int64),
+                    np.array([packets], np.int64),
+                    len(self._accounts),
+                )
+
+    def _take_side(self, flow: Flow, side: int, device: Device, when: float) -> None:
+        other = self.devices.get(flow.device(1 - side) or "")
+        if side:
+            flow.device_b, flow.peer_a = device.id, device.id
+        else:
+            flow.device_a, flow.peer_b = device.id, device.id
+        self.note(device, "peer", flow.peer(side), when)
+        self.note(device, "protocol", flow.transport, when)
+        if other is not None:
+            self.note(other, "peer", device.id, when)
 
     def _learn_service(self, flow: Flow, server_side: int, when: float) -> None:
         guessed = flow.service()
@@ -1032,6 +1110,12 @@ class Analysis:
             return
         self._next_sweep = now + FLOW_SWEEP_SECONDS
         self.flows.evict(self.flows.idle(now), "idle")
+        records = self.flows.records
+        self._unowned_sides = {
+            address: live
+            for address, flows in self._unowned_sides.items()
+            if (live := [flow for flow in flows if records[flow.slot] is flow])
+        }
         most = KEYS_PER_FLOW * len(self.flows) + KEY_SLACK
         if len(self._accounts) > most or len(self._key_names) > most:
             self._compact_keys()

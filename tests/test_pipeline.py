@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import ARP, Ether
 
 from monitor.capture import FrameBatch
 from monitor.capture.files import open_capture
@@ -218,19 +219,116 @@ def test_results_do_not_depend_on_how_frames_are_batched(shared_pcaps: Path) -> 
     assert results[0] == results[1]
 
 
-def _facts_in_batches_of(capture: Path, sizes: tuple[int, ...]) -> list[dict[object, object]]:
-    out = []
-    for size in sizes:
+def test_a_server_first_seen_answering_offers_its_service_however_the_batches_fall(
+    tmp_path: Path,
+) -> None:
+    """The engine is first seen in its SYN-ACK: frame by frame, as in one batch, it offers
+    tcp/2575, names the monitor as its peer and is the monitor's peer, although the
+    connection began while its address had no device."""
+    packets, times = hl7_feed(count=3, interval=2.0)
+    capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
+    for size in (100_000, 1):
         analysis = _analysed(capture, size)
-        out.append(
-            {
-                (d.id, k, v): (f.first_seen, f.last_seen, f.count)
-                for d in analysis.devices.values()
-                for k, vs in d.facts.items()
-                for v, f in vs.items()
-            }
-        )
-    return out
+        engine, monitor = analysis.devices[ENGINE].facts, analysis.devices[MONITOR].facts
+        assert set(engine["service_offered"]) == {"tcp/2575"}, size
+        assert set(engine["peer"]) == {MONITOR}, size
+        assert ENGINE in monitor["peer"], size
+        assert {"tcp", "hl7"} <= set(engine["protocol"]), size
+        assert engine["protocol"]["hl7"].count == 3, size
+
+
+def test_a_dhcp_server_s_unicast_answer_makes_it_the_server_not_its_client(
+    tmp_path: Path,
+) -> None:
+    """A DHCP server's acknowledgement to a client's address, then the client's renewal from
+    port 68: the server offers udp/67 and the client uses it, whoever sent first."""
+    server, client = "10.1.0.1", "10.1.0.5"
+    packets = [
+        Ether(src=ENGINE, dst=MONITOR) / IP(src=server, dst=client) / UDP(sport=67, dport=68),
+        Ether(src=MONITOR, dst=ENGINE) / IP(src=client, dst=server) / UDP(sport=68, dport=67),
+    ]
+    capture = write_capture(tmp_path / "renewal.pcap", packets, times=[0.0, 1.0])
+    for size in (100_000, 1):
+        devices = _analysed(capture, size).devices
+        assert set(devices[ENGINE].facts["service_offered"]) == {"udp/67"}, size
+        assert set(devices[MONITOR].facts["service_used"]) == {"udp/67"}, size
+        assert "service_offered" not in devices[MONITOR].facts, size
+
+
+def test_a_dhcp_answer_to_a_new_address_counts_for_the_client_that_takes_it(
+    tmp_path: Path,
+) -> None:
+    """The server acknowledges 10.1.0.5 before its client ever sent from it; the client's
+    first ARP from 10.1.0.5 comes in the next window. Its profile shows the DHCP exchange
+    (how a baseline learns that it uses DHCP) frame by frame as in one batch."""
+    chaddr = bytes.fromhex(MONITOR.replace(":", ""))
+    ack = (
+        Ether(src=ENGINE, dst=MONITOR)
+        / IP(src="10.1.0.1", dst="10.1.0.5")
+        / UDP(sport=67, dport=68)
+        / BOOTP(op=2, yiaddr="10.1.0.5", chaddr=chaddr)
+        / DHCP(options=[("message-type", "ack"), "end"])
+    )
+    announce = Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=2, hwsrc=MONITOR, psrc="10.1.0.5", pdst="10.1.0.5"
+    )
+    # windows start at multiples of 60 s: 39 s and 41 s after the start are either side of one
+    capture = write_capture(tmp_path / "lease.pcap", [ack, announce], times=[39.0, 41.0])
+    for size in (100_000, 1):
+        assert "dhcp" in _profiled_protocols(capture, size, MONITOR), size
+
+
+def _profiled_protocols(capture: Path, batch_frames: int, device_id: str) -> set[str]:
+    """The protocols in the window profiles of ``device_id``, the capture analysed in batches
+    of ``batch_frames`` frames."""
+    protocols: set[str] = set()
+
+    def keep(closed: list[WindowProfile], _: Analysis) -> None:
+        for profile in closed:
+            if profile.device_id == device_id:
+                protocols.update(profile.protocols)
+
+    analysis = Analysis(on_window=keep)
+    for batch in _rebatch(capture, batch_frames):
+        analysis.feed(batch)
+    analysis.finish()
+    return protocols
+
+
+def test_a_flow_waiting_for_its_address_s_owner_is_forgotten_once_it_ends(
+    tmp_path: Path,
+) -> None:
+    """Flows to an address no device sends from wait for one; the first sweep after they
+    end lets them go, so that a host that never answers costs nothing for long."""
+    to_silent = Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.77")
+    packets = [to_silent / UDP(sport=port, dport=161) for port in (5000, 5001)]
+    packets.append(Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9") / UDP())
+    capture = write_capture(tmp_path / "silent.pcap", packets, times=[0.0, 1.0, 900.0])
+    analysis = Analysis()
+    batches = _rebatch(capture, 1)
+    for batch in batches[:2]:
+        analysis.feed(batch)
+    assert len(analysis._unowned_sides["10.1.0.77"]) == 2
+    analysis.feed(batches[2])  # past both flows' idle timeout: swept
+    assert "10.1.0.77" not in analysis._unowned_sides
+
+
+def test_without_link_layer_a_server_first_seen_answering_offers_its_service(
+    tmp_path: Path,
+) -> None:
+    """On a capture of bare IP packets (an address is a device), as on Ethernet."""
+    to_engine = IP(src="10.1.0.5", dst="10.1.0.9")
+    to_monitor = IP(src="10.1.0.9", dst="10.1.0.5")
+    packets = [
+        to_engine / TCP(sport=40001, dport=2575, flags="S"),
+        to_monitor / TCP(sport=2575, dport=40001, flags="SA"),
+        to_engine / TCP(sport=40001, dport=2575, flags="A"),
+    ]
+    capture = write_capture(tmp_path / "raw.pcap", packets)
+    for size in (100_000, 1):
+        devices = _analysed(capture, size).devices
+        assert set(devices["ip:10.1.0.9"].facts["service_offered"]) == {"tcp/2575"}, size
+        assert "ip:10.1.0.9" in devices["ip:10.1.0.5"].facts["peer"], size
 
 
 MODALITY, PACS = "00:50:56:00:00:20", "00:50:56:00:00:30"
