@@ -572,8 +572,7 @@ class Analysis:
                         continue
                     if side == "src":
                         slots[j] = slot(self.inventory.device_for_ip(address, float(t[row])))
-                        if address in self._unowned_sides:
-                            self._owned_now.setdefault(address, float(t[row]))
+                        self._owned_at(address, float(t[row]))
                     else:
                         owner = self.inventory.owner_of(address)
                         if owner is not None:
@@ -682,9 +681,7 @@ class Analysis:
                     int(counts[j]),
                     float(latest[j]),
                 )
-                if address in self._unowned_sides:
-                    when = float(t[rows[r]])
-                    self._owned_now[address] = min(when, self._owned_now.get(address, when))
+                self._owned_at(address, float(t[rows[r]]))
 
     # ------------------------------------------------------------------ flows
     def _address(self, version: int, hi: int, lo: int) -> str:
@@ -908,6 +905,12 @@ class Analysis:
     def _index_unowned_side(self, address: str, flow: Flow) -> None:
         if address_scope(address) == "internal":  # a group address never gets an owner
             self._unowned_sides.setdefault(address, []).append(flow)
+
+    def _owned_at(self, address: str, when: float) -> None:
+        """``address`` may have got an owner at ``when``: flows waiting for one take it in
+        ``_take_unowned_sides``."""
+        if address in self._unowned_sides:
+            self._owned_now[address] = min(when, self._owned_now.get(address, when))
 
     def _take_unowned_sides(self) -> None:
         """Give each live flow's side at an address that got an owner in this batch to that
@@ -1362,11 +1365,11 @@ class Analysis:
             if group in opaque:
                 continue  # as if the batch had been cut after the packet that told
             i, repeats, last_time, content = entry
-            if image and recognised_at[group] < i and records[slot].app == "dicom":
-                continue  # as if the batch had been cut after the packet that told
-            self._decoding_row = i
             flow = records[slot]
             assert flow is not None
+            if image and recognised_at[group] < i and flow.app == "dicom":
+                continue  # as if the batch had been cut after the packet that told
+            self._decoding_row = i
             was = flow.app
             payload = buffer[start : start + length].tobytes()
             self._apply_metadata(
