@@ -310,6 +310,27 @@ class FactTable(Mapping[str, "KindFacts"]):
                 numbers[base + 1] = when
             numbers[base + 2] += times
 
+    def take_back(self, kind: str, value: str, times: int = 1) -> bool:
+        """Take back ``times`` sightings of ``value`` (recorded under a name that turned out
+        to stand for another); the value goes when none is left, and its kind when it was
+        the last. Returns True when the value went. Its first and last seen stay: what is
+        left of it was seen within them."""
+        cells = self._cells.get(kind, _NO_CELLS)
+        cell = cells.get(value)
+        if cell is None:
+            return False
+        base = cell * _FIELDS
+        left = self._numbers[base + 2] - times
+        if left > 0:
+            self._numbers[base + 2] = left
+            return False
+        del cells[value]
+        self._release(cell)
+        if not cells:
+            del self._cells[kind]
+        self._compact_if_sparse()
+        return True
+
     def absorb(self, other: FactTable | Mapping[str, Mapping[str, Fact]]) -> None:
         """Add ``other``'s values: first seen is the earlier, last seen the later, counts
         add up. Unbounded (the parts were bounded)."""

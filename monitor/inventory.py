@@ -264,3 +264,12 @@ class Inventory:
             self.dirty.add(device.id)
             return True
         return False
+
+    def take_back(self, device: Device, kind: str, value: str, times: int = 1) -> None:
+        """Take back ``times`` sightings of a fact noted under a name that stood for another
+        (a peer's address before its device was known); the value goes when none is left.
+        A worker's journal reports only that: the daemon keeps the count it was told."""
+        if device.facts.take_back(kind, value, times):
+            if self.journal is not None:
+                self.journal.remove(device.id, kind, value)
+            self.dirty.add(device.id)

@@ -152,6 +152,9 @@ class _WindowState:
     messages: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]] = field(
         default_factory=list
     )
+    # conversation -> the one its messages so far belong to (a peer's address renamed to its
+    # device): applied once, when the messages move into the profiles
+    renamed: dict[int, int] = field(default_factory=dict)
     device_counts: npt.NDArray[np.int64] = field(
         default_factory=lambda: np.zeros((0, DEVICE_COUNT_COLUMNS), np.int64)
     )
@@ -273,8 +276,8 @@ class Analysis:
         # internal address -> live flows that started with no device at that address: the
         # device that later sends from it takes that side (see _take_unowned_sides)
         self._unowned_sides: dict[str, list[Flow]] = {}
-        # addresses of _unowned_sides given an owner in this batch, with the time
-        self._owned_now: dict[str, float] = {}
+        # addresses of _unowned_sides that may have got an owner in this batch, in order
+        self._owned_now: dict[str, None] = {}
         self._device_rows = NameTable()  # device id -> row of the windows' device counts
         # facts noted while a batch is processed, applied once per distinct fact at its end
         self._pending_notes: dict[tuple[str, str, str, float], list[float]] | None = None
@@ -572,7 +575,7 @@ class Analysis:
                         continue
                     if side == "src":
                         slots[j] = slot(self.inventory.device_for_ip(address, float(t[row])))
-                        self._owned_at(address, float(t[row]))
+                        self._owned_at(address)
                     else:
                         owner = self.inventory.owner_of(address)
                         if owner is not None:
@@ -681,7 +684,7 @@ class Analysis:
                     int(counts[j]),
                     float(latest[j]),
                 )
-                self._owned_at(address, float(t[rows[r]]))
+                self._owned_at(address)
 
     # ------------------------------------------------------------------ flows
     def _address(self, version: int, hi: int, lo: int) -> str:
@@ -906,11 +909,11 @@ class Analysis:
         if address_scope(address) == "internal":  # a group address never gets an owner
             self._unowned_sides.setdefault(address, []).append(flow)
 
-    def _owned_at(self, address: str, when: float) -> None:
-        """``address`` may have got an owner at ``when``: flows waiting for one take it in
+    def _owned_at(self, address: str) -> None:
+        """``address`` may have got an owner: flows waiting for one take it in
         ``_take_unowned_sides``."""
         if address in self._unowned_sides:
-            self._owned_now[address] = min(when, self._owned_now.get(address, when))
+            self._owned_now[address] = None
 
     def _take_unowned_sides(self) -> None:
         """Give each live flow's side at an address that got an owner in this batch to that
@@ -919,16 +922,20 @@ class Analysis:
         DHCP client sending from the address its server just gave it; frame by frame, the
         owner came one packet late.
 
-        - The device takes the flow's peer and protocol facts from the time the address
-          got its owner, and the other side's device names it as its peer.
-        - The flow's packets so far count for it in the window of the flow's last packet
-          (the oldest open one if that one closed, as for a late fact).
+        - The device takes the flow's peer and protocol facts from the flow's first packet,
+          and the other side's device names it as its peer from then: the ``ip:ADDR`` it
+          had named instead is taken back (one sighting per flow; the value goes when none
+          is left), in the inventory and in the open window's profile.
+        - The flow's packets so far count for the device in the window of the flow's last
+          packet (the oldest open one if that one closed, as for a late fact). For the other
+          side, they move from its account under ``ip:ADDR`` to the one under the device in
+          the open windows, and its messages there move to the conversation with the device.
         - From this batch on, its packets, services and messages count for it as for any
-          flow."""
+          flow. What closed windows hold stays as it was."""
         owned, self._owned_now = self._owned_now, {}
         records = self.flows.records
         taken: list[tuple[Flow, int]] = []
-        for address, when in owned.items():
+        for address in owned:
             owner = self.inventory.owner_of(address)
             if owner is None:  # refused (a router's forwarded traffic): still waiting
                 continue
@@ -937,33 +944,80 @@ class Analysis:
                     continue  # ended
                 for side in (0, 1):
                     if flow.address(side) == address and flow.device(side) is None:
-                        self._take_side(flow, side, owner, when)
+                        self._take_side(flow, side, owner)
                         taken.append((flow, side))
         if not taken:
             return
-        self._assign_keys([flow for flow, _ in taken])
         flows = self.flows
-        for flow, side in taken:
+        named_before = [
+            (int(flows.account[flow.slot, 1 - side]), int(flows.conversation[flow.slot, 1 - side]))
+            for flow, side in taken
+        ]
+        self._assign_keys([flow for flow, _ in taken])
+        if not self._windows:
+            return
+        for (flow, side), (old_account, old_conversation) in zip(taken, named_before, strict=True):
             account = int(flows.account[flow.slot, side])
             packets = int(flows.packets[flow.slot].sum())
-            if packets and account >= 0 and self._windows:
+            if packets and account >= 0:
                 window = self._windows[self._window_at(float(flows.last_seen[flow.slot]))]
                 window.add_packets(
                     np.array([account], np.int64),
                     np.array([packets], np.int64),
                     len(self._accounts),
                 )
+            if packets and old_account >= 0:
+                self._move_packets(old_account, int(flows.account[flow.slot, 1 - side]), packets)
+            new_conversation = int(flows.conversation[flow.slot, 1 - side])
+            if old_conversation >= 0 and new_conversation != old_conversation:
+                self._move_messages(old_conversation, new_conversation)
 
-    def _take_side(self, flow: Flow, side: int, device: Device, when: float) -> None:
+    def _move_packets(self, old: int, new: int, packets: int) -> None:
+        """Move up to ``packets`` packets from account ``old`` to account ``new`` in the open
+        windows, the newest first (where a flow's packets mostly are)."""
+        size = len(self._accounts)
+        for window in reversed(self._windows.values()):
+            counts = window.account_packets
+            moved = min(int(counts[old]), packets) if old < counts.shape[0] else 0
+            if moved:
+                counts[old] -= moved
+                window.add_packets(np.array([new], np.int64), np.array([moved], np.int64), size)
+                packets -= moved
+                if not packets:
+                    return
+
+    def _move_messages(self, old: int, new: int) -> None:
+        """The open windows' messages of conversation ``old`` become ``new``'s (when they move
+        into the profiles: a window holds an array of them per batch), and so does its last
+        message time (a message right after it continues its burst)."""
+        for window in self._windows.values():
+            window.renamed[old] = new
+        last = self._conversation_last
+        last[new] = max(last[new], last[old])
+
+    def _take_side(self, flow: Flow, side: int, device: Device) -> None:
         other = self.devices.get(flow.device(1 - side) or "")
+        named = flow.peer(1 - side)  # how the other side named this one: ip:ADDR
         if side:
             flow.device_b, flow.peer_a = device.id, device.id
         else:
             flow.device_a, flow.peer_b = device.id, device.id
+        when = flow.first_seen
         self.note(device, "peer", flow.peer(side), when)
         self.note(device, "protocol", flow.transport, when)
-        if other is not None:
-            self.note(other, "peer", device.id, when)
+        if other is None:
+            return
+        self.inventory.take_back(other, "peer", named)
+        start = (when // self.window_seconds) * self.window_seconds
+        window = self._windows.get(start)
+        profile = window.profiles.get(other.id) if window is not None else None
+        seen_in = profile.facts.get("peer") if profile is not None else None
+        if seen_in is not None and named in seen_in:
+            if seen_in[named] > 1:
+                seen_in[named] -= 1
+            else:
+                del seen_in[named]
+        self.note(other, "peer", device.id, when)
 
     def _learn_service(self, flow: Flow, server_side: int, when: float) -> None:
         guessed = flow.service()
@@ -1084,9 +1138,14 @@ class Analysis:
             profile.services[service] = profile.services.get(service, 0) + count
             profile.protocols[protocol] = profile.protocols.get(protocol, 0) + count
         window.account_packets = np.zeros(0, np.int64)
+        renamed, window.renamed = window.renamed, {}
         if not window.messages:
             return
         conversations = np.concatenate([c for c, _ in window.messages])
+        if renamed:
+            alias = np.arange(len(self._conversation_table), dtype=conversations.dtype)
+            alias[list(renamed)] = list(renamed.values())
+            conversations = alias[conversations]
         times = np.concatenate([t for _, t in window.messages])
         window.messages = []
         order = np.argsort(conversations, kind="stable")  # capture order within each

@@ -158,6 +158,24 @@ def test_shrinks_moves_when_a_value_goes_or_its_numbers_are_replaced_and_only_th
     assert view.shrinks == table.shrinks
 
 
+def test_sightings_taken_back_lower_the_count_and_the_last_one_takes_the_value() -> None:
+    """A peer first named by its address is renamed once its device is known: each flow's
+    sighting is taken back; what others saw of the value stays, with its times."""
+    table = FactTable()
+    table.record("peer", "ip:10.0.0.9", 10.0, 3, last=30.0)
+    table.record("peer", "dev-b", 12.0)
+    version, shrinks = table.version, table.shrinks
+    assert not table.take_back("peer", "ip:10.0.0.9", 2)
+    assert table["peer"]["ip:10.0.0.9"] == Fact(10.0, 30.0, 1)
+    assert (table.version, table.shrinks) == (version, shrinks)  # the values read the same
+    assert not table.take_back("peer", "unknown") and not table.take_back("ip", "10.0.0.9")
+    assert table.take_back("peer", "ip:10.0.0.9")
+    assert table == FactTable({"peer": {"dev-b": Fact(12.0, 12.0, 1)}})
+    assert table.version > version and table.shrinks > shrinks
+    assert table.take_back("peer", "dev-b")
+    assert "peer" not in table and table.value_count() == 0 and table.total_sightings() == 0
+
+
 def test_counts_of_kinds_are_their_values_in_the_table_or_in_its_view() -> None:
     table = FactTable()
     for value, when in (("a", 1.0), ("b", 5.0), ("c", 9.0)):

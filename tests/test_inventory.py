@@ -10,7 +10,8 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
-from monitor.inventory import _vendor_of_oui, vendor_of
+from monitor.facts import FactJournal
+from monitor.inventory import Inventory, _vendor_of_oui, vendor_of
 from monitor.pipeline import analyze_captures
 from tests.support.packets import write_capture
 
@@ -149,3 +150,22 @@ def test_the_vendor_is_looked_up_once_per_oui_in_any_mac_notation() -> None:
     for bad in ("00:09:fb", "zz:09:fb:86:c6:57", "00:09:fb:86:c6:zz", ""):
         assert vendor_of(bad) is None, bad
     assert vendor_of("02:00:00:00:00:01") is None  # locally administered: not registered
+
+
+def test_a_fact_taken_back_to_none_is_journaled_as_removed_and_reclassified() -> None:
+    """A worker's report tells the daemon a value went; a lower count is not reported (the
+    daemon keeps the count it was told), and nothing is said of a value never recorded."""
+    inventory = Inventory()
+    inventory.journal = FactJournal()
+    device = inventory.device_for_mac(0x00D07510_0A05, 1.0)
+    inventory.note(device, "peer", "ip:10.0.0.9", 1.0, 2)
+    inventory.journal.take()
+    inventory.dirty.clear()
+    inventory.take_back(device, "peer", "ip:10.0.0.9")
+    inventory.take_back(device, "peer", "ip:10.0.0.77")
+    assert inventory.journal.take() == ({}, set(), set())
+    assert not inventory.dirty
+    inventory.take_back(device, "peer", "ip:10.0.0.9")
+    assert "peer" not in device.facts
+    assert inventory.journal.take()[1] == {(device.id, "peer", "ip:10.0.0.9")}
+    assert inventory.dirty == {device.id}

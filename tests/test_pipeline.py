@@ -237,6 +237,101 @@ def test_a_server_first_seen_answering_offers_its_service_however_the_batches_fa
         assert engine["protocol"]["hl7"].count == 3, size
 
 
+def _profiles_of(capture: Path, batch_frames: int, device_id: str) -> list[tuple[object, ...]]:
+    """What each closed window profile of ``device_id`` holds, the capture analysed in
+    batches of ``batch_frames`` frames: all but the packets per protocol, which count a
+    flow's packets before its content was recognised as its transport's."""
+    found: list[tuple[object, ...]] = []
+
+    def keep(closed: list[WindowProfile], _: Analysis) -> None:
+        for p in closed:
+            if p.device_id == device_id:
+                found.append(
+                    (
+                        p.start,
+                        p.tx_packets,
+                        p.rx_packets,
+                        p.flows_started,
+                        p.peers,
+                        p.services,
+                        p.facts,
+                        p.conversations,
+                    )
+                )
+
+    analysis = Analysis(on_window=keep)
+    for batch in _rebatch(capture, batch_frames):
+        analysis.feed(batch)
+    analysis.finish()
+    return found
+
+
+def _query_answered_by_a_new_server(tmp_path: Path) -> Path:
+    """A monitor's report to 10.1.0.9, sent again a second later; the host is first seen in
+    its answer, and the report's last part follows right after it (one message with the
+    datagram before: the gap is under MESSAGE_GAP_SECONDS); a second report comes later."""
+    query = Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9")
+    answer = Ether(src=ENGINE, dst=MONITOR) / IP(src="10.1.0.9", dst="10.1.0.5")
+    packets = [
+        query / UDP(sport=5000, dport=7001) / b"report 1",
+        query / UDP(sport=5000, dport=7001) / b"report 1",
+        answer / UDP(sport=7001, dport=5000) / b"ok",
+        query / UDP(sport=5000, dport=7001) / b"report 1, end",
+        query / UDP(sport=5000, dport=7001) / b"report 2",
+    ]
+    times = [0.0, 1.0, 1.001, 1.002, 5.0]
+    return write_capture(tmp_path / "report.pcap", packets, times=times)
+
+
+@pytest.mark.parametrize("exchange", ["hl7 over tcp", "datagrams"])
+def test_the_client_of_a_server_first_seen_answering_sees_it_however_the_batches_fall(
+    tmp_path: Path, exchange: str
+) -> None:
+    """Frame by frame, the monitor's first packet went to an address with no device yet.
+    Once the server answers, the monitor's facts and window profile are those of one batch:
+    no ``ip:10.1.0.9`` peer, its packets and messages counted with the server, and the
+    server named its peer from the first packet on."""
+    if exchange == "datagrams":
+        capture = _query_answered_by_a_new_server(tmp_path)
+    else:
+        packets, times = hl7_feed(count=3, interval=2.0)
+        capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
+    monitor_facts = []
+    for size in (100_000, 1):
+        monitor = _analysed(capture, size).devices[MONITOR]
+        facts = monitor.facts
+        assert set(facts["peer"]) == {ENGINE}, size
+        assert facts["peer"][ENGINE].first_seen == monitor.first_seen, size
+        monitor_facts.append(facts)
+    assert monitor_facts[0] == monitor_facts[1]
+    in_one_batch = _profiles_of(capture, 100_000, MONITOR)
+    assert in_one_batch[0][4] == {ENGINE}
+    assert all(key.startswith(f"{ENGINE}|") for key in in_one_batch[0][7])
+    assert _profiles_of(capture, 1, MONITOR) == in_one_batch
+
+
+def test_conversations_renamed_before_the_keys_are_compacted_stay_as_they_were(
+    tmp_path: Path,
+) -> None:
+    """Interning the live flows' keys anew (every sweep may) renumbers the conversations: a
+    rename recorded before it was applied then, and must not touch the new numbers."""
+    capture = _query_answered_by_a_new_server(tmp_path)
+    found: list[dict[str, list[float]]] = []
+
+    def keep(closed: list[WindowProfile], _: Analysis) -> None:
+        found.extend(p.conversations for p in closed if p.device_id == MONITOR)
+
+    analysis = Analysis(on_window=keep)
+    batches = _rebatch(capture, 1)
+    for batch in batches[:3]:  # the answer: the monitor's conversation is renamed
+        analysis.feed(batch)
+    analysis._compact_keys()
+    for batch in batches[3:]:
+        analysis.feed(batch)
+    analysis.finish()
+    assert found == [_profiles_of(capture, 100_000, MONITOR)[0][7]]
+
+
 def test_a_dhcp_server_s_unicast_answer_makes_it_the_server_not_its_client(
     tmp_path: Path,
 ) -> None:
