@@ -1364,7 +1364,8 @@ class Analysis:
             rows, labels = rows[~images], labels[~images]
         hl7 = labels == self._labels.ids.get("hl7", -1)
         feed = rows[hl7]
-        salt = groups[feed] * 2 + direction[feed]
+        # repeats count in the window they were seen in, as for datagrams
+        salt = (groups[feed] * 2 + direction[feed]) * 1_000_003 + self._packet_window[feed]
         keys = hl7_routing_keys(buffer, offsets, payload_len, feed, salt)
         routed = keys != 0
         first, inverse, counts = group_keys(keys[routed])

@@ -310,6 +310,20 @@ def test_the_client_of_a_server_first_seen_answering_sees_it_however_the_batches
     assert _profiles_of(capture, 1, MONITOR) == in_one_batch
 
 
+def test_an_hl7_feed_s_messages_count_in_the_window_each_was_sent_in_however_the_batches_fall(
+    tmp_path: Path,
+) -> None:
+    """A feed says the same thing all day, so a batch decodes each routing once and counts
+    its repeats: per window, or a batch spanning windows put them all in the first."""
+    packets, times = hl7_feed(count=6, interval=20.0)
+    capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
+    in_one_batch = _profiles_of(capture, 100_000, MONITOR)
+    assert len(in_one_batch) >= 2
+    counts = [facts["hl7_message_type"]["ORU^R01"] for *_, facts, _ in in_one_batch]
+    assert sum(counts) == 6 and max(counts) < 6
+    assert _profiles_of(capture, 1, MONITOR) == in_one_batch
+
+
 def test_conversations_renamed_before_the_keys_are_compacted_stay_as_they_were(
     tmp_path: Path,
 ) -> None:
