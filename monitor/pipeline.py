@@ -927,9 +927,11 @@ class Analysis:
           had named instead is taken back (one sighting per flow; the value goes when none
           is left), in the inventory and in the open window's profile.
         - The flow's packets so far count for the device in the window of the flow's last
-          packet (the oldest open one if that one closed, as for a late fact). For the other
-          side, they move from its account under ``ip:ADDR`` to the one under the device in
-          the open windows, and its messages there move to the conversation with the device.
+          packet (the oldest open one if that one closed, as for a late fact), as do those
+          it received if it did not exist then, and the flow as one it started if it is the
+          client. For the other side, they move from its account under ``ip:ADDR`` to the
+          one under the device in the open windows, and its messages there move to the
+          conversation with the device.
         - From this batch on, its packets, services and messages count for it as for any
           flow. What closed windows hold stays as it was."""
         owned, self._owned_now = self._owned_now, {}
@@ -959,18 +961,38 @@ class Analysis:
         for (flow, side), (old_account, old_conversation) in zip(taken, named_before, strict=True):
             account = int(flows.account[flow.slot, side])
             packets = int(flows.packets[flow.slot].sum())
+            window = self._windows[self._window_at(float(flows.last_seen[flow.slot]))]
             if packets and account >= 0:
-                window = self._windows[self._window_at(float(flows.last_seen[flow.slot]))]
                 window.add_packets(
                     np.array([account], np.int64),
                     np.array([packets], np.int64),
                     len(self._accounts),
+                )
+            received = int(flows.packets[flow.slot, 1 - side])
+            device = self.devices[flow.device(side) or ""]
+            # a device that existed then had them counted, sent to its MAC
+            if received and device.first_seen > flows.last_seen[flow.slot]:
+                self._count_received(
+                    device, window, received, int(flows.bytes[flow.slot, 1 - side])
                 )
             if packets and old_account >= 0:
                 self._move_packets(old_account, int(flows.account[flow.slot, 1 - side]), packets)
             new_conversation = int(flows.conversation[flow.slot, 1 - side])
             if old_conversation >= 0 and new_conversation != old_conversation:
                 self._move_messages(old_conversation, new_conversation)
+
+    def _count_received(
+        self, device: Device, window: _WindowState, packets: int, wire_bytes: int
+    ) -> None:
+        """Count for ``device`` the packets a flow sent to its address before it was its (a
+        worker's journal has it among the devices whose traffic moved: it sent in this
+        batch, or its address would have no new owner)."""
+        device.rx_packets += packets
+        device.rx_bytes += wire_bytes
+        counts = np.zeros((1, DEVICE_COUNT_COLUMNS), np.int64)
+        counts[0, 2], counts[0, 3] = packets, wire_bytes
+        row = np.array([self._device_rows.id(device.id)], np.int64)
+        window.add_device_counts(row, counts, len(self._device_rows))
 
     def _move_packets(self, old: int, new: int, packets: int) -> None:
         """Move up to ``packets`` packets from account ``old`` to account ``new`` in the open
@@ -1005,6 +1027,8 @@ class Analysis:
         when = flow.first_seen
         self.note(device, "peer", flow.peer(side), when)
         self.note(device, "protocol", flow.transport, when)
+        if side == flow.client_side:  # a DHCP client given its address: it began the flow
+            self._profile(device.id, self._window_at(when)).flows_started += 1
         if other is None:
             return
         self.inventory.take_back(other, "peer", named)

@@ -250,7 +250,9 @@ def _profiles_of(capture: Path, batch_frames: int, device_id: str) -> list[tuple
                     (
                         p.start,
                         p.tx_packets,
+                        p.tx_bytes,
                         p.rx_packets,
+                        p.rx_bytes,
                         p.flows_started,
                         p.peers,
                         p.services,
@@ -296,18 +298,25 @@ def test_the_client_of_a_server_first_seen_answering_sees_it_however_the_batches
     else:
         packets, times = hl7_feed(count=3, interval=2.0)
         capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
-    monitor_facts = []
+    monitor_facts, counters = [], []
     for size in (100_000, 1):
-        monitor = _analysed(capture, size).devices[MONITOR]
+        devices = _analysed(capture, size).devices
+        monitor = devices[MONITOR]
         facts = monitor.facts
         assert set(facts["peer"]) == {ENGINE}, size
         assert facts["peer"][ENGINE].first_seen == monitor.first_seen, size
         monitor_facts.append(facts)
+        counters.append(
+            [(d.tx_packets, d.tx_bytes, d.rx_packets, d.rx_bytes) for d in devices.values()]
+        )
     assert monitor_facts[0] == monitor_facts[1]
+    assert counters[0] == counters[1]
     in_one_batch = _profiles_of(capture, 100_000, MONITOR)
-    assert in_one_batch[0][4] == {ENGINE}
-    assert all(key.startswith(f"{ENGINE}|") for key in in_one_batch[0][7])
+    assert in_one_batch[0][6] == {ENGINE}
+    assert all(key.startswith(f"{ENGINE}|") for key in in_one_batch[0][9])
     assert _profiles_of(capture, 1, MONITOR) == in_one_batch
+    # the server received the packets sent to its address before it was first seen
+    assert _profiles_of(capture, 1, ENGINE) == _profiles_of(capture, 100_000, ENGINE)
 
 
 def test_an_hl7_feed_s_messages_count_in_the_window_each_was_sent_in_however_the_batches_fall(
@@ -343,7 +352,7 @@ def test_conversations_renamed_before_the_keys_are_compacted_stay_as_they_were(
     for batch in batches[3:]:
         analysis.feed(batch)
     analysis.finish()
-    assert found == [_profiles_of(capture, 100_000, MONITOR)[0][7]]
+    assert found == [_profiles_of(capture, 100_000, MONITOR)[0][9]]
 
 
 def test_a_dhcp_server_s_unicast_answer_makes_it_the_server_not_its_client(
@@ -369,7 +378,8 @@ def test_a_dhcp_answer_to_a_new_address_counts_for_the_client_that_takes_it(
 ) -> None:
     """The server acknowledges 10.1.0.5 before its client ever sent from it; the client's
     first ARP from 10.1.0.5 comes in the next window. Its profile shows the DHCP exchange
-    (how a baseline learns that it uses DHCP) frame by frame as in one batch."""
+    (how a baseline learns that it uses DHCP), the acknowledgement received and the flow as
+    one it began, frame by frame as in one batch."""
     chaddr = bytes.fromhex(MONITOR.replace(":", ""))
     ack = (
         Ether(src=ENGINE, dst=MONITOR)
@@ -385,6 +395,9 @@ def test_a_dhcp_answer_to_a_new_address_counts_for_the_client_that_takes_it(
     capture = write_capture(tmp_path / "lease.pcap", [ack, announce], times=[39.0, 41.0])
     for size in (100_000, 1):
         assert "dhcp" in _profiled_protocols(capture, size, MONITOR), size
+    first_window = _profiles_of(capture, 100_000, MONITOR)[0]
+    assert (first_window[3], first_window[5]) == (1, 1)  # received, flows started
+    assert _profiles_of(capture, 1, MONITOR) == _profiles_of(capture, 100_000, MONITOR)
 
 
 def _profiled_protocols(capture: Path, batch_frames: int, device_id: str) -> set[str]:
