@@ -400,6 +400,34 @@ def test_a_dhcp_answer_to_a_new_address_counts_for_the_client_that_takes_it(
     assert _profiles_of(capture, 1, MONITOR) == _profiles_of(capture, 100_000, MONITOR)
 
 
+def test_an_answer_to_a_device_seen_before_its_address_counts_once(tmp_path: Path) -> None:
+    """The client asked for an address before the server's answer to it: the answer, sent to
+    its MAC, counted as received then, and not again when its address becomes its own."""
+    chaddr = bytes.fromhex(MONITOR.replace(":", ""))
+    discover = (
+        Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="0.0.0.0", dst="255.255.255.255")
+        / UDP(sport=68, dport=67)
+        / BOOTP(op=1, chaddr=chaddr)
+        / DHCP(options=[("message-type", "discover"), "end"])
+    )
+    ack = (
+        Ether(src=ENGINE, dst=MONITOR)
+        / IP(src="10.1.0.1", dst="10.1.0.5")
+        / UDP(sport=67, dport=68)
+        / BOOTP(op=2, yiaddr="10.1.0.5", chaddr=chaddr)
+        / DHCP(options=[("message-type", "ack"), "end"])
+    )
+    announce = Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=2, hwsrc=MONITOR, psrc="10.1.0.5", pdst="10.1.0.5"
+    )
+    packets = [discover, ack, announce]
+    capture = write_capture(tmp_path / "lease.pcap", packets, times=[38.0, 39.0, 41.0])
+    for size in (100_000, 1):
+        assert _analysed(capture, size).devices[MONITOR].rx_packets == 1, size
+    assert _profiles_of(capture, 1, MONITOR) == _profiles_of(capture, 100_000, MONITOR)
+
+
 def _profiled_protocols(capture: Path, batch_frames: int, device_id: str) -> set[str]:
     """The protocols in the window profiles of ``device_id``, the capture analysed in batches
     of ``batch_frames`` frames."""
