@@ -16,6 +16,7 @@ recycles itself instead of pushing out the devices that talk.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import string
@@ -187,6 +188,16 @@ class Inventory:
                 if device is not None:
                     device.classification = classify(device, signatures)
         self.dirty.clear()
+
+    def classify_as_of(self, devices: list[Device], end: float, signatures: Any) -> None:
+        """Classify ``devices`` on their facts first seen before ``end``, and mark them for
+        classifying again on all of them."""
+        from monitor.classifier import classify
+
+        for device in devices:
+            then = dataclasses.replace(device, facts=device.facts.first_seen_before(end))
+            device.classification = classify(then, signatures)
+            self.dirty.add(device.id)
 
     # ---- address bindings ----
     def bind(

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
+from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
@@ -807,6 +808,36 @@ def test_devices_are_classified_again_at_most_once_a_second_of_capture_time(
     assert rounds[0] == 1
     assert rounds[1] == 4  # at 0, 1 and 2 s and at the end, not after each of 30 batches
     assert results[0] == results[1]
+
+
+def test_a_window_is_judged_with_the_class_its_device_had_when_it_ended(
+    tmp_path: Path, library: SignatureLibrary
+) -> None:
+    """A bridge says what it is (a CareLink lookup) only in its second window. One batch
+    holds both, but the first window is judged, as frame by frame, with the bridge not yet
+    identified; the second, and the bridge after the capture, with what it said."""
+    bridge = "02:00:00:00:00:05"
+    to_engine = Ether(src=bridge, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9")
+    packets = [
+        to_engine / UDP(sport=40000, dport=514) / b"x",
+        to_engine / UDP(sport=40001, dport=53) / DNS(qd=DNSQR(qname="carelink.minimed.com")),
+        to_engine / UDP(sport=40000, dport=514) / b"x",
+    ]
+    capture = write_capture(tmp_path / "bridge.pcap", packets, times=[10.0, 70.0, 130.0])
+    judged: list[str] = []
+
+    def keep(closed: list[WindowProfile], analysis: Analysis) -> None:
+        if any(p.device_id == bridge for p in closed):
+            judged.append(analysis.devices[bridge].device_class)
+
+    for size in (100_000, 1):
+        judged.clear()
+        analysis = Analysis(signatures=library, on_window=keep)
+        for batch in _rebatch(capture, size):
+            analysis.feed(batch)
+        analysis.finish()
+        assert judged == ["unknown", "cgm_gateway", "cgm_gateway"], size
+        assert analysis.devices[bridge].device_class == "cgm_gateway", size
 
 
 def test_a_quiet_wire_tick_classifies_what_changed_once_due(
