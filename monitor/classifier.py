@@ -196,6 +196,13 @@ def candidates(device: Device, library: SignatureLibrary) -> list[Classification
     ]
 
 
+def could_tell(library: SignatureLibrary, kind: str, value: str) -> bool:
+    """Whether a value of ``kind`` matches any fingerprint's evidence: one that does not
+    cannot change what a device is classified as."""
+    kind_index = _index(library).kinds.get(kind)
+    return kind_index is not None and bool(kind_index.items_matching(value))
+
+
 def classify(device: Device, library: SignatureLibrary) -> Classification | None:
     """The best fingerprint match for the device, or None if nothing reaches its threshold."""
     ranked = _ranked(device, library)  # (only the best is made into a classification)

@@ -208,6 +208,18 @@ class FactTable(Mapping[str, "KindFacts"]):
         """The latest first-seen time of any value; -inf for an empty table."""
         return max(self._numbers[0::_FIELDS], default=-math.inf)
 
+    def first_seen_since(self, end: float) -> list[tuple[str, str]]:
+        """``(kind, value)`` of the values first seen at or after ``end``."""
+        late = set(compress(count(), map(float(end).__le__, self._numbers[0::_FIELDS])))
+        if not late:
+            return []
+        return [
+            (kind, value)
+            for kind, cells in self._cells.items()
+            for value, cell in cells.items()
+            if cell in late
+        ]
+
     def first_seen_before(self, end: float) -> FactTable:
         """The values first seen before ``end``, kinds left empty dropped: a read-only view
         that shares this table's numbers, and the values of each kind with none first seen

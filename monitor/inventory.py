@@ -190,14 +190,20 @@ class Inventory:
         self.dirty.clear()
 
     def classify_as_of(self, devices: list[Device], end: float, signatures: Any) -> None:
-        """Classify ``devices`` on their facts first seen before ``end``, and mark them for
+        """Classify ``devices`` on their facts first seen before ``end`` where a value first
+        seen since could tell what they are, and mark those whose class that changes for
         classifying again on all of them."""
-        from monitor.classifier import classify
+        from monitor.classifier import classify, could_tell
 
         for device in devices:
+            late = device.facts.first_seen_since(end)
+            if not any(could_tell(signatures, kind, value) for kind, value in late):
+                continue
             then = dataclasses.replace(device, facts=device.facts.first_seen_before(end))
-            device.classification = classify(then, signatures)
-            self.dirty.add(device.id)
+            classification = classify(then, signatures)
+            if classification != device.classification:
+                device.classification = classification
+                self.dirty.add(device.id)
 
     # ---- address bindings ----
     def bind(

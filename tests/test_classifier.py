@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from netaddr import EUI
 
-from monitor.classifier import candidates, classify
+from monitor.classifier import candidates, classify, could_tell
 from monitor.model import Device
 from monitor.signatures import (
     MEDICAL_CLASSES,
@@ -131,6 +131,19 @@ def test_a_veto_item_stops_the_fingerprint(library: SignatureLibrary) -> None:
     assert (
         classify(device(service_offered=["udp/24105"], service_used=["udp/24105"]), library) is None
     )
+
+
+def test_only_values_some_evidence_matches_could_tell_what_a_device_is(
+    library: SignatureLibrary,
+) -> None:
+    """A window is judged with the class a device had at its end: values first seen since
+    that match no evidence (most: peers, names looked up) need no classifying again."""
+    assert could_tell(library, "service_used", "udp/3613")
+    assert could_tell(library, "service_used", "udp/24105")  # a veto tells too
+    assert could_tell(library, "peer", "ext:198.51.100.7")
+    assert not could_tell(library, "peer", "ext:198.51.101.7")
+    assert not could_tell(library, "service_used", "tcp/443")
+    assert not could_tell(library, "dns_query", "example.org")  # a kind no evidence reads
 
 
 def test_a_specific_fingerprint_beats_a_fallback_with_higher_confidence(

@@ -176,6 +176,21 @@ def test_sightings_taken_back_lower_the_count_and_the_last_one_takes_the_value()
     assert "peer" not in table and table.value_count() == 0 and table.total_sightings() == 0
 
 
+def test_the_values_first_seen_since_a_time_are_those_its_view_leaves_out() -> None:
+    table = FactTable()
+    for kind, value, when in (("peer", "a", 1.0), ("peer", "b", 5.0), ("ip", "10.0.0.1", 6.0)):
+        table.record(kind, value, when)
+    table.record("peer", "a", 9.0)  # seen again later: still first seen at 1.0
+    assert table.first_seen_since(5.0) == [("peer", "b"), ("ip", "10.0.0.1")]
+    assert table.first_seen_since(9.5) == []
+    del table["peer"]["b"]  # a freed cell is never seen
+    assert table.first_seen_since(0.0) == [("peer", "a"), ("ip", "10.0.0.1")]
+    view = table.first_seen_before(5.0)
+    assert {(k, v) for k in view for v in view[k]} | set(table.first_seen_since(5.0)) == {
+        (k, v) for k in table for v in table[k]
+    }
+
+
 def test_counts_of_kinds_are_their_values_in_the_table_or_in_its_view() -> None:
     table = FactTable()
     for value, when in (("a", 1.0), ("b", 5.0), ("c", 9.0)):
