@@ -954,7 +954,7 @@ class Analysis:
           flow. What closed windows hold stays as it was."""
         owned, self._owned_now = self._owned_now, {}
         records = self.flows.records
-        taken: list[tuple[Flow, int]] = []
+        taken: list[tuple[Flow, int, Device]] = []
         for address in owned:
             owner = self.inventory.owner_of(address)
             if owner is None:  # refused (a router's forwarded traffic): still waiting
@@ -965,18 +965,20 @@ class Analysis:
                 for side in (0, 1):
                     if flow.address(side) == address and flow.device(side) is None:
                         self._take_side(flow, side, owner)
-                        taken.append((flow, side))
+                        taken.append((flow, side, owner))
         if not taken:
             return
         flows = self.flows
         named_before = [
             (int(flows.account[flow.slot, 1 - side]), int(flows.conversation[flow.slot, 1 - side]))
-            for flow, side in taken
+            for flow, side, _ in taken
         ]
-        self._assign_keys([flow for flow, _ in taken])
+        self._assign_keys([flow for flow, _, _ in taken])
         if not self._windows:
             return
-        for (flow, side), (old_account, old_conversation) in zip(taken, named_before, strict=True):
+        for (flow, side, owner), (old_account, old_conversation) in zip(
+            taken, named_before, strict=True
+        ):
             account = int(flows.account[flow.slot, side])
             packets = int(flows.packets[flow.slot].sum())
             window = self._windows[self._window_at(float(flows.last_seen[flow.slot]))]
@@ -987,12 +989,9 @@ class Analysis:
                     len(self._accounts),
                 )
             received = int(flows.packets[flow.slot, 1 - side])
-            device = self.devices[flow.device(side) or ""]
             # a device that existed then had them counted, sent to its MAC
-            if received and device.first_seen > flows.last_seen[flow.slot]:
-                self._count_received(
-                    device, window, received, int(flows.bytes[flow.slot, 1 - side])
-                )
+            if received and owner.first_seen > flows.last_seen[flow.slot]:
+                self._count_received(owner, window, received, int(flows.bytes[flow.slot, 1 - side]))
             if packets and old_account >= 0:
                 self._move_packets(old_account, int(flows.account[flow.slot, 1 - side]), packets)
             new_conversation = int(flows.conversation[flow.slot, 1 - side])
