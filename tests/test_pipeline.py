@@ -374,6 +374,22 @@ def test_a_dhcp_server_s_unicast_answer_makes_it_the_server_not_its_client(
         assert "service_offered" not in devices[MONITOR].facts, size
 
 
+def _lease_to_monitor() -> list[object]:
+    """A DHCP server's acknowledgement of 10.1.0.5 to the monitor, then the monitor's first
+    ARP announcement from it."""
+    ack = (
+        Ether(src=ENGINE, dst=MONITOR)
+        / IP(src="10.1.0.1", dst="10.1.0.5")
+        / UDP(sport=67, dport=68)
+        / BOOTP(op=2, yiaddr="10.1.0.5", chaddr=bytes.fromhex(MONITOR.replace(":", "")))
+        / DHCP(options=[("message-type", "ack"), "end"])
+    )
+    announce = Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=2, hwsrc=MONITOR, psrc="10.1.0.5", pdst="10.1.0.5"
+    )
+    return [ack, announce]
+
+
 def test_a_dhcp_answer_to_a_new_address_counts_for_the_client_that_takes_it(
     tmp_path: Path,
 ) -> None:
@@ -381,19 +397,8 @@ def test_a_dhcp_answer_to_a_new_address_counts_for_the_client_that_takes_it(
     first ARP from 10.1.0.5 comes in the next window. Its profile shows the DHCP exchange
     (how a baseline learns that it uses DHCP), the acknowledgement received and the flow as
     one it began, frame by frame as in one batch."""
-    chaddr = bytes.fromhex(MONITOR.replace(":", ""))
-    ack = (
-        Ether(src=ENGINE, dst=MONITOR)
-        / IP(src="10.1.0.1", dst="10.1.0.5")
-        / UDP(sport=67, dport=68)
-        / BOOTP(op=2, yiaddr="10.1.0.5", chaddr=chaddr)
-        / DHCP(options=[("message-type", "ack"), "end"])
-    )
-    announce = Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff") / ARP(
-        op=2, hwsrc=MONITOR, psrc="10.1.0.5", pdst="10.1.0.5"
-    )
     # windows start at multiples of 60 s: 39 s and 41 s after the start are either side of one
-    capture = write_capture(tmp_path / "lease.pcap", [ack, announce], times=[39.0, 41.0])
+    capture = write_capture(tmp_path / "lease.pcap", _lease_to_monitor(), times=[39.0, 41.0])
     for size in (100_000, 1):
         assert "dhcp" in _profiled_protocols(capture, size, MONITOR), size
     first_window = _profiles_of(capture, 100_000, MONITOR)[0]
@@ -404,25 +409,14 @@ def test_a_dhcp_answer_to_a_new_address_counts_for_the_client_that_takes_it(
 def test_an_answer_to_a_device_seen_before_its_address_counts_once(tmp_path: Path) -> None:
     """The client asked for an address before the server's answer to it: the answer, sent to
     its MAC, counted as received then, and not again when its address becomes its own."""
-    chaddr = bytes.fromhex(MONITOR.replace(":", ""))
     discover = (
         Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff")
         / IP(src="0.0.0.0", dst="255.255.255.255")
         / UDP(sport=68, dport=67)
-        / BOOTP(op=1, chaddr=chaddr)
+        / BOOTP(op=1, chaddr=bytes.fromhex(MONITOR.replace(":", "")))
         / DHCP(options=[("message-type", "discover"), "end"])
     )
-    ack = (
-        Ether(src=ENGINE, dst=MONITOR)
-        / IP(src="10.1.0.1", dst="10.1.0.5")
-        / UDP(sport=67, dport=68)
-        / BOOTP(op=2, yiaddr="10.1.0.5", chaddr=chaddr)
-        / DHCP(options=[("message-type", "ack"), "end"])
-    )
-    announce = Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff") / ARP(
-        op=2, hwsrc=MONITOR, psrc="10.1.0.5", pdst="10.1.0.5"
-    )
-    packets = [discover, ack, announce]
+    packets = [discover, *_lease_to_monitor()]
     capture = write_capture(tmp_path / "lease.pcap", packets, times=[38.0, 39.0, 41.0])
     for size in (100_000, 1):
         assert _analysed(capture, size).devices[MONITOR].rx_packets == 1, size
