@@ -3,6 +3,8 @@ depend on how the frames were cut into batches."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +14,18 @@ from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
+from monitor.baseline import BaselineConfig, BaselineStore
 from monitor.capture import FrameBatch
 from monitor.capture.files import open_capture
+from monitor.detectors import DetectorConfig, DetectorSuite
+from monitor.events import EventBook
 from monitor.model import WindowProfile
 from monitor.pipeline import Analysis, analyze_captures
 from monitor.signatures import SignatureLibrary, default_signature_dirs, load_library
 from tests.decode.test_dicom import ASSOC_RQ, pdata
 from tests.support.packets import write_capture
 
+REPO = Path(__file__).resolve().parents[1]
 MONITOR = "00:09:fb:00:00:01"  # Philips Medizin Systeme
 ENGINE = "00:50:56:00:00:02"
 
@@ -218,6 +224,59 @@ def test_results_do_not_depend_on_how_frames_are_batched(shared_pcaps: Path) -> 
         )
         results[-1]["flows started"] = analysis.table_stats().flows_started
     assert results[0] == results[1]
+
+
+def _judged_in_batches(capture: Path, batch_frames: int) -> dict[str, object]:
+    """Every fact (first seen, last seen, count) and counter of every device, every event
+    and every baseline, the capture judged and learned as the daemon does, in batches of
+    ``batch_frames`` frames."""
+    library = load_library(default_signature_dirs())
+    suite = DetectorSuite(EventBook(hold_seconds=3600.0), DetectorConfig(60.0))
+    store = BaselineStore(BaselineConfig())
+
+    def judge(closed: list[WindowProfile], analysis: Analysis) -> None:
+        suite.on_window(closed, analysis, store, learn=True)
+
+    analysis = Analysis(signatures=library, on_window=judge)
+    for batch in _rebatch(capture, batch_frames):
+        analysis.feed(batch)
+    analysis.finish()
+    devices = {
+        d.id: (
+            (d.tx_packets, d.tx_bytes, d.rx_packets, d.rx_bytes, d.device_class),
+            {
+                kind: {v: (f.first_seen, f.last_seen, f.count) for v, f in values.items()}
+                for kind, values in d.facts.items()
+            },
+        )
+        for d in analysis.devices.values()
+    }
+    return {
+        "devices": devices,
+        "events": [event.to_dict() for event in suite.book.emitted],
+        "baselines": {device_id: b.to_dict() for device_id, b in store.baselines.items()},
+    }
+
+
+def test_a_hospital_is_judged_the_same_frame_by_frame_as_in_one_batch(tmp_path: Path) -> None:
+    """Four minutes of generated hospital traffic (pumps, monitors, HL7, DICOM, MQTT, TLS,
+    DHCP, DNS; servers first seen answering, devices identified after their first window):
+    a live capture on a quiet wire reads it a frame at a time, a file 65,536 frames at a
+    time, and both must give the same inventory, the same events and the same baselines."""
+    capture = tmp_path / "hospital.pcap"
+    generator = REPO / "bench" / "generate_traffic.py"
+    options = ["--packets", "20000", "--seconds", "240", "--seed", "3"]
+    subprocess.run(
+        [sys.executable, str(generator), str(capture), *options],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    in_one_batch = _judged_in_batches(capture, 65_536)
+    events = in_one_batch["events"]
+    assert isinstance(events, list) and len(events) > 100
+    assert _judged_in_batches(capture, 1) == in_one_batch
+    assert _judged_in_batches(capture, 256) == in_one_batch
 
 
 def test_a_server_first_seen_answering_offers_its_service_however_the_batches_fall(
