@@ -480,11 +480,12 @@ class Daemon:
             lags = [s.lag for s in self.analysis.worker_stats if s.lag is not None]
             if lags:  # the worker furthest behind
                 self.sensor.processing_lag[self.pool.interface] = max(lags)
-            self.analysis.classify()
             last = self.analysis.capture_stats[self.pool.interface].last_packet_time
             self.sensor.now = max(self.sensor.now, last)
             for profiles in windows:
+                self.analysis.classify_as_of(profiles)
                 self._on_window(profiles, self.analysis)
+            self.analysis.classify()
 
     def _run_workers_loop(self) -> None:
         assert self.pool is not None and self.sensor is not None

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import ipaddress
 import string
+from collections.abc import Iterable
 from typing import Any
 
 import netaddr
@@ -189,13 +190,19 @@ class Inventory:
                     device.classification = classify(device, signatures)
         self.dirty.clear()
 
-    def classify_as_of(self, devices: list[Device], end: float, signatures: Any) -> None:
-        """Classify ``devices`` on their facts first seen before ``end`` where a value first
-        seen since could tell what they are, and mark those whose class that changes for
-        classifying again on all of them."""
+    def classify_as_of(self, device_ids: Iterable[str], end: float, signatures: Any) -> None:
+        """Classify the devices of ``device_ids`` (a closed window's, after ``classify_dirty``)
+        that have a value first seen since ``end`` on their facts first seen before it, as
+        the window is judged, where a value first seen since could tell what they are; mark
+        those whose class that changes for classifying again on all of them."""
+        if signatures is None:
+            return
         from monitor.classifier import classify, could_tell
 
-        for device in devices:
+        for device_id in device_ids:
+            device = self.devices.get(device_id)
+            if device is None or device.facts.newest_first_seen() < end:
+                continue
             late = device.facts.first_seen_since(end)
             if not any(could_tell(signatures, kind, value) for kind, value in late):
                 continue

@@ -400,3 +400,12 @@ class MergedAnalysis:
     def classify(self) -> None:
         """Re-run the signature matcher on merged devices whose facts changed."""
         self.inventory.classify_dirty(self.signatures)
+
+    def classify_as_of(self, profiles: list[WindowProfile]) -> None:
+        """Before a closed window is judged: its devices classified on what was known at its
+        end, as one analysis does (workers report facts seen after it)."""
+        self.classify()
+        if profiles:
+            self.inventory.classify_as_of(
+                (p.device_id for p in profiles), profiles[0].end, self.signatures
+            )

@@ -414,26 +414,11 @@ class Analysis:
         self._settle(window)
         del self._windows[start]
         self.classify()
-        self._classify_as_of(window)
+        # judged as it was at its end: a batch may hold the next window's packets, and the
+        # packet that began the next window is in
+        self.inventory.classify_as_of(window.profiles, window.end, self.signatures)
         if self.on_window is not None:
             self.on_window(sorted(window.profiles.values(), key=lambda p: p.device_id), self)
-
-    def _classify_as_of(self, window: _WindowState) -> None:
-        """Classify the window's devices that have values first seen since its end (a batch
-        holding the next window's packets, or the packet that began it) on what was known
-        at its end, as the window is judged; the next classification sees everything."""
-        if self.signatures is None:
-            return
-        end = window.end
-        devices = self.devices
-        late = [
-            device
-            for device_id in window.profiles
-            if (device := devices.get(device_id)) is not None
-            and device.facts.newest_first_seen() >= end
-        ]
-        if late:
-            self.inventory.classify_as_of(late, end, self.signatures)
 
     def _profile(self, device_id: str, window_start: float) -> WindowProfile:
         window = self._windows[window_start]

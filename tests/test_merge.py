@@ -38,7 +38,8 @@ from monitor.merge import (
 )
 from monitor.model import WindowProfile
 from monitor.pipeline import Analysis
-from tests.support.packets import write_capture
+from monitor.signatures import default_signature_dirs, load_library
+from tests.support.packets import BRIDGE, bridge_identified_in_its_second_window, write_capture
 
 DEMO = Path(__file__).resolve().parent / "data" / "lab-demo" / "capture.pcap"
 BATCH_GRANULAR = {"ip", "protocol"}
@@ -370,3 +371,30 @@ def test_a_device_whose_traffic_moved_without_a_new_fact_is_reported(tmp_path: P
         analysis.feed(batch)
     deltas = {d.id: d for d in changes.take()}
     assert deltas[client].tx_packets == 4 and deltas[server].rx_packets == 4
+
+
+def test_a_window_merged_from_workers_is_judged_with_the_classes_of_its_end(
+    tmp_path: Path,
+) -> None:
+    """Workers report what they saw after a window's end with it (their next report, the
+    next window's packets). Classified as of the window's end before it is judged, the
+    bridge is not yet identified in its first window, as one analysis judges it."""
+    capture = bridge_identified_in_its_second_window(tmp_path / "bridge.pcap")
+    halves = [Analysis() for _ in range(2)]
+    changes = [DeviceChanges(half.inventory) for half in halves]
+    closed: list[list[WindowProfile]] = [[], []]
+    for i, half in enumerate(halves):
+        half.on_window = lambda p, a, i=i: closed[i].extend(p)
+    for batch in open_capture(capture):
+        share = share_of(batch, 2)
+        for i, half in enumerate(halves):
+            if (share == i).any():
+                half.feed(frames(batch, share == i))
+    merged = MergedAnalysis("eth0", 2, signatures=load_library(default_signature_dirs()))
+    judged: list[str] = []
+    for i, half in enumerate(halves):
+        half.finish()
+        for window in merged.apply(worker_report(i, half, changes[i], closed[i])):
+            merged.classify_as_of(window)
+            judged.append(merged.devices[BRIDGE].device_class)
+    assert judged == ["unknown", "cgm_gateway", "cgm_gateway"]

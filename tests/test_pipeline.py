@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
-from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
@@ -23,7 +22,7 @@ from monitor.model import WindowProfile
 from monitor.pipeline import Analysis, analyze_captures
 from monitor.signatures import SignatureLibrary, default_signature_dirs, load_library
 from tests.decode.test_dicom import ASSOC_RQ, pdata
-from tests.support.packets import write_capture
+from tests.support.packets import BRIDGE, bridge_identified_in_its_second_window, write_capture
 
 REPO = Path(__file__).resolve().parents[1]
 MONITOR = "00:09:fb:00:00:01"  # Philips Medizin Systeme
@@ -869,19 +868,12 @@ def test_a_window_is_judged_with_the_class_its_device_had_when_it_ended(
     """A bridge says what it is (a CareLink lookup) only in its second window. One batch
     holds both, but the first window is judged, as frame by frame, with the bridge not yet
     identified; the second, and the bridge after the capture, with what it said."""
-    bridge = "02:00:00:00:00:05"
-    to_engine = Ether(src=bridge, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9")
-    packets = [
-        to_engine / UDP(sport=40000, dport=514) / b"x",
-        to_engine / UDP(sport=40001, dport=53) / DNS(qd=DNSQR(qname="carelink.minimed.com")),
-        to_engine / UDP(sport=40000, dport=514) / b"x",
-    ]
-    capture = write_capture(tmp_path / "bridge.pcap", packets, times=[10.0, 70.0, 130.0])
+    capture = bridge_identified_in_its_second_window(tmp_path / "bridge.pcap")
     judged: list[str] = []
 
     def keep(closed: list[WindowProfile], analysis: Analysis) -> None:
-        if any(p.device_id == bridge for p in closed):
-            judged.append(analysis.devices[bridge].device_class)
+        if any(p.device_id == BRIDGE for p in closed):
+            judged.append(analysis.devices[BRIDGE].device_class)
 
     for size in (100_000, 1):
         judged.clear()
@@ -890,7 +882,7 @@ def test_a_window_is_judged_with_the_class_its_device_had_when_it_ended(
             analysis.feed(batch)
         analysis.finish()
         assert judged == ["unknown", "cgm_gateway", "cgm_gateway"], size
-        assert analysis.devices[bridge].device_class == "cgm_gateway", size
+        assert analysis.devices[BRIDGE].device_class == "cgm_gateway", size
 
 
 def test_a_quiet_wire_tick_classifies_what_changed_once_due(
