@@ -191,10 +191,10 @@ class Inventory:
         self.dirty.clear()
 
     def classify_as_of(self, device_ids: Iterable[str], end: float, signatures: Any) -> None:
-        """Classify the devices of ``device_ids`` (a closed window's, after ``classify_dirty``)
-        that have a value first seen since ``end`` on their facts first seen before it, as
-        the window is judged, where a value first seen since could tell what they are; mark
-        those whose class that changes for classifying again on all of them."""
+        """Give the devices of ``device_ids`` (a closed window's, after ``classify_dirty``) the
+        class they had at ``end``, which the window is judged with: a device with a value
+        first seen since that could tell what it is gets the class of its facts first seen
+        before ``end``, and, when that differs, is marked for classifying again on all."""
         if signatures is None:
             return
         from monitor.classifier import classify, could_tell
