@@ -6,11 +6,12 @@ flow (``monitor.flows.FlowTable``: counters as columns, updated for the batch at
 Python runs once per *distinct* device and binding of the batch, once per flow that starts
 or changes service or protocol, and once per packet only for the packets the application
 decoders must see (DHCP, DNS/mDNS, SSDP: each distinct message once per batch and window;
-the first payload packets of each TCP flow; HL7 messages once per routing and type; DICOM
-command fragments). What flows add to an open window accumulates in arrays and becomes
+the first payload packets of each TCP flow; HL7 messages once per routing, type and
+window; DICOM command fragments). What flows add to an open window accumulates in arrays and becomes
 profiles when the window closes. Capture time is the clock: windows close on packet
 timestamps, or on ``tick`` when a live wire is quiet, so a replayed capture gives what
-watching it live gave. See docs/performance.md.
+watching it live gave, whether it is read a frame or 65,536 frames at a time; a closed window
+is judged with its devices as they were at its end. See docs/performance.md.
 
 Promises: ``feed`` never raises on packet content; problems are counted in
 ``decode_errors`` by bounded reason. Memory is bounded: flows, devices and facts per device
@@ -414,8 +415,8 @@ class Analysis:
         self._settle(window)
         del self._windows[start]
         self.classify()
-        # judged as it was at its end: a batch may hold the next window's packets, and the
-        # packet that began the next window is in
+        # judged as it was at its end: a batch may hold the next window's packets, and frame
+        # by frame the packet that began the next window is already in
         self.inventory.classify_as_of(window.profiles, window.end, self.signatures)
         if self.on_window is not None:
             self.on_window(sorted(window.profiles.values(), key=lambda p: p.device_id), self)
