@@ -10,8 +10,9 @@ the first payload packets of each TCP flow; HL7 messages once per routing, type 
 window; DICOM command fragments). What flows add to an open window accumulates in arrays and becomes
 profiles when the window closes. Capture time is the clock: windows close on packet
 timestamps, or on ``tick`` when a live wire is quiet, so a replayed capture gives what
-watching it live gave, whether it is read a frame or 65,536 frames at a time; a closed window
-is judged with its devices as they were at its end. See docs/performance.md.
+watching it live gave, read a frame or 65,536 frames at a time (docs/performance.md says
+where a batch still differs); a closed window is judged with its devices as they were at
+its end.
 
 Promises: ``feed`` never raises on packet content; problems are counted in
 ``decode_errors`` by bounded reason. Memory is bounded: flows, devices and facts per device
