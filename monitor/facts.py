@@ -506,7 +506,8 @@ class _FactsAsOf(FactTable):
     def _read_only(self, *_: object, **__: object) -> Any:
         raise TypeError("a view of facts as of a time is read-only")
 
-    record = absorb = setdefault = __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
+    record = record_counts = absorb = take_back = _read_only  # type: ignore[assignment]
+    setdefault = __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
     _new_cell = _set_cell = _release = _read_only  # type: ignore[assignment]
 
 

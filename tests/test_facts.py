@@ -254,6 +254,10 @@ def test_a_view_shares_the_values_of_kinds_with_nothing_newer_and_copies_the_oth
         view["ip"]["10.0.0.9"] = Fact(7.0, 7.0, 1)
     with pytest.raises(TypeError, match="read-only"):
         del view["ip"]["10.0.0.1"]
+    with pytest.raises(TypeError, match="read-only"):
+        view.take_back("ip", "10.0.0.1")
+    with pytest.raises(TypeError, match="read-only"):
+        view.record_counts("ip", {"10.0.0.1": 1}, 7.0)
     assert table.values_of("ip") == ["10.0.0.1"]
     assert list(table.first_seen_before(9.5)) == ["peer", "ip", "dns_query"]
     assert table.first_seen_before(1.0) == {}
