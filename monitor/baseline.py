@@ -257,6 +257,7 @@ class Baseline:
 
         Cheap when nothing is due: the oldest last-seen time is remembered after each sweep
         (learning only makes times newer), so a sweep runs only when something can expire.
+        A sweep that leaves nothing remembers nothing: what is learned next is the oldest.
         """
         limit = now - self.config.fact_ttl
         if self._oldest is not None and limit <= self._oldest:
@@ -276,7 +277,8 @@ class Baseline:
                 if not values:
                     del table[kind]
         forgotten, oldest_message = self.cadence.forget_silent(limit, now)
-        self._oldest = min(oldest, oldest_message)
+        oldest = min(oldest, oldest_message)
+        self._oldest = oldest if oldest != math.inf else None
         gone += forgotten
         return gone
 

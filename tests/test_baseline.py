@@ -132,6 +132,30 @@ def test_the_store_expires_facts_of_devices_that_went_silent() -> None:
     assert "quiet" in store.dirty
 
 
+def test_a_device_that_returns_after_all_its_facts_expired_forgets_again() -> None:
+    store = BaselineStore(BaselineConfig(fact_ttl=7200.0))
+    store.learn_window([window(0, device="roamer", names={"first.example": 1})])
+    for i in range(1, 200):  # the roamer is away long enough to forget everything
+        store.learn_window([window(i, device="busy")])
+    roamer = store.get("roamer")
+    assert roamer is not None and roamer.facts == {} and list(roamer.cadence) == []
+    store.learn_window([window(200, device="roamer", names={"second.example": 1})])
+    assert roamer.facts.has("dns_query", "second.example")
+    for i in range(201, 400):
+        store.learn_window([window(i, device="busy")])
+    assert roamer.facts == {} and list(roamer.cadence) == []
+
+
+def test_facts_learned_after_a_window_with_nothing_in_it_still_expire() -> None:
+    baseline = Baseline("dev", BaselineConfig(fact_ttl=3600.0, min_windows=1000))
+    # a device first counted from frames sent to it: no peer, protocol or fact yet
+    baseline.learn(WindowProfile("dev", T0, T0 + 60.0, rx_packets=4, rx_bytes=296))
+    baseline.learn(window(1, names={"old.example": 1}))
+    for i in range(2, 63):
+        baseline.learn(window(i, names={"kept.example": 1}))
+    assert set(baseline.facts["dns_query"]) == {"kept.example"}
+
+
 def test_a_frozen_baseline_learns_nothing() -> None:
     baseline = Baseline("dev", BaselineConfig(min_duration=60.0, min_windows=1))
     baseline.freeze()
