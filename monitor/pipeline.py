@@ -526,7 +526,11 @@ class Analysis:
         self, table: PacketTable, t: npt.NDArray[np.float64], sl: slice
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], list[Device]]:
         """Per packet, the index (into the returned list) of its sending and receiving
-        device, -1 where there is none: by MAC on L2 captures, by address without L2."""
+        device, -1 where there is none: by MAC on L2 captures, by address without L2.
+
+        A device exists from the first frame it sends, as frame by frame: the frames sent
+        to it earlier in the batch have no receiving device (it is made in this batch, so
+        its first frame is known)."""
         src_mac = table.src_mac[sl]
         dst_mac = table.dst_mac[sl]
         n = src_mac.shape[0]
@@ -534,6 +538,8 @@ class Analysis:
         dst_dev = np.full(n, -1, np.int64)
         devices: list[Device] = []
         index: dict[str, int] = {}
+        made = self.inventory.new_devices
+        first_sent: dict[int, int] = {}  # slot -> its first frame, for devices made here
 
         def slot(device: Device) -> int:
             i = index.get(device.id)
@@ -542,14 +548,23 @@ class Analysis:
                 devices.append(device)
             return i
 
+        def sender(device: Device, row: int, made_before: int) -> int:
+            i = slot(device)
+            if len(made) != made_before:
+                first_sent.setdefault(i, row)
+            return i
+
         has_l2 = src_mac != 0
         if has_l2.any():
             first, inverse, _ = group_keys(src_mac.view(np.uint64))
             slots = np.full(first.shape[0], -1, np.int64)
-            for j, mac in enumerate(src_mac[first].tolist()):
+            senders = zip(src_mac[first].tolist(), first.tolist(), strict=True)
+            for j, (mac, row) in enumerate(senders):
                 if mac == 0 or is_group_mac(mac):
                     continue
-                slots[j] = slot(self.inventory.device_for_mac(mac, float(t[first[j]])))
+                made_before = len(made)
+                device = self.inventory.device_for_mac(mac, float(t[row]))
+                slots[j] = sender(device, row, made_before)
             src_dev = slots[inverse]
             dfirst, dinverse, _ = group_keys(dst_mac.view(np.uint64))
             dslots = np.full(dfirst.shape[0], -1, np.int64)
@@ -579,13 +594,21 @@ class Analysis:
                     if address_scope(address) != "internal":
                         continue
                     if side == "src":
-                        slots[j] = slot(self.inventory.device_for_ip(address, float(t[row])))
+                        made_before = len(made)
+                        device = self.inventory.device_for_ip(address, float(t[row]))
+                        slots[j] = sender(device, int(row), made_before)
                         self._owned_at(address)
                     else:
                         owner = self.inventory.owner_of(address)
                         if owner is not None:
                             slots[j] = slot(owner)
                 target[rows] = slots[inverse.reshape(-1)]
+        if first_sent:
+            made_at = np.full(len(devices), -1, np.int64)
+            made_at[list(first_sent)] = list(first_sent.values())
+            receiver = np.flatnonzero(dst_dev >= 0)
+            early = receiver[receiver < made_at[dst_dev[receiver]]]
+            dst_dev[early] = -1
         return src_dev, dst_dev, devices
 
     def _account_devices(
@@ -932,11 +955,11 @@ class Analysis:
           had named instead is taken back (one sighting per flow; the value goes when none
           is left), in the inventory and in the open window's profile.
         - The flow's packets so far count for the device in the window of the flow's last
-          packet (the oldest open one if that one closed, as for a late fact), as do those
-          it received if it did not exist then, and the flow as one it started if it is the
-          client. For the other side, they move from its account under ``ip:ADDR`` to the
-          one under the device in the open windows, and its messages there move to the
-          conversation with the device.
+          packet (the oldest open one if that one closed, as for a late fact), and the flow
+          as one it started if it is the client; what was sent to it before it first sent
+          counts as received by nobody (see _resolve_devices). For the other side, they move
+          from its account under ``ip:ADDR`` to the one under the device in the open
+          windows, and its messages there move to the conversation with the device.
         - From this batch on, its packets, services and messages count for it as for any
           flow. What closed windows hold stays as it was."""
         owned, self._owned_now = self._owned_now, {}
@@ -963,7 +986,7 @@ class Analysis:
         self._assign_keys([flow for flow, _, _ in taken])
         if not self._windows:
             return
-        for (flow, side, owner), (old_account, old_conversation) in zip(
+        for (flow, side, _), (old_account, old_conversation) in zip(
             taken, named_before, strict=True
         ):
             account = int(flows.account[flow.slot, side])
@@ -975,28 +998,11 @@ class Analysis:
                     np.array([packets], np.int64),
                     len(self._accounts),
                 )
-            received = int(flows.packets[flow.slot, 1 - side])
-            # a device that existed then had them counted, sent to its MAC
-            if received and owner.first_seen > flows.last_seen[flow.slot]:
-                self._count_received(owner, window, received, int(flows.bytes[flow.slot, 1 - side]))
             if packets and old_account >= 0:
                 self._move_packets(old_account, int(flows.account[flow.slot, 1 - side]), packets)
             new_conversation = int(flows.conversation[flow.slot, 1 - side])
             if old_conversation >= 0 and new_conversation != old_conversation:
                 self._move_messages(old_conversation, new_conversation)
-
-    def _count_received(
-        self, device: Device, window: _WindowState, packets: int, wire_bytes: int
-    ) -> None:
-        """Count for ``device`` the packets a flow sent to its address before it was its (a
-        worker's journal has it among the devices whose traffic moved: it sent in this
-        batch, or its address would have no new owner)."""
-        device.rx_packets += packets
-        device.rx_bytes += wire_bytes
-        counts = np.zeros((1, DEVICE_COUNT_COLUMNS), np.int64)
-        counts[0, 2], counts[0, 3] = packets, wire_bytes
-        row = np.array([self._device_rows.id(device.id)], np.int64)
-        window.add_device_counts(row, counts, len(self._device_rows))
 
     def _move_packets(self, old: int, new: int, packets: int) -> None:
         """Move up to ``packets`` packets from account ``old`` to account ``new`` in the open

@@ -12,6 +12,7 @@ import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
+from scapy.utils import rdpcap
 
 from monitor.baseline import BaselineConfig, BaselineStore
 from monitor.capture import FrameBatch
@@ -327,6 +328,9 @@ def _profiles_of(capture: Path, batch_frames: int, device_id: str) -> list[tuple
     return found
 
 
+TIMES = [0.0, 1.0, 1.001, 1.002, 5.0]  # of _query_answered_by_a_new_server's frames
+
+
 def _query_answered_by_a_new_server(tmp_path: Path) -> Path:
     """A monitor's report to 10.1.0.9, sent again a second later; the host is first seen in
     its answer, and the report's last part follows right after it (one message with the
@@ -340,8 +344,7 @@ def _query_answered_by_a_new_server(tmp_path: Path) -> Path:
         query / UDP(sport=5000, dport=7001) / b"report 1, end",
         query / UDP(sport=5000, dport=7001) / b"report 2",
     ]
-    times = [0.0, 1.0, 1.001, 1.002, 5.0]
-    return write_capture(tmp_path / "report.pcap", packets, times=times)
+    return write_capture(tmp_path / "report.pcap", packets, times=TIMES)
 
 
 @pytest.mark.parametrize("exchange", ["hl7 over tcp", "datagrams"])
@@ -374,8 +377,28 @@ def test_the_client_of_a_server_first_seen_answering_sees_it_however_the_batches
     assert in_one_batch[0][6] == {ENGINE}
     assert all(key.startswith(f"{ENGINE}|") for key in in_one_batch[0][9])
     assert _profiles_of(capture, 1, MONITOR) == in_one_batch
-    # the server received the packets sent to its address before it was first seen
     assert _profiles_of(capture, 1, ENGINE) == _profiles_of(capture, 100_000, ENGINE)
+
+
+@pytest.mark.parametrize("link", ["ethernet", "raw ip"])
+def test_frames_sent_to_a_device_before_its_first_frame_are_received_by_nobody(
+    tmp_path: Path, link: str
+) -> None:
+    """The server exists from its answer at 1.001 s, as it does frame by frame: of the four
+    frames sent to it, the two before count for nobody, in its counters and its profile
+    (known by its MAC on Ethernet, by its address without a link layer)."""
+    capture = _query_answered_by_a_new_server(tmp_path)
+    server_id = ENGINE
+    if link == "raw ip":
+        capture = write_capture(capture, [p[IP] for p in rdpcap(str(capture))], times=TIMES)
+        server_id = "ip:10.1.0.9"
+    first_seen = []
+    for size in (100_000, 2, 1):
+        server = _analysed(capture, size).devices[server_id]
+        assert (server.rx_packets, server.tx_packets) == (2, 1), size
+        assert [p[3] for p in _profiles_of(capture, size, server_id)] == [2], size
+        first_seen.append(server.first_seen)
+    assert first_seen[0] == first_seen[1] == first_seen[2]
 
 
 def test_an_hl7_feed_s_messages_count_in_the_window_each_was_sent_in_however_the_batches_fall(
@@ -453,14 +476,15 @@ def test_a_dhcp_answer_to_a_new_address_counts_for_the_client_that_takes_it(
 ) -> None:
     """The server acknowledges 10.1.0.5 before its client ever sent from it; the client's
     first ARP from 10.1.0.5 comes in the next window. Its profile shows the DHCP exchange
-    (how a baseline learns that it uses DHCP), the acknowledgement received and the flow as
-    one it began, frame by frame as in one batch."""
+    (how a baseline learns that it uses DHCP) and the flow as one it began, frame by frame as
+    in one batch; the acknowledgement came before its first frame and counts as received by
+    nobody."""
     # windows start at multiples of 60 s: 39 s and 41 s after the start are either side of one
     capture = write_capture(tmp_path / "lease.pcap", _lease_to_monitor(), times=[39.0, 41.0])
     for size in (100_000, 1):
         assert "dhcp" in _profiled_protocols(capture, size, MONITOR), size
     first_window = _profiles_of(capture, 100_000, MONITOR)[0]
-    assert (first_window[3], first_window[5]) == (1, 1)  # received, flows started
+    assert (first_window[3], first_window[5]) == (0, 1)  # received, flows started
     assert _profiles_of(capture, 1, MONITOR) == _profiles_of(capture, 100_000, MONITOR)
 
 
