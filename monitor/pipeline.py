@@ -1501,25 +1501,31 @@ class Analysis:
             self._set_app(flow, app)
         if app in appmeta.FLOW_PROTOCOLS:
             for side in (0, 1):
-                device = self.devices.get(flow.device(side) or "")
+                device = self._existing(flow.device(side), when)
                 if device is not None:
                     self.note(device, "protocol", app, when, repeats, last)
         else:
-            device = self.devices.get(flow.device(sender) or "")
+            device = self._existing(flow.device(sender), when)
             if device is not None:
                 self.note(device, "protocol", app, when, repeats, last)
-        device = self.devices.get(flow.device(sender) or "")
+        device = self._existing(flow.device(sender), when)
         for fact in facts:
             if fact.kind == "resolved":
                 self._resolved(fact.value, fact.extra, when)
                 continue
             target = device
             if fact.about == "peer":
-                target = self.devices.get(flow.device(1 - sender) or "")
+                target = self._existing(flow.device(1 - sender), when)
             elif fact.about == "client_mac" and fact.extra:
-                target = self.devices.get(fact.extra)
+                target = self._existing(fact.extra, when)
             if target is not None:
                 self.note(target, fact.kind, fact.value, when, repeats, last)
+
+    def _existing(self, device_id: str | None, when: float) -> Device | None:
+        """The device ``device_id`` if it existed at ``when``: one made later in the batch
+        (at its first frame) did not, frame by frame, and learns nothing from the message."""
+        device = self.devices.get(device_id or "")
+        return device if device is not None and device.first_seen <= when else None
 
     def _set_app(self, flow: Flow, app: str) -> None:
         flow.app = app

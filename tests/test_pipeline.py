@@ -380,6 +380,39 @@ def test_the_client_of_a_server_first_seen_answering_sees_it_however_the_batches
     assert _profiles_of(capture, 1, ENGINE) == _profiles_of(capture, 100_000, ENGINE)
 
 
+def test_a_server_first_seen_answering_learns_the_protocol_of_messages_from_then_on(
+    tmp_path: Path,
+) -> None:
+    """The monitor's first request reaches the server before the server ever sent: frame by
+    frame the server does not exist yet and learns nothing from it; in one batch it must
+    not either. It learns ``protocol: http`` from the next request."""
+    to_server = Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9")
+    to_monitor = Ether(src=ENGINE, dst=MONITOR) / IP(src="10.1.0.9", dst="10.1.0.5")
+    request = b"GET /status HTTP/1.1\r\nHost: 10.1.0.9\r\n\r\n"
+    packets = [
+        to_server / TCP(sport=40000, dport=80, flags="S"),
+        to_server / TCP(sport=40000, dport=80, flags="A"),
+        to_server / TCP(sport=40000, dport=80, flags="PA") / request,
+        to_monitor / TCP(sport=80, dport=40000, flags="A"),
+        to_server / TCP(sport=40001, dport=80, flags="S"),
+        to_monitor / TCP(sport=80, dport=40001, flags="SA"),
+        to_server / TCP(sport=40001, dport=80, flags="PA") / request,
+    ]
+    times = [0.0, 0.002, 0.003, 0.004, 1.0, 1.001, 1.002]
+    capture = write_capture(tmp_path / "requests.pcap", packets, times=times)
+    learned = []
+    for size in (100_000, 1):
+        devices = _analysed(capture, size).devices
+        http = devices[ENGINE].facts["protocol"]["http"]
+        assert (http.first_seen - devices[ENGINE].first_seen, http.count) == (
+            pytest.approx(1.002 - 0.004),
+            1,
+        ), size
+        assert devices[MONITOR].facts["protocol"]["http"].count == 2, size
+        learned.append(http)
+    assert learned[0] == learned[1]
+
+
 @pytest.mark.parametrize("link", ["ethernet", "raw ip"])
 def test_frames_sent_to_a_device_before_its_first_frame_are_received_by_nobody(
     tmp_path: Path, link: str
