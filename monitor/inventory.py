@@ -221,41 +221,45 @@ class Inventory:
         authoritative: bool,
         times: int = 1,
         last: float | None = None,
-    ) -> None:
+    ) -> tuple[str, ...]:
         """Tie ``address`` to ``device``, seen ``times`` times from ``when`` to ``last``
         (default: all at ``when``). Non-authoritative (plain traffic) bindings are refused
-        for routers and for non-internal addresses."""
+        for routers and for non-internal addresses. Returns the addresses unbound because
+        this binding showed ``device`` to be a router (mostly none)."""
         scope = address_scope(address)
         if scope == "multicast":
-            return
+            return ()
         if authoritative:
             self._confirmed.add((device.id, address))
         elif (device.id, address) not in self._confirmed:
             if device.id in self.routers:
-                return
+                return ()
             seen = self._addresses_by_mac.get(device.id, ())
             if address not in seen:
                 seen = self._addresses_by_mac[device.id] = (*seen, address)
             if scope == "external" or len(seen) >= ROUTER_ADDRESS_THRESHOLD:
                 self.routers.add(device.id)
-                self._unbind_traffic_addresses(device)
-                return
+                return self._unbind_traffic_addresses(device)
         if device.facts.record("ip", address, when, times, last):
             self.dirty.add(device.id)
         if self.journal is not None:
             self.journal.record(device.id, "ip", address, when, times, last)
         self.ip_owner[address] = device.id
+        return ()
 
-    def _unbind_traffic_addresses(self, device: Device) -> None:
+    def _unbind_traffic_addresses(self, device: Device) -> tuple[str, ...]:
         # Addresses learned only from forwarded traffic were never the router's own.
+        unbound = []
         for address in self._addresses_by_mac.get(device.id, ()):
             if (device.id, address) in self._confirmed:
                 continue
             if self.ip_owner.get(address) == device.id:
                 del self.ip_owner[address]
+                unbound.append(address)
             removed = device.facts.get("ip", {}).pop(address, None)
             if removed is not None and self.journal is not None:
                 self.journal.remove(device.id, "ip", address)
+        return tuple(unbound)
 
     def owner_of(self, address: str) -> Device | None:
         device_id = self.ip_owner.get(address)

@@ -280,6 +280,10 @@ class Analysis:
         self._unowned_sides: dict[str, list[Flow]] = {}
         # addresses of _unowned_sides that may have got an owner in this batch, in order
         self._owned_now: dict[str, None] = {}
+        # address -> (its owner until then, the row of this batch from which it is not): a
+        # device found to be a router in this batch owned its traffic addresses until the
+        # frame that showed it, as frame by frame (see _bind_addresses)
+        self._unbound_at: dict[str, tuple[str, int]] = {}
         self._device_rows = NameTable()  # device id -> row of the windows' device counts
         # facts noted while a batch is processed, applied once per distinct fact at its end
         self._pending_notes: dict[tuple[str, str, str, float], list[float]] | None = None
@@ -674,7 +678,10 @@ class Analysis:
         devices: list[Device],
     ) -> None:
         """Tie source addresses to sending MACs: ARP senders authoritatively, plain traffic
-        only for internal addresses of non-routers (see Inventory.bind)."""
+        only for internal addresses of non-routers (see Inventory.bind). A device shown to be
+        a router here loses its traffic addresses at the frame that showed it: the flows
+        that began before still start with it (``_unbound_at``), as frame by frame."""
+        self._unbound_at = {}
         has = (src_dev >= 0) & (table.src_mac[sl] != 0)
         version = table.ip_version[sl]
         arp = table.ethertype[sl] == ETHERTYPE_ARP
@@ -704,14 +711,17 @@ class Analysis:
                     address = self._address(4, 0, lo)
                 else:
                     address = self._address(ver, hi, lo)
-                self.inventory.bind(
-                    devices[dev_index],
+                device = devices[dev_index]
+                unbound = self.inventory.bind(
+                    device,
                     address,
                     float(t[rows[r]]),
                     authoritative,
                     int(counts[j]),
                     float(latest[j]),
                 )
+                for gone in unbound:
+                    self._unbound_at[gone] = (device.id, int(rows[r]))
                 self._owned_at(address)
 
     # ------------------------------------------------------------------ flows
@@ -838,19 +848,26 @@ class Analysis:
         only_window = next(iter(self._windows)) if len(self._windows) == 1 else None
         started: dict[tuple[str, float], int] = {}
         begun: list[Flow] = []
-        for j, (version, proto, when, slot, client_side) in enumerate(
+        unbound_at = self._unbound_at
+        for j, (version, proto, when, slot, client_side, row) in enumerate(
             zip(
                 table.ip_version[sl][rows].tolist(),
                 protocol.tolist(),
                 t[rows].tolist(),
                 slots.tolist(),
                 client,
+                rows.tolist(),
                 strict=True,
             )
         ):
             address_a = address_of(version, a_hi[j], a_lo[j])
             address_b = address_of(version, b_hi[j], b_lo[j])
             device_a, device_b = ip_owner.get(address_a), ip_owner.get(address_b)
+            if unbound_at:
+                if device_a is None and unbound_at.get(address_a, ("", -1))[1] > row:
+                    device_a = unbound_at[address_a][0]
+                if device_b is None and unbound_at.get(address_b, ("", -1))[1] > row:
+                    device_b = unbound_at[address_b][0]
             if device_a is not None and device_a not in devices:
                 device_a = None
             if device_b is not None and device_b not in devices:

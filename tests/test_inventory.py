@@ -68,6 +68,19 @@ def test_a_router_does_not_collect_the_addresses_it_forwards(tmp_path: Path) -> 
     assert router.ips == ["10.0.0.1"]
 
 
+def test_binding_that_shows_a_router_returns_the_addresses_it_loses() -> None:
+    inventory = Inventory()
+    router = inventory.device_for_mac(int(ROUTER.replace(":", ""), 16), 0.0)
+    inventory.bind(router, "10.0.0.1", 0.0, authoritative=True)
+    assert inventory.bind(router, "10.0.0.7", 1.0, authoritative=False) == ()
+    assert inventory.ip_owner["10.0.0.7"] == ROUTER
+    # forwarded from the internet: a router, and what plain traffic bound was never its own
+    assert inventory.bind(router, "203.0.113.9", 2.0, authoritative=False) == ("10.0.0.7",)
+    assert ROUTER in inventory.routers
+    assert inventory.ip_owner == {"10.0.0.1": ROUTER}
+    assert inventory.bind(router, "10.0.0.8", 3.0, authoritative=False) == ()
+
+
 @pytest.mark.parametrize(
     ("relative", "mac"),
     [

@@ -470,6 +470,44 @@ def test_conversations_renamed_before_the_keys_are_compacted_stay_as_they_were(
     assert found == [_profiles_of(capture, 100_000, MONITOR)[0][9]]
 
 
+def test_a_router_found_out_mid_batch_keeps_the_flows_it_began_before_as_frame_by_frame(
+    tmp_path: Path,
+) -> None:
+    """A router offers an address from 10.1.0.1, talks to the monitor from it, then forwards
+    an answer from 8.8.8.8: from that frame on 10.1.0.1 is not its own (a router forwards
+    other hosts' traffic). Frame by frame it began the first two flows with that address;
+    in one batch too: it keeps the DHCP server's facts, and the monitor names it as the
+    first flow's peer and ``ip:10.1.0.1`` from then on."""
+    router = "00:1a:1e:00:00:01"
+    monitor = Ether(src=MONITOR, dst=router)
+    from_router = Ether(src=router, dst=MONITOR)
+    packets = [
+        Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff")
+        / ARP(op=2, hwsrc=MONITOR, psrc="10.1.0.5", pdst="10.1.0.5"),
+        Ether(src=router, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="10.1.0.1", dst="255.255.255.255")
+        / UDP(sport=67, dport=68)
+        / BOOTP(op=2, yiaddr="10.1.0.9", chaddr=bytes.fromhex("020000000009"))
+        / DHCP(options=[("message-type", "offer"), "end"]),
+        from_router / IP(src="10.1.0.1", dst="10.1.0.5") / UDP(sport=7000, dport=7001) / b"a",
+        from_router / IP(src="8.8.8.8", dst="10.1.0.5") / UDP(sport=53, dport=40001) / b"b",
+        from_router / IP(src="10.1.0.1", dst="10.1.0.5") / UDP(sport=7002, dport=7003) / b"c",
+        monitor / IP(src="10.1.0.5", dst="10.1.0.1") / UDP(sport=7003, dport=7002) / b"d",
+    ]
+    capture = write_capture(tmp_path / "router.pcap", packets, times=[0, 1, 2, 3, 4, 5])
+    facts = []
+    for size in (100_000, 1):
+        analysis = _analysed(capture, size)
+        assert router in analysis.inventory.routers, size
+        seen = {d.id: d.facts for d in analysis.devices.values()}
+        assert {"dhcp", "udp"} <= set(seen[router]["protocol"]), size
+        assert "udp/67" in seen[router]["service_offered"], size
+        assert not seen[router].get("ip"), size
+        assert set(seen[MONITOR]["peer"]) == {router, "ext:8.8.8.8", "ip:10.1.0.1"}, size
+        facts.append(seen)
+    assert facts[0] == facts[1]
+
+
 def test_a_dhcp_server_s_unicast_answer_makes_it_the_server_not_its_client(
     tmp_path: Path,
 ) -> None:
