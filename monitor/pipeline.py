@@ -278,6 +278,10 @@ class Analysis:
         # internal address -> live flows that started with no device at that address: the
         # device that later sends from it takes that side (see _take_unowned_sides)
         self._unowned_sides: dict[str, list[Flow]] = {}
+        # slot -> (flow, when its service was learned) for flows of _unowned_sides that had
+        # learned it by then: the side's device, when it takes the side, uses or offers it
+        # from that time, as one batch holding both would have noted
+        self._services_waiting: dict[int, tuple[Flow, float]] = {}
         # addresses of _unowned_sides that may have got an owner in this batch, in order
         self._owned_now: dict[str, None] = {}
         # address -> (its owner until then, the row of this batch from which it is not): a
@@ -1054,6 +1058,11 @@ class Analysis:
         when = flow.first_seen
         self.note(device, "peer", flow.peer(side), when)
         self.note(device, "protocol", flow.transport, when)
+        waiting = self._services_waiting.pop(flow.slot, None)
+        if waiting is not None and waiting[0] is flow:
+            service = service_name(flow.protocol, flow.port(flow.server_side))
+            kind = "service_offered" if side == flow.server_side else "service_used"
+            self.note(device, kind, service, waiting[1])
         if side == flow.client_side:  # a DHCP client given its address: it began the flow
             self._profile(device.id, self._window_at(when)).flows_started += 1
         if other is None:
@@ -1081,6 +1090,10 @@ class Analysis:
             self.note(server, "service_offered", service, when)
         if client is not None:
             self.note(client, "service_used", service, when)
+        if (server is None and address_scope(flow.address(server_side)) == "internal") or (
+            client is None and address_scope(flow.address(1 - server_side)) == "internal"
+        ):
+            self._services_waiting[flow.slot] = (flow, when)
         if service != guessed:
             self._stale_keys[flow.slot] = flow
 
@@ -1228,6 +1241,11 @@ class Analysis:
             address: live
             for address, flows in self._unowned_sides.items()
             if (live := [flow for flow in flows if records[flow.slot] is flow])
+        }
+        self._services_waiting = {
+            slot: waiting
+            for slot, waiting in self._services_waiting.items()
+            if records[slot] is waiting[0]
         }
         most = KEYS_PER_FLOW * len(self.flows) + KEY_SLACK
         if len(self._accounts) > most or len(self._key_names) > most:

@@ -470,6 +470,33 @@ def test_conversations_renamed_before_the_keys_are_compacted_stay_as_they_were(
     assert found == [_profiles_of(capture, 100_000, MONITOR)[0][9]]
 
 
+@pytest.mark.parametrize("broker", ["10.1.0.9", "203.0.113.9"])
+def test_a_client_first_seen_after_its_server_answered_uses_the_service_from_the_answer(
+    tmp_path: Path, broker: str
+) -> None:
+    """The capture begins with the broker's SYN-ACK (on the site, or on the internet behind
+    the router): it tells the service (tcp/1883) before the client ever sent. Frame by
+    frame, the client takes its side of the flow at its first frame; it uses tcp/1883 from
+    the SYN-ACK on, as in one batch."""
+    to_client = Ether(src=ENGINE, dst=MONITOR) / IP(src=broker, dst="10.1.0.5")
+    to_broker = Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst=broker)
+    packets = [
+        to_client / TCP(sport=1883, dport=41892, flags="SA"),
+        to_broker / TCP(sport=41892, dport=1883, flags="PA") / b"hello",
+        to_client / TCP(sport=1883, dport=41892, flags="PA") / b"ok",
+    ]
+    capture = write_capture(tmp_path / "broker.pcap", packets, times=[0.0, 0.003, 0.1])
+    facts = []
+    for size in (100_000, 1):
+        devices = _analysed(capture, size).devices
+        used = devices[MONITOR].facts["service_used"]["tcp/1883"]
+        assert (used.first_seen, used.count) == (devices[ENGINE].first_seen, 1), size
+        if broker == "10.1.0.9":
+            assert set(devices[ENGINE].facts["service_offered"]) == {"tcp/1883"}, size
+        facts.append({d.id: d.facts for d in devices.values()})
+    assert facts[0] == facts[1]
+
+
 def test_a_router_found_out_mid_batch_keeps_the_flows_it_began_before_as_frame_by_frame(
     tmp_path: Path,
 ) -> None:
