@@ -113,6 +113,7 @@ class Inventory:
         self.routers: set[str] = set()
         self.dirty: set[str] = set()  # devices whose facts changed since last classification
         self.new_devices: list[str] = []  # device ids in order of appearance
+        self.made = 0  # devices made so far (evictions do not lower it)
         # set by a capture worker: every fact recorded or removed is journaled for its report
         self.journal: FactJournal | None = None
 
@@ -133,6 +134,7 @@ class Inventory:
             self.devices[mac] = device
             self.dirty.add(mac)
             self.new_devices.append(mac)
+            self.made += 1
             if self.journal is not None:
                 self.journal.touched.add(mac)
         return device
@@ -158,6 +160,7 @@ class Inventory:
             self.devices[key] = device
             self.dirty.add(key)
             self.new_devices.append(key)
+            self.made += 1
         return device
 
     def _make_room(self) -> None:

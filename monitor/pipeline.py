@@ -546,7 +546,7 @@ class Analysis:
         dst_dev = np.full(n, -1, np.int64)
         devices: list[Device] = []
         index: dict[str, int] = {}
-        made = self.inventory.new_devices
+        inventory = self.inventory
         first_sent: dict[int, int] = {}  # slot -> its first frame, for devices made here
 
         def slot(device: Device) -> int:
@@ -558,7 +558,7 @@ class Analysis:
 
         def sender(device: Device, row: int, made_before: int) -> int:
             i = slot(device)
-            if len(made) != made_before:
+            if inventory.made != made_before:
                 first_sent.setdefault(i, row)
             return i
 
@@ -570,8 +570,8 @@ class Analysis:
             for j, (mac, row) in enumerate(senders):
                 if mac == 0 or is_group_mac(mac):
                     continue
-                made_before = len(made)
-                device = self.inventory.device_for_mac(mac, float(t[row]))
+                made_before = inventory.made
+                device = inventory.device_for_mac(mac, float(t[row]))
                 slots[j] = sender(device, row, made_before)
             src_dev = slots[inverse]
             dfirst, dinverse, _ = group_keys(dst_mac.view(np.uint64))
@@ -602,8 +602,8 @@ class Analysis:
                     if address_scope(address) != "internal":
                         continue
                     if side == "src":
-                        made_before = len(made)
-                        device = self.inventory.device_for_ip(address, float(t[row]))
+                        made_before = inventory.made
+                        device = inventory.device_for_ip(address, float(t[row]))
                         slots[j] = sender(device, int(row), made_before)
                         self._owned_at(address)
                     else:

@@ -490,6 +490,28 @@ def test_a_server_first_seen_answering_learns_the_protocol_of_messages_from_then
     assert learned[0] == learned[1]
 
 
+def test_frames_sent_before_a_device_s_first_frame_count_for_nobody_when_it_evicts_another(
+    tmp_path: Path,
+) -> None:
+    """The inventory is full (two devices): the third one's first frame evicts the quietest.
+    What was sent to it before still counts for nobody."""
+    third = "00:50:56:00:00:03"
+    packets = [
+        Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9") / UDP() / b"a",
+        Ether(src=ENGINE, dst=MONITOR) / IP(src="10.1.0.9", dst="10.1.0.5") / UDP() / b"b",
+        Ether(src=MONITOR, dst=third) / IP(src="10.1.0.5", dst="10.1.0.7") / UDP() / b"c",
+        Ether(src=third, dst=MONITOR) / IP(src="10.1.0.7", dst="10.1.0.5") / UDP() / b"d",
+    ]
+    capture = write_capture(tmp_path / "full.pcap", packets)
+    for size in (100_000, 1):
+        analysis = Analysis(max_devices=2)
+        for batch in _rebatch(capture, size):
+            analysis.feed(batch)
+        analysis.finish()
+        assert analysis.inventory.evicted == 1, size
+        assert analysis.devices[third].rx_packets == 0, size
+
+
 @pytest.mark.parametrize("link", ["ethernet", "raw ip"])
 def test_frames_sent_to_a_device_before_its_first_frame_are_received_by_nobody(
     tmp_path: Path, link: str
