@@ -926,8 +926,8 @@ def test_facts_noted_in_a_batch_that_spans_windows_go_to_each_sighting_s_window(
     from scapy.layers.l2 import ARP
 
     out, back = Ether(src=MONITOR, dst=ENGINE), Ether(src=ENGINE, dst=MONITOR)
-    # the router first announces itself (a device that receives before it ever sent is
-    # counted from its batch's start: see docs/performance.md)
+    # the router first announces itself, so that it receives what is sent to it (a device
+    # receives nothing before its first frame: see docs/performance.md)
     packets = [Ether(src=ENGINE, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.1.0.1")]
     for peer in ("203.0.113.7", "203.0.113.8"):
         packets += [
