@@ -1020,14 +1020,19 @@ class Analysis:
                     len(self._accounts),
                 )
             if packets and old_account >= 0:
-                self._move_packets(old_account, int(flows.account[flow.slot, 1 - side]), packets)
+                new_account = int(flows.account[flow.slot, 1 - side])
+                left = self._move_packets(old_account, new_account, packets)
+                earlier = self._transport_account(old_account, flow) if left else -1
+                if earlier >= 0 and earlier != old_account:
+                    self._move_packets(earlier, new_account, left)
             new_conversation = int(flows.conversation[flow.slot, 1 - side])
             if old_conversation >= 0 and new_conversation != old_conversation:
                 self._move_messages(old_conversation, new_conversation)
 
-    def _move_packets(self, old: int, new: int, packets: int) -> None:
+    def _move_packets(self, old: int, new: int, packets: int) -> int:
         """Move up to ``packets`` packets from account ``old`` to account ``new`` in the open
-        windows, the newest first (where a flow's packets mostly are)."""
+        windows, the newest first (where a flow's packets mostly are); returns how many of
+        ``packets`` were not there."""
         size = len(self._accounts)
         for window in reversed(self._windows.values()):
             counts = window.account_packets
@@ -1037,7 +1042,19 @@ class Analysis:
                 window.add_packets(np.array([new], np.int64), np.array([moved], np.int64), size)
                 packets -= moved
                 if not packets:
-                    return
+                    return 0
+        return packets
+
+    def _transport_account(self, account: int, flow: Flow) -> int:
+        """The account that differs from ``account`` only by having ``flow``'s transport as
+        its protocol, where the flow's packets before its content was recognised count
+        (-1 if there is none)."""
+        transport = self._key_names.ids.get(flow.transport)
+        if transport is None:
+            return -1
+        row = self._accounts.rows(np.array([account], np.int64)).copy()
+        row[0, 3] = transport
+        return int(self._accounts.lookup(row)[0])
 
     def _move_messages(self, old: int, new: int) -> None:
         """The open windows' messages of conversation ``old`` become ``new``'s (when they move

@@ -304,16 +304,7 @@ STILL_APART_BY_BATCHING = {
     "iotsec-lab-medical/withingsbpm/wifi/2_2.pcap": "flow before its device",
     "iotsec-lab-medical/withingsbpm/wifi/4_1.pcap": "flow before its device",
     # a flow's packets before its content was recognised: one batch counts them under the
-    # application (tls, http), frame by frame under the transport
-    "iot-sentinel/HueSwitch/Setup-A-1-STA.pcap": "packets before recognition",
-    "iot-sentinel/HueSwitch/Setup-A-2-STA.pcap": "packets before recognition",
-    "iot-sentinel/HueSwitch/Setup-A-3-STA.pcap": "packets before recognition",
-    "iot-sentinel/HueSwitch/Setup-A-4-STA.pcap": "packets before recognition",
-    "iot-sentinel/HueSwitch/Setup-A-5-STA.pcap": "packets before recognition",
-    "iot-sentinel/HueSwitch/Setup-A-6-STA.pcap": "packets before recognition",
-    "iot-sentinel/HueSwitch/Setup-A-7-STA.pcap": "packets before recognition",
-    "iot-sentinel/HueSwitch/Setup-A-9-STA.pcap": "packets before recognition",
-    "iot-sentinel/HueSwitch/Setup-A-10-STA.pcap": "packets before recognition",
+    # application (tls), frame by frame under the transport
     "lifecycle-iot/xiaodu_plug_lifecycle/xiaodu_plug_delete.pcap": "packets before recognition",
     # a router's own address confirmed by ARP later in the batch: one batch binds it from
     # the router's first frame from it, frame by frame from the ARP
@@ -457,12 +448,10 @@ def test_the_client_of_a_server_first_seen_answering_sees_it_however_the_batches
     assert _profiles_of(capture, 1, ENGINE) == _profiles_of(capture, 100_000, ENGINE)
 
 
-def test_a_server_first_seen_answering_learns_the_protocol_of_messages_from_then_on(
-    tmp_path: Path,
-) -> None:
-    """The monitor's first request reaches the server before the server ever sent: frame by
-    frame the server does not exist yet and learns nothing from it; in one batch it must
-    not either. It learns ``protocol: http`` from the next request."""
+def _requests_to_a_server_first_seen_answering(tmp_path: Path) -> Path:
+    """The monitor's HTTP request reaches 10.1.0.9 before the server ever sent (its SYN, an
+    ACK and the request, then the server's ACK); a second connection follows a second
+    later."""
     to_server = Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9")
     to_monitor = Ether(src=ENGINE, dst=MONITOR) / IP(src="10.1.0.9", dst="10.1.0.5")
     request = b"GET /status HTTP/1.1\r\nHost: 10.1.0.9\r\n\r\n"
@@ -476,7 +465,28 @@ def test_a_server_first_seen_answering_learns_the_protocol_of_messages_from_then
         to_server / TCP(sport=40001, dport=80, flags="PA") / request,
     ]
     times = [0.0, 0.002, 0.003, 0.004, 1.0, 1.001, 1.002]
-    capture = write_capture(tmp_path / "requests.pcap", packets, times=times)
+    return write_capture(tmp_path / "requests.pcap", packets, times=times)
+
+
+def test_a_client_s_packets_before_its_request_was_recognised_move_to_the_server_it_names(
+    tmp_path: Path,
+) -> None:
+    """Frame by frame, the SYN and ACK counted under ``ip:10.1.0.9`` and tcp, the request
+    under it and http; when the server takes its side, all three count with the server, as
+    in one batch: the window's peers are the server alone."""
+    capture = _requests_to_a_server_first_seen_answering(tmp_path)
+    in_one_batch = _profiles_of(capture, 100_000, MONITOR)
+    assert in_one_batch[0][6] == {ENGINE}
+    assert _profiles_of(capture, 1, MONITOR) == in_one_batch
+
+
+def test_a_server_first_seen_answering_learns_the_protocol_of_messages_from_then_on(
+    tmp_path: Path,
+) -> None:
+    """The monitor's first request reaches the server before the server ever sent: frame by
+    frame the server does not exist yet and learns nothing from it; in one batch it must
+    not either. It learns ``protocol: http`` from the next request."""
+    capture = _requests_to_a_server_first_seen_answering(tmp_path)
     learned = []
     for size in (100_000, 1):
         devices = _analysed(capture, size).devices
