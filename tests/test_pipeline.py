@@ -329,8 +329,9 @@ def test_the_shared_captures_are_judged_the_same_frame_by_frame_as_in_one_batch(
 ) -> None:
     """Each shared capture Santinel reads gives the same devices, events and baselines a
     frame at a time as 65,536 at a time, but those listed with the reason they do not."""
+    captures = _corpus_chunk(shared_pcaps, chunk, 4)
     apart, read = [], 0
-    for capture in _corpus_chunk(shared_pcaps, chunk, 4):
+    for capture in captures:
         try:
             in_one_batch = _judged_in_batches(capture, 65_536)
         except CaptureError:
@@ -339,11 +340,7 @@ def test_the_shared_captures_are_judged_the_same_frame_by_frame_as_in_one_batch(
         if _judged_in_batches(capture, 1) != in_one_batch:
             apart.append(capture.relative_to(shared_pcaps).as_posix())
     assert read > 50
-    expected = [
-        name
-        for name in STILL_APART_BY_BATCHING
-        if shared_pcaps / name in _corpus_chunk(shared_pcaps, chunk, 4)
-    ]
+    expected = [name for name in STILL_APART_BY_BATCHING if shared_pcaps / name in captures]
     assert sorted(apart) == sorted(expected)
 
 
