@@ -1551,23 +1551,19 @@ class Analysis:
         app, facts = found
         if flow.app is None:
             self._set_app(flow, app)
-        if app in appmeta.FLOW_PROTOCOLS:
-            for side in (0, 1):
-                device = self._existing(flow.device(side), when)
-                if device is not None:
-                    self.note(device, "protocol", app, when, repeats, last)
-        else:
-            device = self._existing(flow.device(sender), when)
+        # each side's device, looked up once for the protocol and the facts
+        sides = (self._existing(flow.device(0), when), self._existing(flow.device(1), when))
+        told = sides if app in appmeta.FLOW_PROTOCOLS else (sides[sender],)
+        for device in told:
             if device is not None:
                 self.note(device, "protocol", app, when, repeats, last)
-        device = self._existing(flow.device(sender), when)
         for fact in facts:
             if fact.kind == "resolved":
                 self._resolved(fact.value, fact.extra, when)
                 continue
-            target = device
+            target = sides[sender]
             if fact.about == "peer":
-                target = self._existing(flow.device(1 - sender), when)
+                target = sides[1 - sender]
             elif fact.about == "client_mac" and fact.extra:
                 target = self._existing(fact.extra, when)
             if target is not None:
