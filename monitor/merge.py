@@ -70,6 +70,11 @@ def merge_profiles(parts: Iterable[WindowProfile]) -> WindowProfile:
                 into[value] = into.get(value, 0) + count
         for conversation, times in p.conversations.items():
             merged.conversations.setdefault(conversation, []).extend(times)
+        for address, (packets, last) in p.address_use.items():
+            before = merged.address_use.get(address)
+            if before is not None:
+                packets, last = packets + before[0], max(last, before[1])
+            merged.address_use[address] = (packets, last)
     if len(profiles) > 1:
         for conversation, times in merged.conversations.items():
             merged.conversations[conversation] = _message_starts(sorted(times))
@@ -275,6 +280,18 @@ class MergedAnalysis:
             devices=len(self.devices),
             devices_evicted=sum(t.devices_evicted for t in self._tables),
             facts_evicted=sum(t.facts_evicted for t in self._tables) + self._facts_evicted,
+        )
+
+    def address_packets_since(self, device_id: str, address: str, end: float) -> int:
+        """What the windows from ``end`` on that some worker closed add to the device's
+        ``ip`` fact. The windows no worker closed yet are in the workers: what their reports
+        already counted there is not known here (the ARP detector's verdict may then differ
+        from one analysis of the whole wire)."""
+        return sum(
+            profile.address_use.get(address, (0, 0.0))[0]
+            for start, window in self._pending.items()
+            if start >= end
+            for profile in window.get(device_id, ())
         )
 
     # ------------------------------------------------------------------ reports

@@ -105,6 +105,10 @@ class WindowProfile:
     # facts first or again seen in this window: kind -> value -> count
     facts: dict[str, dict[str, int]] = field(default_factory=dict)
     conversations: dict[str, list[float]] = field(default_factory=dict)
+    # for a device that has used several IPv4 addresses: address -> (packets it sent from
+    # it in this window, the last one's time), from which the ARP detector tells a device
+    # that moved from one answering for several, as of the window's end
+    address_use: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 SIZE_BIN_EDGES = (64, 128, 256, 512, 1024, 1518)

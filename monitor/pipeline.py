@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import itertools
+import math
 import operator
 import sys
 from collections import Counter
@@ -690,6 +691,11 @@ class Analysis:
         version = table.ip_version[sl]
         arp = table.ethertype[sl] == ETHERTYPE_ARP
         ip = version > 0
+        # the IPv4 bindings recorded, per kind of evidence: (rows, each row's group, and
+        # per recorded group its device and address), for the windows' address use
+        recorded_v4: list[
+            tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], dict[int, tuple[Device, str]]]
+        ] = []
         for mask, authoritative in ((has & arp, True), (has & ip, False)):
             rows = np.flatnonzero(mask)
             if rows.shape[0] == 0:
@@ -700,6 +706,8 @@ class Analysis:
             ver_col = version[rows].astype(np.uint64)
             keys = row_keys(dev_col, hi_col, lo_col, ver_col)
             first, inverse, counts = group_keys(keys)
+            groups: dict[int, tuple[Device, str]] = {}
+            recorded_v4.append((rows, inverse, groups))
             latest = group_max(inverse, t[rows], first.shape[0])
             for j in range(first.shape[0]):
                 r = int(first[j])
@@ -727,6 +735,69 @@ class Analysis:
                 for gone in unbound:
                     self._unbound_at[gone] = (device.id, int(rows[r]))
                 self._owned_at(address)
+                # (an ARP sender's address is IPv4; an address is owned by the device it
+                # was last recorded for)
+                v4 = authoritative or ver == 4
+                if v4 and self.inventory.ip_owner.get(address) == device.id:
+                    groups[j] = (device, address)
+        self._note_address_use(t, recorded_v4)
+
+    def _note_address_use(
+        self,
+        t: npt.NDArray[np.float64],
+        recorded_v4: list[
+            tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], dict[int, tuple[Device, str]]]
+        ],
+    ) -> None:
+        """Per window, the packets a device sent from each of its IPv4 addresses once it had
+        two, and the last one's time (``WindowProfile.address_use``): the ARP detector asks
+        which addresses a device used after its newest appeared. A device with one address
+        has none (it moved nowhere, and a profile per device would carry it)."""
+        second_since: dict[str, float] = {}  # device -> when it had two IPv4 addresses
+        for _, _, groups in recorded_v4:
+            for device, _ in groups.values():
+                if device.id not in second_since:
+                    ips = device.facts.get("ip")
+                    firsts = sorted(
+                        fact.first_seen for a, fact in ips.items() if ":" not in a
+                    ) if ips is not None and len(ips) > 1 else []  # fmt: skip
+                    second_since[device.id] = firsts[1] if len(firsts) > 1 else math.inf
+        if all(since == math.inf for since in second_since.values()):
+            return
+        windows = self._window_starts
+        for rows, inverse, groups in recorded_v4:
+            since_of = np.full(int(inverse.max()) + 1, math.inf)  # per group
+            for j, (device, _) in groups.items():
+                since_of[j] = second_since[device.id]
+            keep = t[rows] >= since_of[inverse]
+            if not keep.any():
+                continue
+            group_of = inverse[keep]
+            window_of = self._packet_window[rows[keep]]
+            cells = (group_of * len(windows) + window_of).astype(np.uint64)
+            first, cell_of, packets = group_keys(cells)
+            last = group_max(cell_of, t[rows[keep]], first.shape[0])
+            for f, count, latest in zip(
+                first.tolist(), packets.tolist(), last.tolist(), strict=True
+            ):
+                device, address = groups[int(group_of[f])]
+                use = self._profile(device.id, windows[int(window_of[f])]).address_use
+                before = use.get(address)
+                if before is not None:
+                    count, latest = count + before[0], max(latest, before[1])
+                use[address] = (count, latest)
+
+    def address_packets_since(self, device_id: str, address: str, end: float) -> int:
+        """The packets ``device_id`` sent from ``address`` in the open windows from ``end``
+        on: counted in its ``ip`` fact already (a batch is accounted before the windows it
+        ends close), not yet when frame by frame the window before ``end`` closed."""
+        packets = 0
+        for window in self._windows.values():
+            if window.start >= end:
+                profile = window.profiles.get(device_id)
+                if profile is not None:
+                    packets += profile.address_use.get(address, (0, 0.0))[0]
+        return packets
 
     # ------------------------------------------------------------------ flows
     def _address(self, version: int, hi: int, lo: int) -> str:

@@ -338,6 +338,27 @@ def test_message_starts_from_two_workers_within_the_gap_are_one_message() -> Non
     assert merge_profiles([first, second]).conversations == {"p|udp/53": [1.0, 5.0, 9.0]}
 
 
+def test_address_use_from_two_workers_adds_up_to_the_latest_sighting() -> None:
+    first = WindowProfile("m", 0.0, 60.0, address_use={"10.0.0.5": (3, 20.0)})
+    second = WindowProfile(
+        "m", 0.0, 60.0, address_use={"10.0.0.5": (2, 31.0), "10.0.0.6": (1, 4.0)}
+    )
+    assert merge_profiles([first, second]).address_use == {
+        "10.0.0.5": (5, 31.0),
+        "10.0.0.6": (1, 4.0),
+    }
+
+
+def test_address_packets_since_a_time_are_those_of_the_windows_waiting_from_then() -> None:
+    merged = MergedAnalysis("eth0", 2)
+    for start, packets in ((0.0, 4), (60.0, 3), (120.0, 2)):
+        window = WindowProfile("m", start, start + 60.0, address_use={"10.0.0.5": (packets, 1.0)})
+        assert merged.apply(WorkerReport(0, start + 60.0, [window])) == []
+    assert merged.address_packets_since("m", "10.0.0.5", 60.0) == 5
+    assert merged.address_packets_since("m", "10.0.0.6", 60.0) == 0
+    assert merged.address_packets_since("other", "10.0.0.5", 0.0) == 0
+
+
 def test_a_window_waits_for_every_worker_and_late_profiles_come_out_alone() -> None:
     merged = MergedAnalysis("eth0", 2)
     early = WindowProfile("m", 0.0, 60.0, tx_packets=1)

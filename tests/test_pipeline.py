@@ -1410,3 +1410,43 @@ def test_results_do_not_depend_on_when_interned_keys_are_compacted(
     monkeypatch.setattr(Analysis, "_compact_keys", counted)
     assert _window_summary(capture, 4) == usual
     assert len(compactions) > 30
+
+
+def _address_use(capture: Path, batch_frames: int) -> list[tuple[float, dict[str, object]]]:
+    windows: list[tuple[float, dict[str, object]]] = []
+    analysis = Analysis(
+        window_seconds=10.0,
+        on_window=lambda closed, _: windows.extend(
+            (p.start, dict(p.address_use)) for p in closed if p.device_id == MONITOR
+        ),
+    )
+    for batch in _rebatch(capture, batch_frames):
+        analysis.feed(batch)
+    analysis.finish()
+    return windows
+
+
+def test_a_window_counts_a_devices_addresses_from_its_second_on_in_one_batch_as_alone(
+    tmp_path: Path,
+) -> None:
+    """A window's address use (what the ARP detector tells a move from a spoofer by) holds,
+    per IPv4 address, the packets a device sent from it once it had two and the last one's
+    time: nothing while it had one, in one batch as frame by frame."""
+
+    def sent(address: str) -> object:
+        return Ether(src=MONITOR, dst=ENGINE) / IP(src=address, dst="10.1.0.9") / UDP(dport=514)
+
+    packets = [sent("10.1.0.5") for _ in range(4)]  # the first window: one address
+    times = [1.0, 2.0, 3.0, 4.0]
+    packets += [sent("10.1.0.5"), sent("10.1.0.6"), sent("10.1.0.5"), sent("10.1.0.6")]
+    times += [11.0, 12.0, 13.0, 14.0]  # the second: a second address, the first used again
+    packets += [sent("10.1.0.5")] * 3
+    times += [21.0, 22.0, 23.0]
+    capture = write_capture(tmp_path / "two-addresses.pcap", packets, 1_700_000_000.0, times)
+    start = 1_700_000_000.0
+    assert _address_use(capture, 1) == [
+        (start, {}),
+        (start + 10, {"10.1.0.6": (2, start + 14), "10.1.0.5": (1, start + 13)}),
+        (start + 20, {"10.1.0.5": (3, start + 23)}),
+    ]
+    assert _address_use(capture, 65_536) == _address_use(capture, 1)
