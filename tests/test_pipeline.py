@@ -282,14 +282,6 @@ def test_a_hospital_is_judged_the_same_frame_by_frame_as_in_one_batch(tmp_path: 
 # The shared captures (but the benchmark's large ones) whose results still depend on how
 # their frames are batched, and why (docs/performance.md, "Batches do not change the results").
 STILL_APART_BY_BATCHING = {
-    # the ARP detector decides an address change a window later from the address facts as
-    # they are then: one batch holding the next windows knows sightings after it
-    "arkime/modbus.pcap": "arp decision",
-    "ndpi/dnp3.pcap": "arp decision",
-    "suricata-verify/modbus_modbus.pcap": "arp decision",
-    "zeek/dnp3_dnp3.pcap": "arp decision",
-    "iot-sentinel/EdimaxPlug1101W/Setup-A-3-STA.pcap": "arp decision",
-    "iot-sentinel/EdimaxPlug1101W/Setup-A-4-STA.pcap": "arp decision",
     # a flow to a device's address that began before the device's first frame: one batch
     # counts it for the device in the window it began in, frame by frame in a later one
     "arkime/bacnet-stack-services.pcap": "flow before its device",

@@ -37,6 +37,11 @@ class AnalysisView(Protocol):
     @property
     def capture_stats(self) -> Mapping[str, Any]: ...
 
+    def address_packets_since(self, device_id: str, address: str, end: float) -> int:
+        """Packets the device sent from ``address`` that its ``ip`` fact counts and that
+        came at or after ``end`` (those of windows still open)."""
+        ...
+
 
 class Detector(Protocol):
     """One detector (see the module docstring)."""

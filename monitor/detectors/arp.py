@@ -16,6 +16,12 @@ window are checked against the other devices:
 - ``ip_change``: the device moved to a new address nobody else holds and left its old one
   (a static address set by hand, a DHCP lease lost); decided one window after the move.
 
+Whether the old address was used after the new one appeared, and how much it had carried,
+is read as of the end of the window that decides: from the windows' ``address_use``, and
+from the address's count less what the still open windows counted. A capture read in one
+batch knows the sightings of later windows; frame by frame they are not there yet, and the
+verdict must not depend on which.
+
 Link-local and unspecified addresses and IPv6 (privacy addresses rotate) are left out.
 """
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from monitor.baseline import BaselineStore
 from monitor.detectors import AnalysisView, DetectorConfig
@@ -44,6 +51,18 @@ def _ipv4(address: str) -> bool:
     return ip.version == 4 and not (ip.is_link_local or ip.is_unspecified or ip.is_multicast)
 
 
+@dataclass(slots=True)
+class _Claim:
+    """A device's new address, with others of its own: a move or a spoofer, told later."""
+
+    device: str
+    address: str
+    since: float  # the new address's first seen
+    own: list[str]  # the device's other addresses then
+    seen_until: float  # the end of the last window whose address use is in used_after
+    used_after: set[str]  # those of ``own`` used after ``since``
+
+
 class ArpDetector(DetectorBase):
     """See the module docstring."""
 
@@ -51,8 +70,7 @@ class ArpDetector(DetectorBase):
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         super().__init__(config)
-        # (device, new address, first seen, its other addresses): decided a window later
-        self.pending: list[tuple[str, str, float, list[str]]] = []
+        self.pending: list[_Claim] = []  # decided a window later
 
     def score_window(
         self,
@@ -121,25 +139,48 @@ class ArpDetector(DetectorBase):
                     # One MAC answering for two addresses at once is a spoofer; a device that
                     # left its old address has moved. Its old address may still show later,
                     # so the call waits for the next window.
-                    self.pending.append((p.device_id, address, ips[address].first_seen, own))
-        events.extend(self._decide(analysis, now, end, spoofers={e.device for e in events}))
+                    since = ips[address].first_seen
+                    used = p.address_use
+                    self.pending.append(_Claim(
+                        p.device_id, address, since, own, p.end,
+                        {a for a in own if a in used and used[a][1] > since},
+                    ))  # fmt: skip
+        by_device = {p.device_id: p for p in profiles}
+        spoofers = {e.device for e in events}
+        events.extend(self._decide(analysis, now, end, spoofers, by_device))
         return events
 
     def _decide(
-        self, analysis: AnalysisView, now: float, end: float, spoofers: set[str]
+        self,
+        analysis: AnalysisView,
+        now: float,
+        end: float,
+        spoofers: set[str],
+        profiles: dict[str, WindowProfile],
     ) -> list[Event]:
         events: list[Event] = []
         waiting = []
-        for device_id, address, since, own in self.pending:
+        for claim in self.pending:
+            device_id, address, since, own = claim.device, claim.address, claim.since, claim.own
             device = analysis.devices.get(device_id)
             if device is None or device_id in spoofers:
                 continue
+            profile = profiles.get(device_id)
+            if profile is not None and profile.start >= claim.seen_until:
+                claim.used_after |= {a for a in own if a in profile.address_use}
+                claim.seen_until = profile.end
             ips = device.facts.get("ip", {})
-            concurrent = sorted(a for a in own if a in ips and ips[a].last_seen > since)
+            concurrent = sorted(claim.used_after)
             # a real address carried traffic; a spoofer's brief claim is a few ARP packets
-            established = [a for a in own if a in ips and ips[a].count >= ESTABLISHED_PACKETS]
+            established = [
+                a
+                for a in own
+                if a in ips
+                and ips[a].count - analysis.address_packets_since(device_id, a, end)
+                >= ESTABLISHED_PACKETS
+            ]
             if not concurrent and established and end - since < self.config.window_seconds:
-                waiting.append((device_id, address, since, own))  # moved? ask again later
+                waiting.append(claim)  # moved? ask again later
                 continue
             label = device_label(device, device_id)
             if concurrent or not established:

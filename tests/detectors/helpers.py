@@ -14,9 +14,12 @@ from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 
 from monitor.baseline import BaselineConfig, BaselineStore
+from monitor.capture.files import open_capture
 from monitor.detectors import DetectorConfig, DetectorSuite
 from monitor.detectors.offline import replay
 from monitor.events import Event, EventBook
+from monitor.model import WindowProfile
+from monitor.pipeline import Analysis
 
 T0 = 1_780_000_000.0
 REPO = Path(__file__).resolve().parents[2]
@@ -142,8 +145,11 @@ def run(
     hold: float = 600.0,
     config: DetectorConfig | None = None,
     store: BaselineStore | None = None,
+    batch_frames: int | None = None,
 ) -> Run:
-    """Replay ``paths``; baselines enforce after ``min_duration`` s and ``min_windows``."""
+    """Replay ``paths``; baselines enforce after ``min_duration`` s and ``min_windows``.
+    With ``batch_frames``, the frames are fed that many at a time (1: frame by frame, as
+    a live capture on a quiet wire reads them); else as a file is read."""
     if store is None:  # (an empty store is falsy)
         store = BaselineStore(BaselineConfig(min_duration=min_duration, min_windows=min_windows))
     cfg = config or DetectorConfig(
@@ -152,5 +158,17 @@ def run(
     )  # fmt: skip
     suite = DetectorSuite(EventBook(hold_seconds=hold), cfg)
     suite.record_detections = True
-    analysis = replay(paths, suite, store, signatures, window_seconds=window)
+    if batch_frames is None:
+        analysis = replay(paths, suite, store, signatures, window_seconds=window)
+        return Run(suite, analysis, store)
+
+    def on_window(profiles: Sequence[WindowProfile], analysis: Analysis) -> None:
+        suite.on_window(profiles, analysis, store, learn=True)
+
+    analysis = Analysis(signatures=signatures, window_seconds=window, on_window=on_window)
+    for path in paths:
+        for batch in open_capture(path):
+            for start in range(0, len(batch), batch_frames):
+                analysis.feed(batch.frames(start, min(start + batch_frames, len(batch))))
+    analysis.finish()
     return Run(suite, analysis, store)
