@@ -192,6 +192,11 @@ class FactTable(Mapping[str, "KindFacts"]):
         cells = self._cells.get(kind)
         return cells is not None and value in cells
 
+    def count_of(self, kind: str) -> int:
+        """How many values ``kind`` has (0 for a kind it has none of)."""
+        cells = self._cells.get(kind)
+        return 0 if cells is None else len(cells)
+
     def counts_of(self, kinds: Iterable[str]) -> tuple[int, ...]:
         """How many values each of ``kinds`` has (0 for a kind it has none of)."""
         return tuple(map(len, map(self._cells.get, kinds, repeat(_NO_CELLS))))

@@ -756,12 +756,14 @@ class Analysis:
         second_since: dict[str, float] = {}  # device -> when it had two IPv4 addresses
         for _, _, groups in recorded_v4:
             for device, _ in groups.values():
-                if device.id not in second_since:
-                    ips = device.facts.get("ip")
-                    firsts = sorted(
-                        fact.first_seen for a, fact in ips.items() if ":" not in a
-                    ) if ips is not None and len(ips) > 1 else []  # fmt: skip
-                    second_since[device.id] = firsts[1] if len(firsts) > 1 else math.inf
+                if device.id in second_since:
+                    continue
+                if device.facts.count_of("ip") < 2:  # (most devices: a look-up, no more)
+                    second_since[device.id] = math.inf
+                    continue
+                ips = device.facts["ip"].items()
+                firsts = sorted(fact.first_seen for a, fact in ips if ":" not in a)
+                second_since[device.id] = firsts[1] if len(firsts) > 1 else math.inf
         if all(since == math.inf for since in second_since.values()):
             return
         windows = self._window_starts

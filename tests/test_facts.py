@@ -198,6 +198,8 @@ def test_counts_of_kinds_are_their_values_in_the_table_or_in_its_view() -> None:
     table.record("ip", "10.0.0.1", 6.0)
     assert table.counts_of(("peer", "ip", "dns_query")) == (3, 1, 0)
     assert table.first_seen_before(5.5).counts_of(("peer", "ip", "dns_query")) == (2, 0, 0)
+    assert [table.count_of(kind) for kind in ("peer", "ip", "dns_query")] == [3, 1, 0]
+    assert table.first_seen_before(5.5).count_of("peer") == 2
 
 
 def test_a_fact_read_from_the_table_is_a_copy() -> None:
