@@ -696,14 +696,16 @@ def account_flow_packets(
     byte_counts: npt.NDArray[np.int64],
     last_seen: npt.NDArray[np.float64],
     server_side: npt.NDArray[np.int8],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Count a batch's packets (``rows``; ``groups``: each one's flow; ``slots`` and
     ``first_rows``: each flow's slot and first row) into the flow table's columns per side,
     and move each flow's last seen on, in one pass where numpy took a dozen. Returns the
     flows whose server side is unknown and now shows itself (a SYN-ACK, or a UDP flow with
-    packets both ways), ascending, and per flow the side that sent its last SYN-ACK of the
-    batch (-1 for none)."""
+    packets both ways), ascending; per flow the side that sent its first SYN-ACK of the
+    batch (-1 for none); and per flow the row that showed its server side (-1 for none),
+    as frame by frame the first such packet does."""
     synack_side = np.full(slots.shape[0], -1, np.int64)
+    known_at = np.full(slots.shape[0], -1, np.int64)
     for k in range(rows.shape[0]):
         r = rows[k]
         g = groups[k]
@@ -713,17 +715,18 @@ def account_flow_packets(
         byte_counts[s, d] += lengths[r]
         if times[r] > last_seen[s]:
             last_seen[s] = times[r]
+        if server_side[s] >= 0 or known_at[g] >= 0:
+            continue
         if protocols[r] == 6 and (flags[r] & 0x12) == 0x12:
             synack_side[g] = d
+            known_at[g] = r
+        elif protocols[r] == 17 and packets[s, 0] > 0 and packets[s, 1] > 0:
+            known_at[g] = r
     replied = []
     for g in range(slots.shape[0]):
-        s = slots[g]
-        if server_side[s] >= 0:
-            continue
-        both_ways = packets[s, 0] > 0 and packets[s, 1] > 0
-        if synack_side[g] >= 0 or (protocols[first_rows[g]] == 17 and both_ways):
+        if known_at[g] >= 0:
             replied.append(g)
-    return _rows_array(replied), synack_side
+    return _rows_array(replied), synack_side, known_at
 
 
 @numba.njit(cache=True)  # type: ignore[misc]

@@ -457,16 +457,21 @@ class Analysis:
         when: float,
         times: int = 1,
         last: float | None = None,
+        not_before: float | None = None,
     ) -> None:
         """Record a fact about ``device`` in the inventory and in its window's profile.
         Inside a batch the sightings are summed and applied when the batch ends (a fact keeps
-        its first time, last time and count, so the order of sightings does not matter)."""
+        its first time, last time and count, so the order of sightings does not matter).
+        It counts in ``when``'s window, or in the open window ``not_before`` if that one
+        is older (as frame by frame, once the windows before it closed)."""
         windows = self._windows
         # one open window (nearly always) is every time's window: see _window_at
         if len(windows) == 1:
             window: float | None = next(iter(windows))
         else:
             window = self._window_at(when) if windows else None
+            if not_before is not None and window is not None and window < not_before:
+                window = not_before
         pending = self._pending_notes
         if pending is not None and window is not None:
             key = (device.id, kind, value, window)
@@ -848,7 +853,7 @@ class Analysis:
 
         flags = table.tcp_flags[sl]
         # a service becomes known from a SYN-ACK, or from a UDP reply
-        replied, synack_side = account_flow_packets(
+        replied, synack_side, known_at = account_flow_packets(
             rows,
             inverse,
             slots,
@@ -868,12 +873,19 @@ class Analysis:
         if new.shape[0]:
             self._start_flows(table, sl, t, direction, flags, first_rows[new], slots[new])
 
-        for j, side in zip(replied.tolist(), synack_side[replied].tolist(), strict=True):
+        starts = self._window_starts
+        window_of = self._packet_window
+        for j, side, reply in zip(
+            replied.tolist(), synack_side[replied].tolist(), known_at[replied].tolist(), strict=True
+        ):
             flow = flows.records[int(slots[j])]
             assert flow is not None
             server = side if side >= 0 else 1 - flow.client_side
-            # used and offered since the flow began, in whichever batch the reply came
-            self._learn_service(flow, server, flow.first_seen)
+            # Used and offered since the flow began, in whichever batch the reply came. Frame
+            # by frame, the windows before the previous frame's had closed when the reply
+            # came: it counts in the oldest then open if the flow began earlier.
+            not_before = starts[window_of[reply - 1]] if reply > 0 else None
+            self._learn_service(flow, server, flow.first_seen, not_before)
 
         self._inspect(batch, table, t, sl, groups, direction, slots)
         self._name_new_flows()
@@ -1169,7 +1181,9 @@ class Analysis:
                 del seen_in[named]
         self.note(other, "peer", device.id, when)
 
-    def _learn_service(self, flow: Flow, server_side: int, when: float) -> None:
+    def _learn_service(
+        self, flow: Flow, server_side: int, when: float, not_before: float | None = None
+    ) -> None:
         guessed = flow.service()
         flow.server_side = server_side
         self.flows.server_side[flow.slot] = server_side
@@ -1177,9 +1191,9 @@ class Analysis:
         server = self.devices.get(flow.device(server_side) or "")
         client = self.devices.get(flow.device(1 - server_side) or "")
         if server is not None:
-            self.note(server, "service_offered", service, when)
+            self.note(server, "service_offered", service, when, not_before=not_before)
         if client is not None:
-            self.note(client, "service_used", service, when)
+            self.note(client, "service_used", service, when, not_before=not_before)
         if (server is None and address_scope(flow.address(server_side)) == "internal") or (
             client is None and address_scope(flow.address(1 - server_side)) == "internal"
         ):

@@ -151,9 +151,9 @@ def test_device_traffic_counts_each_packet_for_its_sender_and_receiver_in_its_wi
 
 def test_flow_packets_count_per_side_and_tell_the_flows_whose_server_shows() -> None:
     """Against the numpy formulation it replaced, on random batches of TCP and UDP flows:
-    a SYN-ACK tells the server of a TCP flow (the batch's last one), packets both ways that
-    of a UDP flow (also with the first way counted in an earlier batch), and a flow whose
-    server is known is not told again."""
+    a SYN-ACK tells the server of a TCP flow (the batch's first one), packets both ways that
+    of a UDP flow (also with the first way counted in an earlier batch), each at the packet
+    that showed it (as frame by frame), and a flow whose server is known is not told again."""
     from monitor.flows import account_flow_packets
 
     for seed in range(20):
@@ -178,12 +178,25 @@ def test_flow_packets_count_per_side_and_tell_the_flows_whose_server_shows() -> 
         flags = rng.choice(np.array([0x02, 0x12, 0x10, 0x18], np.uint8), n)
         before = (table.packets.copy(), table.bytes.copy(), table.last_seen.copy())
 
-        replied, synack_side = account_flow_packets(
+        replied, synack_side, known_at = account_flow_packets(
             rows, inverse, slots, first_rows, direction, lengths, times, protocols, flags,
             table.packets, table.bytes, table.last_seen, table.server_side,
         )  # fmt: skip
 
         packets, byte_counts, last_seen = before
+        # packet by packet: the first packet that shows an unknown server
+        expected_side = np.full(flows, -1, np.int64)
+        expected_at = np.full(flows, -1, np.int64)
+        ways = packets[slots].copy()
+        for r in rows.tolist():
+            g = int(groups[r])
+            ways[g, direction[r]] += 1
+            if table.server_side[slots[g]] >= 0 or expected_at[g] >= 0:
+                continue
+            if protocol[g] == 6 and flags[r] & 0x12 == 0x12:
+                expected_side[g], expected_at[g] = direction[r], r
+            elif protocol[g] == 17 and (ways[g] > 0).all():
+                expected_at[g] = r
         side_index = inverse * 2 + direction[rows]
         packets[slots] += np.bincount(side_index, minlength=2 * flows).reshape(flows, 2)
         byte_counts[slots] += np.bincount(
@@ -193,15 +206,9 @@ def test_flow_packets_count_per_side_and_tell_the_flows_whose_server_shows() -> 
         assert (table.packets == packets).all(), seed
         assert (table.bytes == byte_counts).all(), seed
         assert (table.last_seen == last_seen).all(), seed
-        synack = np.flatnonzero((groups >= 0) & (protocols == 6) & ((flags & 0x12) == 0x12))
-        expected_side = np.full(flows, -1, np.int64)
-        expected_side[groups[synack]] = direction[synack]
-        seen = np.isin(np.arange(flows), inverse)
-        both_ways = (packets[slots] > 0).all(axis=1) & (protocol == 17) & seen
-        unknown = table.server_side[slots] < 0
         assert (synack_side == expected_side).all(), seed
-        expected = np.flatnonzero(unknown & ((expected_side >= 0) | both_ways))
-        assert replied.tolist() == expected.tolist(), seed
+        assert (known_at == expected_at).all(), seed
+        assert replied.tolist() == np.flatnonzero(expected_at >= 0).tolist(), seed
 
 
 def test_payloads_go_to_the_decoders_within_their_flow_s_budget_or_when_followed() -> None:

@@ -284,7 +284,6 @@ def test_a_hospital_is_judged_the_same_frame_by_frame_as_in_one_batch(tmp_path: 
 STILL_APART_BY_BATCHING = {
     # a flow to a device's address that began before the device's first frame: one batch
     # counts it for the device in the window it began in, frame by frame in a later one
-    "arkime/bacnet-stack-services.pcap": "flow before its device",
     "iot-sentinel/EdimaxPlug2101W/Setup-A-2-STA.pcap": "flow before its device",
     "iot-sentinel/EdimaxPlug2101W/Setup-A-3-STA.pcap": "flow before its device",
     "iot-sentinel/EdimaxPlug2101W/Setup-A-4-STA.pcap": "flow before its device",
@@ -1442,3 +1441,55 @@ def test_a_window_counts_a_devices_addresses_from_its_second_on_in_one_batch_as_
         (start + 20, {"10.1.0.5": (3, start + 23)}),
     ]
     assert _address_use(capture, 65_536) == _address_use(capture, 1)
+
+
+MINUTE = 1_699_999_980.0  # a window's start (windows of 60 s)
+
+
+def _first_window_of_each_fact(capture: Path, batch_frames: int, device_id: str) -> object:
+    """Per window of ``device_id`` (offset from MINUTE): its packets and the facts it noted."""
+    return [
+        (p[0] - MINUTE, p[1], p[3], p[6], p[8])
+        for p in _profiles_of(capture, batch_frames, device_id)
+    ]
+
+
+def _reply_after_the_window_turned(first_packet_is_the_reply: bool) -> list[tuple[object, float]]:
+    """A monitor and an engine known from the first seconds; a request from the monitor at
+    5 s and others' chatter at 62 s (or neither), the engine's answer at 65 s."""
+    monitor = Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9")
+    engine = Ether(src=ENGINE, dst=MONITOR) / IP(src="10.1.0.9", dst="10.1.0.5")
+    chatter = Ether(src=BRIDGE, dst=ENGINE) / IP(src="10.1.0.7", dst="10.1.0.9") / UDP(dport=53)
+    frames: list[tuple[object, float]] = [
+        (monitor / UDP(sport=40000, dport=123), 1.0),
+        (engine / UDP(sport=123, dport=40000), 2.0),
+    ]
+    if first_packet_is_the_reply:
+        frames.append((engine / TCP(sport=2575, dport=40001, flags="SA"), 65.0))
+    else:
+        frames.append((monitor / UDP(sport=40001, dport=514) / b"log", 5.0))
+        frames.append((chatter, 62.0))
+        frames.append((engine / UDP(sport=514, dport=40001) / b"ok", 65.0))
+    return sorted(frames, key=lambda frame: frame[1])
+
+
+@pytest.mark.parametrize("first_packet_is_the_reply", [False, True])
+def test_a_service_told_by_an_answer_counts_in_the_window_open_then_however_the_batches_fall(
+    tmp_path: Path, first_packet_is_the_reply: bool
+) -> None:
+    """The engine's answer at 65 s tells its service. Frame by frame, the first minute had
+    closed when it came (others sent at 62 s): the service counts in the second minute's
+    profile, dated from the request in the first; so in one batch. An answer that is the
+    flow's first packet counts in its own window, also when the frame before was in the
+    first minute (still open then)."""
+    frames = _reply_after_the_window_turned(first_packet_is_the_reply)
+    capture = write_capture(
+        tmp_path / "answer.pcap", [p for p, _ in frames], MINUTE, [t for _, t in frames]
+    )
+    service = "tcp/2575" if first_packet_is_the_reply else "udp/514"
+    frame_by_frame = _first_window_of_each_fact(capture, 1, ENGINE)
+    offered = [
+        start for start, *_, facts in frame_by_frame if service in facts.get("service_offered", {})
+    ]
+    assert offered == [60.0]
+    assert _first_window_of_each_fact(capture, 65_536, ENGINE) == frame_by_frame
