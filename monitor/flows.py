@@ -603,6 +603,43 @@ def group_keys(
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
+def first_sends_after(
+    src_hi: npt.NDArray[np.uint64],
+    src_lo: npt.NDArray[np.uint64],
+    ip_version: npt.NDArray[np.uint8],
+    arp: npt.NDArray[np.bool_],
+    start: int,
+) -> npt.NDArray[np.int64]:
+    """The rows after ``start`` that are the first of the batch from their source address
+    (an IP packet's, or an ARP sender's but 0.0.0.0), ascending: one hashing pass."""
+    n = src_hi.shape[0]
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = np.uint64(size - 1)
+    table_keys = np.empty(size, np.uint64)
+    used = np.zeros(size, np.bool_)
+    rows = []
+    for i in range(n):
+        version = np.uint64(4) if arp[i] else np.uint64(ip_version[i])
+        if version == 0 or (arp[i] and src_lo[i] == 0):
+            continue
+        k = _mix(_mix(_mix(np.uint64(0x100000001B3), src_hi[i]), src_lo[i]), version)
+        p = _mix(k, np.uint64(0x51ED27)) & mask
+        while True:
+            if not used[p]:
+                used[p] = True
+                table_keys[p] = k
+                if i > start:
+                    rows.append(i)
+                break
+            if table_keys[p] == k:
+                break
+            p = (p + np.uint64(1)) & mask
+    return _rows_array(rows)
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
 def group_max(
     groups: npt.NDArray[np.int64], values: npt.NDArray[np.float64], count: int
 ) -> npt.NDArray[np.float64]:
@@ -1008,6 +1045,7 @@ def warm_up() -> None:
     row_keys(u64, u64, u64, u64)
     first, inverse, _ = group_keys(u64)
     group_max(inverse, f64, first.shape[0])
+    first_sends_after(u64, u64, u8, np.zeros(1, np.bool_), 0)
     resumed_after_idle(inverse, f64, u8, first.shape[0])
     device_traffic(i64, i64, i64, i32, f64, np.zeros(1, np.bool_), 1, 1, i64, 1)
     table = FlowTable(max_flows=2, initial=2)

@@ -57,6 +57,7 @@ from monitor.flows import (
     device_traffic,
     dicom_data_only,
     dns_content_keys,
+    first_sends_after,
     group_keys,
     group_max,
     hl7_routing_keys,
@@ -312,10 +313,13 @@ class Analysis:
             table.protocol[packet_flows.rows],
             packet_flows.first.shape[0],
         )
-        if cuts.shape[0] == 0:
+        # And before the first frame of a device whose address a flow of the batch began
+        # to earlier: see _late_owner_rows.
+        late_owners = self._late_owner_rows(table)
+        if cuts.shape[0] == 0 and not late_owners:
             self._feed(batch, table, seconds, packet_flows)
             return
-        bounds = [0, *packet_flows.rows[cuts].tolist(), n]
+        bounds = [0, *sorted({*packet_flows.rows[cuts].tolist(), *late_owners}), n]
         for start, end in itertools.pairwise(bounds):
             part_table = table.rows(start, end)
             self._feed(
@@ -324,6 +328,75 @@ class Analysis:
                 seconds[start:end],
                 _group_flows(part_table),
             )
+
+    def _late_owner_rows(self, table: PacketTable) -> list[int]:
+        """Rows to cut a batch at, each the first frame from an address no device owns
+        where the frame before is in a later window than the one open when the batch began,
+        and a flow to the address began in an older window than that frame (or flows from
+        earlier batches wait for the address's owner: ``_take_unowned_sides``).
+
+        Frame by frame, the device that sends from the address takes the flow's side at
+        its first frame, once the windows before the frame before it have closed: the
+        flow's packets so far and its peer and protocol facts count in the window then
+        open. One batch holding that frame would give the device the side from the flow's
+        start, in the windows its packets were sent in. Cut there, a batch does what frame
+        by frame does. A batch within one window, as most are, is not cut and pays nothing
+        more; a cut where the owner is refused (a router's forwarded address) is harmless."""
+        window_ns = int(self.window_seconds * 1e9)
+        window_ids = table.timestamps_ns // window_ns
+        windows = self._windows
+        if windows:  # as _feed numbers them: never going back
+            floor = round(next(iter(windows)) * 1e9) // window_ns
+            window_ids = np.maximum(window_ids, round(next(reversed(windows)) * 1e9) // window_ns)
+        else:
+            floor = int(window_ids[0])
+        window_ids = np.maximum.accumulate(window_ids)
+        if int(window_ids[-1]) == floor:
+            return []
+        # the first frame from each address whose frame before is past the floor
+        past = int(np.argmax(window_ids > floor))
+        arp = table.ethertype == ETHERTYPE_ARP
+        firsts = first_sends_after(
+            table.src_ip_hi, table.src_ip_lo, table.ip_version, arp, past
+        ).tolist()
+        owners = self.inventory.ip_owner
+        waiting = self._unowned_sides
+        rows: list[int] = []
+        to_check: list[int] = []
+        for row in firsts:
+            ver = 4 if arp[row] else int(table.ip_version[row])
+            address = self._address(ver, int(table.src_ip_hi[row]), int(table.src_ip_lo[row]))
+            if address in owners or address_scope(address) != "internal":
+                continue
+            (rows if address in waiting else to_check).append(row)
+        if to_check:
+            rows += self._sent_to_earlier(table, window_ids, np.array(to_check, np.int64))
+        return sorted(rows)
+
+    @staticmethod
+    def _sent_to_earlier(
+        table: PacketTable, window_ids: npt.NDArray[np.int64], firsts: npt.NDArray[np.int64]
+    ) -> list[int]:
+        """Of ``firsts`` (each the first frame from its address), those whose address a
+        frame was sent to in an older window than the frame before."""
+        arp = table.ethertype[firsts] == ETHERTYPE_ARP
+        versions = np.where(arp, 4, table.ip_version[firsts]).astype(np.uint64)
+        none = np.zeros(firsts.shape[0], np.uint64)
+        keys = row_keys(table.src_ip_hi[firsts], table.src_ip_lo[firsts], versions, none)
+        received = np.flatnonzero(table.ip_version > 0)
+        to_keys = row_keys(
+            table.dst_ip_hi[received],
+            table.dst_ip_lo[received],
+            table.ip_version[received].astype(np.uint64),
+            np.zeros(received.shape[0], np.uint64),
+        )
+        to_first, _, _ = group_keys(to_keys)
+        first_to = dict(zip(to_keys[to_first].tolist(), received[to_first].tolist(), strict=True))
+        return [
+            row
+            for row, key in zip(firsts.tolist(), keys.tolist(), strict=True)
+            if (to_row := first_to.get(key, row)) < row and window_ids[to_row] < window_ids[row - 1]
+        ]
 
     def _feed(
         self,

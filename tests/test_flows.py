@@ -100,6 +100,33 @@ def test_group_max_is_the_largest_value_of_each_group() -> None:
     assert group_max(groups, values, 3).tolist() == [7.0, 1.0, -3.0]
 
 
+def test_first_sends_after_a_row_are_the_first_from_their_address_in_the_batch() -> None:
+    """Against a plain loop, on random batches: an address is an IP packet's source or an
+    ARP sender (0.0.0.0 is none), IPv4 and IPv6 apart; frames without either are skipped."""
+    from monitor.flows import first_sends_after
+
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(1, 80))
+        src_hi = rng.integers(0, 2, n).astype(np.uint64)
+        src_lo = rng.integers(0, 6, n).astype(np.uint64)
+        ip_version = rng.choice(np.array([0, 4, 6], np.uint8), n)
+        arp = (ip_version == 0) & (rng.random(n) < 0.5)
+        start = int(rng.integers(-1, n))
+        seen: set[tuple[int, int, int]] = set()
+        expected = []
+        for i in range(n):
+            version = 4 if arp[i] else int(ip_version[i])
+            if version == 0 or (arp[i] and src_lo[i] == 0):
+                continue
+            address = (int(src_hi[i]), int(src_lo[i]), version)
+            if address not in seen and i > start:
+                expected.append(i)
+            seen.add(address)
+        got = first_sends_after(src_hi, src_lo, ip_version, arp, start)
+        assert got.tolist() == expected, seed
+
+
 def test_device_traffic_counts_each_packet_for_its_sender_and_receiver_in_its_window() -> None:
     """Against the numpy formulation it replaced (a bincount per column, ``ufunc.at`` for
     the times), on random batches: lengths past the last size bin, packets of no device."""

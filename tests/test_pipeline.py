@@ -282,18 +282,6 @@ def test_a_hospital_is_judged_the_same_frame_by_frame_as_in_one_batch(tmp_path: 
 # The shared captures (but the benchmark's large ones) whose results still depend on how
 # their frames are batched, and why (docs/performance.md, "Batches do not change the results").
 STILL_APART_BY_BATCHING = {
-    # a flow to a device's address that began before the device's first frame: one batch
-    # counts it for the device in the window it began in, frame by frame in a later one
-    "iot-sentinel/EdimaxPlug2101W/Setup-A-2-STA.pcap": "flow before its device",
-    "iot-sentinel/EdimaxPlug2101W/Setup-A-3-STA.pcap": "flow before its device",
-    "iot-sentinel/EdimaxPlug2101W/Setup-A-4-STA.pcap": "flow before its device",
-    "iot-sentinel/EdimaxPlug2101W/Setup-A-5-STA.pcap": "flow before its device",
-    "iot-sentinel/HueBridge/Setup-A-2-STA.pcap": "flow before its device",
-    "iot-sentinel/HueBridge/Setup-A-4-STA.pcap": "flow before its device",
-    "iot-sentinel/SmarterCoffee/Setup-A-8-STA.pcap": "flow before its device",
-    "iot-sentinel/SmarterCoffee/Setup-A-9-STA.pcap": "flow before its device",
-    "iotsec-lab-medical/withingsbpm/wifi/2_2.pcap": "flow before its device",
-    "iotsec-lab-medical/withingsbpm/wifi/4_1.pcap": "flow before its device",
     # a flow's packets before its content was recognised: one batch counts them under the
     # application (tls), frame by frame under the transport
     "lifecycle-iot/xiaodu_plug_lifecycle/xiaodu_plug_delete.pcap": "packets before recognition",
@@ -1452,6 +1440,40 @@ def _first_window_of_each_fact(capture: Path, batch_frames: int, device_id: str)
         (p[0] - MINUTE, p[1], p[3], p[6], p[8])
         for p in _profiles_of(capture, batch_frames, device_id)
     ]
+
+
+def test_a_device_takes_a_flow_begun_to_it_a_window_earlier_in_the_window_of_its_first_frame(
+    tmp_path: Path,
+) -> None:
+    """An internet host's datagrams reach a plug's address through the router in one
+    minute; the plug first sends in the next, after others did. Frame by frame the plug
+    takes the flow's side at its first frame, once the first minute closed: the flow's
+    peer and its packets so far count in the second. One batch, holding it all, is cut
+    there and does the same (before, the plug's first window was the first); so is a batch
+    of the chatter and the plug's first frames, the flow waiting from the batch before."""
+    router, plug, other = "00:1b:54:00:00:05", "74:da:38:23:22:7b", ENGINE
+    inbound = (
+        Ether(src=router, dst=plug)
+        / IP(src="122.248.252.67", dst="10.0.0.5")
+        / UDP(sport=8765, dport=60919)
+        / (b"x" * 40)
+    )
+    outbound = (
+        Ether(src=plug, dst=router)
+        / IP(src="10.0.0.5", dst="122.248.252.67")
+        / UDP(sport=60919, dport=8765)
+        / (b"y" * 40)
+    )
+    chatter = Ether(src=other, dst=router) / IP(src="10.0.0.9", dst="10.0.0.1") / UDP(dport=53)
+    packets = [inbound.copy() for _ in range(3)] + [chatter, outbound, inbound.copy()]
+    times = [1.0, 2.0, 3.0, 62.0, 65.0, 66.0]
+    capture = write_capture(tmp_path / "late-plug.pcap", packets, MINUTE, times)
+    frame_by_frame = _first_window_of_each_fact(capture, 1, plug)
+    assert [(start, peers) for start, _, _, peers, _ in frame_by_frame] == [
+        (60.0, {"ext:122.248.252.67"})
+    ]
+    for batch_frames in (65_536, 3):
+        assert _first_window_of_each_fact(capture, batch_frames, plug) == frame_by_frame
 
 
 def _reply_after_the_window_turned(first_packet_is_the_reply: bool) -> list[tuple[object, float]]:
