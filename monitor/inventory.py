@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import netaddr
+import numpy as np
+import numpy.typing as npt
 
 from monitor.facts import FactJournal
 from monitor.model import Device
@@ -96,6 +98,43 @@ def address_scope(address: str) -> str:
     if any(ip in network for network in INTERNAL_NETWORKS if network.version == ip.version):
         return "internal"
     return "external"
+
+
+def _masks(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[int, int, int, int]:
+    """(high mask, high value, low mask, low value) of a network over an address kept as
+    two 64-bit halves (IPv4 in the low half)."""
+    mask, value = int(network.netmask), int(network.network_address)
+    return mask >> 64, value >> 64, mask & (2**64 - 1), value & (2**64 - 1)
+
+
+_MULTICAST_V4 = ipaddress.ip_network("224.0.0.0/4")
+_MULTICAST_V6 = ipaddress.ip_network("ff00::/8")
+
+
+def external_addresses(
+    hi: npt.NDArray[np.uint64], lo: npt.NDArray[np.uint64], version: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.bool_]:
+    """Per address, whether ``address_scope`` calls it external: ``address_scope`` for a
+    whole column at once (a batch's sources, without a string each)."""
+    out = np.zeros(hi.shape[0], np.bool_)
+    for ver, networks in (
+        (4, [n for n in INTERNAL_NETWORKS if n.version == 4] + [_MULTICAST_V4]),
+        (6, [n for n in INTERNAL_NETWORKS if n.version == 6] + [_MULTICAST_V6]),
+    ):
+        rows = version == ver
+        if not rows.any():
+            continue
+        h, low = hi[rows], lo[rows]
+        inside = (h == 0) & (low == 0)  # unspecified
+        if ver == 4:
+            inside |= low == 0xFFFFFFFF  # broadcast
+        for network in networks:
+            mask_hi, value_hi, mask_lo, value_lo = _masks(network)
+            inside |= ((h & np.uint64(mask_hi)) == np.uint64(value_hi)) & (
+                (low & np.uint64(mask_lo)) == np.uint64(value_lo)
+            )
+        out[rows] = ~inside
+    return out
 
 
 class Inventory:
@@ -263,6 +302,10 @@ class Inventory:
             if removed is not None and self.journal is not None:
                 self.journal.remove(device.id, "ip", address)
         return tuple(unbound)
+
+    def is_confirmed(self, device_id: str, address: str) -> bool:
+        """Whether ``address`` is ``device_id``'s on ARP or DHCP evidence."""
+        return (device_id, address) in self._confirmed
 
     def owner_of(self, address: str) -> Device | None:
         device_id = self.ip_owner.get(address)

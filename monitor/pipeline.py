@@ -74,6 +74,7 @@ from monitor.inventory import (
     DEFAULT_MAX_DEVICES,
     Inventory,
     address_scope,
+    external_addresses,
     format_mac,
     is_group_mac,
 )
@@ -280,6 +281,10 @@ class Analysis:
         # internal address -> live flows that started with no device at that address: the
         # device that later sends from it takes that side (see _take_unowned_sides)
         self._unowned_sides: dict[str, list[Flow]] = {}
+        # hashes of (MAC, address) an ARP made the MAC's, as the inventory had them after
+        # this many evictions (an eviction forgets them): see _router_claim_rows
+        self._claims_made: set[int] = set()
+        self._claims_made_evictions = 0
         # slot -> (flow, when its service was learned) for flows of _unowned_sides that had
         # learned it by then: the side's device, when it takes the side, uses or offers it
         # from that time, as one batch holding both would have noted
@@ -314,12 +319,13 @@ class Analysis:
             packet_flows.first.shape[0],
         )
         # And before the first frame of a device whose address a flow of the batch began
-        # to earlier: see _late_owner_rows.
-        late_owners = self._late_owner_rows(table)
-        if cuts.shape[0] == 0 and not late_owners:
+        # to earlier, and before a router's ARP that makes an address it used its own: see
+        # _late_owner_rows and _router_claim_rows.
+        more = self._late_owner_rows(table) + self._router_claim_rows(table)
+        if cuts.shape[0] == 0 and not more:
             self._feed(batch, table, seconds, packet_flows)
             return
-        bounds = [0, *sorted({*packet_flows.rows[cuts].tolist(), *late_owners}), n]
+        bounds = [0, *sorted({*packet_flows.rows[cuts].tolist(), *more}), n]
         for start, end in itertools.pairwise(bounds):
             part_table = table.rows(start, end)
             self._feed(
@@ -372,6 +378,71 @@ class Analysis:
         if to_check:
             rows += self._sent_to_earlier(table, window_ids, np.array(to_check, np.int64))
         return sorted(rows)
+
+    def _router_claim_rows(self, table: PacketTable) -> list[int]:
+        """Rows to cut a batch at, each a router's first ARP of the batch from an address
+        ARP had not made its own yet, where the router sent from that address earlier in
+        the batch. A router's plain traffic binds no address (it forwards others'), an ARP
+        sender's address is its own: frame by frame, its packets from the address before
+        the ARP are refused. One batch binds its ARP senders first, and would have taken
+        them (a gateway's DHCP offers counted for it before its first ARP)."""
+        arp = table.ethertype == ETHERTYPE_ARP
+        claims = np.flatnonzero(arp & (table.src_ip_lo != 0) & (table.src_mac != 0))
+        if claims.shape[0] == 0:
+            return []
+        none = np.zeros(claims.shape[0], np.uint64)
+        macs = table.src_mac[claims].astype(np.uint64)
+        keys = row_keys(macs, table.src_ip_lo[claims], none, none)
+        first, _, _ = group_keys(keys)
+        inventory = self.inventory
+        made = self._claims_made
+        if self._claims_made_evictions != inventory.evicted:
+            made.clear()
+            self._claims_made_evictions = inventory.evicted
+        new: list[tuple[int, int, str]] = []  # (row, MAC, device id) of a claim not yet made
+        for row, key in zip(claims[first].tolist(), keys[first].tolist(), strict=True):
+            if key in made:  # (most: a device's ARP, again)
+                continue
+            mac = int(table.src_mac[row])
+            if is_group_mac(mac):
+                continue
+            device_id = format_mac(mac)
+            if inventory.is_confirmed(device_id, self._address(4, 0, int(table.src_ip_lo[row]))):
+                made.add(key)
+            else:
+                new.append((row, mac, device_id))
+        if not new:
+            return []
+        # the first frame of each (MAC, source address): which MACs forwarded an internet
+        # address before, and from which of its own addresses each MAC sent before
+        sends = np.flatnonzero(table.ip_version > 0)
+        versions = table.ip_version[sends]
+        macs = table.src_mac[sends].astype(np.uint64)
+        his, los = table.src_ip_hi[sends], table.src_ip_lo[sends]
+        first, _, _ = group_keys(row_keys(macs, his, los, versions.astype(np.uint64)))
+        external = external_addresses(his[first], los[first], versions[first])
+        forwarded_from: dict[int, int] = {}  # MAC -> its first frame from an internet address
+        for mac, row in zip(
+            table.src_mac[sends[first][external]].tolist(),
+            sends[first][external].tolist(),
+            strict=True,
+        ):
+            forwarded_from.setdefault(mac, row)
+        v4 = versions[first] == 4
+        sent_from = dict(  # (MAC, IPv4 address) -> its first frame
+            zip(
+                zip(table.src_mac[sends[first][v4]].tolist(), los[first][v4].tolist(), strict=True),
+                sends[first][v4].tolist(),
+                strict=True,
+            )
+        )
+        routers = inventory.routers
+        return [
+            row
+            for row, mac, device_id in new
+            if sent_from.get((mac, int(table.src_ip_lo[row])), row) < row
+            and (device_id in routers or forwarded_from.get(mac, row) < row)
+        ]
 
     @staticmethod
     def _sent_to_earlier(

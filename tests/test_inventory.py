@@ -3,15 +3,24 @@ and do not pile a network's addresses onto its router."""
 
 from __future__ import annotations
 
+import ipaddress
+import random
 from pathlib import Path
 
 import netaddr
+import numpy as np
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
 from monitor.facts import FactJournal
-from monitor.inventory import Inventory, _vendor_of_oui, vendor_of
+from monitor.inventory import (
+    Inventory,
+    _vendor_of_oui,
+    address_scope,
+    external_addresses,
+    vendor_of,
+)
 from monitor.pipeline import analyze_captures
 from tests.support.packets import write_capture
 
@@ -182,3 +191,21 @@ def test_a_fact_taken_back_to_none_is_journaled_as_removed_and_reclassified() ->
     assert "peer" not in device.facts
     assert inventory.journal.take()[1] == {(device.id, "peer", "ip:10.0.0.9")}
     assert inventory.dirty == {device.id}
+
+
+def test_external_addresses_of_a_column_are_those_address_scope_calls_external() -> None:
+    rng = random.Random(7)
+    addresses = [
+        *(ipaddress.IPv4Address(rng.getrandbits(32)) for _ in range(3000)),
+        *(ipaddress.IPv6Address(rng.getrandbits(128)) for _ in range(1000)),
+        *map(ipaddress.ip_address, ("10.1.2.3", "172.31.0.1", "172.32.0.1", "192.168.9.9")),
+        *map(ipaddress.ip_address, ("100.64.0.1", "100.128.0.1", "169.254.1.1", "127.0.0.1")),
+        *map(ipaddress.ip_address, ("224.0.0.251", "0.0.0.0", "255.255.255.255", "8.8.8.8")),
+        *map(ipaddress.ip_address, ("fe80::1", "fd00::1", "fc00::1", "ff02::fb", "::1", "::")),
+        *map(ipaddress.ip_address, ("2001:db8::1", "febf::1", "fec0::1")),
+    ]
+    hi = np.array([int(a) >> 64 for a in addresses], np.uint64)
+    lo = np.array([int(a) & (2**64 - 1) for a in addresses], np.uint64)
+    version = np.array([a.version for a in addresses], np.uint8)
+    expected = [address_scope(str(a)) == "external" for a in addresses]
+    assert external_addresses(hi, lo, version).tolist() == expected

@@ -285,10 +285,6 @@ STILL_APART_BY_BATCHING = {
     # a flow's packets before its content was recognised: one batch counts them under the
     # application (tls), frame by frame under the transport
     "lifecycle-iot/xiaodu_plug_lifecycle/xiaodu_plug_delete.pcap": "packets before recognition",
-    # a router's own address confirmed by ARP later in the batch: one batch binds it from
-    # the router's first frame from it, frame by frame from the ARP
-    "iot-sentinel/WeMoLink/Setup-A-5-STA.pcap": "router address confirmed later",
-    "ndpi/android.pcap": "router address confirmed later",
 }
 
 
@@ -1515,3 +1511,27 @@ def test_a_service_told_by_an_answer_counts_in_the_window_open_then_however_the_
     ]
     assert offered == [60.0]
     assert _first_window_of_each_fact(capture, 65_536, ENGINE) == frame_by_frame
+
+
+def test_a_router_s_own_address_is_its_own_from_its_arp_however_the_batches_fall(
+    tmp_path: Path,
+) -> None:
+    """A gateway forwards an internet host's datagram, then sends from its own address,
+    then ARPs for it. Frame by frame the send before the ARP is refused (a router's plain
+    traffic binds no address) and the address is its own from the ARP; one batch, which
+    binds the batch's ARP senders first, is cut before the ARP and does the same."""
+    gateway, laptop = "00:1b:54:00:00:05", "b0:83:fe:00:00:03"
+    frames = [
+        Ether(src=gateway, dst=laptop) / IP(src="198.51.100.7", dst="10.0.0.30") / UDP(dport=443),
+        Ether(src=gateway, dst=laptop) / IP(src="10.0.0.1", dst="10.0.0.30") / UDP(sport=67),
+        Ether(src=gateway, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.0.0.1", pdst="10.0.0.30"),
+        Ether(src=gateway, dst=laptop) / IP(src="10.0.0.1", dst="10.0.0.30") / UDP(sport=53),
+    ]
+    capture = write_capture(tmp_path / "gateway.pcap", frames, MINUTE, [1.0, 2.0, 5.0, 6.0])
+
+    def own_address(batch_frames: int) -> object:
+        fact = _analysed(capture, batch_frames).devices[gateway].facts["ip"].get("10.0.0.1")
+        return fact and (fact.first_seen - MINUTE, fact.count)
+
+    assert own_address(1) == (5.0, 2)
+    assert own_address(65_536) == own_address(1)
