@@ -1017,18 +1017,26 @@ class Analysis:
         if new.shape[0]:
             self._start_flows(table, sl, t, direction, flags, first_rows[new], slots[new])
 
-        starts = self._window_starts
-        window_of = self._packet_window
-        for j, side, reply in zip(
-            replied.tolist(), synack_side[replied].tolist(), known_at[replied].tolist(), strict=True
+        # Used and offered since the flow began, in whichever batch the reply came. Frame by
+        # frame, the windows before the previous frame's had closed when the reply came: it
+        # counts in the oldest then open if the flow began earlier (with one window open,
+        # that one).
+        floors: list[float | None] = [None] * replied.shape[0]
+        if len(self._windows) > 1 and replied.shape[0]:
+            before = np.maximum(known_at[replied] - 1, 0)
+            starts = self._window_starts
+            floors = [
+                starts[w] if r > 0 else None
+                for w, r in zip(
+                    self._packet_window[before].tolist(), known_at[replied].tolist(), strict=True
+                )
+            ]
+        for j, side, not_before in zip(
+            replied.tolist(), synack_side[replied].tolist(), floors, strict=True
         ):
             flow = flows.records[int(slots[j])]
             assert flow is not None
             server = side if side >= 0 else 1 - flow.client_side
-            # Used and offered since the flow began, in whichever batch the reply came. Frame
-            # by frame, the windows before the previous frame's had closed when the reply
-            # came: it counts in the oldest then open if the flow began earlier.
-            not_before = starts[window_of[reply - 1]] if reply > 0 else None
             self._learn_service(flow, server, flow.first_seen, not_before)
 
         self._inspect(batch, table, t, sl, groups, direction, slots)
