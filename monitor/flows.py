@@ -565,6 +565,15 @@ def row_keys(
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
+def _table_size(n: int) -> int:
+    """Slots of an open-addressing table for ``n`` keys: a power of two, at most half full."""
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    return size
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
 def group_keys(
     keys: npt.NDArray[np.uint64],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -572,9 +581,7 @@ def group_keys(
     Returns, with groups numbered in order of first appearance: each group's first index,
     each key's group, and each group's size."""
     n = keys.shape[0]
-    size = 16
-    while size < 2 * n:
-        size *= 2
+    size = _table_size(n)
     mask = np.uint64(size - 1)
     table_keys = np.empty(size, np.uint64)
     table_groups = np.full(size, -1, np.int64)
@@ -613,9 +620,7 @@ def first_sends_after(
     """The rows after ``start`` that are the first of the batch from their source address
     (an IP packet's, or an ARP sender's but 0.0.0.0), ascending: one hashing pass."""
     n = src_hi.shape[0]
-    size = 16
-    while size < 2 * n:
-        size *= 2
+    size = _table_size(n)
     mask = np.uint64(size - 1)
     table_keys = np.empty(size, np.uint64)
     used = np.zeros(size, np.bool_)
