@@ -728,7 +728,6 @@ def account_flow_packets(
     rows: npt.NDArray[np.int64],
     groups: npt.NDArray[np.int64],
     slots: npt.NDArray[np.int64],
-    first_rows: npt.NDArray[np.int64],
     direction: npt.NDArray[np.uint8],
     lengths: npt.NDArray[np.int32],
     times: npt.NDArray[np.float64],
@@ -739,9 +738,9 @@ def account_flow_packets(
     last_seen: npt.NDArray[np.float64],
     server_side: npt.NDArray[np.int8],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Count a batch's packets (``rows``; ``groups``: each one's flow; ``slots`` and
-    ``first_rows``: each flow's slot and first row) into the flow table's columns per side,
-    and move each flow's last seen on, in one pass where numpy took a dozen. Returns the
+    """Count a batch's packets (``rows``; ``groups``: each one's flow; ``slots``: each
+    flow's slot) into the flow table's columns per side, and move each flow's last seen
+    on, in one pass where numpy took a dozen. Returns the
     flows whose server side is unknown and now shows itself (a SYN-ACK, or a UDP flow with
     packets both ways), ascending; per flow the side that sent its first SYN-ACK of the
     batch (-1 for none); and per flow the row that showed its server side (-1 for none),
@@ -1057,7 +1056,7 @@ def warm_up() -> None:
     slots = table.allocate(u64, np.full(1, 6, np.uint8))
     table.lookup(u64)
     account_flow_packets(
-        i64, i64, slots, i64, u8, i32, f64, u8, u8,
+        i64, i64, slots, u8, i32, f64, u8, u8,
         table.packets, table.bytes, table.last_seen, table.server_side,
     )  # fmt: skip
     table.evict(slots, "idle")

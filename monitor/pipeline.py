@@ -335,6 +335,16 @@ class Analysis:
                 _group_flows(part_table),
             )
 
+    def _window_ids(self, timestamps_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Each frame's window number as ``_feed`` gives it: its time's, never going back (a
+        late frame joins the newest window open or seen before it)."""
+        window_ns = int(self.window_seconds * 1e9)
+        window_ids = timestamps_ns // window_ns
+        if self._windows:
+            newest = round(next(reversed(self._windows)) * 1e9) // window_ns
+            window_ids = np.maximum(window_ids, newest)
+        return np.maximum.accumulate(window_ids)
+
     def _late_owner_rows(self, table: PacketTable) -> list[int]:
         """Rows to cut a batch at, each the first frame from an address no device owns
         where the frame before is in a later window than the one open when the batch began,
@@ -348,15 +358,13 @@ class Analysis:
         start, in the windows its packets were sent in. Cut there, a batch does what frame
         by frame does. A batch within one window, as most are, is not cut and pays nothing
         more; a cut where the owner is refused (a router's forwarded address) is harmless."""
-        window_ns = int(self.window_seconds * 1e9)
-        window_ids = table.timestamps_ns // window_ns
+        window_ids = self._window_ids(table.timestamps_ns)
         windows = self._windows
-        if windows:  # as _feed numbers them: never going back
-            floor = round(next(iter(windows)) * 1e9) // window_ns
-            window_ids = np.maximum(window_ids, round(next(reversed(windows)) * 1e9) // window_ns)
-        else:
-            floor = int(window_ids[0])
-        window_ids = np.maximum.accumulate(window_ids)
+        floor = (
+            round(next(iter(windows)) * 1e9) // int(self.window_seconds * 1e9)
+            if windows
+            else int(window_ids[0])
+        )
         if int(window_ids[-1]) == floor:
             return []
         # the first frame from each address whose frame before is past the floor
@@ -506,7 +514,7 @@ class Analysis:
             self._packet_window = np.zeros(n, np.int64)
             starts = [lowest]
         else:
-            window_ids = np.maximum.accumulate(np.maximum(window_ids, newest))
+            window_ids = self._window_ids(table.timestamps_ns)
             # non-decreasing: each change starts the next window of the batch
             changes = np.flatnonzero(np.diff(window_ids)) + 1
             starts = window_ids[np.concatenate(([0], changes))].tolist()
@@ -1001,7 +1009,6 @@ class Analysis:
             rows,
             inverse,
             slots,
-            first_rows,
             direction,
             table.wire_length[sl],
             t,

@@ -196,8 +196,6 @@ def test_flow_packets_count_per_side_and_tell_the_flows_whose_server_shows() -> 
         groups = rng.integers(-1, flows, n)
         rows = np.flatnonzero(groups >= 0)
         inverse = groups[rows]
-        first_rows = np.array([rows[inverse == g][0] if (inverse == g).any() else 0
-                               for g in range(flows)], np.int64)  # fmt: skip
         direction = rng.integers(0, 2, n).astype(np.uint8)
         lengths = rng.integers(40, 1500, n).astype(np.int32)
         times = rng.random(n) * 100
@@ -206,7 +204,7 @@ def test_flow_packets_count_per_side_and_tell_the_flows_whose_server_shows() -> 
         before = (table.packets.copy(), table.bytes.copy(), table.last_seen.copy())
 
         replied, synack_side, known_at = account_flow_packets(
-            rows, inverse, slots, first_rows, direction, lengths, times, protocols, flags,
+            rows, inverse, slots, direction, lengths, times, protocols, flags,
             table.packets, table.bytes, table.last_seen, table.server_side,
         )  # fmt: skip
 
