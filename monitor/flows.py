@@ -65,6 +65,7 @@ class Flow:
     peer_names: tuple[str | None, str | None] = (None, None)  # from DNS
     server_side: int = -1  # known once a SYN-ACK or a UDP reply is seen
     app: str | None = None  # application protocol recognised by content
+    packets_before_app: int = 0  # packets it carried before ``app`` was recognised
 
     @property
     def transport(self) -> str:

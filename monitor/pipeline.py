@@ -185,6 +185,21 @@ class _WindowState:
         np.add.at(self.account_packets, accounts, packets)
 
 
+@dataclass(slots=True)
+class _KeyChange:
+    """How a flow's accounting key changed within a batch. Frame by frame, a packet counts
+    under the key its flow had when it passed: the batch's rows before ``service_row`` count
+    under ``service_before`` (and, for messages, its conversations then), those before
+    ``protocol_row`` under ``protocol_before`` (-1: that part did not change)."""
+
+    flow: Flow
+    service_row: int = -1
+    service_before: str = ""
+    conversations_before: tuple[int, int] = (-1, -1)
+    protocol_row: int = -1
+    protocol_before: str = ""
+
+
 class _PacketFlows(NamedTuple):
     """A batch's packets by flow: each packet's flow key (0: none) and direction, the rows
     with a flow, and the flows in order of their first packet (``first``: index into
@@ -277,10 +292,12 @@ class Analysis:
         self._conversation_table = KeyTable(3)
         self._conversation_last: npt.NDArray[np.float64] = np.full(1024, -1.0)
         self._labels = NameTable()  # protocol label -> id in the flow table's label column
-        self._stale_keys: dict[int, Flow] = {}  # slot -> flow whose keys must be interned anew
-        # internal address -> live flows that started with no device at that address: the
-        # device that later sends from it takes that side (see _take_unowned_sides)
-        self._unowned_sides: dict[str, list[Flow]] = {}
+        # slot -> how the flow's keys changed in this batch: interned anew at its end
+        self._key_changes: dict[int, _KeyChange] = {}
+        # internal address -> live flows that started with no device at that address, each
+        # with the window its first facts went into: the device that later sends from it
+        # takes that side (see _take_unowned_sides)
+        self._unowned_sides: dict[str, list[tuple[Flow, float]]] = {}
         # hashes of (MAC, address) an ARP made the MAC's, as the inventory had them after
         # this many evictions (an eviction forgets them): see _router_claim_rows
         self._claims_made: set[int] = set()
@@ -1044,15 +1061,16 @@ class Analysis:
             flow = flows.records[int(slots[j])]
             assert flow is not None
             server = side if side >= 0 else 1 - flow.client_side
-            self._learn_service(flow, server, flow.first_seen, not_before)
+            self._learn_service(flow, server, flow.first_seen, not_before, int(known_at[j]))
 
         self._inspect(batch, table, t, sl, groups, direction, slots)
         self._name_new_flows()
         # flows whose service or protocol became known take their new keys once per batch
-        self._assign_keys(list(self._stale_keys.values()))
-        self._stale_keys = {}
-        self._account_flow_windows(groups[rows], slots, self._packet_window[sl][rows])
-        self._conversations(table, t, sl, groups, direction, slots)
+        changes, self._key_changes = self._key_changes, {}
+        self._assign_keys([change.flow for change in changes.values()])
+        parts = self._key_parts(changes, groups, slots)
+        self._account_flow_windows(rows, groups[rows], slots, changes, parts)
+        self._conversations(table, t, sl, groups, direction, slots, changes, parts)
 
     def _start_flows(
         self,
@@ -1144,14 +1162,14 @@ class Analysis:
             if names != (None, None):
                 flow.peer_names = names
             records[slot] = flow
+            window = only_window if only_window is not None else self._window_at(when)
             if device_a is None and peer_b.startswith("ip:"):
-                self._index_unowned_side(address_a, flow)
+                self._index_unowned_side(address_a, flow, window)
             if device_b is None and peer_a.startswith("ip:"):
-                self._index_unowned_side(address_b, flow)
+                self._index_unowned_side(address_b, flow, window)
             by_address.setdefault(address_a, []).append(flow)
             by_address.setdefault(address_b, []).append(flow)
             begun.append(flow)
-            window = only_window if only_window is not None else self._window_at(when)
             transport = flow.transport
             for device_id, peer in ((device_a, peer_a), (device_b, peer_b)):
                 if device_id is None:
@@ -1198,9 +1216,11 @@ class Analysis:
             )
         return label
 
-    def _index_unowned_side(self, address: str, flow: Flow) -> None:
+    def _index_unowned_side(self, address: str, flow: Flow, window: float) -> None:
+        """``flow`` began to or from ``address`` with no device there, and its first facts
+        went into ``window``."""
         if address_scope(address) == "internal":  # a group address never gets an owner
-            self._unowned_sides.setdefault(address, []).append(flow)
+            self._unowned_sides.setdefault(address, []).append((flow, window))
 
     def _owned_at(self, address: str) -> None:
         """``address`` may have got an owner: flows waiting for one take it in
@@ -1224,7 +1244,8 @@ class Analysis:
           as one it started if it is the client; what was sent to it before it first sent
           counts as received by nobody (see _resolve_devices). For the other side, they move
           from its account under ``ip:ADDR`` to the one under the device in the open
-          windows, and its messages there move to the conversation with the device.
+          windows, and its messages there move to the conversation with the device. Both
+          count those before the flow's content was recognised under its transport.
         - From this batch on, its packets, services and messages count for it as for any
           flow. What closed windows hold stays as it was."""
         owned, self._owned_now = self._owned_now, {}
@@ -1234,12 +1255,12 @@ class Analysis:
             owner = self.inventory.owner_of(address)
             if owner is None:  # refused (a router's forwarded traffic): still waiting
                 continue
-            for flow in self._unowned_sides.pop(address, ()):
+            for flow, named_in in self._unowned_sides.pop(address, ()):
                 if records[flow.slot] is not flow:
                     continue  # ended
                 for side in (0, 1):
                     if flow.address(side) == address and flow.device(side) is None:
-                        self._take_side(flow, side, owner)
+                        self._take_side(flow, side, owner, named_in)
                         taken.append((flow, side, owner))
         if not taken:
             return
@@ -1256,49 +1277,51 @@ class Analysis:
         ):
             account = int(flows.account[flow.slot, side])
             packets = int(flows.packets[flow.slot].sum())
+            # those before its content was recognised counted under its transport
+            before = min(flow.packets_before_app, packets) if flow.app is not None else 0
             window = self._windows[self._window_at(float(flows.last_seen[flow.slot]))]
             if packets and account >= 0:
+                accounts = [account]
+                if before:
+                    accounts.append(self._transport_account(account, flow))
                 window.add_packets(
-                    np.array([account], np.int64),
-                    np.array([packets], np.int64),
+                    np.array(accounts, np.int64),
+                    np.array([packets - before, before][: len(accounts)], np.int64),
                     len(self._accounts),
                 )
             if packets and old_account >= 0:
                 new_account = int(flows.account[flow.slot, 1 - side])
-                left = self._move_packets(old_account, new_account, packets)
-                earlier = self._transport_account(old_account, flow) if left else -1
-                if earlier >= 0 and earlier != old_account:
-                    self._move_packets(earlier, new_account, left)
+                self._move_packets(old_account, new_account, packets - before)
+                if before:
+                    self._move_packets(
+                        self._transport_account(old_account, flow),
+                        self._transport_account(new_account, flow),
+                        before,
+                    )
             new_conversation = int(flows.conversation[flow.slot, 1 - side])
             if old_conversation >= 0 and new_conversation != old_conversation:
                 self._move_messages(old_conversation, new_conversation)
 
-    def _move_packets(self, old: int, new: int, packets: int) -> int:
+    def _move_packets(self, old: int, new: int, packets: int) -> None:
         """Move up to ``packets`` packets from account ``old`` to account ``new`` in the open
-        windows, the newest first (where a flow's packets mostly are); returns how many of
-        ``packets`` were not there."""
+        windows, the newest first (where a flow's packets mostly are)."""
         size = len(self._accounts)
         for window in reversed(self._windows.values()):
+            if not packets:
+                return
             counts = window.account_packets
             moved = min(int(counts[old]), packets) if old < counts.shape[0] else 0
             if moved:
                 counts[old] -= moved
                 window.add_packets(np.array([new], np.int64), np.array([moved], np.int64), size)
                 packets -= moved
-                if not packets:
-                    return 0
-        return packets
 
     def _transport_account(self, account: int, flow: Flow) -> int:
         """The account that differs from ``account`` only by having ``flow``'s transport as
-        its protocol, where the flow's packets before its content was recognised count
-        (-1 if there is none)."""
-        transport = self._key_names.ids.get(flow.transport)
-        if transport is None:
-            return -1
+        its protocol, where the flow's packets before its content was recognised count."""
         row = self._accounts.rows(np.array([account], np.int64)).copy()
-        row[0, 3] = transport
-        return int(self._accounts.lookup(row)[0])
+        row[0, 3] = self._key_names.ids[flow.transport]
+        return int(self._accounts.intern(row)[0])
 
     def _move_messages(self, old: int, new: int) -> None:
         """The open windows' messages of conversation ``old`` become ``new``'s (when they move
@@ -1309,7 +1332,9 @@ class Analysis:
         last = self._conversation_last
         last[new] = max(last[new], last[old])
 
-    def _take_side(self, flow: Flow, side: int, device: Device) -> None:
+    def _take_side(self, flow: Flow, side: int, device: Device, named_in: float) -> None:
+        """``device`` is ``flow``'s side ``side`` from its start; the other side's device
+        named it by its address in window ``named_in``."""
         other = self.devices.get(flow.device(1 - side) or "")
         named = flow.peer(1 - side)  # how the other side named this one: ip:ADDR
         if side:
@@ -1329,8 +1354,7 @@ class Analysis:
         if other is None:
             return
         self.inventory.take_back(other, "peer", named)
-        start = (when // self.window_seconds) * self.window_seconds
-        window = self._windows.get(start)
+        window = self._windows.get(named_in)
         profile = window.profiles.get(other.id) if window is not None else None
         seen_in = profile.facts.get("peer") if profile is not None else None
         if seen_in is not None and named in seen_in:
@@ -1341,8 +1365,14 @@ class Analysis:
         self.note(other, "peer", device.id, when)
 
     def _learn_service(
-        self, flow: Flow, server_side: int, when: float, not_before: float | None = None
+        self,
+        flow: Flow,
+        server_side: int,
+        when: float,
+        not_before: float | None = None,
+        row: int = -1,
     ) -> None:
+        """``flow``'s server is its side ``server_side``, as told at the batch's ``row``."""
         guessed = flow.service()
         flow.server_side = server_side
         self.flows.server_side[flow.slot] = server_side
@@ -1358,7 +1388,16 @@ class Analysis:
         ):
             self._services_waiting[flow.slot] = (flow, when)
         if service != guessed:
-            self._stale_keys[flow.slot] = flow
+            change = self._key_change(flow)
+            change.service_row, change.service_before = row, guessed
+            accounts = self.flows.conversation[flow.slot]
+            change.conversations_before = (int(accounts[0]), int(accounts[1]))
+
+    def _key_change(self, flow: Flow) -> _KeyChange:
+        change = self._key_changes.get(flow.slot)
+        if change is None or change.flow is not flow:
+            change = self._key_changes[flow.slot] = _KeyChange(flow)
+        return change
 
     def _assign_keys(self, flows: list[Flow]) -> None:
         """Intern the protocol label and per side the accounting and conversation keys of
@@ -1366,22 +1405,9 @@ class Analysis:
         columns (-1 for a side that is no inventory device)."""
         if not flows:
             return
-        name = self._key_names.ids  # numbers a name, new or not
-        label = self._labels.ids
-        labels: list[int] = []
-        rows: list[tuple[int, int, int, int]] = []
-        places: list[int] = []  # 2 * flow index + side of each row
-        for j, flow in enumerate(flows):
-            protocol = flow.app or flow.transport
-            labels.append(label[protocol])
-            service = name[flow.service()]
-            protocol_name = name[protocol]
-            if flow.device_a is not None:
-                rows.append((name[flow.device_a], name[flow.peer_a], service, protocol_name))
-                places.append(2 * j)
-            if flow.device_b is not None:
-                rows.append((name[flow.device_b], name[flow.peer_b], service, protocol_name))
-                places.append(2 * j + 1)
+        labels, rows, places = self._side_keys(
+            [(flow, flow.service(), flow.app or flow.transport) for flow in flows]
+        )
         slots = np.array([flow.slot for flow in flows], np.int64)
         table = self.flows
         table.label[slots] = labels
@@ -1402,27 +1428,120 @@ class Analysis:
             grown[: self._conversation_last.shape[0]] = self._conversation_last
             self._conversation_last = grown
 
+    def _side_keys(
+        self, keyed: list[tuple[Flow, str, str]]
+    ) -> tuple[list[int], list[tuple[int, int, int, int]], list[int]]:
+        """For each (flow, service, protocol) of ``keyed``: the protocol's label, and per
+        side that is an inventory device its accounting key (device, peer, service,
+        protocol) as name ids, with its place (2 * index in ``keyed`` + side)."""
+        name = self._key_names.ids  # numbers a name, new or not
+        label = self._labels.ids
+        labels: list[int] = []
+        rows: list[tuple[int, int, int, int]] = []
+        places: list[int] = []
+        for j, (flow, service_text, protocol) in enumerate(keyed):
+            labels.append(label[protocol])
+            service, protocol_name = name[service_text], name[protocol]
+            if flow.device_a is not None:
+                rows.append((name[flow.device_a], name[flow.peer_a], service, protocol_name))
+                places.append(2 * j)
+            if flow.device_b is not None:
+                rows.append((name[flow.device_b], name[flow.peer_b], service, protocol_name))
+                places.append(2 * j + 1)
+        return labels, rows, places
+
+    def _key_parts(
+        self,
+        changes: dict[int, _KeyChange],
+        groups: npt.NDArray[np.int64],
+        slots: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.int64] | None:
+        """Per row of the batch, which parts of its flow's key it counts under: bit 0 set
+        for the service its flow has now, bit 1 for the protocol (3, both, unless its flow
+        changed them at a later row: see ``_KeyChange``). None when no flow changed. A flow
+        recognised in the batch learns how many of its packets came before."""
+        if not changes:
+            return None
+        changed = np.fromiter(changes, np.int64, len(changes))
+        order = np.argsort(changed)
+        changed = changed[order]
+        values = changes.values()
+        service_rows = np.fromiter((c.service_row for c in values), np.int64, len(changes))
+        protocol_rows = np.fromiter((c.protocol_row for c in values), np.int64, len(changes))
+        parts = np.full(groups.shape[0], 3, np.int64)
+        flow_rows = np.flatnonzero(groups >= 0)
+        row_slots = slots[groups[flow_rows]]
+        at = np.minimum(np.searchsorted(changed, row_slots), changed.shape[0] - 1)
+        hit = changed[at] == row_slots
+        rows, at = flow_rows[hit], order[at[hit]]
+        recognised = rows >= protocol_rows[at]
+        parts[rows] = (rows >= service_rows[at]) + 2 * recognised
+        since = np.bincount(at[recognised], minlength=len(changes)).tolist()
+        packets = self.flows.packets
+        for change, row, after in zip(values, protocol_rows.tolist(), since, strict=True):
+            if row >= 0:
+                flow = change.flow
+                flow.packets_before_app = int(packets[flow.slot].sum()) - after
+        return parts
+
+    def _keys_before(
+        self,
+        changes: dict[int, _KeyChange],
+        slots: npt.NDArray[np.int64],
+        parts: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The protocol labels and per side the accounts (-1: no device) of flows at
+        ``slots`` under the key ``parts`` say (see ``_key_parts``)."""
+        keyed = []
+        for slot, part in zip(slots.tolist(), parts.tolist(), strict=True):
+            change = changes[slot]
+            flow = change.flow
+            service = flow.service() if part & 1 else change.service_before
+            protocol = (flow.app or flow.transport) if part & 2 else change.protocol_before
+            keyed.append((flow, service, protocol))
+        labels, rows, places = self._side_keys(keyed)
+        accounts = np.full(2 * slots.shape[0], -1, np.int64)
+        if rows:
+            accounts[places] = self._accounts.intern(np.array(rows, np.int32))
+        return np.array(labels, np.int64), accounts.reshape(-1, 2)
+
     def _account_flow_windows(
         self,
+        rows: npt.NDArray[np.int64],
         row_groups: npt.NDArray[np.int64],
         slots: npt.NDArray[np.int64],
-        row_windows: npt.NDArray[np.int64],
+        changes: dict[int, _KeyChange],
+        parts: npt.NDArray[np.int64] | None,
     ) -> None:
-        """Packets per (flow, window), summed per accounting key into the profiles of the
-        devices on either side, and per protocol label into ``protocol_packets``."""
+        """Packets per (flow, window, key), summed per accounting key into the profiles of
+        the devices on either side, and per protocol label into ``protocol_packets``. A
+        packet counts under the key its flow had when it passed (see ``_KeyChange``)."""
         nw = len(self._window_starts)
-        cell_keys = (row_groups * nw + row_windows).astype(np.uint64)
-        cell_first, _, totals = group_keys(cell_keys)
-        cells = cell_keys[cell_first].astype(np.int64)
+        cell_keys = row_groups * nw + self._packet_window[rows]
+        if parts is not None:
+            cell_keys = cell_keys * 4 + parts[rows]
+        cell_first, _, totals = group_keys(cell_keys.astype(np.uint64))
+        cells = cell_keys[cell_first]
+        flows = self.flows
+        if parts is not None:
+            cell_parts = cells % 4
+            cells //= 4
         cell_slots = slots[cells // nw]
         cell_windows = cells % nw
-        flows = self.flows
-        per_label = np.bincount(flows.label[cell_slots], weights=totals)
+        labels = flows.label[cell_slots].astype(np.int64)
+        cell_accounts = flows.account[cell_slots]
+        if parts is not None:
+            before = np.flatnonzero(cell_parts != 3)
+            if before.shape[0]:
+                labels[before], cell_accounts[before] = self._keys_before(
+                    changes, cell_slots[before], cell_parts[before]
+                )
+        per_label = np.bincount(labels, weights=totals)
         for label in np.flatnonzero(per_label).tolist():
             self.protocol_packets[self._labels.names[label]] += int(per_label[label])
         size = len(self._accounts)
         for side in (0, 1):
-            accounts = flows.account[cell_slots, side]
+            accounts = cell_accounts[:, side]
             known = accounts >= 0
             if nw == 1:  # most batches
                 self._windows[self._window_starts[0]].add_packets(
@@ -1503,7 +1622,7 @@ class Analysis:
         self._unowned_sides = {
             address: live
             for address, flows in self._unowned_sides.items()
-            if (live := [flow for flow in flows if records[flow.slot] is flow])
+            if (live := [(flow, w) for flow, w in flows if records[flow.slot] is flow])
         }
         self._services_waiting = {
             slot: waiting
@@ -1652,8 +1771,14 @@ class Analysis:
             flow = records[int(slots[groups[row]])]
             leader = records[int(slots[groups[leader_row]])]
             assert flow is not None and leader is not None
-            if flow.app is None and leader.app is not None:
-                self._set_app(flow, leader.app)
+            if leader.app is None:
+                continue
+            if flow.app is None:
+                self._set_app(flow, leader.app, row)
+            else:  # told by a later row of its own: frame by frame, this one told first
+                change = self._key_changes.get(flow.slot)
+                if change is not None and change.flow is flow and change.protocol_row > row:
+                    change.protocol_row = row
         if (recognised_at == groups.shape[0]).all():
             return udp_rows, leaders
         # A flow recognised as HL7 or DICOM in this batch is followed from that packet on, as
@@ -1796,7 +1921,7 @@ class Analysis:
             return
         app, facts = found
         if flow.app is None:
-            self._set_app(flow, app)
+            self._set_app(flow, app, self._decoding_row)
         # each side's device, looked up once for the protocol and the facts
         sides = (self._existing(flow.device(0), when), self._existing(flow.device(1), when))
         told = sides if app in appmeta.FLOW_PROTOCOLS else (sides[sender],)
@@ -1821,7 +1946,11 @@ class Analysis:
         device = self.devices.get(device_id or "")
         return device if device is not None and device.first_seen <= when else None
 
-    def _set_app(self, flow: Flow, app: str) -> None:
+    def _set_app(self, flow: Flow, app: str, row: int) -> None:
+        """``flow`` carries ``app``, as the batch's ``row`` showed."""
+        change = self._key_change(flow)
+        if change.protocol_row < 0:
+            change.protocol_row, change.protocol_before = row, flow.app or flow.transport
         flow.app = app
         if app in FOLLOWED_APPS:
             self.flows.followed[flow.slot] = True
@@ -1829,7 +1958,6 @@ class Analysis:
             self.flows.budget[flow.slot] = 0
         # now: the rest of the batch follows it by label
         self.flows.label[flow.slot] = self._labels.id(app)
-        self._stale_keys[flow.slot] = flow
 
     def _resolved(self, address: str, name: str, when: float) -> None:
         """A DNS answer decoded from the current row: kept until the batch's payloads are
@@ -1900,14 +2028,27 @@ class Analysis:
         groups: npt.NDArray[np.int64],
         direction: npt.NDArray[np.uint8],
         slots: npt.NDArray[np.int64],
+        changes: dict[int, _KeyChange],
+        parts: npt.NDArray[np.int64] | None,
     ) -> None:
-        """Message times per (device, peer|service) conversation, for cadence."""
+        """Message times per (device, peer|service) conversation, for cadence. A message
+        before its flow's service was learned counts in the conversation of the service
+        it had then (see ``_KeyChange``)."""
         proto = table.protocol[sl]
         carries = (groups >= 0) & ((table.payload_wire_length[sl] > 0) | (proto == PROTO_UDP))
         rows = np.flatnonzero(carries)
         if rows.shape[0] == 0:
             return
-        conversation_of_row = self.flows.conversation[slots[groups[rows]], direction[rows]]
+        row_slots = slots[groups[rows]]
+        conversation_of_row = self.flows.conversation[row_slots, direction[rows]]
+        if parts is not None:
+            before = np.flatnonzero((parts[rows] & 1) == 0)
+            conversation_of_row[before] = [
+                changes[slot].conversations_before[side]
+                for slot, side in zip(
+                    row_slots[before].tolist(), direction[rows[before]].tolist(), strict=True
+                )
+            ]
         starts = message_starts(
             conversation_of_row, t[rows], self._conversation_last, MESSAGE_GAP_SECONDS
         )

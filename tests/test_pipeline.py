@@ -3,9 +3,11 @@ depend on how the frames were cut into batches."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -227,14 +229,18 @@ def test_results_do_not_depend_on_how_frames_are_batched(shared_pcaps: Path) -> 
 
 
 def _judged_in_batches(capture: Path, batch_frames: int) -> dict[str, object]:
-    """Every fact (first seen, last seen, count) and counter of every device, every event
-    and every baseline, the capture judged and learned as the daemon does, in batches of
-    ``batch_frames`` frames."""
+    """Every fact (first seen, last seen, count) and counter of every device, every closed
+    window profile, the packets per protocol, every event and every baseline, the capture
+    judged and learned as the daemon does, in batches of ``batch_frames`` frames."""
     library = load_library(default_signature_dirs())
     suite = DetectorSuite(EventBook(hold_seconds=3600.0), DetectorConfig(60.0))
     store = BaselineStore(BaselineConfig())
 
+    windows: dict[tuple[str, float], dict[str, object]] = {}
+
     def judge(closed: list[WindowProfile], analysis: Analysis) -> None:
+        for profile in closed:
+            windows[(profile.device_id, profile.start)] = dataclasses.asdict(profile)
         suite.on_window(closed, analysis, store, learn=True)
 
     analysis = Analysis(signatures=library, on_window=judge)
@@ -253,6 +259,8 @@ def _judged_in_batches(capture: Path, batch_frames: int) -> dict[str, object]:
     }
     return {
         "devices": devices,
+        "windows": windows,
+        "protocol packets": dict(analysis.protocol_packets),
         "events": [event.to_dict() for event in suite.book.emitted],
         "baselines": {device_id: b.to_dict() for device_id, b in store.baselines.items()},
     }
@@ -279,15 +287,6 @@ def test_a_hospital_is_judged_the_same_frame_by_frame_as_in_one_batch(tmp_path: 
     assert _judged_in_batches(capture, 256) == in_one_batch
 
 
-# The shared captures (but the benchmark's large ones) whose results still depend on how
-# their frames are batched, and why (docs/performance.md, "Batches do not change the results").
-STILL_APART_BY_BATCHING = {
-    # a flow's packets before its content was recognised: one batch counts them under the
-    # application (tls), frame by frame under the transport
-    "lifecycle-iot/xiaodu_plug_lifecycle/xiaodu_plug_delete.pcap": "packets before recognition",
-}
-
-
 def _corpus_chunk(shared_pcaps: Path, chunk: int, chunks: int) -> list[Path]:
     captures = sorted(
         path
@@ -302,8 +301,9 @@ def _corpus_chunk(shared_pcaps: Path, chunk: int, chunks: int) -> list[Path]:
 def test_the_shared_captures_are_judged_the_same_frame_by_frame_as_in_one_batch(
     shared_pcaps: Path, chunk: int
 ) -> None:
-    """Each shared capture Santinel reads gives the same devices, events and baselines a
-    frame at a time as 65,536 at a time, but those listed with the reason they do not."""
+    """Each shared capture Santinel reads (but the benchmark's large ones) gives the same
+    devices, window profiles, packets per protocol, events and baselines a frame at a time
+    as 65,536 at a time."""
     captures = _corpus_chunk(shared_pcaps, chunk, 4)
     apart, read = [], 0
     for capture in captures:
@@ -315,8 +315,7 @@ def test_the_shared_captures_are_judged_the_same_frame_by_frame_as_in_one_batch(
         if _judged_in_batches(capture, 1) != in_one_batch:
             apart.append(capture.relative_to(shared_pcaps).as_posix())
     assert read > 50
-    expected = [name for name in STILL_APART_BY_BATCHING if shared_pcaps / name in captures]
-    assert sorted(apart) == sorted(expected)
+    assert apart == []
 
 
 def test_a_server_first_seen_answering_offers_its_service_however_the_batches_fall(
@@ -337,29 +336,13 @@ def test_a_server_first_seen_answering_offers_its_service_however_the_batches_fa
         assert engine["protocol"]["hl7"].count == 3, size
 
 
-def _profiles_of(capture: Path, batch_frames: int, device_id: str) -> list[tuple[object, ...]]:
-    """What each closed window profile of ``device_id`` holds, the capture analysed in
-    batches of ``batch_frames`` frames: all but the packets per protocol, which count a
-    flow's packets before its content was recognised as its transport's."""
-    found: list[tuple[object, ...]] = []
+def _profiles_of(capture: Path, batch_frames: int, device_id: str) -> list[dict[str, Any]]:
+    """Each closed window profile of ``device_id`` as a dict, the capture analysed in
+    batches of ``batch_frames`` frames."""
+    found: list[dict[str, Any]] = []
 
     def keep(closed: list[WindowProfile], _: Analysis) -> None:
-        for p in closed:
-            if p.device_id == device_id:
-                found.append(
-                    (
-                        p.start,
-                        p.tx_packets,
-                        p.tx_bytes,
-                        p.rx_packets,
-                        p.rx_bytes,
-                        p.flows_started,
-                        p.peers,
-                        p.services,
-                        p.facts,
-                        p.conversations,
-                    )
-                )
+        found.extend(dataclasses.asdict(p) for p in closed if p.device_id == device_id)
 
     analysis = Analysis(on_window=keep)
     for batch in _rebatch(capture, batch_frames):
@@ -414,8 +397,8 @@ def test_the_client_of_a_server_first_seen_answering_sees_it_however_the_batches
     assert monitor_facts[0] == monitor_facts[1]
     assert counters[0] == counters[1]
     in_one_batch = _profiles_of(capture, 100_000, MONITOR)
-    assert in_one_batch[0][6] == {ENGINE}
-    assert all(key.startswith(f"{ENGINE}|") for key in in_one_batch[0][9])
+    assert in_one_batch[0]["peers"] == {ENGINE}
+    assert all(key.startswith(f"{ENGINE}|") for key in in_one_batch[0]["conversations"])
     assert _profiles_of(capture, 1, MONITOR) == in_one_batch
     assert _profiles_of(capture, 1, ENGINE) == _profiles_of(capture, 100_000, ENGINE)
 
@@ -448,8 +431,134 @@ def test_a_client_s_packets_before_its_request_was_recognised_move_to_the_server
     in one batch: the window's peers are the server alone."""
     capture = _requests_to_a_server_first_seen_answering(tmp_path)
     in_one_batch = _profiles_of(capture, 100_000, MONITOR)
-    assert in_one_batch[0][6] == {ENGINE}
+    assert in_one_batch[0]["peers"] == {ENGINE}
     assert _profiles_of(capture, 1, MONITOR) == in_one_batch
+
+
+def test_the_server_taking_its_side_counts_the_packets_before_the_request_as_tcp(
+    tmp_path: Path,
+) -> None:
+    """Frame by frame, the server takes its side of the first connection at its ACK, after
+    the request was recognised: of the three packets before, the SYN and the ACK count as
+    tcp for it and the request as http, as they do in one batch, where it owned its address
+    from the start."""
+    capture = _requests_to_a_server_first_seen_answering(tmp_path)
+    for size in (100_000, 2, 1):
+        profiles = _profiles_of(capture, size, ENGINE)
+        assert [p["protocols"] for p in profiles] == [{"tcp": 4, "http": 3}], size
+
+
+def _request_recognised_in_the_next_window(tmp_path: Path) -> Path:
+    """A connection's handshake in one minute's window and its request, recognised as HTTP,
+    and the answer in the next (windows start at the minute: 1,700,000,040 s is one)."""
+    to_server = Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9")
+    to_monitor = Ether(src=ENGINE, dst=MONITOR) / IP(src="10.1.0.9", dst="10.1.0.5")
+    packets = [
+        to_server / TCP(sport=40000, dport=80, flags="S"),
+        to_monitor / TCP(sport=80, dport=40000, flags="SA"),
+        to_server / TCP(sport=40000, dport=80, flags="A"),
+        to_server / TCP(sport=40000, dport=80, flags="PA") / b"GET / HTTP/1.1\r\nHost: e\r\n\r\n",
+        to_monitor / TCP(sport=80, dport=40000, flags="PA") / b"HTTP/1.1 200 OK\r\n\r\n",
+    ]
+    times = [39.0, 39.001, 39.002, 40.5, 40.6]
+    return write_capture(tmp_path / "request.pcap", packets, times=times)
+
+
+def test_a_flow_s_packets_before_its_content_was_recognised_count_as_its_transport(
+    tmp_path: Path,
+) -> None:
+    """Frame by frame, a packet counts under what its flow was known as when it passed: the
+    handshake as tcp, in the window it closed with, the request and its answer as http.
+    So it is in one batch, in the windows' packets per protocol and in the totals."""
+    capture = _request_recognised_in_the_next_window(tmp_path)
+    for size in (100_000, 2, 1):
+        assert _analysed(capture, size).protocol_packets == {"tcp": 3, "http": 2}, size
+        for device_id in (MONITOR, ENGINE):
+            profiles = _profiles_of(capture, size, device_id)
+            protocols = [p["protocols"] for p in profiles]
+            assert protocols == [{"tcp": 3}, {"http": 2}], (size, device_id)
+
+
+def test_a_repeated_question_counts_as_dns_although_only_its_new_answer_was_decoded(
+    tmp_path: Path,
+) -> None:
+    """The monitor asks the same question twice, each from a port of its own; the resolver
+    answers each with another address. One batch decodes the second question as the first
+    (the same message from the same sender) and the second answer alone: the second
+    lookup's flow is DNS from its question on, as frame by frame."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    packets = []
+    for i, address in enumerate(("10.1.0.9", "10.1.0.10")):
+        port = 40_000 + i
+        packets += [
+            Ether(src=MONITOR, dst=RESOLVER)
+            / IP(src="10.1.0.5", dst="10.1.0.53")
+            / UDP(sport=port, dport=53)
+            / DNS(id=i, rd=1, qd=DNSQR(qname="engine.ward.example")),
+            Ether(src=RESOLVER, dst=MONITOR)
+            / IP(src="10.1.0.53", dst="10.1.0.5")
+            / UDP(sport=53, dport=port)
+            / DNS(
+                id=i,
+                qr=1,
+                qd=DNSQR(qname="engine.ward.example"),
+                an=DNSRR(rrname="engine.ward.example", rdata=address),
+            ),
+        ]
+    capture = write_capture(tmp_path / "lookups.pcap", packets)
+    for size in (100_000, 1):
+        assert _analysed(capture, size).protocol_packets == {"dns": 4}, size
+
+
+def test_packets_before_a_flow_s_server_was_told_count_under_the_service_guessed_then(
+    tmp_path: Path,
+) -> None:
+    """A capture begun mid-connection: the engine's message to the monitor's port 40001
+    comes first, so its service is guessed as tcp/40001 until the engine's SYN-ACK says it
+    serves tcp/2575. Frame by frame, what passed before counted under the guess: so it does
+    in one batch, in packets per service and in the conversations' messages."""
+    to_monitor = Ether(src=ENGINE, dst=MONITOR) / IP(src="10.1.0.9", dst="10.1.0.5")
+    to_engine = Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9")
+    packets = [
+        to_monitor / TCP(sport=2575, dport=40001, flags="PA") / b"status 1",
+        to_engine / TCP(sport=40001, dport=2575, flags="PA") / b"ok 1",
+        to_monitor / TCP(sport=2575, dport=40001, flags="SA"),
+        to_engine / TCP(sport=40001, dport=2575, flags="PA") / b"ok 2",
+    ]
+    capture = write_capture(tmp_path / "midway.pcap", packets, times=[0.0, 1.0, 2.0, 3.0])
+    in_one_batch = _profiles_of(capture, 100_000, MONITOR)
+    assert in_one_batch[0]["services"] == {"tcp/40001": 2, "tcp/2575": 2}
+    assert set(in_one_batch[0]["conversations"]) == {f"{ENGINE}|tcp/40001", f"{ENGINE}|tcp/2575"}
+    for size in (2, 1):
+        assert _profiles_of(capture, size, MONITOR) == in_one_batch, size
+        assert _profiles_of(capture, size, ENGINE) == _profiles_of(capture, 100_000, ENGINE)
+
+
+def test_a_late_flow_s_peer_named_by_address_is_taken_back_when_its_server_answers(
+    tmp_path: Path,
+) -> None:
+    """Capture time goes back: the monitor's request to 10.1.0.9 is older than the window
+    open, so it joins that window. Frame by frame, the monitor names ``ip:10.1.0.9`` as its
+    peer until the engine answers; the engine then takes its side and the name goes from
+    the window it went into, as in one batch, where it was never there."""
+    packets = [
+        Ether(src=MONITOR, dst=ENGINE) / IP(src="10.1.0.5", dst="10.1.0.9") / UDP() / b"now",
+        Ether(src=MONITOR, dst=ENGINE)
+        / IP(src="10.1.0.5", dst="10.1.0.9")
+        / UDP(sport=50618, dport=69)
+        / b"\x00\x01rfc1350.txt\x00octet\x00",
+        Ether(src=ENGINE, dst=MONITOR)
+        / IP(src="10.1.0.9", dst="10.1.0.5")
+        / UDP(sport=3445, dport=50618)
+        / b"\x00\x03\x00\x01data",
+    ]
+    capture = write_capture(tmp_path / "late.pcap", packets, times=[4000.0, 10.0, 10.1])
+    for size in (100_000, 1):
+        profiles = _profiles_of(capture, size, MONITOR)
+        assert len(profiles) == 1, size
+        assert "ip:10.1.0.9" not in profiles[0]["facts"]["peer"], size
+    assert _profiles_of(capture, 1, MONITOR) == _profiles_of(capture, 100_000, MONITOR)
 
 
 def test_a_server_first_seen_answering_learns_the_protocol_of_messages_from_then_on(
@@ -510,7 +619,7 @@ def test_frames_sent_to_a_device_before_its_first_frame_are_received_by_nobody(
     for size in (100_000, 2, 1):
         server = _analysed(capture, size).devices[server_id]
         assert (server.rx_packets, server.tx_packets) == (2, 1), size
-        assert [p[3] for p in _profiles_of(capture, size, server_id)] == [2], size
+        assert [p["rx_packets"] for p in _profiles_of(capture, size, server_id)] == [2], size
         first_seen.append(server.first_seen)
     assert first_seen[0] == first_seen[1] == first_seen[2]
 
@@ -524,7 +633,7 @@ def test_an_hl7_feed_s_messages_count_in_the_window_each_was_sent_in_however_the
     capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
     in_one_batch = _profiles_of(capture, 100_000, MONITOR)
     assert len(in_one_batch) >= 2
-    counts = [facts["hl7_message_type"]["ORU^R01"] for *_, facts, _ in in_one_batch]
+    counts = [p["facts"]["hl7_message_type"]["ORU^R01"] for p in in_one_batch]
     assert sum(counts) == 6 and max(counts) < 6
     assert _profiles_of(capture, 1, MONITOR) == in_one_batch
 
@@ -548,7 +657,7 @@ def test_conversations_renamed_before_the_keys_are_compacted_stay_as_they_were(
     for batch in batches[3:]:
         analysis.feed(batch)
     analysis.finish()
-    assert found == [_profiles_of(capture, 100_000, MONITOR)[0][9]]
+    assert found == [_profiles_of(capture, 100_000, MONITOR)[0]["conversations"]]
 
 
 @pytest.mark.parametrize("broker", ["10.1.0.9", "203.0.113.9"])
@@ -663,7 +772,7 @@ def test_a_dhcp_answer_to_a_new_address_counts_for_the_client_that_takes_it(
     for size in (100_000, 1):
         assert "dhcp" in _profiled_protocols(capture, size, MONITOR), size
     first_window = _profiles_of(capture, 100_000, MONITOR)[0]
-    assert (first_window[3], first_window[5]) == (0, 1)  # received, flows started
+    assert (first_window["rx_packets"], first_window["flows_started"]) == (0, 1)
     assert _profiles_of(capture, 1, MONITOR) == _profiles_of(capture, 100_000, MONITOR)
 
 
@@ -687,18 +796,7 @@ def test_an_answer_to_a_device_seen_before_its_address_counts_once(tmp_path: Pat
 def _profiled_protocols(capture: Path, batch_frames: int, device_id: str) -> set[str]:
     """The protocols in the window profiles of ``device_id``, the capture analysed in batches
     of ``batch_frames`` frames."""
-    protocols: set[str] = set()
-
-    def keep(closed: list[WindowProfile], _: Analysis) -> None:
-        for profile in closed:
-            if profile.device_id == device_id:
-                protocols.update(profile.protocols)
-
-    analysis = Analysis(on_window=keep)
-    for batch in _rebatch(capture, batch_frames):
-        analysis.feed(batch)
-    analysis.finish()
-    return protocols
+    return {name for p in _profiles_of(capture, batch_frames, device_id) for name in p["protocols"]}
 
 
 def test_a_flow_waiting_for_its_address_s_owner_is_forgotten_once_it_ends(
@@ -1433,7 +1531,7 @@ MINUTE = 1_699_999_980.0  # a window's start (windows of 60 s)
 def _first_window_of_each_fact(capture: Path, batch_frames: int, device_id: str) -> object:
     """Per window of ``device_id`` (offset from MINUTE): its packets and the facts it noted."""
     return [
-        (p[0] - MINUTE, p[1], p[3], p[6], p[8])
+        (p["start"] - MINUTE, p["tx_packets"], p["rx_packets"], p["peers"], p["facts"])
         for p in _profiles_of(capture, batch_frames, device_id)
     ]
 
