@@ -185,19 +185,16 @@ class _WindowState:
         np.add.at(self.account_packets, accounts, packets)
 
 
-@dataclass(slots=True)
-class _KeyChange:
-    """How a flow's accounting key changed within a batch. Frame by frame, a packet counts
-    under the key its flow had when it passed: the batch's rows before ``service_row`` count
-    under ``service_before`` (and, for messages, its conversations then), those before
-    ``protocol_row`` under ``protocol_before`` (-1: that part did not change)."""
+class _KeyChanges(NamedTuple):
+    """How flows' accounting keys changed within a batch, by slot. Frame by frame, a packet
+    counts under the key its flow had when it passed: a flow's rows before the one that
+    recognised its content count under its transport, those before the one that told its
+    server under the service guessed until then (and, for messages, in its conversations
+    then)."""
 
-    flow: Flow
-    service_row: int = -1
-    service_before: str = ""
-    conversations_before: tuple[int, int] = (-1, -1)
-    protocol_row: int = -1
-    protocol_before: str = ""
+    recognised_at: dict[int, int]  # slot -> row
+    # slot -> (row, service before, conversations before)
+    server_told_at: dict[int, tuple[int, str, tuple[int, int]]]
 
 
 class _PacketFlows(NamedTuple):
@@ -217,6 +214,21 @@ def _group_flows(table: PacketTable) -> _PacketFlows:
     rows = np.flatnonzero(keys != 0)
     first, inverse, _ = group_keys(keys[rows])
     return _PacketFlows(keys, direction, rows, first, inverse)
+
+
+def _per_flow(
+    rows_by_slot: dict[int, int], slots: npt.NDArray[np.int64], order: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Per flow of a batch (at ``slots``, ``order`` sorting them), its row in
+    ``rows_by_slot`` (-1 for none)."""
+    found = np.full(slots.shape[0], -1, np.int64)
+    if not rows_by_slot:
+        return found
+    keys = np.fromiter(rows_by_slot, np.int64, len(rows_by_slot))
+    places = order[np.searchsorted(slots[order], keys).clip(0, slots.shape[0] - 1)]
+    match = slots[places] == keys
+    found[places[match]] = np.fromiter(rows_by_slot.values(), np.int64, len(rows_by_slot))[match]
+    return found
 
 
 def format_ip(version: int, hi: int, lo: int) -> str:
@@ -292,8 +304,8 @@ class Analysis:
         self._conversation_table = KeyTable(3)
         self._conversation_last: npt.NDArray[np.float64] = np.full(1024, -1.0)
         self._labels = NameTable()  # protocol label -> id in the flow table's label column
-        # slot -> how the flow's keys changed in this batch: interned anew at its end
-        self._key_changes: dict[int, _KeyChange] = {}
+        # how flows' keys changed in this batch: interned anew at its end
+        self._key_changes = _KeyChanges({}, {})
         # internal address -> live flows that started with no device at that address, each
         # with the window its first facts went into: the device that later sends from it
         # takes that side (see _take_unowned_sides)
@@ -1066,10 +1078,11 @@ class Analysis:
         self._inspect(batch, table, t, sl, groups, direction, slots)
         self._name_new_flows()
         # flows whose service or protocol became known take their new keys once per batch
-        changes, self._key_changes = self._key_changes, {}
-        self._assign_keys([change.flow for change in changes.values()])
-        parts = self._key_parts(changes, groups, slots)
-        self._account_flow_windows(rows, groups[rows], slots, changes, parts)
+        changes, self._key_changes = self._key_changes, _KeyChanges({}, {})
+        changed = changes.recognised_at.keys() | changes.server_told_at.keys()
+        self._assign_keys([flow for slot in changed if (flow := flows.records[slot]) is not None])
+        parts = self._key_parts(changes, rows, inverse, slots, groups.shape[0])
+        self._account_flow_windows(rows, inverse, slots, changes, parts)
         self._conversations(table, t, sl, groups, direction, slots, changes, parts)
 
     def _start_flows(
@@ -1388,16 +1401,12 @@ class Analysis:
         ):
             self._services_waiting[flow.slot] = (flow, when)
         if service != guessed:
-            change = self._key_change(flow)
-            change.service_row, change.service_before = row, guessed
-            accounts = self.flows.conversation[flow.slot]
-            change.conversations_before = (int(accounts[0]), int(accounts[1]))
-
-    def _key_change(self, flow: Flow) -> _KeyChange:
-        change = self._key_changes.get(flow.slot)
-        if change is None or change.flow is not flow:
-            change = self._key_changes[flow.slot] = _KeyChange(flow)
-        return change
+            conversations = self.flows.conversation[flow.slot]
+            self._key_changes.server_told_at[flow.slot] = (
+                row,
+                guessed,
+                (int(conversations[0]), int(conversations[1])),
+            )
 
     def _assign_keys(self, flows: list[Flow]) -> None:
         """Intern the protocol label and per side the accounting and conversation keys of
@@ -1452,52 +1461,57 @@ class Analysis:
 
     def _key_parts(
         self,
-        changes: dict[int, _KeyChange],
-        groups: npt.NDArray[np.int64],
+        changes: _KeyChanges,
+        rows: npt.NDArray[np.int64],
+        row_groups: npt.NDArray[np.int64],
         slots: npt.NDArray[np.int64],
+        size: int,
     ) -> npt.NDArray[np.int64] | None:
-        """Per row of the batch, which parts of its flow's key it counts under: bit 0 set
-        for the service its flow has now, bit 1 for the protocol (3, both, unless its flow
-        changed them at a later row: see ``_KeyChange``). None when no flow changed. A flow
+        """Per row of the batch (``size`` rows; ``rows`` those of a flow, ``row_groups``
+        their flows), which parts of its flow's key it counts under: bit 0 set for the
+        service its flow has now, bit 1 for the protocol (3, both, unless its flow changed
+        them at a later row: see ``_KeyChanges``). None when no flow changed. A flow
         recognised in the batch learns how many of its packets came before."""
-        if not changes:
+        recognised, told = changes
+        if not recognised and not told:
             return None
-        changed = np.fromiter(changes, np.int64, len(changes))
-        order = np.argsort(changed)
-        changed = changed[order]
-        values = changes.values()
-        service_rows = np.fromiter((c.service_row for c in values), np.int64, len(changes))
-        protocol_rows = np.fromiter((c.protocol_row for c in values), np.int64, len(changes))
-        parts = np.full(groups.shape[0], 3, np.int64)
-        flow_rows = np.flatnonzero(groups >= 0)
-        row_slots = slots[groups[flow_rows]]
-        at = np.minimum(np.searchsorted(changed, row_slots), changed.shape[0] - 1)
-        hit = changed[at] == row_slots
-        rows, at = flow_rows[hit], order[at[hit]]
-        recognised = rows >= protocol_rows[at]
-        parts[rows] = (rows >= service_rows[at]) + 2 * recognised
-        since = np.bincount(at[recognised], minlength=len(changes)).tolist()
-        packets = self.flows.packets
-        for change, row, after in zip(values, protocol_rows.tolist(), since, strict=True):
-            if row >= 0:
-                flow = change.flow
-                flow.packets_before_app = int(packets[flow.slot].sum()) - after
+        # per flow of the batch, the row from which its protocol and its service are the
+        # ones it has now (-1: from before the batch)
+        order = np.argsort(slots)
+        protocol_from = _per_flow(recognised, slots, order)
+        service_from = _per_flow({slot: row for slot, (row, _, _) in told.items()}, slots, order)
+        at = np.flatnonzero(((protocol_from >= 0) | (service_from >= 0))[row_groups])
+        changed_rows, changed_groups = rows[at], row_groups[at]
+        since_recognised = changed_rows >= protocol_from[changed_groups]
+        parts = np.full(size, 3, np.int64)
+        parts[changed_rows] = (changed_rows >= service_from[changed_groups]) + 2 * since_recognised
+        if recognised:
+            flows = np.flatnonzero(protocol_from >= 0)
+            after = np.bincount(changed_groups[since_recognised], minlength=slots.shape[0])
+            before = self.flows.packets[slots[flows]].sum(axis=1) - after[flows]
+            records = self.flows.records
+            for slot, count in zip(slots[flows].tolist(), before.tolist(), strict=True):
+                flow = records[slot]
+                if flow is not None:
+                    flow.packets_before_app = count
         return parts
 
     def _keys_before(
         self,
-        changes: dict[int, _KeyChange],
+        changes: _KeyChanges,
         slots: npt.NDArray[np.int64],
         parts: npt.NDArray[np.int64],
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """The protocol labels and per side the accounts (-1: no device) of flows at
         ``slots`` under the key ``parts`` say (see ``_key_parts``)."""
+        records = self.flows.records
         keyed = []
         for slot, part in zip(slots.tolist(), parts.tolist(), strict=True):
-            change = changes[slot]
-            flow = change.flow
-            service = flow.service() if part & 1 else change.service_before
-            protocol = (flow.app or flow.transport) if part & 2 else change.protocol_before
+            flow = records[slot]
+            assert flow is not None
+            service = flow.service() if part & 1 else changes.server_told_at[slot][1]
+            # before its content was recognised, it had no application
+            protocol = (flow.app or flow.transport) if part & 2 else flow.transport
             keyed.append((flow, service, protocol))
         labels, rows, places = self._side_keys(keyed)
         accounts = np.full(2 * slots.shape[0], -1, np.int64)
@@ -1510,12 +1524,12 @@ class Analysis:
         rows: npt.NDArray[np.int64],
         row_groups: npt.NDArray[np.int64],
         slots: npt.NDArray[np.int64],
-        changes: dict[int, _KeyChange],
+        changes: _KeyChanges,
         parts: npt.NDArray[np.int64] | None,
     ) -> None:
         """Packets per (flow, window, key), summed per accounting key into the profiles of
         the devices on either side, and per protocol label into ``protocol_packets``. A
-        packet counts under the key its flow had when it passed (see ``_KeyChange``)."""
+        packet counts under the key its flow had when it passed (see ``_KeyChanges``)."""
         nw = len(self._window_starts)
         cell_keys = row_groups * nw + self._packet_window[rows]
         if parts is not None:
@@ -1776,9 +1790,9 @@ class Analysis:
             if flow.app is None:
                 self._set_app(flow, leader.app, row)
             else:  # told by a later row of its own: frame by frame, this one told first
-                change = self._key_changes.get(flow.slot)
-                if change is not None and change.flow is flow and change.protocol_row > row:
-                    change.protocol_row = row
+                recognised = self._key_changes.recognised_at
+                if recognised.get(flow.slot, -1) > row:
+                    recognised[flow.slot] = row
         if (recognised_at == groups.shape[0]).all():
             return udp_rows, leaders
         # A flow recognised as HL7 or DICOM in this batch is followed from that packet on, as
@@ -1947,10 +1961,8 @@ class Analysis:
         return device if device is not None and device.first_seen <= when else None
 
     def _set_app(self, flow: Flow, app: str, row: int) -> None:
-        """``flow`` carries ``app``, as the batch's ``row`` showed."""
-        change = self._key_change(flow)
-        if change.protocol_row < 0:
-            change.protocol_row, change.protocol_before = row, flow.app or flow.transport
+        """``flow`` (no application yet) carries ``app``, as the batch's ``row`` showed."""
+        self._key_changes.recognised_at[flow.slot] = row
         flow.app = app
         if app in FOLLOWED_APPS:
             self.flows.followed[flow.slot] = True
@@ -2028,12 +2040,12 @@ class Analysis:
         groups: npt.NDArray[np.int64],
         direction: npt.NDArray[np.uint8],
         slots: npt.NDArray[np.int64],
-        changes: dict[int, _KeyChange],
+        changes: _KeyChanges,
         parts: npt.NDArray[np.int64] | None,
     ) -> None:
         """Message times per (device, peer|service) conversation, for cadence. A message
         before its flow's service was learned counts in the conversation of the service
-        it had then (see ``_KeyChange``)."""
+        it had then (see ``_KeyChanges``)."""
         proto = table.protocol[sl]
         carries = (groups >= 0) & ((table.payload_wire_length[sl] > 0) | (proto == PROTO_UDP))
         rows = np.flatnonzero(carries)
@@ -2044,7 +2056,7 @@ class Analysis:
         if parts is not None:
             before = np.flatnonzero((parts[rows] & 1) == 0)
             conversation_of_row[before] = [
-                changes[slot].conversations_before[side]
+                changes.server_told_at[slot][2][side]
                 for slot, side in zip(
                     row_slots[before].tolist(), direction[rows[before]].tolist(), strict=True
                 )
