@@ -645,14 +645,7 @@ class Analysis:
         its first time, last time and count, so the order of sightings does not matter).
         It counts in ``when``'s window, or in the open window ``not_before`` if that one
         is older (as frame by frame, once the windows before it closed)."""
-        windows = self._windows
-        # one open window (nearly always) is every time's window: see _window_at
-        if len(windows) == 1:
-            window: float | None = next(iter(windows))
-        else:
-            window = self._window_at(when) if windows else None
-            if not_before is not None and window is not None and window < not_before:
-                window = not_before
+        window = self._note_window(when, not_before)
         pending = self._pending_notes
         if pending is not None and window is not None:
             key = (device.id, kind, value, window)
@@ -671,6 +664,17 @@ class Analysis:
         if window is not None:
             seen_in = self._profile(device.id, window).facts.setdefault(kind, {})
             seen_in[value] = seen_in.get(value, 0) + times
+
+    def _note_window(self, when: float, not_before: float | None = None) -> float | None:
+        """The open window a sighting at ``when`` counts in (see ``note``)."""
+        windows = self._windows
+        # one open window (nearly always) is every time's window: see _window_at
+        if len(windows) == 1:
+            return next(iter(windows))
+        window = self._window_at(when) if windows else None
+        if not_before is not None and window is not None and window < not_before:
+            window = not_before
+        return window
 
     def _apply_notes(self) -> None:
         pending, self._pending_notes = self._pending_notes, None
@@ -1366,6 +1370,18 @@ class Analysis:
             self._profile(device.id, self._window_at(when)).flows_started += 1
         if other is None:
             return
+        self.note(other, "peer", device.id, when)
+        pending, window_noted = self._pending_notes, self._note_window(when)
+        if pending and window_noted is not None:
+            # the other side's device took its own side earlier in this batch: it named the
+            # address in a note not applied yet
+            key = (other.id, "peer", named, window_noted)
+            noted = pending.get(key)
+            if noted is not None:
+                noted[0] -= 1
+                if noted[0] <= 0:
+                    del pending[key]
+                return
         self.inventory.take_back(other, "peer", named)
         window = self._windows.get(named_in)
         profile = window.profiles.get(other.id) if window is not None else None
@@ -1375,7 +1391,6 @@ class Analysis:
                 seen_in[named] -= 1
             else:
                 del seen_in[named]
-        self.note(other, "peer", device.id, when)
 
     def _learn_service(
         self,

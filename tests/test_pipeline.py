@@ -303,7 +303,8 @@ def test_the_shared_captures_are_judged_the_same_frame_by_frame_as_in_one_batch(
 ) -> None:
     """Each shared capture Santinel reads (but the benchmark's large ones) gives the same
     devices, window profiles, packets per protocol, events and baselines a frame at a time
-    as 65,536 at a time."""
+    and 7 frames at a time (a batch boundary falls between any two frames of a few) as
+    65,536 at a time."""
     captures = _corpus_chunk(shared_pcaps, chunk, 4)
     apart, read = [], 0
     for capture in captures:
@@ -312,8 +313,9 @@ def test_the_shared_captures_are_judged_the_same_frame_by_frame_as_in_one_batch(
         except CaptureError:
             continue  # a link type or format Santinel does not read: nothing to compare
         read += 1
-        if _judged_in_batches(capture, 1) != in_one_batch:
-            apart.append(capture.relative_to(shared_pcaps).as_posix())
+        for size in (1, 7):
+            if _judged_in_batches(capture, size) != in_one_batch:
+                apart.append((capture.relative_to(shared_pcaps).as_posix(), size))
     assert read > 50
     assert apart == []
 
@@ -559,6 +561,41 @@ def test_a_late_flow_s_peer_named_by_address_is_taken_back_when_its_server_answe
         assert len(profiles) == 1, size
         assert "ip:10.1.0.9" not in profiles[0]["facts"]["peer"], size
     assert _profiles_of(capture, 1, MONITOR) == _profiles_of(capture, 100_000, MONITOR)
+
+
+def test_a_flow_whose_two_sides_get_their_devices_in_one_batch_names_each_by_device(
+    tmp_path: Path,
+) -> None:
+    """A router (it forwards an internet address first) offers 10.1.0.144 a lease from
+    10.1.0.1, which its plain traffic does not make its own; neither side of the offer has
+    a device. Then the client's ARP makes 10.1.0.144 its own, and the router's ARP 10.1.0.1.
+    Frame by frame the client names ``ip:10.1.0.1`` one frame, and the router's ARP takes it
+    back; when both ARPs come in one batch of three, so must it, while the name is not yet
+    applied. No ``ip:10.1.0.1`` remains, in the client's facts or its window."""
+    router, client = "00:b5:6d:06:08:ba", "94:10:3e:cd:37:65"
+    offer = (
+        Ether(src=router, dst=client)
+        / IP(src="10.1.0.1", dst="10.1.0.144")
+        / UDP(sport=67, dport=68)
+        / BOOTP(op=2, yiaddr="10.1.0.144", chaddr=bytes.fromhex(client.replace(":", "")))
+        / DHCP(options=[("message-type", "offer"), "end"])
+    )
+    packets = [
+        Ether(src=router, dst=client) / IP(src="203.0.113.9", dst="10.1.0.144") / UDP() / b"x",
+        offer,
+        offer,
+        Ether(src=client, dst="ff:ff:ff:ff:ff:ff")
+        / ARP(op=1, hwsrc=client, psrc="10.1.0.144", pdst="10.1.0.1"),
+        Ether(src=router, dst=client)
+        / ARP(op=2, hwsrc=router, psrc="10.1.0.1", hwdst=client, pdst="10.1.0.144"),
+        Ether(src=client, dst=router) / IP(src="10.1.0.144", dst="10.1.0.1") / UDP() / b"y",
+    ]
+    capture = write_capture(tmp_path / "lease.pcap", packets)
+    for size in (100_000, 3, 1):
+        analysis = _analysed(capture, size)
+        assert set(analysis.devices[client].facts["peer"]) == {"ext:203.0.113.9", router}, size
+        profiles = _profiles_of(capture, size, client)
+        assert set(profiles[0]["facts"]["peer"]) == {"ext:203.0.113.9", router}, size
 
 
 def test_a_server_first_seen_answering_learns_the_protocol_of_messages_from_then_on(
