@@ -573,13 +573,7 @@ def test_a_flow_whose_two_sides_get_their_devices_in_one_batch_names_each_by_dev
     back; when both ARPs come in one batch of three, so must it, while the name is not yet
     applied. No ``ip:10.1.0.1`` remains, in the client's facts or its window."""
     router, client = "00:b5:6d:06:08:ba", "94:10:3e:cd:37:65"
-    offer = (
-        Ether(src=router, dst=client)
-        / IP(src="10.1.0.1", dst="10.1.0.144")
-        / UDP(sport=67, dport=68)
-        / BOOTP(op=2, yiaddr="10.1.0.144", chaddr=bytes.fromhex(client.replace(":", "")))
-        / DHCP(options=[("message-type", "offer"), "end"])
-    )
+    offer = _dhcp_reply(router, "10.1.0.1", client, "10.1.0.144", "offer")
     packets = [
         Ether(src=router, dst=client) / IP(src="203.0.113.9", dst="10.1.0.144") / UDP() / b"x",
         offer,
@@ -780,16 +774,21 @@ def test_a_dhcp_server_s_unicast_answer_makes_it_the_server_not_its_client(
         assert "service_offered" not in devices[MONITOR].facts, size
 
 
+def _dhcp_reply(server: str, server_ip: str, client: str, address: str, kind: str) -> object:
+    """A DHCP server's ``kind`` (offer, ack) of ``address`` to ``client``, sent to it."""
+    return (
+        Ether(src=server, dst=client)
+        / IP(src=server_ip, dst=address)
+        / UDP(sport=67, dport=68)
+        / BOOTP(op=2, yiaddr=address, chaddr=bytes.fromhex(client.replace(":", "")))
+        / DHCP(options=[("message-type", kind), "end"])
+    )
+
+
 def _lease_to_monitor() -> list[object]:
     """A DHCP server's acknowledgement of 10.1.0.5 to the monitor, then the monitor's first
     ARP announcement from it."""
-    ack = (
-        Ether(src=ENGINE, dst=MONITOR)
-        / IP(src="10.1.0.1", dst="10.1.0.5")
-        / UDP(sport=67, dport=68)
-        / BOOTP(op=2, yiaddr="10.1.0.5", chaddr=bytes.fromhex(MONITOR.replace(":", "")))
-        / DHCP(options=[("message-type", "ack"), "end"])
-    )
+    ack = _dhcp_reply(ENGINE, "10.1.0.1", MONITOR, "10.1.0.5", "ack")
     announce = Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff") / ARP(
         op=2, hwsrc=MONITOR, psrc="10.1.0.5", pdst="10.1.0.5"
     )
