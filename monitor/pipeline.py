@@ -1255,7 +1255,9 @@ class Analysis:
         - The device takes the flow's peer and protocol facts from the flow's first packet,
           and the other side's device names it as its peer from then: the ``ip:ADDR`` it
           had named instead is taken back (one sighting per flow; the value goes when none
-          is left), in the inventory and in the open window's profile.
+          is left), in the inventory and in the window its flow's first facts went into if
+          still open, or from the batch's notes if that device took its own side in this
+          batch.
         - The flow's packets so far count for the device in the window of the flow's last
           packet (the oldest open one if that one closed, as for a late fact), and the flow
           as one it started if it is the client; what was sent to it before it first sent
