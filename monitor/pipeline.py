@@ -665,6 +665,30 @@ class Analysis:
             seen_in = self._profile(device.id, window).facts.setdefault(kind, {})
             seen_in[value] = seen_in.get(value, 0) + times
 
+    def _take_back(self, device: Device, kind: str, value: str, when: float, window: float) -> None:
+        """Undo one sighting at ``when`` that ``note`` recorded in ``window``: from the
+        batch's notes while they are not applied yet (a device that took a flow's side
+        earlier in this batch named its peer there), else from the inventory and from the
+        window's profile if that window is still open."""
+        pending, window_noted = self._pending_notes, self._note_window(when)
+        if pending and window_noted is not None:
+            key = (device.id, kind, value, window_noted)
+            noted = pending.get(key)
+            if noted is not None:
+                noted[0] -= 1
+                if noted[0] <= 0:
+                    del pending[key]
+                return
+        self.inventory.take_back(device, kind, value)
+        state = self._windows.get(window)
+        profile = state.profiles.get(device.id) if state is not None else None
+        seen_in = profile.facts.get(kind) if profile is not None else None
+        if seen_in is not None and value in seen_in:
+            if seen_in[value] > 1:
+                seen_in[value] -= 1
+            else:
+                del seen_in[value]
+
     def _note_window(self, when: float, not_before: float | None = None) -> float | None:
         """The open window a sighting at ``when`` counts in (see ``note``)."""
         windows = self._windows
@@ -1373,26 +1397,7 @@ class Analysis:
         if other is None:
             return
         self.note(other, "peer", device.id, when)
-        pending, window_noted = self._pending_notes, self._note_window(when)
-        if pending and window_noted is not None:
-            # the other side's device took its own side earlier in this batch: it named the
-            # address in a note not applied yet
-            key = (other.id, "peer", named, window_noted)
-            noted = pending.get(key)
-            if noted is not None:
-                noted[0] -= 1
-                if noted[0] <= 0:
-                    del pending[key]
-                return
-        self.inventory.take_back(other, "peer", named)
-        window = self._windows.get(named_in)
-        profile = window.profiles.get(other.id) if window is not None else None
-        seen_in = profile.facts.get("peer") if profile is not None else None
-        if seen_in is not None and named in seen_in:
-            if seen_in[named] > 1:
-                seen_in[named] -= 1
-            else:
-                del seen_in[named]
+        self._take_back(other, "peer", named, when, named_in)
 
     def _learn_service(
         self,
@@ -1503,11 +1508,11 @@ class Analysis:
         parts = np.full(size, 3, np.int64)
         parts[changed_rows] = (changed_rows >= service_from[changed_groups]) + 2 * since_recognised
         if recognised:
-            flows = np.flatnonzero(protocol_from >= 0)
+            recognised_slots = slots[protocol_from >= 0]
             after = np.bincount(changed_groups[since_recognised], minlength=slots.shape[0])
-            before = self.flows.packets[slots[flows]].sum(axis=1) - after[flows]
+            before = self.flows.packets[recognised_slots].sum(axis=1) - after[protocol_from >= 0]
             records = self.flows.records
-            for slot, count in zip(slots[flows].tolist(), before.tolist(), strict=True):
+            for slot, count in zip(recognised_slots.tolist(), before.tolist(), strict=True):
                 flow = records[slot]
                 if flow is not None:
                     flow.packets_before_app = count
