@@ -741,7 +741,7 @@ class Analysis:
             self._account_devices(table, t, sl, src_dev, dst_dev, device_list)
             self._bind_addresses(table, t, sl, src_dev, device_list)
             self._take_unowned_sides()
-            self._account_flows(batch, table, t, sl, packet_flows)
+            self._account_flows(batch, table, t, sl, packet_flows, (dst_dev, device_list))
         finally:
             self._apply_notes()
 
@@ -1035,7 +1035,12 @@ class Analysis:
         t: npt.NDArray[np.float64],
         sl: slice,
         packet_flows: _PacketFlows,
+        receivers: tuple[npt.NDArray[np.int64], list[Device]],
     ) -> None:
+        """Flows: start those that begin here, count their packets, learn their services,
+        inspect what needs it, and count them per window and conversation. ``receivers``:
+        per packet, the index into the list of the device it was sent to (-1 for none), as
+        ``_resolve_devices`` gives them."""
         keys, direction, rows, first, inverse = packet_flows
         if rows.shape[0] == 0:
             return
@@ -1079,7 +1084,9 @@ class Analysis:
         self._new_flows_by_address = {}
         self._new_flows = []
         if new.shape[0]:
-            self._start_flows(table, sl, t, direction, flags, first_rows[new], slots[new])
+            self._start_flows(
+                table, sl, t, direction, flags, first_rows[new], slots[new], receivers
+            )
 
         # Used and offered since the flow began, in whichever batch the reply came. Frame by
         # frame, the windows before the previous frame's had closed when the reply came: it
@@ -1122,8 +1129,17 @@ class Analysis:
         flags: npt.NDArray[np.uint8],
         rows: npt.NDArray[np.int64],
         slots: npt.NDArray[np.int64],
+        receivers: tuple[npt.NDArray[np.int64], list[Device]],
     ) -> None:
-        """Records for the flows that start in this batch (``rows``: each one's first packet)."""
+        """Records for the flows that start in this batch (``rows``: each one's first packet).
+
+        A side's device is its address's owner, but a DHCP reply's client is the device its
+        destination MAC names when there is one: an address a server hands out may still be
+        owned by the device that last had it (months before), and the client makes it its
+        own only after the reply (frame by frame; one batch holding the client's ARP had
+        already moved it). To an address nobody owns, the reply's client side waits for the
+        device that takes the address (``_take_unowned_sides``), as any flow's: a capture
+        worker that did not see the client send would not know it."""
         swap = direction[rows].astype(np.bool_)
         columns = []
         for mine, theirs in (
@@ -1144,6 +1160,14 @@ class Analysis:
             ((src_port == 67) & (dst_port == 68)) | ((src_port == 547) & (dst_port == 546))
         )
         client = np.where(synack | dhcp_reply, 1 - swap, swap).astype(np.int64).tolist()
+        receiver_rows, receiver_devices = receivers
+        dhcp_clients: dict[int, str] = {  # row -> the device a DHCP reply was sent to
+            row: receiver_devices[index].id
+            for row, index in zip(
+                rows[dhcp_reply].tolist(), receiver_rows[rows[dhcp_reply]].tolist(), strict=True
+            )
+            if index >= 0
+        }
         pending = self._pending_notes
         assert pending is not None
         ip_owner = self.inventory.ip_owner
@@ -1175,6 +1199,11 @@ class Analysis:
                     device_a = unbound_at[address_a][0]
                 if device_b is None and unbound_at.get(address_b, ("", -1))[1] > row:
                     device_b = unbound_at[address_b][0]
+            if dhcp_clients and row in dhcp_clients:  # a stale owner gives way, nobody waits
+                if client_side and device_b is not None:
+                    device_b = dhcp_clients[row]
+                elif not client_side and device_a is not None:
+                    device_a = dhcp_clients[row]
             if device_a is not None and device_a not in devices:
                 device_a = None
             if device_b is not None and device_b not in devices:

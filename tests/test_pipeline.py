@@ -829,6 +829,40 @@ def test_an_answer_to_a_device_seen_before_its_address_counts_once(tmp_path: Pat
     assert _profiles_of(capture, 1, MONITOR) == _profiles_of(capture, 100_000, MONITOR)
 
 
+def test_a_dhcp_offer_of_an_address_another_device_last_had_counts_for_the_client(
+    tmp_path: Path,
+) -> None:
+    """A workstation announced 10.1.0.5 and left. An hour later the server offers that
+    address to the monitor, sent to the monitor's MAC; the monitor's ARP then makes it its
+    own. Frame by frame the address was still the workstation's when the offer came, in one
+    batch already the monitor's: either way the offer is the monitor's, never the
+    workstation's (gone an hour), and both give the same windows."""
+    workstation = "00:50:56:00:00:07"
+    discover = (
+        Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="0.0.0.0", dst="255.255.255.255")
+        / UDP(sport=68, dport=67)
+        / BOOTP(op=1, chaddr=bytes.fromhex(MONITOR.replace(":", "")))
+        / DHCP(options=[("message-type", "discover"), "end"])
+    )
+    left = Ether(src=workstation, dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=2, hwsrc=workstation, psrc="10.1.0.5", pdst="10.1.0.5"
+    )
+    offer = _dhcp_reply(ENGINE, "10.1.0.1", MONITOR, "10.1.0.5", "offer")
+    announce = Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=2, hwsrc=MONITOR, psrc="10.1.0.5", pdst="10.1.0.5"
+    )
+    packets = [left, discover, offer, announce]
+    capture = write_capture(tmp_path / "lease.pcap", packets, times=[0.0, 3600.0, 3601.0, 3602.0])
+    for size in (100_000, 1):
+        devices = _analysed(capture, size).devices
+        assert "peer" not in devices[workstation].facts, size
+        assert set(devices[MONITOR].facts["peer"]) == {ENGINE}, size
+        assert set(devices[ENGINE].facts["peer"]) == {MONITOR}, size
+    for device in (MONITOR, workstation, ENGINE):
+        assert _profiles_of(capture, 1, device) == _profiles_of(capture, 100_000, device)
+
+
 def _profiled_protocols(capture: Path, batch_frames: int, device_id: str) -> set[str]:
     """The protocols in the window profiles of ``device_id``, the capture analysed in batches
     of ``batch_frames`` frames."""
