@@ -185,6 +185,19 @@ class _WindowState:
         np.add.at(self.account_packets, accounts, packets)
 
 
+def _owner_at_row(
+    owners: list[tuple[int, str | None]], row: int, owner_now: str | None
+) -> str | None:
+    """The owner of an address at ``row`` of a batch, from its owners by row (see
+    ``Analysis._owners_by_row``): ``owner_now`` from its last taker's row on; before, the
+    last to take it at or before ``row``, or when none had it yet, the next to take it (as
+    frame by frame, that device takes the side: ``Analysis._take_unowned_sides``)."""
+    if row >= owners[-1][0]:
+        return owner_now
+    at = next(i for i in range(len(owners) - 1, -1, -1) if owners[i][0] <= row)
+    return owners[at][1] if owners[at][1] is not None else owners[at + 1][1]
+
+
 class _KeyChanges(NamedTuple):
     """How flows' accounting keys changed within a batch, by slot. Frame by frame, a packet
     counts under the key its flow had when it passed: a flow's rows before the one that
@@ -324,6 +337,11 @@ class Analysis:
         # device found to be a router in this batch owned its traffic addresses until the
         # frame that showed it, as frame by frame (see _bind_addresses)
         self._unbound_at: dict[str, tuple[str, int]] = {}
+        # address -> its owners in this batch, when it had more than one: (row, device) of
+        # its owner before the batch (row -1) and of each device that took it, by row; flows
+        # begun before its last taker's row start with the owner then, as frame by frame
+        # (see _bind_addresses, _owner_at_row)
+        self._owners_by_row: dict[str, list[tuple[int, str | None]]] = {}
         self._device_rows = NameTable()  # device id -> row of the windows' device counts
         # facts noted while a batch is processed, applied once per distinct fact at its end
         self._pending_notes: dict[tuple[str, str, str, float], list[float]] | None = None
@@ -899,8 +917,13 @@ class Analysis:
         """Tie source addresses to sending MACs: ARP senders authoritatively, plain traffic
         only for internal addresses of non-routers (see Inventory.bind). A device shown to be
         a router here loses its traffic addresses at the frame that showed it: the flows
-        that began before still start with it (``_unbound_at``), as frame by frame."""
+        that began before still start with it (``_unbound_at``), as frame by frame. So do
+        those that began to or from an address before another device's frame took it over
+        (``_owners_by_row``)."""
         self._unbound_at = {}
+        ip_owner = self.inventory.ip_owner
+        owned_before: dict[str, str | None] = {}  # address -> its owner before this batch
+        taken: dict[str, list[tuple[int, str]]] = {}  # address -> (row, device) that took it
         has = (src_dev >= 0) & (table.src_mac[sl] != 0)
         version = table.ip_version[sl]
         arp = table.ethertype[sl] == ETHERTYPE_ARP
@@ -938,6 +961,8 @@ class Analysis:
                 else:
                     address = self._address(ver, hi, lo)
                 device = devices[dev_index]
+                if address not in owned_before:
+                    owned_before[address] = ip_owner.get(address)
                 unbound = self.inventory.bind(
                     device,
                     address,
@@ -952,8 +977,18 @@ class Analysis:
                 # (an ARP sender's address is IPv4; an address is owned by the device it
                 # was last recorded for)
                 v4 = authoritative or ver == 4
-                if v4 and self.inventory.ip_owner.get(address) == device.id:
-                    groups[j] = (device, address)
+                if ip_owner.get(address) == device.id:
+                    taken.setdefault(address, []).append((int(rows[r]), device.id))
+                    if v4:
+                        groups[j] = (device, address)
+        self._owners_by_row = {}
+        for address, takers in taken.items():
+            before = owned_before[address]
+            if address in self._unbound_at or {before, *(d for _, d in takers)} - {None} == {
+                takers[0][1]
+            }:
+                continue  # one owner all along, or none before it (see _take_unowned_sides)
+            self._owners_by_row[address] = [(-1, before), *sorted(takers)]
         self._note_address_use(t, recorded_v4)
 
     def _note_address_use(
@@ -1179,7 +1214,7 @@ class Analysis:
         only_window = next(iter(self._windows)) if len(self._windows) == 1 else None
         started: dict[tuple[str, float], int] = {}
         begun: list[Flow] = []
-        unbound_at = self._unbound_at
+        unbound_at, owners_by_row = self._unbound_at, self._owners_by_row
         for j, (version, proto, when, slot, client_side, row) in enumerate(
             zip(
                 table.ip_version[sl][rows].tolist(),
@@ -1194,6 +1229,11 @@ class Analysis:
             address_a = address_of(version, a_hi[j], a_lo[j])
             address_b = address_of(version, b_hi[j], b_lo[j])
             device_a, device_b = ip_owner.get(address_a), ip_owner.get(address_b)
+            if owners_by_row:
+                if address_a in owners_by_row:
+                    device_a = _owner_at_row(owners_by_row[address_a], row, device_a)
+                if address_b in owners_by_row:
+                    device_b = _owner_at_row(owners_by_row[address_b], row, device_b)
             if unbound_at:
                 if device_a is None and unbound_at.get(address_a, ("", -1))[1] > row:
                     device_a = unbound_at[address_a][0]

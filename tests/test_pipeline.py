@@ -863,6 +863,33 @@ def test_a_dhcp_offer_of_an_address_another_device_last_had_counts_for_the_clien
         assert _profiles_of(capture, 1, device) == _profiles_of(capture, 100_000, device)
 
 
+def test_a_flow_begun_to_an_address_before_another_device_took_it_over_is_its_owner_then(
+    tmp_path: Path,
+) -> None:
+    """The workstation announces 10.1.0.5; the engine sends it a datagram at its MAC; then
+    the monitor's ARP takes 10.1.0.5 over. The datagram went to the workstation: frame by
+    frame as in one batch holding the takeover, the flow is the workstation's."""
+    workstation = "00:50:56:00:00:07"
+    packets = [
+        Ether(src=workstation, dst="ff:ff:ff:ff:ff:ff")
+        / ARP(op=2, hwsrc=workstation, psrc="10.1.0.5", pdst="10.1.0.5"),
+        Ether(src=ENGINE, dst=workstation)
+        / IP(src="10.1.0.1", dst="10.1.0.5")
+        / UDP(sport=40000, dport=9000)
+        / b"x",
+        Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff")
+        / ARP(op=2, hwsrc=MONITOR, psrc="10.1.0.5", pdst="10.1.0.5"),
+    ]
+    capture = write_capture(tmp_path / "takeover.pcap", packets, times=[0.0, 10.0, 11.0])
+    for size in (100_000, 1):
+        devices = _analysed(capture, size).devices
+        assert set(devices[ENGINE].facts["peer"]) == {workstation}, size
+        assert set(devices[workstation].facts["peer"]) == {ENGINE}, size
+        assert "peer" not in devices[MONITOR].facts, size
+    for device in (MONITOR, workstation, ENGINE):
+        assert _profiles_of(capture, 1, device) == _profiles_of(capture, 100_000, device)
+
+
 def _profiled_protocols(capture: Path, batch_frames: int, device_id: str) -> set[str]:
     """The protocols in the window profiles of ``device_id``, the capture analysed in batches
     of ``batch_frames`` frames."""
