@@ -785,6 +785,17 @@ def _dhcp_reply(server: str, server_ip: str, client: str, address: str, kind: st
     )
 
 
+def _dhcp_discover(client: str) -> object:
+    """``client``'s DHCP discover, broadcast from 0.0.0.0."""
+    return (
+        Ether(src=client, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="0.0.0.0", dst="255.255.255.255")
+        / UDP(sport=68, dport=67)
+        / BOOTP(op=1, chaddr=bytes.fromhex(client.replace(":", "")))
+        / DHCP(options=[("message-type", "discover"), "end"])
+    )
+
+
 def _lease_to_monitor() -> list[object]:
     """A DHCP server's acknowledgement of 10.1.0.5 to the monitor, then the monitor's first
     ARP announcement from it."""
@@ -815,13 +826,7 @@ def test_a_dhcp_answer_to_a_new_address_counts_for_the_client_that_takes_it(
 def test_an_answer_to_a_device_seen_before_its_address_counts_once(tmp_path: Path) -> None:
     """The client asked for an address before the server's answer to it: the answer, sent to
     its MAC, counted as received then, and not again when its address becomes its own."""
-    discover = (
-        Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff")
-        / IP(src="0.0.0.0", dst="255.255.255.255")
-        / UDP(sport=68, dport=67)
-        / BOOTP(op=1, chaddr=bytes.fromhex(MONITOR.replace(":", "")))
-        / DHCP(options=[("message-type", "discover"), "end"])
-    )
+    discover = _dhcp_discover(MONITOR)
     packets = [discover, *_lease_to_monitor()]
     capture = write_capture(tmp_path / "lease.pcap", packets, times=[38.0, 39.0, 41.0])
     for size in (100_000, 1):
@@ -838,13 +843,7 @@ def test_a_dhcp_offer_of_an_address_another_device_last_had_counts_for_the_clien
     batch already the monitor's: either way the offer is the monitor's, never the
     workstation's (gone an hour), and both give the same windows."""
     workstation = "00:50:56:00:00:07"
-    discover = (
-        Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff")
-        / IP(src="0.0.0.0", dst="255.255.255.255")
-        / UDP(sport=68, dport=67)
-        / BOOTP(op=1, chaddr=bytes.fromhex(MONITOR.replace(":", "")))
-        / DHCP(options=[("message-type", "discover"), "end"])
-    )
+    discover = _dhcp_discover(MONITOR)
     left = Ether(src=workstation, dst="ff:ff:ff:ff:ff:ff") / ARP(
         op=2, hwsrc=workstation, psrc="10.1.0.5", pdst="10.1.0.5"
     )
