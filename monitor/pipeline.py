@@ -1239,7 +1239,7 @@ class Analysis:
                     device_a = unbound_at[address_a][0]
                 if device_b is None and unbound_at.get(address_b, ("", -1))[1] > row:
                     device_b = unbound_at[address_b][0]
-            if dhcp_clients and row in dhcp_clients:  # a stale owner gives way, nobody waits
+            if dhcp_clients and row in dhcp_clients:  # over a stale owner only (see above)
                 if client_side and device_b is not None:
                     device_b = dhcp_clients[row]
                 elif not client_side and device_a is not None:
