@@ -862,30 +862,44 @@ def test_a_dhcp_offer_of_an_address_another_device_last_had_counts_for_the_clien
         assert _profiles_of(capture, 1, device) == _profiles_of(capture, 100_000, device)
 
 
-def test_a_flow_begun_to_an_address_before_another_device_took_it_over_is_its_owner_then(
-    tmp_path: Path,
-) -> None:
-    """The workstation announces 10.1.0.5; the engine sends it a datagram at its MAC; then
-    the monitor's ARP takes 10.1.0.5 over. The datagram went to the workstation: frame by
-    frame as in one batch holding the takeover, the flow is the workstation's."""
-    workstation = "00:50:56:00:00:07"
-    packets = [
-        Ether(src=workstation, dst="ff:ff:ff:ff:ff:ff")
-        / ARP(op=2, hwsrc=workstation, psrc="10.1.0.5", pdst="10.1.0.5"),
-        Ether(src=ENGINE, dst=workstation)
+WORKSTATION = "00:50:56:00:00:07"
+
+
+def _takeover(tmp_path: Path, announced_first: bool) -> Path:
+    """The engine's datagram to 10.1.0.5 at the workstation's MAC, the workstation's ARP
+    announcement of 10.1.0.5 and the monitor's, which takes it over, in that order or with
+    the workstation's announcement first, a second apart."""
+    datagram = (
+        Ether(src=ENGINE, dst=WORKSTATION)
         / IP(src="10.1.0.1", dst="10.1.0.5")
         / UDP(sport=40000, dport=9000)
-        / b"x",
-        Ether(src=MONITOR, dst="ff:ff:ff:ff:ff:ff")
-        / ARP(op=2, hwsrc=MONITOR, psrc="10.1.0.5", pdst="10.1.0.5"),
+        / b"x"
+    )
+    claims = [
+        Ether(src=mac, dst="ff:ff:ff:ff:ff:ff")
+        / ARP(op=2, hwsrc=mac, psrc="10.1.0.5", pdst="10.1.0.5")
+        for mac in (WORKSTATION, MONITOR)
     ]
-    capture = write_capture(tmp_path / "takeover.pcap", packets, times=[0.0, 10.0, 11.0])
+    packets = [claims[0], datagram, claims[1]] if announced_first else [datagram, *claims]
+    return write_capture(tmp_path / "takeover.pcap", packets, times=[10.0, 11.0, 12.0])
+
+
+@pytest.mark.parametrize("announced_first", [True, False], ids=["the workstation's", "nobody's"])
+def test_a_flow_begun_to_an_address_before_another_device_took_it_over_is_its_owner_then(
+    tmp_path: Path, announced_first: bool
+) -> None:
+    """The engine sends a datagram to the workstation's MAC at 10.1.0.5, before the
+    monitor's ARP takes 10.1.0.5 over: frame by frame as in one batch holding the takeover,
+    the flow is the workstation's. So it is when nobody owned the address when the datagram
+    came: frame by frame the workstation takes the flow's side at its ARP and keeps it, and
+    one batch must not give it to the address's last owner."""
+    capture = _takeover(tmp_path, announced_first)
     for size in (100_000, 1):
         devices = _analysed(capture, size).devices
-        assert set(devices[ENGINE].facts["peer"]) == {workstation}, size
-        assert set(devices[workstation].facts["peer"]) == {ENGINE}, size
+        assert set(devices[ENGINE].facts["peer"]) == {WORKSTATION}, size
+        assert set(devices[WORKSTATION].facts["peer"]) == {ENGINE}, size
         assert "peer" not in devices[MONITOR].facts, size
-    for device in (MONITOR, workstation, ENGINE):
+    for device in (MONITOR, WORKSTATION, ENGINE):
         assert _profiles_of(capture, 1, device) == _profiles_of(capture, 100_000, device)
 
 
