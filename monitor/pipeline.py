@@ -189,9 +189,10 @@ def _owner_at_row(
     owners: list[tuple[int, str | None]], row: int, owner_now: str | None
 ) -> str | None:
     """The owner of an address at ``row`` of a batch, from its owners by row (see
-    ``Analysis._owners_by_row``): ``owner_now`` from its last taker's row on; before, the
-    last to take it at or before ``row``, or when none had it yet, the next to take it (as
-    frame by frame, that device takes the side: ``Analysis._take_unowned_sides``)."""
+    ``Analysis._owners_by_row``): ``owner_now`` from the last change's row on; before, the
+    last to take it at or before ``row``, or when none had it then (none yet, or a router
+    found out lost it), the next to take it (frame by frame, that device takes the side:
+    ``Analysis._take_unowned_sides``)."""
     if row >= owners[-1][0]:
         return owner_now
     at = next(i for i in range(len(owners) - 1, -1, -1) if owners[i][0] <= row)
@@ -333,14 +334,11 @@ class Analysis:
         self._services_waiting: dict[int, tuple[Flow, float]] = {}
         # addresses of _unowned_sides that may have got an owner in this batch, in order
         self._owned_now: dict[str, None] = {}
-        # address -> (its owner until then, the row of this batch from which it is not): a
-        # device found to be a router in this batch owned its traffic addresses until the
-        # frame that showed it, as frame by frame (see _bind_addresses)
-        self._unbound_at: dict[str, tuple[str, int]] = {}
-        # address -> its owners in this batch, when it had more than one: (row, device) of
-        # its owner before the batch (row -1) and of each device that took it, by row; flows
-        # begun before its last taker's row start with the owner then, as frame by frame
-        # (see _bind_addresses, _owner_at_row)
+        # address -> its owners in this batch, when it changed hands: (row, device) of its
+        # owner before the batch (row -1), of each device that took it and of each router
+        # found out that lost it (device None), by row; flows begun before the last of
+        # those rows start with the owner then, as frame by frame (see _bind_addresses,
+        # _owner_at_row)
         self._owners_by_row: dict[str, list[tuple[int, str | None]]] = {}
         self._device_rows = NameTable()  # device id -> row of the windows' device counts
         # facts noted while a batch is processed, applied once per distinct fact at its end
@@ -916,14 +914,13 @@ class Analysis:
     ) -> None:
         """Tie source addresses to sending MACs: ARP senders authoritatively, plain traffic
         only for internal addresses of non-routers (see Inventory.bind). A device shown to be
-        a router here loses its traffic addresses at the frame that showed it: the flows
-        that began before still start with it (``_unbound_at``), as frame by frame. So do
-        those that began to or from an address before another device's frame took it over
-        (``_owners_by_row``)."""
-        self._unbound_at = {}
+        a router here loses its traffic addresses at the frame that showed it. Flows that
+        began to or from an address before such a frame, or before another device's frame
+        took it over, start with the owner then, as frame by frame (``_owners_by_row``)."""
         ip_owner = self.inventory.ip_owner
         owned_before: dict[str, str | None] = {}  # address -> its owner before this batch
-        taken: dict[str, list[tuple[int, str]]] = {}  # address -> (row, device) that took it
+        # address -> (row, device that took it, or None: a router found out lost it)
+        taken: dict[str, list[tuple[int, str | None]]] = {}
         has = (src_dev >= 0) & (table.src_mac[sl] != 0)
         version = table.ip_version[sl]
         arp = table.ethertype[sl] == ETHERTYPE_ARP
@@ -972,7 +969,8 @@ class Analysis:
                     float(latest[j]),
                 )
                 for gone in unbound:
-                    self._unbound_at[gone] = (device.id, int(rows[r]))
+                    owned_before.setdefault(gone, device.id)
+                    taken.setdefault(gone, []).append((int(rows[r]), None))
                 self._owned_at(address)
                 # (an ARP sender's address is IPv4; an address is owned by the device it
                 # was last recorded for)
@@ -983,12 +981,11 @@ class Analysis:
                         groups[j] = (device, address)
         self._owners_by_row = {}
         for address, takers in taken.items():
-            before = owned_before[address]
-            if address in self._unbound_at or {before, *(d for _, d in takers)} - {None} == {
-                takers[0][1]
-            }:
+            before, taker = owned_before[address], takers[0][1]
+            if taker is not None and before in (None, taker) and all(d == taker for _, d in takers):
                 continue  # one owner all along, or none before it (see _take_unowned_sides)
-            self._owners_by_row[address] = [(-1, before), *sorted(takers)]
+            takers.sort(key=operator.itemgetter(0))
+            self._owners_by_row[address] = [(-1, before), *takers]
         self._note_address_use(t, recorded_v4)
 
     def _note_address_use(
@@ -1196,11 +1193,10 @@ class Analysis:
         )
         client = np.where(synack | dhcp_reply, 1 - swap, swap).astype(np.int64).tolist()
         receiver_rows, receiver_devices = receivers
+        replies = rows[dhcp_reply]
         dhcp_clients: dict[int, str] = {  # row -> the device a DHCP reply was sent to
             row: receiver_devices[index].id
-            for row, index in zip(
-                rows[dhcp_reply].tolist(), receiver_rows[rows[dhcp_reply]].tolist(), strict=True
-            )
+            for row, index in zip(replies.tolist(), receiver_rows[replies].tolist(), strict=True)
             if index >= 0
         }
         pending = self._pending_notes
@@ -1214,7 +1210,7 @@ class Analysis:
         only_window = next(iter(self._windows)) if len(self._windows) == 1 else None
         started: dict[tuple[str, float], int] = {}
         begun: list[Flow] = []
-        unbound_at, owners_by_row = self._unbound_at, self._owners_by_row
+        owners_by_row = self._owners_by_row
         for j, (version, proto, when, slot, client_side, row) in enumerate(
             zip(
                 table.ip_version[sl][rows].tolist(),
@@ -1234,11 +1230,6 @@ class Analysis:
                     device_a = _owner_at_row(owners_by_row[address_a], row, device_a)
                 if address_b in owners_by_row:
                     device_b = _owner_at_row(owners_by_row[address_b], row, device_b)
-            if unbound_at:
-                if device_a is None and unbound_at.get(address_a, ("", -1))[1] > row:
-                    device_a = unbound_at[address_a][0]
-                if device_b is None and unbound_at.get(address_b, ("", -1))[1] > row:
-                    device_b = unbound_at[address_b][0]
             if dhcp_clients and row in dhcp_clients:  # over a stale owner only (see above)
                 if client_side and device_b is not None:
                     device_b = dhcp_clients[row]
