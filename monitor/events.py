@@ -12,10 +12,13 @@ base level (info < warning < high < critical) and the device's clinical critical
 ``EventBook`` deduplicates and holds: one open event per (device, detector). A detection
 while that event is open only refreshes it (its ``last_seen`` and ``occurrences``; a higher
 severity re-opens it as a new event); an open event clears once nothing refreshed it for
-``hold_seconds`` of capture time. A ``refresh_only`` detection (a standing finding already
-reported) keeps an open event alive but never opens one. The book is also the exporter's
-``Findings`` (counts per device, detector and severity; the events held active; signature
-matches) and, when given a file, writes each new event as one JSON line.
+``hold_seconds`` of capture time. The book keeps of an open event only what deduplication
+reads (``OpenEvent``: severity, last seen, occurrences), not its summary and evidence: those
+were written when it opened, and a site of 100,000 devices holds an open event or more each.
+A ``refresh_only`` detection (a standing finding already reported) keeps an open event alive
+but never opens one. The book is also the exporter's ``Findings`` (counts per device,
+detector and severity; the events held active; signature matches) and, when given a file,
+writes each new event as one JSON line.
 
 Privacy: events carry metadata only (addresses, names, identifiers, counts), never payload
 content; the detectors build them from facts and counters, which hold nothing else.
@@ -97,9 +100,6 @@ class Event:
     baseline: dict[str, Any] = field(default_factory=dict)
     references: tuple[str, ...] = ()
     signature: str | None = None  # the signature rule or policy id, when one fired
-    # kept by the book: last refresh and how many detections the open event covers
-    last_seen: float = 0.0
-    occurrences: int = 1
     # a detection that may keep an open event alive but never opens one (a standing finding
     # already reported)
     refresh_only: bool = False
@@ -168,8 +168,16 @@ def make_event(
         baseline=dict(baseline or {}),
         references=tuple(references),
         signature=signature,
-        last_seen=time,
     )
+
+
+@dataclass(slots=True)
+class OpenEvent:
+    """What the book keeps of an open event (see the module docstring)."""
+
+    severity: str
+    last_seen: float
+    occurrences: int = 1
 
 
 class EventBook:
@@ -181,7 +189,7 @@ class EventBook:
     def __init__(self, hold_seconds: float = 3600.0, events_file: Path | None = None) -> None:
         self.hold_seconds = hold_seconds
         self._lock = threading.Lock()
-        self.open: dict[tuple[str, str], Event] = {}
+        self.open: dict[tuple[str, str], OpenEvent] = {}
         # (time, key) for each open event, the time at most its last_seen (one entry per
         # event opened or escalated): expiring looks at the earliest, instead of passing over
         # every open event for every event submitted
@@ -202,23 +210,25 @@ class EventBook:
                 self._file.close()
                 self._file = None
 
-    def expire(self, now: float) -> list[Event]:
-        """Clear the open events not refreshed for ``hold_seconds``; returns them."""
+    def expire(self, now: float) -> list[tuple[str, str]]:
+        """Clear the open events not refreshed for ``hold_seconds``; returns their
+        (device, detector)."""
         with self._lock:
             return self._expire(now)
 
-    def _expire(self, now: float) -> list[Event]:
-        gone: list[Event] = []
+    def _expire(self, now: float) -> list[tuple[str, str]]:
+        gone: list[tuple[str, str]] = []
         expiry = self._expiry
         while expiry and now - expiry[0][0] >= self.hold_seconds:
             _, key = heapq.heappop(expiry)
-            event = self.open.get(key)
-            if event is None:
+            held = self.open.get(key)
+            if held is None:
                 continue
-            if now - event.last_seen >= self.hold_seconds:
-                gone.append(self.open.pop(key))
+            if now - held.last_seen >= self.hold_seconds:
+                del self.open[key]
+                gone.append(key)
             else:  # refreshed since: it expires later
-                heapq.heappush(expiry, (event.last_seen, key))
+                heapq.heappush(expiry, (held.last_seen, key))
         return gone
 
     def submit(self, events: Iterable[Event], now: float | None = None) -> list[Event]:
@@ -241,9 +251,8 @@ class EventBook:
                     held.last_seen = max(held.last_seen, event.time)
                     held.occurrences += 1
                     continue
-                event.last_seen = event.time
-                heapq.heappush(self._expiry, (event.last_seen, key))
-                self.open[key] = event
+                heapq.heappush(self._expiry, (event.time, key))
+                self.open[key] = OpenEvent(event.severity, event.time)
                 new.append(event)
                 label = (event.device, event.detector, METRIC_SEVERITY[event.severity])
                 self._counts[label] = self._counts.get(label, 0) + 1
@@ -267,9 +276,9 @@ class EventBook:
     def active_anomalies(self, now: float) -> Iterable[tuple[str, str, str]]:
         with self._lock:
             return [
-                (e.device, e.detector, METRIC_SEVERITY[e.severity])
-                for e in self.open.values()
-                if now - e.last_seen < self.hold_seconds
+                (device, detector, METRIC_SEVERITY[held.severity])
+                for (device, detector), held in self.open.items()
+                if now - held.last_seen < self.hold_seconds
             ]
 
     def signature_matches(self) -> Mapping[tuple[str, str], int]:

@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,29 @@ def test_one_open_event_per_device_and_detector_until_it_clears() -> None:
     assert (pump.id, "silence_gone") not in book.open
     assert len(book.submit([_event(pump, "silence_gone", T + 2000)])) == 1
     assert book.anomaly_counts()[(pump.id, "silence_gone", "warning")] == 2
+
+
+def test_the_book_holds_an_open_event_in_a_few_hundred_bytes_whatever_its_evidence() -> None:
+    # A site of 100,000 devices holds an open event or more each for the hold time: the book
+    # keeps what deduplication reads, not the summary and evidence it already wrote.
+    book = EventBook(hold_seconds=3600)
+    book.keep_emitted = False  # as the daemon
+    devices = [_device(f"00:00:00:00:{k // 256:02x}:{k % 256:02x}", "high") for k in range(500)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        events = [
+            make_event(d.id, d, "new_external_peer", "warning", f"{d.id}: " + "x" * 300, T,
+                       {"peers": [f"ext:203.0.113.{v} from {d.id}" for v in range(20)]})
+            for d in devices
+        ]  # fmt: skip
+        assert len(book.submit(events, T)) == len(devices)
+        del events
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(book.open) == len(devices)
+    assert held < len(devices) * 400, f"{held / len(devices):.0f} bytes per open event"
 
 
 def test_a_more_severe_detection_reopens_the_event() -> None:
