@@ -225,7 +225,9 @@ def sample_anon():  # the kernel keeps no high-water mark of anonymous memory al
 threading.Thread(target=sample_anon, daemon=True).start()
 began = time.perf_counter()
 if {end_to_end!r}:
-    analysis, suite, store = harness.end_to_end([Path({capture!r})])
+    parts = harness.end_to_end_parts()
+    parts[1].book.keep_emitted = False  # as the daemon: it keeps counts, not every event
+    analysis, suite, store = harness.end_to_end([Path({capture!r})], parts=parts)
 else:
     from monitor.capture.files import open_capture
     from monitor.pipeline import DEFAULT_MAX_FLOWS, Analysis
