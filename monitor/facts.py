@@ -5,10 +5,12 @@ fact *kind* (one of ``FACT_KINDS``) and a *value* (a short normalised string). V
 metadata only: names, addresses, ports, identifiers — never payload content.
 
 A ``FactTable`` (one per device, and two per baseline) reads as ``kind -> value -> Fact``
-but keeps the numbers of all its values in one array: a site of 100,000 devices holds
-millions of values, and an object per value cost 64 bytes more each (plus its times).
-Promises: iteration follows the order in which kinds and values were first recorded, as a
-dict would; a ``Fact`` read from a table is a copy (change a table through ``record``,
+but keeps its values in one list and their numbers in one array, without an object per
+value or a dict per kind: a site of 100,000 devices holds millions of values, most kinds of
+a device have a few, and a dict costs more than those few (about 44 bytes a value, where a
+dict per kind cost 64 to 87 and a ``Fact`` object per value 115 to 137). Promises:
+iteration follows the order in which kinds and values were first recorded, as a dict
+would; a ``Fact`` read from a table is a copy (change a table through ``record``,
 ``absorb``, item assignment or deletion, never through a fact read from it). A table's
 ``version`` moves on whenever a kind or value is added or removed or a first seen moves
 earlier: what a reader derived from a table's values and their first seen (a rule's
@@ -21,11 +23,13 @@ more, so the same number of them are the same values.
 
 from __future__ import annotations
 
+import bisect
 import math
+import sys
 from array import array
-from collections.abc import Iterable, Iterator, KeysView, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import compress, count, repeat
+from itertools import compress, count
 from typing import Any, TypeVar, overload
 
 # kind -> what its values look like
@@ -88,32 +92,49 @@ evicted_values = 0  # values dropped by that bound in this process
 _T = TypeVar("_T")
 
 _FIELDS = 3  # numbers per value in a table's array: first seen, last seen, count
-# One int object per cell number, shared by every table (a number above 256 is an object of
-# its own each time it is made: 32 bytes per value of a large device otherwise).
-_CELL_NUMBERS: tuple[int, ...] = tuple(range(len(FACT_KINDS) * MAX_VALUES_PER_KIND))
+# A kind is one character in a table's layout (``FactTable._kinds``): its number among the
+# kinds known to the process, FACT_KINDS first. Characters below 256 are shared objects.
+_KIND_CHAR: dict[str, str] = {kind: chr(code) for code, kind in enumerate(FACT_KINDS)}
+_KIND_OF_CHAR: dict[str, str] = {char: kind for kind, char in _KIND_CHAR.items()}
+# Past this many values, a kind's values are found through a dict rather than a scan: few
+# kinds get there (a server's peers, a scanned device's), and for the others the dict would
+# cost more than the values themselves.
+_INDEXED_FROM = 48
+_NO_ENDS: list[int] = []  # (read only) the layout of a table with no kind yet
+_NO_VALUES: list[str] = []  # (read only)
+_NO_NUMBERS = array("d")  # (read only)
 
 
-_CELLS = len(_CELL_NUMBERS)
-_NO_CELLS: dict[str, int] = {}  # (read only) the cells of a kind a table has no value of
-
-
-def _number(cell: int) -> int:
-    return _CELL_NUMBERS[cell] if cell < _CELLS else cell
+def _kind_char(kind: str) -> str:
+    char = _KIND_CHAR.get(kind)
+    if char is None:  # a kind outside FACT_KINDS (tests, tools): numbered on first use
+        if len(_KIND_CHAR) >= 255:
+            raise ValueError(f"too many fact kinds to record {kind!r}")
+        char = _KIND_CHAR[kind] = chr(len(_KIND_CHAR))
+        _KIND_OF_CHAR[char] = kind
+    return char
 
 
 class FactTable(Mapping[str, "KindFacts"]):
     """``kind -> value -> Fact`` for one device: see the module docstring.
 
-    Per kind, a dict maps each value to its cell; a cell is three numbers of ``_numbers``.
-    Cells freed by deletion are reused.
+    The values of all kinds are one list, each kind's together in the order first recorded,
+    and their numbers (first seen, last seen, count) one float array in the same order: no
+    dict per kind (a small dict costs 184 bytes, more than the few values most kinds of a
+    device have). ``_kinds`` names the kinds in the order first recorded, one character
+    each; ``_ends[i]`` is where kind ``i``'s values end. A value is found by a scan of its
+    kind, or through ``_index`` for a kind of many values.
     """
 
-    __slots__ = ("_cells", "_free", "_numbers", "shrinks", "version")
+    __slots__ = ("_ends", "_index", "_kinds", "_numbers", "_values", "shrinks", "version")
 
     def __init__(self, facts: Mapping[str, Mapping[str, Fact]] | None = None) -> None:
-        self._cells: dict[str, dict[str, int]] = {}
-        self._numbers = array("d")
-        self._free: list[int] | None = None
+        self._kinds = ""
+        self._ends = _NO_ENDS
+        self._values = _NO_VALUES
+        self._numbers = _NO_NUMBERS
+        # kind character -> value -> its offset in the kind, for the kinds of many values
+        self._index: dict[str, dict[str, int]] | None = None
         # changes so far (see the module docstring): a count of its own, so that it stays
         # a small shared int for most tables
         self.version = 0
@@ -127,9 +148,99 @@ class FactTable(Mapping[str, "KindFacts"]):
         """The table whose values these are: this one (a view as of a time names its own)."""
         return self
 
+    # --- where values are -----------------------------------------------------------------
+    def _span(self, kind: str) -> tuple[int, int, int]:
+        """(place of the kind in the layout, start, end) of ``kind``'s values; place -1 when
+        the table has no such kind."""
+        char = _KIND_CHAR.get(kind)
+        place = self._kinds.find(char) if char is not None else -1
+        if place < 0:
+            return -1, 0, 0
+        ends = self._ends
+        return place, ends[place - 1] if place else 0, ends[place]
+
+    def _find(self, char: str, start: int, end: int, value: str) -> int:
+        """Where ``value`` is among the values from ``start`` to ``end`` (one kind's), or -1."""
+        if end - start < _INDEXED_FROM:
+            try:
+                return self._values.index(value, start, end)
+            except ValueError:
+                return -1
+        index = self._index
+        offsets = index.get(char) if index is not None else None
+        if offsets is None:
+            offsets = {v: k for k, v in enumerate(self._values[start:end])}
+            if index is None:
+                index = self._index = {}
+            index[char] = offsets
+        offset = offsets.get(value)
+        return -1 if offset is None else start + offset
+
+    def _add_kind(self, kind: str) -> int:
+        """Make ``kind`` the last kind, with no value yet; returns its place."""
+        self.version += 1
+        if self._ends is _NO_ENDS:
+            self._ends, self._values, self._numbers = [], [], array("d")
+        self._kinds = sys.intern(self._kinds + _kind_char(kind))
+        self._ends.append(len(self._values))
+        return len(self._kinds) - 1
+
+    def _insert(
+        self, place: int, end: int, value: str, first: float, last: float, count: float
+    ) -> None:
+        """Add ``value`` as the last of the kind at ``place`` (whose values end at ``end``)."""
+        self.version += 1
+        self._values.insert(end, value)
+        base = end * _FIELDS
+        numbers = self._numbers
+        numbers.insert(base, count)  # (three inserts cost less than one of a new array)
+        numbers.insert(base, last)
+        numbers.insert(base, first)
+        ends = self._ends
+        for later in range(place, len(ends)):
+            ends[later] += 1
+        index = self._index
+        if index is not None:
+            offsets = index.get(self._kinds[place])
+            if offsets is not None:
+                offsets[value] = end - (ends[place - 1] if place else 0)
+
+    def _remove(self, place: int, at: int, upto: int) -> None:
+        """Remove the values from ``at`` to ``upto`` of the kind at ``place``."""
+        removed = upto - at
+        if removed <= 0:
+            return
+        self.version += 1
+        self.shrinks += removed
+        del self._values[at:upto]
+        del self._numbers[at * _FIELDS : upto * _FIELDS]
+        ends = self._ends
+        for later in range(place, len(ends)):
+            ends[later] -= removed
+        self._forget_index(place)
+
+    def _forget_index(self, place: int) -> None:
+        """The kind at ``place`` lost values: its offsets moved (made again when needed)."""
+        index = self._index
+        if index is not None:
+            index.pop(self._kinds[place], None)
+            if not index:
+                self._index = None
+
+    def _drop_kind(self, place: int) -> None:
+        """Remove the kind at ``place``, which has no value left."""
+        self._forget_index(place)
+        kinds = self._kinds
+        self._kinds = sys.intern(kinds[:place] + kinds[place + 1 :])
+        del self._ends[place]
+        if not self._kinds:  # nothing left: give the arrays back
+            self._ends, self._values, self._numbers = _NO_ENDS, _NO_VALUES, _NO_NUMBERS
+
     # --- reading: a mapping of kinds ------------------------------------------------------
     def __getitem__(self, kind: str) -> KindFacts:
-        return KindFacts(self, self._cells[kind])
+        if self._span(kind)[0] < 0:
+            raise KeyError(kind)
+        return KindFacts(self, kind)
 
     @overload  # type: ignore[override]
     def get(self, kind: str) -> KindFacts | None: ...
@@ -138,26 +249,23 @@ class FactTable(Mapping[str, "KindFacts"]):
     @overload
     def get(self, kind: str, default: _T) -> KindFacts | _T: ...
     def get(self, kind: str, default: Any = None) -> Any:
-        cells = self._cells.get(kind)
-        return default if cells is None else KindFacts(self, cells)
+        return default if self._span(kind)[0] < 0 else KindFacts(self, kind)
 
     def __contains__(self, kind: object) -> bool:
-        return kind in self._cells
+        char = _KIND_CHAR.get(kind) if isinstance(kind, str) else None
+        return char is not None and char in self._kinds
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._cells)
+        return map(_KIND_OF_CHAR.__getitem__, self._kinds)
 
     def __len__(self) -> int:
-        return len(self._cells)
-
-    def keys(self) -> KeysView[str]:
-        return self._cells.keys()
+        return len(self._kinds)
 
     def values(self) -> list[KindFacts]:  # type: ignore[override]
-        return [KindFacts(self, cells) for cells in self._cells.values()]
+        return [KindFacts(self, kind) for kind in self]
 
     def items(self) -> list[tuple[str, KindFacts]]:  # type: ignore[override]
-        return [(kind, KindFacts(self, cells)) for kind, cells in self._cells.items()]
+        return [(kind, KindFacts(self, kind)) for kind in self]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Mapping):
@@ -172,105 +280,130 @@ class FactTable(Mapping[str, "KindFacts"]):
     def values_of(self, kind: str) -> list[str]:
         """The values of ``kind`` (empty if none), in the order first recorded: the fast way
         to read values without their numbers."""
-        cells = self._cells.get(kind)
-        return list(cells) if cells is not None else []
+        char = _KIND_CHAR.get(kind)
+        place = self._kinds.find(char) if char is not None else -1
+        if place < 0:
+            return []
+        ends = self._ends
+        return self._values[ends[place - 1] if place else 0 : ends[place]]
 
     def sorted_numbers(self, kind: str) -> list[tuple[str, float, float, int]]:
         """``(value, first seen, last seen, count)`` of each value of ``kind``, sorted by
         value, without making a ``Fact`` each (state files write them all, in this order)."""
-        cells = self._cells.get(kind)
-        if cells is None:
-            return []
-        numbers = self._numbers.tolist()  # one list of floats: cheaper than reading each
+        _, start, end = self._span(kind)
+        values = self._values
+        numbers = self._numbers[start * _FIELDS : end * _FIELDS].tolist()
         out = []
-        for value in sorted(cells):
-            base = cells[value] * 3
-            out.append((value, numbers[base], numbers[base + 1], int(numbers[base + 2])))
+        for at in sorted(range(end - start), key=lambda k: values[start + k]):
+            base = at * _FIELDS
+            out.append(
+                (values[start + at], numbers[base], numbers[base + 1], int(numbers[base + 2]))
+            )
         return out
 
     def has(self, kind: str, value: str) -> bool:
-        cells = self._cells.get(kind)
-        return cells is not None and value in cells
+        place, start, end = self._span(kind)
+        return place >= 0 and self._find(self._kinds[place], start, end, value) >= 0
 
     def count_of(self, kind: str) -> int:
         """How many values ``kind`` has (0 for a kind it has none of)."""
-        cells = self._cells.get(kind)
-        return 0 if cells is None else len(cells)
+        _, start, end = self._span(kind)
+        return end - start
 
     def counts_of(self, kinds: Iterable[str]) -> tuple[int, ...]:
         """How many values each of ``kinds`` has (0 for a kind it has none of)."""
-        return tuple(map(len, map(self._cells.get, kinds, repeat(_NO_CELLS))))
+        return tuple(map(self.count_of, kinds))
 
     def value_count(self) -> int:
         """How many values, over all kinds."""
-        return sum(len(cells) for cells in self._cells.values())
+        return len(self._values)
 
     def total_sightings(self) -> int:
-        """The sum of every value's count (freed cells count 0)."""
+        """The sum of every value's count."""
         return int(sum(self._numbers[2::_FIELDS]))
 
     def newest_first_seen(self) -> float:
         """The latest first-seen time of any value; -inf for an empty table."""
         return max(self._numbers[0::_FIELDS], default=-math.inf)
 
+    def _late(self, end: float) -> list[int]:
+        """Where the values first seen at or after ``end`` are."""
+        return list(compress(count(), map(float(end).__le__, self._numbers[0::_FIELDS])))
+
     def first_seen_since(self, end: float) -> list[tuple[str, str]]:
         """``(kind, value)`` of the values first seen at or after ``end``."""
-        late = set(compress(count(), map(float(end).__le__, self._numbers[0::_FIELDS])))
+        late = self._late(end)
         if not late:
             return []
-        return [
-            (kind, value)
-            for kind, cells in self._cells.items()
-            for value, cell in cells.items()
-            if cell in late
-        ]
+        ends, values = self._ends, self._values
+        found = []
+        for at in late:
+            place = bisect.bisect_right(ends, at)
+            found.append((_KIND_OF_CHAR[self._kinds[place]], values[at]))
+        return found
 
     def first_seen_before(self, end: float) -> FactTable:
-        """The values first seen before ``end``, kinds left empty dropped: a read-only view
-        that shares this table's numbers, and the values of each kind with none first seen
-        since ``end`` (no copy: detectors take one per device and window, and at a window's
-        close most of a device's kinds have nothing newer), valid until this table changes."""
+        """The values first seen before ``end``, kinds left empty dropped: a read-only view.
+        With nothing first seen since ``end`` (at a window's close, most devices: detectors
+        take one per device and window) it shares this table's values and numbers, and is
+        valid until this table changes; else it holds a copy of those it keeps."""
         kept = _FactsAsOf()
-        kept._numbers = self._numbers
         kept._source = self
         kept.version = self.version  # with its value count, says which view of which values
         kept.shrinks = self.shrinks
-        # the cells first seen since end (a freed cell reads as never seen: not among them)
-        late = set(compress(count(), map(float(end).__le__, self._numbers[0::_FIELDS])))
-        for kind, cells in self._cells.items():
-            if late.isdisjoint(cells.values()):
-                if cells:
-                    kept._cells[kind] = cells
-                continue
-            into = {value: cell for value, cell in cells.items() if cell not in late}
-            if into:
-                kept._cells[kind] = into
+        late = set(self._late(end))
+        kinds, ends, values, numbers = self._kinds, self._ends, self._values, self._numbers
+        out_kinds: list[str] = []
+        out_ends: list[int] = []
+        out_values: list[str] = [] if late else values
+        out_numbers = array("d") if late else numbers
+        start = 0
+        for place, char in enumerate(kinds):
+            stop = ends[place]
+            if late:
+                for at in range(start, stop):
+                    if at not in late:
+                        out_values.append(values[at])
+                        out_numbers.extend(numbers[at * _FIELDS : (at + 1) * _FIELDS])
+                kept_until = len(out_values)
+            else:
+                kept_until = stop
+            if kept_until > (out_ends[-1] if out_ends else 0):
+                out_kinds.append(char)
+                out_ends.append(kept_until)
+            start = stop
+        if not out_kinds:
+            return kept
+        if len(out_kinds) == len(kinds) and not late:
+            out_ends = ends  # the same layout: shared too
+        kept._kinds = sys.intern("".join(out_kinds))
+        kept._ends, kept._values, kept._numbers = out_ends, out_values, out_numbers
         return kept
 
     # --- writing ----------------------------------------------------------------------------
     def setdefault(self, kind: str, default: object = None) -> KindFacts:
         """The values of ``kind``, made empty if it had none (``default`` is ignored: it is
         there for code written against a dict of dicts)."""
-        cells = self._cells.get(kind)
-        if cells is None:
-            cells = self._cells[kind] = {}
-            self.version += 1
-        return KindFacts(self, cells)
+        if self._span(kind)[0] < 0:
+            self._add_kind(kind)
+        return KindFacts(self, kind)
 
     def __setitem__(self, kind: str, values: Mapping[str, Fact]) -> None:
-        if kind in self._cells:
+        if kind in self:
             del self[kind]
-        cells = self._cells[kind] = {}
-        self.version += 1
+        place = self._add_kind(kind)
         for value, fact in values.items():
-            cells[value] = self._new_cell(fact.first_seen, fact.last_seen, fact.count)
+            self._insert(
+                place, self._ends[place], value, fact.first_seen, fact.last_seen, fact.count
+            )
 
     def __delitem__(self, kind: str) -> None:
-        cells = self._cells.pop(kind)
+        place, start, end = self._span(kind)
+        if place < 0:
+            raise KeyError(kind)
         self.version += 1
-        for cell in cells.values():
-            self._release(cell)
-        self._compact_if_sparse()
+        self._remove(place, start, end)
+        self._drop_kind(place)
 
     def record(
         self, kind: str, value: str, when: float, times: int = 1, last: float | None = None
@@ -278,25 +411,39 @@ class FactTable(Mapping[str, "KindFacts"]):
         """Record ``times`` sightings from ``when`` to ``last`` (default: all at ``when``);
         returns True when the value is new for that kind. Past ``MAX_VALUES_PER_KIND`` values
         of a kind, the stalest eighth makes room (counted in ``evicted_values``)."""
-        cells = self._cells.get(kind)
-        if cells is None:
-            cells = self._cells[kind] = {}
-        cell = cells.get(value)
+        try:
+            char = _KIND_CHAR[kind]
+        except KeyError:
+            char = _kind_char(kind)
+        place = self._kinds.find(char)
+        if place < 0:
+            place = self._add_kind(kind)
+        ends = self._ends
+        start, end = (ends[place - 1] if place else 0), ends[place]
         newest = when if last is None or last < when else last
-        if cell is None:
-            self.version += 1
-            if len(cells) >= MAX_VALUES_PER_KIND:
-                self._forget_stalest(cells)  # (may renumber the cells into a new array)
-            if self._free:
-                cells[value] = self._new_cell(when, newest, times)
-            else:  # inlined: this runs for every new value of every device
-                numbers = self._numbers
-                cell = len(numbers) // 3
-                cells[value] = _CELL_NUMBERS[cell] if cell < _CELLS else cell
-                numbers.extend((when, newest, times))
+        if end - start < _INDEXED_FROM:
+            try:
+                at = self._values.index(value, start, end)
+            except ValueError:
+                at = -1
+        else:
+            at = self._find(char, start, end, value)
+        if at < 0:
+            if end - start >= MAX_VALUES_PER_KIND:
+                self._forget_stalest(place, start, end)
+                end = self._ends[place]
+            if place == len(self._kinds) - 1 and self._index is None:
+                # the last kind's, in a table of small kinds (inlined: this runs for every
+                # new value of every device)
+                self.version += 1
+                self._values.append(value)
+                self._numbers.extend((when, newest, times))
+                ends[place] = end + 1
+            else:
+                self._insert(place, end, value, when, newest, times)
             return True
         numbers = self._numbers
-        base = cell * 3  # _FIELDS, written out: this runs for every sighting noted
+        base = at * 3  # _FIELDS, written out: this runs for every sighting noted
         if when < numbers[base]:
             numbers[base] = when
             self.version += 1
@@ -308,128 +455,130 @@ class FactTable(Mapping[str, "KindFacts"]):
     def record_counts(self, kind: str, counts: Mapping[str, int], when: float) -> None:
         """``record(kind, value, when, count)`` for each value and count of ``counts``: a
         baseline learns a window's facts this way."""
-        cells = self._cells.get(kind)
-        if cells is None:
-            cells = self._cells[kind] = {}
-            self.version += 1
-        numbers = self._numbers
-        for value, times in counts.items():
-            cell = cells.get(value)
-            if cell is None:
+        try:
+            char = _KIND_CHAR[kind]
+        except KeyError:
+            char = _kind_char(kind)
+        place = self._kinds.find(char)
+        if place < 0:
+            place = self._add_kind(kind)
+        ends = self._ends
+        start, end = (ends[place - 1] if place else 0), ends[place]
+        if end - start + len(counts) > MAX_VALUES_PER_KIND:  # values may make room: in order
+            for value, times in counts.items():
                 self.record(kind, value, when, times)
-                numbers = self._numbers  # making room may have renumbered the cells
+            return
+        # the kind's values found once rather than a scan each (no value goes meanwhile)
+        values = self._values
+        place_of = (
+            dict(zip(values[start:end], range(start, end), strict=True)).get
+            if len(counts) * (end - start) > 64
+            else None
+        )
+        numbers = self._numbers
+        new: list[tuple[str, int]] = []
+        for value, times in counts.items():
+            if place_of is not None:
+                at = place_of(value, -1)
+            else:
+                try:
+                    at = values.index(value, start, end)
+                except ValueError:
+                    at = -1
+            if at < 0:
+                new.append((value, times))
                 continue
-            base = cell * 3
+            base = at * 3
             if when < numbers[base]:
                 numbers[base] = when
                 self.version += 1
             if when > numbers[base + 1]:
                 numbers[base + 1] = when
             numbers[base + 2] += times
+        for value, times in new:
+            self.record(kind, value, when, times)
 
     def take_back(self, kind: str, value: str, times: int = 1) -> bool:
         """Take back ``times`` sightings of ``value`` (recorded under a name that turned out
         to stand for another); the value goes when none is left, and its kind when it was
         the last. Returns True when the value went. Its first and last seen stay: what is
         left of it was seen within them."""
-        cells = self._cells.get(kind, _NO_CELLS)
-        cell = cells.get(value)
-        if cell is None:
+        place, start, end = self._span(kind)
+        if place < 0:
             return False
-        base = cell * _FIELDS
+        at = self._find(self._kinds[place], start, end, value)
+        if at < 0:
+            return False
+        base = at * _FIELDS
         left = self._numbers[base + 2] - times
         if left > 0:
             self._numbers[base + 2] = left
             return False
-        del cells[value]
-        self._release(cell)
-        if not cells:
-            del self._cells[kind]
-        self._compact_if_sparse()
+        self._remove(place, at, at + 1)
+        if end - start == 1:
+            self._drop_kind(place)
         return True
 
     def absorb(self, other: FactTable | Mapping[str, Mapping[str, Fact]]) -> None:
         """Add ``other``'s values: first seen is the earlier, last seen the later, counts
         add up. Unbounded (the parts were bounded)."""
         for kind, values in other.items():
-            cells = self._cells.get(kind)
-            if cells is None:
-                cells = self._cells[kind] = {}
-                self.version += 1
-            numbers = self._numbers  # (a new cell is added to it, never a new array)
+            place = self._span(kind)[0]
+            if place < 0:
+                place = self._add_kind(kind)
+            char = self._kinds[place]
             for value, fact in values.items():
-                cell = cells.get(value)
-                if cell is None:
-                    cells[value] = self._new_cell(fact.first_seen, fact.last_seen, fact.count)
+                ends = self._ends
+                start, end = (ends[place - 1] if place else 0), ends[place]
+                at = self._find(char, start, end, value)
+                if at < 0:
+                    self._insert(place, end, value, fact.first_seen, fact.last_seen, fact.count)
                     continue
-                base = cell * _FIELDS
+                numbers = self._numbers
+                base = at * _FIELDS
                 if fact.first_seen < numbers[base]:
                     numbers[base] = fact.first_seen
                     self.version += 1
                 numbers[base + 1] = max(numbers[base + 1], fact.last_seen)
                 numbers[base + 2] += fact.count
 
-    # --- cells ------------------------------------------------------------------------------
-    def _fact(self, cell: int) -> Fact:
-        base = cell * _FIELDS
+    # --- one value --------------------------------------------------------------------------
+    def _fact(self, at: int) -> Fact:
+        base = at * _FIELDS
         numbers = self._numbers
         return Fact(numbers[base], numbers[base + 1], int(numbers[base + 2]))
 
-    def _new_cell(self, first: float, last: float, count: float) -> int:
-        self.version += 1
-        numbers = self._numbers
-        if self._free:
-            cell = self._free.pop()
-            base = cell * _FIELDS
-            numbers[base] = first
-            numbers[base + 1] = last
-            numbers[base + 2] = count
-            return cell
-        cell = len(numbers) // _FIELDS
-        numbers.extend((first, last, count))
-        return _number(cell)
-
-    def _set_cell(self, cell: int, fact: Fact) -> None:
+    def _replace(self, at: int, fact: Fact) -> None:
         self.version += 1
         self.shrinks += 1
-        base = cell * _FIELDS
+        base = at * _FIELDS
         self._numbers[base : base + _FIELDS] = array(
             "d", (fact.first_seen, fact.last_seen, fact.count)
         )
 
-    def _release(self, cell: int) -> None:
-        # a freed cell reads as never seen: it does not move newest_first_seen or the counts
-        self.version += 1
-        self.shrinks += 1
-        base = cell * _FIELDS
-        self._numbers[base : base + _FIELDS] = array("d", (-math.inf, -math.inf, 0.0))
-        if self._free is None:
-            self._free = []
-        self._free.append(cell)
-
-    def _compact_if_sparse(self) -> None:
-        """Renumber the cells in use when most are free, so a table that shrank gives its
-        memory back. Only between operations: cell numbers change."""
-        if self._free is None or len(self._free) * 2 <= len(self._numbers) // _FIELDS:
-            return
-        numbers = self._numbers
-        packed = array("d")
-        for cells in self._cells.values():
-            for value, cell in cells.items():
-                base = cell * _FIELDS
-                cells[value] = _number(len(packed) // _FIELDS)
-                packed.extend(numbers[base : base + _FIELDS])
-        self._numbers = packed
-        self._free = None
-
-    def _forget_stalest(self, cells: dict[str, int]) -> None:
+    def _forget_stalest(self, place: int, start: int, end: int) -> None:
+        """Make room in the kind at ``place``: its eighth seen least recently goes."""
         global evicted_values
         numbers = self._numbers
-        stalest = sorted(cells, key=lambda v: numbers[cells[v] * _FIELDS + 1])
-        for value in stalest[: MAX_VALUES_PER_KIND // 8]:
-            self._release(cells.pop(value))
+        stalest = set(
+            sorted(range(start, end), key=lambda at: numbers[at * _FIELDS + 1])[
+                : MAX_VALUES_PER_KIND // 8
+            ]
+        )
+        kept = [at for at in range(start, end) if at not in stalest]
+        values = self._values
+        kept_values = [values[at] for at in kept]
+        kept_numbers = array("d")
+        for at in kept:
+            kept_numbers.extend(numbers[at * _FIELDS : (at + 1) * _FIELDS])
+        self._remove(place, start, end)
+        self._values[start:start] = kept_values
+        self._numbers[start * _FIELDS : start * _FIELDS] = kept_numbers
+        ends = self._ends
+        for later in range(place, len(ends)):
+            ends[later] += len(kept)
+        self.shrinks -= len(kept)  # (only the stalest went)
         evicted_values += MAX_VALUES_PER_KIND // 8
-        self._compact_if_sparse()
 
 
 class FactJournal:
@@ -490,7 +639,7 @@ class FactJournal:
 
 
 class _FactsAsOf(FactTable):
-    """What ``FactTable.first_seen_before`` returns: some of another table's cells."""
+    """What ``FactTable.first_seen_before`` returns: some of another table's values."""
 
     __slots__ = ("_source",)
     _source: FactTable
@@ -499,82 +648,95 @@ class _FactsAsOf(FactTable):
     def source(self) -> FactTable:
         return self._source
 
-    def _cells_in_view(self) -> list[int]:
-        return [cell for cells in self._cells.values() for cell in cells.values()]
-
-    def newest_first_seen(self) -> float:
-        return max((self._numbers[cell * 3] for cell in self._cells_in_view()), default=-math.inf)
-
-    def total_sightings(self) -> int:
-        return int(sum(self._numbers[cell * 3 + 2] for cell in self._cells_in_view()))
-
     def _read_only(self, *_: object, **__: object) -> Any:
         raise TypeError("a view of facts as of a time is read-only")
 
     record = record_counts = absorb = take_back = _read_only  # type: ignore[assignment]
     setdefault = __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
-    _new_cell = _set_cell = _release = _read_only  # type: ignore[assignment]
+    _add_kind = _insert = _remove = _replace = _read_only  # type: ignore[assignment]
 
 
 class KindFacts(Mapping[str, Fact]):
     """The values of one kind in a ``FactTable``: ``value -> Fact`` (a copy; see the module
-    docstring). Made on access; holds nothing of its own."""
+    docstring). Made on access; holds nothing of its own, and reads the table as it is
+    now."""
 
-    __slots__ = ("_cells", "_table")
+    __slots__ = ("_kind", "_table")
 
-    def __init__(self, table: FactTable, cells: dict[str, int]) -> None:
+    def __init__(self, table: FactTable, kind: str) -> None:
         self._table = table
-        self._cells = cells
+        self._kind = kind
+
+    def _at(self, value: object) -> int:
+        """Where ``value`` is in the table, or -1."""
+        table = self._table
+        place, start, end = table._span(self._kind)
+        if place < 0 or not isinstance(value, str):
+            return -1
+        return table._find(table._kinds[place], start, end, value)
 
     def __getitem__(self, value: str) -> Fact:
-        return self._table._fact(self._cells[value])
+        at = self._at(value)
+        if at < 0:
+            raise KeyError(value)
+        return self._table._fact(at)
 
     @overload  # type: ignore[override]
     def get(self, value: str) -> Fact | None: ...
     @overload
     def get(self, value: str, default: _T) -> Fact | _T: ...
     def get(self, value: str, default: Any = None) -> Any:
-        cell = self._cells.get(value)
-        return default if cell is None else self._table._fact(cell)
+        at = self._at(value)
+        return default if at < 0 else self._table._fact(at)
 
     def __contains__(self, value: object) -> bool:
-        return value in self._cells
+        return self._at(value) >= 0
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._cells)
+        return iter(self._table.values_of(self._kind))
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        # a list, not Mapping's view: a view iterates through a generator, a call a value
+        return self._table.values_of(self._kind)
 
     def __len__(self) -> int:
-        return len(self._cells)
-
-    def keys(self) -> KeysView[str]:
-        # the dict's own view: Mapping's would iterate through a generator, a call a value
-        return self._cells.keys()
+        return self._table.count_of(self._kind)
 
     def items(self) -> list[tuple[str, Fact]]:  # type: ignore[override]
-        fact = self._table._fact
-        return [(value, fact(cell)) for value, cell in self._cells.items()]
+        table = self._table
+        _, start, end = table._span(self._kind)
+        values, fact = table._values, table._fact
+        return [(values[at], fact(at)) for at in range(start, end)]
 
     def values(self) -> list[Fact]:  # type: ignore[override]
-        fact = self._table._fact
-        return [fact(cell) for cell in self._cells.values()]
+        table = self._table
+        _, start, end = table._span(self._kind)
+        return [table._fact(at) for at in range(start, end)]
 
     def __setitem__(self, value: str, fact: Fact) -> None:
-        cell = self._cells.get(value)
-        if cell is None:
-            self._cells[value] = self._table._new_cell(fact.first_seen, fact.last_seen, fact.count)
+        table = self._table
+        place, start, end = table._span(self._kind)
+        if place < 0:
+            place = table._add_kind(self._kind)
+            start = end = table._ends[place]
+        at = table._find(table._kinds[place], start, end, value)
+        if at < 0:
+            table._insert(place, end, value, fact.first_seen, fact.last_seen, fact.count)
         else:
-            self._table._set_cell(cell, fact)
+            table._replace(at, fact)
 
     def __delitem__(self, value: str) -> None:
-        self._table._release(self._cells[value])
-        del self._cells[value]
-        self._table._compact_if_sparse()
+        at = self._at(value)
+        if at < 0:
+            raise KeyError(value)
+        table = self._table
+        table._remove(table._span(self._kind)[0], at, at + 1)
 
     def pop(self, value: str, default: Any = None) -> Any:
-        cell = self._cells.get(value)
-        if cell is None:
+        at = self._at(value)
+        if at < 0:
             return default
-        fact = self._table._fact(cell)
+        fact = self._table._fact(at)
         del self[value]
         return fact
 

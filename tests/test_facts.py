@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import tracemalloc
+from array import array
 
 import pytest
 from hypothesis import given
@@ -60,8 +61,19 @@ def _shape(model: dict[str, dict[str, Fact]]) -> list[tuple[str, list[tuple[str,
     return [(k, [(v, f.first_seen) for v, f in vs.items()]) for k, vs in model.items()]
 
 
-@given(_operations)
-def test_the_table_behaves_as_the_dict_of_facts_it_replaces(operations: list[tuple]) -> None:
+@given(_operations, st.sampled_from([facts._INDEXED_FROM, 2]))
+def test_the_table_behaves_as_the_dict_of_facts_it_replaces(
+    operations: list[tuple], indexed_from: int
+) -> None:
+    # (with kinds of two values or more found through their index as well as by a scan)
+    default, facts._INDEXED_FROM = facts._INDEXED_FROM, indexed_from
+    try:
+        _check_against_the_model(operations)
+    finally:
+        facts._INDEXED_FROM = default
+
+
+def _check_against_the_model(operations: list[tuple]) -> None:
     table = FactTable()
     model: dict[str, dict[str, Fact]] = {}
     for operation, kind, value, when, times in operations:
@@ -99,6 +111,122 @@ def test_the_table_behaves_as_the_dict_of_facts_it_replaces(operations: list[tup
         assert (table.newest_first_seen() if newest is not None else None) == newest
     assert pickle.loads(pickle.dumps(table)) == table
     assert FactTable(model) == table
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 120), st.floats(0, 1e6)), max_size=150),
+    st.dictionaries(st.integers(0, 160), st.integers(1, 5), max_size=40),
+    st.floats(0, 1e6),
+)
+def test_counts_recorded_at_once_are_as_recorded_one_by_one(
+    before: list[tuple[int, float]], counts: dict[int, int], when: float
+) -> None:
+    # a baseline learns a window's facts a kind at a time; a kind of many values is looked
+    # up once for all of them
+    tables = FactTable(), FactTable()
+    for table in tables:
+        table.record("protocol", "tls", 1.0)
+        for value, seen in before:
+            table.record("peer", f"p{value}", seen)
+        table.record("ip", "10.0.0.1", 1.0)
+    at_once, one_by_one = tables
+    at_once.record_counts("peer", {f"p{v}": n for v, n in counts.items()}, when)
+    one_by_one.setdefault("peer")  # (recording counts makes the kind, even with none)
+    for value, times in counts.items():
+        one_by_one.record("peer", f"p{value}", when, times)
+    assert [(k, v.items()) for k, v in at_once.items()] == [
+        (k, v.items()) for k, v in one_by_one.items()
+    ]
+
+
+def test_a_value_recorded_before_a_kind_left_empty_keeps_the_kinds_apart() -> None:
+    table = FactTable()
+    table.record("ip", "10.0.0.1", 1.0)
+    table.record("peer", "a", 1.0)
+    del table["peer"]["a"]  # the last kind, empty
+    table.setdefault("hostname")  # and another
+    table.record("ip", "10.0.0.2", 2.0)
+    table.record("peer", "b", 3.0)
+    assert {k: list(v) for k, v in table.items()} == {
+        "ip": ["10.0.0.1", "10.0.0.2"], "peer": ["b"], "hostname": []
+    }  # fmt: skip
+
+
+_changes = st.lists(
+    st.tuples(
+        st.sampled_from(["record", "take_back", "pop", "setdefault", "absorb"]),
+        st.sampled_from(["peer", "ip", "hostname"]),
+        st.sampled_from(["a", "b", "c", "d", "e"]),
+        st.integers(min_value=0, max_value=20),
+        st.integers(min_value=1, max_value=3),
+    ),
+    max_size=60,
+)
+
+
+def _changed(model: dict[str, dict[str, Fact]], change: tuple, table: FactTable) -> None:
+    """Make one change to the table and to its model, a dict of dicts of Facts."""
+    operation, kind, value, when, times = change
+    values = model.get(kind, {})
+    if operation == "record":
+        if value in values:
+            values[value].see(float(when), times)
+        else:
+            model.setdefault(kind, {})[value] = Fact(float(when), float(when), times)
+        table.record(kind, value, float(when), times)
+    elif operation == "take_back":
+        if value in values:
+            values[value].count -= times
+            if values[value].count <= 0:
+                del values[value]
+                if not values:
+                    del model[kind]
+        table.take_back(kind, value, times)
+    elif operation == "pop" and value in values:
+        assert table[kind].pop(value) == values.pop(value)
+    elif operation == "setdefault":
+        model.setdefault(kind, {})
+        table.setdefault(kind)
+    elif operation == "absorb":
+        fact = Fact(float(when), float(when) + 1, times)
+        if value in values:
+            known = values[value]
+            known.first_seen = min(known.first_seen, fact.first_seen)
+            known.last_seen = max(known.last_seen, fact.last_seen)
+            known.count += times
+        else:
+            model.setdefault(kind, {})[value] = fact
+        table.absorb({kind: {value: fact}})
+
+
+@given(_changes, st.integers(min_value=0, max_value=21), st.sampled_from([facts._INDEXED_FROM, 2]))
+def test_a_view_as_of_a_time_is_the_table_without_what_was_first_seen_since(
+    changes: list[tuple], end: int, indexed_from: int
+) -> None:
+    default, facts._INDEXED_FROM = facts._INDEXED_FROM, indexed_from
+    try:
+        table, model = FactTable(), {}  # type: ignore[var-annotated]
+        for change in changes:
+            _changed(model, change, table)
+            view = table.first_seen_before(end)
+            kept = {
+                k: {v: f for v, f in vs.items() if f.first_seen < end} for k, vs in model.items()
+            }
+            kept = {k: vs for k, vs in kept.items() if vs}
+            assert [(k, list(v.items())) for k, v in view.items()] == [
+                (k, list(v.items())) for k, v in kept.items()
+            ]
+            assert view.counts_of(["peer", "ip", "dns_query"]) == tuple(
+                len(kept.get(k, {})) for k in ["peer", "ip", "dns_query"]
+            )
+            assert [view.has(k, v) for k in ("peer", "ip") for v in "abcde"] == [
+                v in kept.get(k, {}) for k in ("peer", "ip") for v in "abcde"
+            ]
+            assert table.first_seen_since(end) == [
+                (k, v) for k, vs in model.items() for v, f in vs.items() if f.first_seen >= end
+            ]
+    finally:
+        facts._INDEXED_FROM = default
 
 
 def test_the_version_moves_when_values_come_go_or_were_seen_earlier_and_only_then() -> None:
@@ -231,10 +359,10 @@ def test_values_first_seen_before_a_time_are_kept_and_emptied_kinds_dropped() ->
     assert table["ip"]["10.0.0.1"] == Fact(1.0, 9.0, 2)
 
 
-def test_a_view_shares_the_values_of_kinds_with_nothing_newer_and_copies_the_others() -> None:
-    """At a window's close most of a device's kinds have nothing first seen since its end:
-    the view holds those kinds' values without a copy (detectors take a view per device and
-    window, 100,000 of them at a large site)."""
+def test_a_view_with_nothing_newer_shares_the_values_and_one_with_newer_ones_copies() -> None:
+    """At a window's close most devices have nothing first seen since its end: the view holds
+    their values without a copy (detectors take a view per device and window, 100,000 of them
+    at a large site)."""
     table = FactTable()
     for value, when in (("a", 1.0), ("b", 5.0), ("c", 9.0)):
         table.record("peer", value, when)
@@ -242,26 +370,29 @@ def test_a_view_shares_the_values_of_kinds_with_nothing_newer_and_copies_the_oth
     table.record("dns_query", "late.example", 8.0)
     table.setdefault("hostname")  # a kind with no value stays out of a view
     table.record("tls_sni", "gone.example", 1.0)
-    del table["tls_sni"]["gone.example"]  # a freed cell is not a late one
+    del table["tls_sni"]["gone.example"]  # a value gone is not a late one
     view = table.first_seen_before(6)  # (an int end too)
     assert view == {
         "peer": {"a": Fact(1.0, 1.0, 1), "b": Fact(5.0, 5.0, 1)},
         "ip": {"10.0.0.1": Fact(2.0, 2.0, 1)},
     }
     assert list(view) == ["peer", "ip"]
-    assert view._cells["ip"] is table._cells["ip"]
-    assert view._cells["peer"] is not table._cells["peer"]
+    assert view._values is not table._values and view._numbers is not table._numbers
+    everything = table.first_seen_before(9.5)
+    assert list(everything) == ["peer", "ip", "dns_query"]  # the empty kinds left out
+    assert everything._values is table._values and everything._numbers is table._numbers
+    assert everything == {k: v for k, v in table.items() if v}
     # what it shares stays the table's: a write through the view fails before it lands
-    with pytest.raises(TypeError, match="read-only"):
-        view["ip"]["10.0.0.9"] = Fact(7.0, 7.0, 1)
-    with pytest.raises(TypeError, match="read-only"):
-        del view["ip"]["10.0.0.1"]
-    with pytest.raises(TypeError, match="read-only"):
-        view.take_back("ip", "10.0.0.1")
-    with pytest.raises(TypeError, match="read-only"):
-        view.record_counts("ip", {"10.0.0.1": 1}, 7.0)
+    for as_of in (view, everything):
+        with pytest.raises(TypeError, match="read-only"):
+            as_of["ip"]["10.0.0.9"] = Fact(7.0, 7.0, 1)
+        with pytest.raises(TypeError, match="read-only"):
+            del as_of["ip"]["10.0.0.1"]
+        with pytest.raises(TypeError, match="read-only"):
+            as_of.take_back("ip", "10.0.0.1")
+        with pytest.raises(TypeError, match="read-only"):
+            as_of.record_counts("ip", {"10.0.0.1": 1}, 7.0)
     assert table.values_of("ip") == ["10.0.0.1"]
-    assert list(table.first_seen_before(9.5)) == ["peer", "ip", "dns_query"]
     assert table.first_seen_before(1.0) == {}
 
 
@@ -289,11 +420,20 @@ def test_a_value_made_room_for_is_recorded_right_when_making_room_renumbers_the_
     assert len(table._numbers) == 3 * table.value_count()
 
 
-def _bytes_per_value(make_table, record) -> float:  # type: ignore[no-untyped-def]
-    # what a site of many devices with 37 values each holds: one table per device, the value
-    # strings shared (device ids, services), one time object per sighting as the pipeline has
-    peers = [f"00:1b:63:00:{k:02x}:{d:02x}" for d in range(256) for k in range(30)]
-    services = [f"tcp/{1000 + k}" for k in range(7)]
+# What a device of a large site holds: (kind, how many values), 37 values in all.
+_TWO_KINDS = (("peer", 30), ("service_used", 7))
+_EIGHT_KINDS = (
+    ("peer", 20), ("service_used", 6), ("protocol", 3), ("ip", 1), ("hostname", 1),
+    ("dns_query", 3), ("tls_sni", 2), ("dhcp_param_list", 1),
+)  # fmt: skip
+
+
+def _bytes_per_value(make_table, record, layout=_TWO_KINDS) -> float:  # type: ignore[no-untyped-def]
+    # one table per device, the value strings shared (device ids, services), one time object
+    # per sighting as the pipeline has
+    shared = {kind: [f"{kind}-{d:02x}-{k:02x}" for d in range(256) for k in range(n)]
+              for kind, n in layout}  # fmt: skip
+    values = sum(n for _, n in layout)
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -301,25 +441,43 @@ def _bytes_per_value(make_table, record) -> float:  # type: ignore[no-untyped-de
         for d in range(2000):
             table = make_table()
             when = 1.7e9 + d
-            for k in range(30):
-                record(table, "peer", peers[(d % 256) * 30 + k], when + k / 7)
-            for k in range(7):
-                record(table, "service_used", services[k], when + k / 3)
+            for kind, n in layout:
+                for k in range(n):
+                    record(table, kind, shared[kind][(d % 256) * n + k], when + k / 7)
             tables.append(table)
-        return (tracemalloc.get_traced_memory()[0] - before) / (2000 * 37)
+        return (tracemalloc.get_traced_memory()[0] - before) / (2000 * values)
     finally:
         tracemalloc.stop()
 
 
-def test_a_value_costs_far_less_than_an_object_per_fact() -> None:
-    def record_in_dicts(
-        table: dict[str, dict[str, Fact]], kind: str, value: str, when: float
-    ) -> None:
-        table.setdefault(kind, {})[value] = Fact(when, when, 1)
+def _record_in_dicts(table: dict[str, dict[str, Fact]], kind: str, value: str, when: float) -> None:
+    table.setdefault(kind, {})[value] = Fact(when, when, 1)
 
+
+class _DictPerKind:
+    """What the table was before: a dict per kind from each value to its numbers' place."""
+
+    def __init__(self) -> None:
+        self.cells: dict[str, dict[str, int]] = {}
+        self.numbers = array("d")
+
+    def record(self, kind: str, value: str, when: float) -> None:
+        self.cells.setdefault(kind, {})[value] = len(self.numbers) // 3
+        self.numbers.extend((when, when, 1))
+
+
+def test_a_value_costs_far_less_than_an_object_per_fact() -> None:
     compact = _bytes_per_value(FactTable, FactTable.record)
-    objects = _bytes_per_value(dict, record_in_dicts)
+    objects = _bytes_per_value(dict, _record_in_dicts)
     assert compact < 0.6 * objects, (compact, objects)
+
+
+@pytest.mark.parametrize("layout", [_TWO_KINDS, _EIGHT_KINDS], ids=["two kinds", "eight kinds"])
+def test_a_value_costs_less_than_a_dict_per_kind_would(layout: tuple[tuple[str, int], ...]) -> None:
+    # most kinds of a device have a few values, and a dict costs more than those few
+    compact = _bytes_per_value(FactTable, FactTable.record, layout)
+    per_kind = _bytes_per_value(_DictPerKind, _DictPerKind.record, layout)
+    assert compact < 0.8 * per_kind, (compact, per_kind)
 
 
 def test_the_journal_sums_sightings_since_the_last_take_and_lists_removals() -> None:
