@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 import sys
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import compress, count
+from itertools import chain, compress, count, repeat
 from typing import Any, TypeVar, overload
 
 # kind -> what its values look like
@@ -103,6 +104,7 @@ _INDEXED_FROM = 48
 _NO_ENDS: list[int] = []  # (read only) the layout of a table with no kind yet
 _NO_VALUES: list[str] = []  # (read only)
 _NO_NUMBERS = array("d")  # (read only)
+_NO_KIND = "\uffff"  # a character no kind has: how a kind never recorded is looked up
 
 
 def _kind_char(kind: str) -> str:
@@ -152,8 +154,7 @@ class FactTable(Mapping[str, "KindFacts"]):
     def _span(self, kind: str) -> tuple[int, int, int]:
         """(place of the kind in the layout, start, end) of ``kind``'s values; place -1 when
         the table has no such kind."""
-        char = _KIND_CHAR.get(kind)
-        place = self._kinds.find(char) if char is not None else -1
+        place = self._kinds.find(_KIND_CHAR.get(kind, _NO_KIND))
         if place < 0:
             return -1, 0, 0
         ends = self._ends
@@ -166,6 +167,11 @@ class FactTable(Mapping[str, "KindFacts"]):
                 return self._values.index(value, start, end)
             except ValueError:
                 return -1
+        offset = self._offsets(char, start, end).get(value)
+        return -1 if offset is None else start + offset
+
+    def _offsets(self, char: str, start: int, end: int) -> dict[str, int]:
+        """The index of a kind of many values (made when first needed): value -> offset."""
         index = self._index
         offsets = index.get(char) if index is not None else None
         if offsets is None:
@@ -173,8 +179,7 @@ class FactTable(Mapping[str, "KindFacts"]):
             if index is None:
                 index = self._index = {}
             index[char] = offsets
-        offset = offsets.get(value)
-        return -1 if offset is None else start + offset
+        return offsets
 
     def _add_kind(self, kind: str) -> int:
         """Make ``kind`` the last kind, with no value yet; returns its place."""
@@ -238,7 +243,7 @@ class FactTable(Mapping[str, "KindFacts"]):
 
     # --- reading: a mapping of kinds ------------------------------------------------------
     def __getitem__(self, kind: str) -> KindFacts:
-        if self._span(kind)[0] < 0:
+        if _KIND_CHAR.get(kind, _NO_KIND) not in self._kinds:
             raise KeyError(kind)
         return KindFacts(self, kind)
 
@@ -249,11 +254,12 @@ class FactTable(Mapping[str, "KindFacts"]):
     @overload
     def get(self, kind: str, default: _T) -> KindFacts | _T: ...
     def get(self, kind: str, default: Any = None) -> Any:
-        return default if self._span(kind)[0] < 0 else KindFacts(self, kind)
+        if _KIND_CHAR.get(kind, _NO_KIND) not in self._kinds:
+            return default
+        return KindFacts(self, kind)
 
     def __contains__(self, kind: object) -> bool:
-        char = _KIND_CHAR.get(kind) if isinstance(kind, str) else None
-        return char is not None and char in self._kinds
+        return isinstance(kind, str) and _KIND_CHAR.get(kind, _NO_KIND) in self._kinds
 
     def __iter__(self) -> Iterator[str]:
         return map(_KIND_OF_CHAR.__getitem__, self._kinds)
@@ -280,8 +286,7 @@ class FactTable(Mapping[str, "KindFacts"]):
     def values_of(self, kind: str) -> list[str]:
         """The values of ``kind`` (empty if none), in the order first recorded: the fast way
         to read values without their numbers."""
-        char = _KIND_CHAR.get(kind)
-        place = self._kinds.find(char) if char is not None else -1
+        place = self._kinds.find(_KIND_CHAR.get(kind, _NO_KIND))
         if place < 0:
             return []
         ends = self._ends
@@ -302,17 +307,29 @@ class FactTable(Mapping[str, "KindFacts"]):
         return out
 
     def has(self, kind: str, value: str) -> bool:
-        place, start, end = self._span(kind)
-        return place >= 0 and self._find(self._kinds[place], start, end, value) >= 0
+        char = _KIND_CHAR.get(kind, _NO_KIND)
+        place = self._kinds.find(char)
+        if place < 0:
+            return False
+        ends = self._ends
+        start, end = (ends[place - 1] if place else 0), ends[place]
+        if end - start < _INDEXED_FROM:
+            return value in self._values[start:end]
+        return self._find(char, start, end, value) >= 0
 
     def count_of(self, kind: str) -> int:
         """How many values ``kind`` has (0 for a kind it has none of)."""
-        _, start, end = self._span(kind)
-        return end - start
+        place = self._kinds.find(_KIND_CHAR.get(kind, _NO_KIND))
+        if place < 0:
+            return 0
+        ends = self._ends
+        return ends[place] - (ends[place - 1] if place else 0)
 
     def counts_of(self, kinds: Iterable[str]) -> tuple[int, ...]:
         """How many values each of ``kinds`` has (0 for a kind it has none of)."""
-        return tuple(map(self.count_of, kinds))
+        ends = self._ends
+        count_of = dict(zip(self._kinds, map(operator.sub, ends, [0, *ends[:-1]]), strict=True))
+        return tuple(map(count_of.get, map(_KIND_CHAR.get, kinds, repeat(_NO_KIND)), repeat(0)))
 
     def value_count(self) -> int:
         """How many values, over all kinds."""
@@ -351,26 +368,25 @@ class FactTable(Mapping[str, "KindFacts"]):
         kept._source = self
         kept.version = self.version  # with its value count, says which view of which values
         kept.shrinks = self.shrinks
-        late = set(self._late(end))
         kinds, ends, values, numbers = self._kinds, self._ends, self._values, self._numbers
+        keep = list(map(float(end).__gt__, numbers[0::_FIELDS]))
+        late = not all(keep)
+        if late:
+            out_values = list(compress(values, keep))
+            out_numbers = array(
+                "d", compress(numbers, chain.from_iterable(zip(keep, keep, keep, strict=True)))
+            )
+        else:
+            out_values, out_numbers = values, numbers
         out_kinds: list[str] = []
         out_ends: list[int] = []
-        out_values: list[str] = [] if late else values
-        out_numbers = array("d") if late else numbers
-        start = 0
+        start = kept_so_far = 0
         for place, char in enumerate(kinds):
             stop = ends[place]
-            if late:
-                for at in range(start, stop):
-                    if at not in late:
-                        out_values.append(values[at])
-                        out_numbers.extend(numbers[at * _FIELDS : (at + 1) * _FIELDS])
-                kept_until = len(out_values)
-            else:
-                kept_until = stop
-            if kept_until > (out_ends[-1] if out_ends else 0):
+            kept_so_far += sum(keep[start:stop]) if late else stop - start
+            if kept_so_far > (out_ends[-1] if out_ends else 0):  # (a kind left empty: out)
                 out_kinds.append(char)
-                out_ends.append(kept_until)
+                out_ends.append(kept_so_far)
             start = stop
         if not out_kinds:
             return kept
@@ -469,22 +485,20 @@ class FactTable(Mapping[str, "KindFacts"]):
                 self.record(kind, value, when, times)
             return
         # the kind's values found once rather than a scan each (no value goes meanwhile)
-        values = self._values
-        place_of = (
-            dict(zip(values[start:end], range(start, end), strict=True)).get
-            if len(counts) * (end - start) > 64
-            else None
-        )
+        kind_values = self._values[start:end]
+        offsets: dict[str, int] | None = None
+        if end - start >= _INDEXED_FROM:
+            offsets = self._offsets(char, start, end)
+        elif len(counts) > 8 and end - start > 8:  # a dict costs what eight scans do
+            offsets = dict(zip(kind_values, range(end - start), strict=True))
         numbers = self._numbers
         new: list[tuple[str, int]] = []
         for value, times in counts.items():
-            if place_of is not None:
-                at = place_of(value, -1)
-            else:
-                try:
-                    at = values.index(value, start, end)
-                except ValueError:
-                    at = -1
+            if offsets is not None:
+                offset = offsets.get(value)
+                at = -1 if offset is None else start + offset
+            else:  # (no exception for a new value: it is new about as often as not)
+                at = start + kind_values.index(value) if value in kind_values else -1
             if at < 0:
                 new.append((value, times))
                 continue
