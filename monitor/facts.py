@@ -160,6 +160,18 @@ class FactTable(Mapping[str, "KindFacts"]):
         ends = self._ends
         return place, ends[place - 1] if place else 0, ends[place]
 
+    def _span_to_write(self, kind: str) -> tuple[str, int, int, int]:
+        """(character, place, start, end) of ``kind``, made the last kind if it had none."""
+        try:
+            char = _KIND_CHAR[kind]
+        except KeyError:
+            char = _kind_char(kind)
+        place = self._kinds.find(char)
+        if place < 0:
+            place = self._add_kind(kind)
+        ends = self._ends
+        return char, place, (ends[place - 1] if place else 0), ends[place]
+
     def _find(self, char: str, start: int, end: int, value: str) -> int:
         """Where ``value`` is among the values from ``start`` to ``end`` (one kind's), or -1."""
         if end - start < _INDEXED_FROM:
@@ -427,10 +439,7 @@ class FactTable(Mapping[str, "KindFacts"]):
         """Record ``times`` sightings from ``when`` to ``last`` (default: all at ``when``);
         returns True when the value is new for that kind. Past ``MAX_VALUES_PER_KIND`` values
         of a kind, the stalest eighth makes room (counted in ``evicted_values``)."""
-        try:
-            char = _KIND_CHAR[kind]
-        except KeyError:
-            char = _kind_char(kind)
+        char = _KIND_CHAR.get(kind) or _kind_char(kind)  # (inlined: this runs per sighting)
         place = self._kinds.find(char)
         if place < 0:
             place = self._add_kind(kind)
@@ -454,7 +463,7 @@ class FactTable(Mapping[str, "KindFacts"]):
                 self.version += 1
                 self._values.append(value)
                 self._numbers.extend((when, newest, times))
-                ends[place] = end + 1
+                self._ends[place] = end + 1
             else:
                 self._insert(place, end, value, when, newest, times)
             return True
@@ -471,15 +480,7 @@ class FactTable(Mapping[str, "KindFacts"]):
     def record_counts(self, kind: str, counts: Mapping[str, int], when: float) -> None:
         """``record(kind, value, when, count)`` for each value and count of ``counts``: a
         baseline learns a window's facts this way."""
-        try:
-            char = _KIND_CHAR[kind]
-        except KeyError:
-            char = _kind_char(kind)
-        place = self._kinds.find(char)
-        if place < 0:
-            place = self._add_kind(kind)
-        ends = self._ends
-        start, end = (ends[place - 1] if place else 0), ends[place]
+        char, _, start, end = self._span_to_write(kind)
         if end - start + len(counts) > MAX_VALUES_PER_KIND:  # values may make room: in order
             for value, times in counts.items():
                 self.record(kind, value, when, times)
