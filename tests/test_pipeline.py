@@ -4,8 +4,10 @@ depend on how the frames were cut into batches."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -1193,6 +1195,36 @@ def test_flow_table_stays_bounded_and_counts_what_it_evicted(tmp_path: Path) -> 
     assert stats.flows_active + stats.flows_evicted["full"] == 300
     # eviction drops flow records, never traffic: the device totals stay exact
     assert analysis.devices[MONITOR].tx_packets == 300
+
+
+def test_an_open_window_holds_a_device_s_sightings_in_well_under_a_kilobyte(
+    tmp_path: Path,
+) -> None:
+    # At 100,000 devices a window open for its minute holds every device's sightings: a whole
+    # profile per device (six empty containers until the window closes) cost 1.4 KiB each.
+    devices = 1000
+    packets = [
+        Ether(src=f"02:00:00:00:{i // 256:02x}:{i % 256:02x}", dst=ENGINE)
+        / IP(src=f"10.2.{i // 250}.{i % 250 + 1}", dst="10.1.0.9")
+        / UDP(sport=5000, dport=2575)
+        / b"x"
+        for i in range(devices)
+    ]
+    capture = write_capture(tmp_path / "many.pcap", packets)
+    analysis = Analysis()
+    tracemalloc.start()
+    try:
+        for batch in open_capture(capture):
+            analysis.feed(batch)
+        assert len(analysis._windows) == 1 and len(analysis.devices) == devices
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        analysis._windows.clear()  # what only the open window held goes with it
+        gc.collect()
+        held = before - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < devices * 1000, f"{held / devices:.0f} bytes per device"
 
 
 def test_idle_flows_are_evicted_and_a_resumed_flow_starts_a_new_record(tmp_path: Path) -> None:
