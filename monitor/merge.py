@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor import facts as learned_facts
-from monitor.facts import FactJournal
+from monitor.facts import FactCounts, FactJournal
 from monitor.inventory import Inventory
 from monitor.model import Device, TableStats, WindowProfile
 from monitor.pipeline import MAX_MESSAGES_PER_WINDOW, MESSAGE_GAP_SECONDS
@@ -50,6 +50,7 @@ def merge_profiles(parts: Iterable[WindowProfile]) -> WindowProfile:
     profiles = list(parts)
     first = profiles[0]
     merged = WindowProfile(first.device_id, first.start, first.end)
+    facts: dict[str, dict[str, int]] = {}
     for p in profiles:
         merged.tx_packets += p.tx_packets
         merged.tx_bytes += p.tx_bytes
@@ -65,7 +66,7 @@ def merge_profiles(parts: Iterable[WindowProfile]) -> WindowProfile:
             a + b for a, b in zip(merged.size_histogram, p.size_histogram, strict=True)
         ]
         for kind, values in p.facts.items():
-            into = merged.facts.setdefault(kind, {})
+            into = facts.setdefault(kind, {})
             for value, count in values.items():
                 into[value] = into.get(value, 0) + count
         for conversation, times in p.conversations.items():
@@ -75,6 +76,7 @@ def merge_profiles(parts: Iterable[WindowProfile]) -> WindowProfile:
             if before is not None:
                 packets, last = packets + before[0], max(last, before[1])
             merged.address_use[address] = (packets, last)
+    merged.facts = FactCounts(facts)
     if len(profiles) > 1:
         for conversation, times in merged.conversations.items():
             merged.conversations[conversation] = _message_starts(sorted(times))

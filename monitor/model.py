@@ -7,6 +7,7 @@ pipeline ``WindowProfile``); the others only read them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from monitor.facts import FactTable
@@ -102,8 +103,9 @@ class WindowProfile:
     protocols: dict[str, int] = field(default_factory=dict)  # "hl7" -> packets
     # packet size histogram, bins: <=64, <=128, <=256, <=512, <=1024, <=1518, >1518
     size_histogram: list[int] = field(default_factory=lambda: [0] * 7)
-    # facts first or again seen in this window: kind -> value -> count
-    facts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # facts first or again seen in this window: kind -> value -> count (a ``FactCounts``
+    # once the pipeline closed the window; a dict of dicts reads the same)
+    facts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     conversations: dict[str, list[float]] = field(default_factory=dict)
     # for a device that has used several IPv4 addresses: address -> (packets it sent from
     # it in this window, the last one's time), from which the ARP detector tells a device

@@ -47,6 +47,7 @@ from monitor.decode.headers import (
     PacketTable,
     decode_headers,
 )
+from monitor.facts import FactCounts
 from monitor.flows import (
     DEFAULT_MAX_FLOWS,
     PORTS,
@@ -651,7 +652,7 @@ class Analysis:
         for device_id, learned in window.learned.items():
             profile = self._profile_in(window, device_id)
             # (a window settled before it closed has profiles of its traffic only)
-            profile.facts = learned.facts
+            profile.facts = FactCounts(learned.facts)
             profile.flows_started = learned.flows_started
             if learned.arp_packets:
                 profile.protocols["arp"] = profile.protocols.get("arp", 0) + learned.arp_packets

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor import facts
-from monitor.facts import MAX_VALUES_PER_KIND, Fact, FactJournal, FactTable
+from monitor.facts import MAX_VALUES_PER_KIND, Fact, FactCounts, FactJournal, FactTable
 
 
 def test_a_fact_keeps_its_first_and_last_time_and_its_count() -> None:
@@ -494,3 +494,78 @@ def test_the_journal_sums_sightings_since_the_last_take_and_lists_removals() -> 
     assert removed == {("m", "ip", "10.0.0.7"), ("m", "ip", "10.0.0.8")}
     assert touched == {"n"}
     assert journal.take() == ({}, set(), set()), "a take starts the journal again"
+
+
+# kind -> value -> count, as a window's profile has them: kinds of FACT_KINDS and others, a
+# kind left empty (a sighting taken back), values shared between kinds, kinds past the index
+_window_counts = st.dictionaries(
+    st.sampled_from(["peer", "protocol", "ip", "dns_query", "a kind of a test", "another"]),
+    st.dictionaries(
+        st.sampled_from([f"v{i}" for i in range(40)]) | st.text(max_size=4),
+        st.integers(min_value=0, max_value=2**40),
+        max_size=30,
+    ),
+)
+
+
+@given(_window_counts)
+def test_counts_read_as_the_dict_of_dicts_they_were_made_from(
+    made_from: dict[str, dict[str, int]],
+) -> None:
+    counts = FactCounts(made_from)
+    assert counts == made_from and len(counts) == len(made_from)
+    assert list(counts) == list(made_from), "kinds keep their order"
+    for kind, values in made_from.items():
+        assert kind in counts and counts.get(kind) == values and counts[kind] == values
+        assert list(counts[kind]) == list(values), "values keep their order"
+        assert len(counts[kind]) == len(values) and bool(counts[kind]) == bool(values)
+        for value, count in values.items():
+            assert value in counts[kind] and counts[kind][value] == count
+            assert counts[kind].get(value, -1) == count
+        for other in ("v39", "v0", "", "peer"):
+            if other not in values:
+                assert other not in counts[kind] and counts[kind].get(other, -1) == -1
+                with pytest.raises(KeyError):
+                    counts[kind][other]
+    for missing in ("hostname", "never a kind"):
+        assert missing not in counts and counts.get(missing, {}) == {}
+        with pytest.raises(KeyError):
+            counts[missing]
+    copied = pickle.loads(pickle.dumps(counts))
+    assert isinstance(copied, FactCounts) and copied == made_from
+    assert list(copied) == list(made_from)
+
+
+def test_counts_pickle_as_kind_names_not_as_this_process_s_numbering() -> None:
+    # a worker numbers the kinds outside FACT_KINDS in the order it meets them; the process
+    # that merges its profiles may have met others first
+    counts = FactCounts({"a kind only this test has": {"x": 2}})
+    wire = pickle.dumps(counts)
+    assert b"a kind only this test has" in wire
+    assert pickle.loads(wire) == {"a kind only this test has": {"x": 2}}
+
+
+def test_a_window_s_counts_cost_a_third_of_the_dicts_they_were_made_from() -> None:
+    # a closing window holds every device's counts at once: a few values of a few kinds each
+    shared = [f"peer-{k:03d}" for k in range(256)]
+
+    def one(d: int) -> dict[str, dict[str, int]]:
+        return {
+            "peer": {shared[d % 256]: 3, shared[(d + 1) % 256]: 1},
+            "protocol": {"udp": 4},
+            "service_used": {"udp/2575": 4},
+            "ip": {shared[(d + 2) % 256]: 4},
+        }
+
+    def bytes_each(make) -> float:  # type: ignore[no-untyped-def]
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            held = [make(one(d)) for d in range(2000)]
+            return (tracemalloc.get_traced_memory()[0] - before) / len(held)
+        finally:
+            tracemalloc.stop()
+
+    compact = bytes_each(FactCounts)
+    dicts = bytes_each(lambda made: {kind: dict(values) for kind, values in made.items()})
+    assert compact < dicts / 3, (compact, dicts)

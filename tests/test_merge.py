@@ -26,7 +26,7 @@ from scapy.layers.l2 import Ether
 from monitor.capture import FrameBatch
 from monitor.capture.files import open_capture
 from monitor.decode.headers import decode_headers
-from monitor.facts import MAX_VALUES_PER_KIND
+from monitor.facts import MAX_VALUES_PER_KIND, FactCounts
 from monitor.flows import packet_flow_keys
 from monitor.inventory import Inventory
 from monitor.merge import (
@@ -203,6 +203,7 @@ def test_merged_window_profiles_equal_one_analysis(runs) -> None:  # type: ignor
             assert getattr(have, name) == getattr(want, name), (key, name)
         # received: as the devices' counters (test_merged_devices_have_the_counters_of_one_...)
         assert have.rx_packets <= want.rx_packets and have.rx_bytes <= want.rx_bytes, key
+        assert isinstance(have.facts, FactCounts), key  # as one analysis's: compact
         strip = {"peer_name"}
         facts_want = {k: v for k, v in want.facts.items() if k not in strip}
         facts_have = {k: v for k, v in have.facts.items() if k not in strip}

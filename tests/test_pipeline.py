@@ -23,6 +23,7 @@ from monitor.capture import CaptureError, FrameBatch
 from monitor.capture.files import open_capture
 from monitor.detectors import DetectorConfig, DetectorSuite
 from monitor.events import EventBook
+from monitor.facts import FactCounts
 from monitor.model import WindowProfile
 from monitor.pipeline import Analysis, analyze_captures
 from monitor.signatures import SignatureLibrary, default_signature_dirs, load_library
@@ -1225,6 +1226,21 @@ def test_an_open_window_holds_a_device_s_sightings_in_well_under_a_kilobyte(
     finally:
         tracemalloc.stop()
     assert held < devices * 1000, f"{held / devices:.0f} bytes per device"
+
+
+def test_a_closed_window_s_profiles_hold_their_facts_as_counts_not_dicts(tmp_path: Path) -> None:
+    # a closing window holds every device's profile at once: a dict per kind cost three times
+    # as much (tests/test_facts.py)
+    packets, times = hl7_feed(3, 1.0)
+    capture = write_capture(tmp_path / "feed.pcap", packets, times=times)
+    profiles: list[WindowProfile] = []
+    analysis = Analysis(on_window=lambda closed, _: profiles.extend(closed))
+    for batch in open_capture(capture):
+        analysis.feed(batch)
+    analysis.finish()
+    monitor = next(p for p in profiles if p.device_id == MONITOR)
+    assert isinstance(monitor.facts, FactCounts)
+    assert monitor.facts["protocol"]["hl7"] == 3 and ENGINE in monitor.facts["peer"]
 
 
 def test_idle_flows_are_evicted_and_a_resumed_flow_starts_a_new_record(tmp_path: Path) -> None:
