@@ -1643,6 +1643,28 @@ def test_results_do_not_depend_on_when_interned_keys_are_compacted(
     assert len(compactions) > 30
 
 
+def test_keys_interned_anew_a_slice_at_a_time_are_those_interned_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood's live flows are interned anew a slice at a time: every flow keeps its keys and
+    every conversation its last message time, whichever slice they fall in."""
+    spray, spray_times = _udp_spray(12)  # first seen first: the feed's keys come after
+    again, again_times = _udp_spray(12, start_time=100.0)  # the same flows, on their keys
+    packets, times = hl7_feed(count=40, interval=3.0)
+    times = [t + 1.0 for t in times]
+    everything, when = spray + again + packets, spray_times + again_times + times
+    order = sorted(range(len(when)), key=when.__getitem__)
+    capture = write_capture(
+        tmp_path / "mixed.pcap", [everything[i] for i in order], times=[when[i] for i in order]
+    )
+    monkeypatch.setattr("monitor.pipeline.KEYS_PER_FLOW", 0)
+    monkeypatch.setattr("monitor.pipeline.KEY_SLACK", 0)
+    monkeypatch.setattr("monitor.pipeline.FLOW_SWEEP_SECONDS", 0.001)
+    at_once = _window_summary(capture, 4)
+    monkeypatch.setattr("monitor.pipeline.COMPACTION_SLICE", 2)
+    assert _window_summary(capture, 4) == at_once
+
+
 def _address_use(capture: Path, batch_frames: int) -> list[tuple[float, dict[str, object]]]:
     windows: list[tuple[float, dict[str, object]]] = []
     analysis = Analysis(
