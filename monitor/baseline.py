@@ -123,7 +123,7 @@ def profile_facts(profile: WindowProfile) -> dict[str, dict[str, int]]:
     Peers and protocols are also counters of the profile; they are folded in as ``peer`` and
     ``protocol`` facts so a baseline knows them even if the pipeline did not repeat them.
     """
-    facts = {kind: dict(values) for kind, values in profile.facts.items()}
+    facts = {kind: dict(values.items()) for kind, values in profile.facts.items()}
     peers = facts.setdefault("peer", {})
     for peer in profile.peers:
         peers.setdefault(peer, 1)

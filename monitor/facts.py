@@ -32,10 +32,10 @@ import math
 import operator
 import sys
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain, compress, count, repeat
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 # kind -> what its values look like
 FACT_KINDS: dict[str, str] = {
@@ -848,6 +848,21 @@ class FactCounts(Mapping[str, Mapping[str, int]]):
     def __len__(self) -> int:
         return len(set(self._codes))
 
+    def items(self) -> ItemsView[str, Mapping[str, int]]:
+        # each kind's span found once: the detectors and a baseline read every closed
+        # window's counts through here
+        codes, values = self._codes, self._values
+        found: dict[str, Mapping[str, int]] = {}
+        start = 0
+        while start < len(codes):
+            code = codes[start]
+            end = codes.rfind(code) + 1
+            found[_KIND_OF_CHAR[chr(code)]] = _KindCounts(
+                self, code, start, start if values[start] is None else end
+            )
+            start = end
+        return found.items()
+
     def __repr__(self) -> str:
         return f"FactCounts({ {kind: dict(values.items()) for kind, values in self.items()}!r})"
 
@@ -887,6 +902,12 @@ class _KindCounts(Mapping[str, int]):
 
     def __len__(self) -> int:
         return self._end - self._start
+
+    def items(self) -> ItemsView[str, int]:
+        # at C speed: a baseline learns every closed window's counts through here
+        table, start, end = self._table, self._start, self._end
+        pairs = zip(table._values[start:end], table._counts[start:end], strict=True)
+        return cast(dict[str, int], dict(pairs)).items()
 
     def __repr__(self) -> str:
         return f"{dict(self.items())!r}"

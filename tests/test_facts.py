@@ -515,9 +515,11 @@ def test_counts_read_as_the_dict_of_dicts_they_were_made_from(
     counts = FactCounts(made_from)
     assert counts == made_from and len(counts) == len(made_from)
     assert list(counts) == list(made_from), "kinds keep their order"
+    assert [(kind, dict(values)) for kind, values in counts.items()] == list(made_from.items())
     for kind, values in made_from.items():
         assert kind in counts and counts.get(kind) == values and counts[kind] == values
         assert list(counts[kind]) == list(values), "values keep their order"
+        assert list(counts[kind].items()) == list(values.items())
         assert len(counts[kind]) == len(values) and bool(counts[kind]) == bool(values)
         for value, count in values.items():
             assert value in counts[kind] and counts[kind][value] == count
