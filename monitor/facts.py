@@ -763,7 +763,8 @@ class KindFacts(Mapping[str, Fact]):
         return f"KindFacts({dict(self.items())!r})"
 
 
-def _plain(table: FactTable | Mapping[str, Mapping[str, Fact]]) -> dict[str, dict[str, Fact]]:
+def _plain(table: Mapping[str, Mapping[str, _T]]) -> dict[str, dict[str, _T]]:
+    """A table (of facts or of counts) as the dict of dicts it reads as."""
     return {kind: dict(values.items()) for kind, values in table.items()}
 
 
@@ -815,7 +816,7 @@ class FactCounts(Mapping[str, Mapping[str, int]]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # kinds outside FACT_KINDS are numbered per process: the names travel, not the codes
-        return (FactCounts, ({kind: dict(values.items()) for kind, values in self.items()},))
+        return (FactCounts, (_plain(self),))
 
     def _view(self, kind: str) -> _KindCounts | None:
         char = _KIND_CHAR.get(kind)
@@ -865,7 +866,7 @@ class FactCounts(Mapping[str, Mapping[str, int]]):
         return found.items()
 
     def __repr__(self) -> str:
-        return f"FactCounts({ {kind: dict(values.items()) for kind, values in self.items()}!r})"
+        return f"FactCounts({_plain(self)!r})"
 
 
 class _KindCounts(Mapping[str, int]):
