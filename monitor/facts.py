@@ -803,14 +803,24 @@ class FactCounts(Mapping[str, Mapping[str, int]]):
                 codes.append(code)
                 values.append(None)
                 counts.append(0)
-        self._codes = bytes(codes)
-        self._values = tuple(values)
-        self._counts = tuple(counts)
+        self._hold(bytes(codes), tuple(values), tuple(counts))
+
+    @classmethod
+    def _grouped(
+        cls, codes: bytes, values: tuple[str | None, ...], counts: tuple[int, ...]
+    ) -> FactCounts:
+        """Counts already laid out as a ``FactCounts`` holds them (see ``FactTally``)."""
+        made = cls.__new__(cls)
+        made._hold(codes, values, counts)
+        return made
+
+    def _hold(self, codes: bytes, values: tuple[str | None, ...], counts: tuple[int, ...]) -> None:
+        self._codes, self._values, self._counts = codes, values, counts
         self._index: dict[tuple[int, str], int] | None = None
         if len(values) >= _COUNTS_INDEXED_FROM:
             self._index = {
                 (code, value): at
-                for at, (code, value) in enumerate(zip(self._codes, values, strict=True))
+                for at, (code, value) in enumerate(zip(codes, values, strict=True))
                 if value is not None
             }
 
@@ -913,3 +923,92 @@ class _KindCounts(Mapping[str, int]):
 
     def __repr__(self) -> str:
         return f"{dict(self.items())!r}"
+
+
+class FactTally:
+    """``kind -> value -> count`` being counted: what an open window has seen of a device so
+    far, sightings added and taken back one at a time, until ``counts()`` hands the window's
+    ``FactCounts`` over when it closes.
+
+    An open window keeps one per device it saw (100,000 at the flood of
+    ``bench/memory.py``). A dict per kind would cost about 900 bytes a device for the few
+    values most have; this keeps the values in the order first counted, one list, with one
+    byte a value naming its kind and the counts a list alongside (about 400 bytes), and
+    ``_kinds`` the kinds in the order first counted. ``counts()`` reads as the dict of dicts
+    the same sightings would have made: kinds and each kind's values in the order first
+    counted, a value taken back to nothing gone (counted again, it comes last), and a kind
+    whose values all went kept as an empty mapping. Past ``_COUNTS_INDEXED_FROM`` values a
+    value is found through a dict (a server's peers in a window) rather than a scan."""
+
+    __slots__ = ("_codes", "_counts", "_index", "_kinds", "_values")
+
+    def __init__(self) -> None:
+        self._kinds = b""
+        self._codes = bytearray()
+        self._values: list[str] = []
+        self._counts: list[int] = []
+        self._index: dict[tuple[int, str], int] | None = None
+
+    def _at(self, code: int, value: str) -> int:
+        values = self._values
+        if len(values) >= _COUNTS_INDEXED_FROM:
+            index = self._index
+            if index is None:  # (made again after a take-back moved the values)
+                index = self._index = {
+                    (code_of, value_of): at
+                    for at, (code_of, value_of) in enumerate(zip(self._codes, values, strict=True))
+                }
+            return index.get((code, value), -1)
+        codes, start = self._codes, 0
+        while True:  # a value may be counted under several kinds (an address: ip and peer)
+            try:
+                at = values.index(value, start)
+            except ValueError:
+                return -1
+            if codes[at] == code:
+                return at
+            start = at + 1
+
+    def add(self, kind: str, value: str, times: int = 1) -> None:
+        code = ord(_KIND_CHAR.get(kind) or _kind_char(kind))
+        at = self._at(code, value)
+        if at >= 0:
+            self._counts[at] += times
+            return
+        if code not in self._kinds:
+            self._kinds += bytes((code,))
+        if self._index is not None:
+            self._index[(code, value)] = len(self._values)
+        self._codes.append(code)
+        self._values.append(value)
+        self._counts.append(times)
+
+    def take_back(self, kind: str, value: str) -> None:
+        """One sighting of ``value`` fewer; gone at none. Nothing if it was not counted."""
+        char = _KIND_CHAR.get(kind)
+        at = -1 if char is None else self._at(ord(char), value)
+        if at < 0:
+            return
+        if self._counts[at] > 1:
+            self._counts[at] -= 1
+            return
+        del self._codes[at], self._values[at], self._counts[at]
+        self._index = None
+
+    def counts(self) -> FactCounts:
+        """The counts as a ``FactCounts`` (see the class docstring)."""
+        codes, kinds = self._codes, self._kinds
+        # most devices' sightings came kind by kind: laid out already, in C
+        grouped = b"".join(bytes((code,)) * codes.count(code) for code in kinds)
+        if grouped == codes and all(code in codes for code in kinds):
+            return FactCounts._grouped(bytes(codes), tuple(self._values), tuple(self._counts))
+        return FactCounts(self._as_dicts())
+
+    def _as_dicts(self) -> dict[str, dict[str, int]]:
+        found: dict[str, dict[str, int]] = {_KIND_OF_CHAR[chr(code)]: {} for code in self._kinds}
+        for code, value, times in zip(self._codes, self._values, self._counts, strict=True):
+            found[_KIND_OF_CHAR[chr(code)]][value] = times
+        return found
+
+    def __repr__(self) -> str:
+        return f"FactTally({self._as_dicts()!r})"

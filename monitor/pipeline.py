@@ -47,7 +47,7 @@ from monitor.decode.headers import (
     PacketTable,
     decode_headers,
 )
-from monitor.facts import FactCounts
+from monitor.facts import FactTally
 from monitor.flows import (
     DEFAULT_MAX_FLOWS,
     PORTS,
@@ -148,12 +148,12 @@ DEVICE_COUNT_COLUMNS = 4 + len(SIZE_BIN_EDGES) + 1
 @dataclass(slots=True)
 class _Learned:
     """What an open window learned of one device besides its traffic, until it closes: its
-    facts (kind -> value -> count), the flows it began, its ARP packets, and its address use
+    facts (a ``FactTally``: kind -> value -> count), the flows it began, its ARP packets, and its address use
     (``WindowProfile``'s fields of those names). A whole profile is made when the window
     closes or settles its traffic: before that, a device's profile would hold little but six
     empty containers (about 650 bytes; 65 MiB at 100,000 devices)."""
 
-    facts: dict[str, dict[str, int]] = field(default_factory=dict)
+    facts: FactTally = field(default_factory=FactTally)
     flows_started: int = 0
     arp_packets: int = 0
     address_use: dict[str, tuple[int, float]] | None = None
@@ -653,7 +653,7 @@ class Analysis:
         for device_id, learned in window.learned.items():
             profile = self._profile_in(window, device_id)
             # (a window settled before it closed has profiles of its traffic only)
-            profile.facts = FactCounts(learned.facts)
+            profile.facts = learned.facts.counts()
             profile.flows_started = learned.flows_started
             if learned.arp_packets:
                 profile.protocols["arp"] = profile.protocols.get("arp", 0) + learned.arp_packets
@@ -719,8 +719,7 @@ class Analysis:
             return
         self.inventory.note(device, kind, value, when, times, last)
         if window is not None:
-            seen_in = self._learned(device.id, window).facts.setdefault(kind, {})
-            seen_in[value] = seen_in.get(value, 0) + times
+            self._learned(device.id, window).facts.add(kind, value, times)
 
     def _take_back(self, device: Device, kind: str, value: str, when: float, window: float) -> None:
         """Undo one sighting at ``when`` that ``note`` recorded in ``window``: from the
@@ -739,12 +738,8 @@ class Analysis:
         self.inventory.take_back(device, kind, value)
         state = self._windows.get(window)
         learned = state.learned.get(device.id) if state is not None else None
-        seen_in = learned.facts.get(kind) if learned is not None else None
-        if seen_in is not None and value in seen_in:
-            if seen_in[value] > 1:
-                seen_in[value] -= 1
-            else:
-                del seen_in[value]
+        if learned is not None:
+            learned.facts.take_back(kind, value)
 
     def _note_window(self, when: float, not_before: float | None = None) -> float | None:
         """The open window a sighting at ``when`` counts in (see ``note``)."""
@@ -766,7 +761,7 @@ class Analysis:
         # a device's notes mostly come together: its device and facts looked up once
         noted_for: tuple[str, float] | None = None
         device: Device | None = None
-        profile_facts: dict[str, dict[str, int]] = {}
+        profile_facts = FactTally()
         for (device_id, kind, value, window), (times, first, last) in pending.items():
             if (device_id, window) != noted_for:
                 noted_for = (device_id, window)
@@ -777,10 +772,7 @@ class Analysis:
                 continue
             count = int(times)
             note(device, kind, value, first, count, last)
-            seen_in = profile_facts.get(kind)
-            if seen_in is None:
-                seen_in = profile_facts[kind] = {}
-            seen_in[value] = seen_in.get(value, 0) + count
+            profile_facts.add(kind, value, count)
 
     # ------------------------------------------------------------------ one batch
     def _process(

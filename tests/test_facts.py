@@ -12,7 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor import facts
-from monitor.facts import MAX_VALUES_PER_KIND, Fact, FactCounts, FactJournal, FactTable
+from monitor.facts import (
+    MAX_VALUES_PER_KIND,
+    Fact,
+    FactCounts,
+    FactJournal,
+    FactTable,
+    FactTally,
+)
 
 
 def test_a_fact_keeps_its_first_and_last_time_and_its_count() -> None:
@@ -571,3 +578,110 @@ def test_a_window_s_counts_cost_a_third_of_the_dicts_they_were_made_from() -> No
     compact = bytes_each(FactCounts)
     dicts = bytes_each(lambda made: {kind: dict(values) for kind, values in made.items()})
     assert compact < dicts / 3, (compact, dicts)
+
+
+# a window's sightings of a device: counted (a value, a kind, how many times) or taken back
+_sightings = st.lists(
+    st.tuples(
+        st.sampled_from([True, True, False]),
+        st.sampled_from(["peer", "protocol", "ip", "a kind of a test"]),
+        st.sampled_from([f"v{i}" for i in range(24)]),
+        st.integers(min_value=0, max_value=3),
+    ),
+    max_size=160,
+)
+
+
+@given(_sightings)
+def test_a_tally_counts_as_the_dict_of_dicts_the_same_sightings_make(
+    sightings: list[tuple[bool, str, str, int]],
+) -> None:
+    # the open window counted in a dict per kind before the tally: the same sightings must
+    # hand over the same counts, in the same order (a baseline learns them in that order)
+    tally, made = FactTally(), dict[str, dict[str, int]]()
+    for counted, kind, value, times in sightings:
+        if counted:
+            tally.add(kind, value, times)
+            of_kind = made.setdefault(kind, {})
+            of_kind[value] = of_kind.get(value, 0) + times
+        else:
+            tally.take_back(kind, value)
+            of_kind = made.get(kind, {})
+            if value in of_kind:
+                if of_kind[value] > 1:
+                    of_kind[value] -= 1
+                else:
+                    del of_kind[value]
+    counts = tally.counts()
+    assert isinstance(counts, FactCounts)
+    assert [(kind, list(values.items())) for kind, values in counts.items()] == [
+        (kind, list(values.items())) for kind, values in made.items()
+    ]
+
+
+def test_a_tally_finds_a_value_counted_under_two_kinds_in_each() -> None:
+    tally = FactTally()
+    tally.add("ip", "10.0.0.7")
+    tally.add("peer", "10.0.0.7", 2)
+    tally.add("ip", "10.0.0.7")
+    tally.take_back("peer", "10.0.0.7")
+    assert tally.counts() == {"ip": {"10.0.0.7": 2}, "peer": {"10.0.0.7": 1}}
+
+
+def test_a_tally_of_a_server_s_many_peers_finds_them_after_one_is_taken_back() -> None:
+    # past _COUNTS_INDEXED_FROM values a tally finds a value through an index, whose
+    # positions a value taken back to nothing moves
+    tally = FactTally()
+    peers = [f"10.0.{k // 250}.{k % 250}" for k in range(40)]
+    for peer in peers:
+        tally.add("peer", peer)
+        tally.add("ip", peer)
+    tally.take_back("peer", peers[3])
+    for peer in peers:
+        tally.add("peer", peer, 2)
+    tally.take_back("ip", peers[39])
+    tally.add("ip", peers[38])
+    counts = tally.counts()
+    assert list(counts) == ["peer", "ip"]
+    assert counts["peer"] == {peer: 2 if peer == peers[3] else 3 for peer in peers}
+    assert list(counts["peer"])[-1] == peers[3], "counted again, it comes last"
+    assert counts["ip"] == {peer: 2 if peer == peers[38] else 1 for peer in peers[:39]}
+
+
+def test_a_window_s_tally_costs_under_half_of_a_dict_per_kind() -> None:
+    # an open window holds a tally per device it saw: a few values of a few kinds each
+    shared = [f"peer-{k:03d}" for k in range(256)]
+
+    def sightings(d: int) -> list[tuple[str, str, int]]:
+        return [
+            ("peer", shared[d % 256], 3),
+            ("protocol", "udp", 4),
+            ("peer", shared[(d + 1) % 256], 1),
+            ("service_used", "udp/2575", 4),
+            ("ip", shared[(d + 2) % 256], 4),
+        ]
+
+    def in_a_tally(d: int) -> FactTally:
+        tally = FactTally()
+        for kind, value, times in sightings(d):
+            tally.add(kind, value, times)
+        return tally
+
+    def in_dicts(d: int) -> dict[str, dict[str, int]]:
+        made: dict[str, dict[str, int]] = {}
+        for kind, value, times in sightings(d):
+            of_kind = made.setdefault(kind, {})
+            of_kind[value] = of_kind.get(value, 0) + times
+        return made
+
+    def bytes_each(make) -> float:  # type: ignore[no-untyped-def]
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            held = [make(d) for d in range(2000)]
+            return (tracemalloc.get_traced_memory()[0] - before) / len(held)
+        finally:
+            tracemalloc.stop()
+
+    tally, dicts = bytes_each(in_a_tally), bytes_each(in_dicts)
+    assert tally < dicts / 2, (tally, dicts)
