@@ -947,40 +947,57 @@ class FactTally:
         self._codes = bytearray()
         self._values: list[str] = []
         self._counts: list[int] = []
-        self._index: dict[tuple[int, str], int] | None = None
+        # kind -> value -> where, in a tally of many values
+        self._index: dict[int, dict[str, int]] | None = None
+
+    def _kind_index(self, code: int) -> dict[str, int]:
+        index = self._index
+        if index is None:  # (made again after a take-back moved the values)
+            index = self._index = {}
+            for at, (code_of, value) in enumerate(zip(self._codes, self._values, strict=True)):
+                index.setdefault(code_of, {})[value] = at
+        of_kind = index.get(code)
+        if of_kind is None:
+            of_kind = index[code] = {}
+        return of_kind
 
     def _at(self, code: int, value: str) -> int:
         values = self._values
         if len(values) >= _COUNTS_INDEXED_FROM:
-            index = self._index
-            if index is None:  # (made again after a take-back moved the values)
-                index = self._index = {
-                    (code_of, value_of): at
-                    for at, (code_of, value_of) in enumerate(zip(self._codes, values, strict=True))
-                }
-            return index.get((code, value), -1)
-        codes, start = self._codes, 0
-        while True:  # a value may be counted under several kinds (an address: ip and peer)
-            try:
-                at = values.index(value, start)
-            except ValueError:
+            return self._kind_index(code).get(value, -1)
+        if value not in values:  # (a scan in C, where a failed index() raises)
+            return -1
+        codes, at = self._codes, values.index(value)
+        while codes[at] != code:  # a value may be counted under several kinds (an address)
+            if value not in values[at + 1 :]:
                 return -1
-            if codes[at] == code:
-                return at
-            start = at + 1
+            at = values.index(value, at + 1)
+        return at
 
     def add(self, kind: str, value: str, times: int = 1) -> None:
+        # the pipeline counts each sighting of a batch here: the first look is made inline
         code = ord(_KIND_CHAR.get(kind) or _kind_char(kind))
-        at = self._at(code, value)
+        values = self._values
+        of_kind = None
+        if len(values) < _COUNTS_INDEXED_FROM:
+            at = values.index(value) if value in values else -1
+            if at >= 0 and self._codes[at] != code:
+                at = self._at(code, value)  # (counted under another kind first)
+        else:
+            index = self._index
+            of_kind = index.get(code) if index is not None else None
+            if of_kind is None:
+                of_kind = self._kind_index(code)
+            at = of_kind.get(value, -1)
         if at >= 0:
             self._counts[at] += times
             return
         if code not in self._kinds:
             self._kinds += bytes((code,))
-        if self._index is not None:
-            self._index[(code, value)] = len(self._values)
+        if of_kind is not None:
+            of_kind[value] = len(values)
         self._codes.append(code)
-        self._values.append(value)
+        values.append(value)
         self._counts.append(times)
 
     def take_back(self, kind: str, value: str) -> None:

@@ -148,10 +148,10 @@ DEVICE_COUNT_COLUMNS = 4 + len(SIZE_BIN_EDGES) + 1
 @dataclass(slots=True)
 class _Learned:
     """What an open window learned of one device besides its traffic, until it closes: its
-    facts (a ``FactTally``: kind -> value -> count), the flows it began, its ARP packets, and its address use
-    (``WindowProfile``'s fields of those names). A whole profile is made when the window
-    closes or settles its traffic: before that, a device's profile would hold little but six
-    empty containers (about 650 bytes; 65 MiB at 100,000 devices)."""
+    facts (a ``FactTally``: kind -> value -> count), the flows it began, its ARP packets, and
+    its address use (``WindowProfile``'s fields of those names). A whole profile is made
+    when the window closes or settles its traffic: before that, a device's profile would
+    hold little but six empty containers (about 650 bytes; 65 MiB at 100,000 devices)."""
 
     facts: FactTally = field(default_factory=FactTally)
     flows_started: int = 0

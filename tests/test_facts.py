@@ -636,6 +636,7 @@ def test_a_tally_of_a_server_s_many_peers_finds_them_after_one_is_taken_back() -
     for peer in peers:
         tally.add("peer", peer)
         tally.add("ip", peer)
+    tally.add("peer", peers[39], 5)  # counted past the index's making
     tally.take_back("peer", peers[3])
     for peer in peers:
         tally.add("peer", peer, 2)
@@ -643,7 +644,7 @@ def test_a_tally_of_a_server_s_many_peers_finds_them_after_one_is_taken_back() -
     tally.add("ip", peers[38])
     counts = tally.counts()
     assert list(counts) == ["peer", "ip"]
-    assert counts["peer"] == {peer: 2 if peer == peers[3] else 3 for peer in peers}
+    assert counts["peer"] == {peer: {peers[3]: 2, peers[39]: 8}.get(peer, 3) for peer in peers}
     assert list(counts["peer"])[-1] == peers[3], "counted again, it comes last"
     assert counts["ip"] == {peer: 2 if peer == peers[38] else 1 for peer in peers[:39]}
 
