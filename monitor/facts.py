@@ -931,14 +931,14 @@ class FactTally:
     ``FactCounts`` over when it closes.
 
     An open window keeps one per device it saw (100,000 at the flood of
-    ``bench/memory.py``). A dict per kind would cost about 900 bytes a device for the few
-    values most have; this keeps the values in the order first counted, one list, with one
-    byte a value naming its kind and the counts a list alongside (about 400 bytes), and
-    ``_kinds`` the kinds in the order first counted. ``counts()`` reads as the dict of dicts
-    the same sightings would have made: kinds and each kind's values in the order first
-    counted, a value taken back to nothing gone (counted again, it comes last), and a kind
-    whose values all went kept as an empty mapping. Past ``_COUNTS_INDEXED_FROM`` values a
-    value is found through a dict (a server's peers in a window) rather than a scan."""
+    ``bench/memory.py``). A dict per kind cost about 930 bytes a device of five values in
+    four kinds; this keeps the values in the order first counted, one list, with one byte a
+    value naming its kind and the counts a list alongside (about 420 bytes), and ``_kinds``
+    the kinds in the order first counted. ``counts()`` reads as the dict of dicts the same
+    sightings would have made: kinds and each kind's values in the order first counted, a
+    value taken back to nothing gone (counted again, it comes last), and a kind whose values
+    all went kept as an empty mapping. Past ``_COUNTS_INDEXED_FROM`` values a value is found
+    through a dict per kind (a server's peers in a window) rather than a scan."""
 
     __slots__ = ("_codes", "_counts", "_index", "_kinds", "_values")
 
