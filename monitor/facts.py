@@ -22,7 +22,8 @@ more, so the same number of them are the same values.
 
 A ``FactCounts`` is what one window saw of a device, ``kind -> value -> count``: made once
 when the window closes, read as the dict of dicts it was made from, in under a third of its
-memory (a closing window holds every device's at once).
+memory (a closing window holds every device's at once). Until then a ``FactTally`` counts
+the window's sightings, added and taken back, in under half the memory of those dicts.
 """
 
 from __future__ import annotations
@@ -803,24 +804,14 @@ class FactCounts(Mapping[str, Mapping[str, int]]):
                 codes.append(code)
                 values.append(None)
                 counts.append(0)
-        self._hold(bytes(codes), tuple(values), tuple(counts))
-
-    @classmethod
-    def _grouped(
-        cls, codes: bytes, values: tuple[str | None, ...], counts: tuple[int, ...]
-    ) -> FactCounts:
-        """Counts already laid out as a ``FactCounts`` holds them (see ``FactTally``)."""
-        made = cls.__new__(cls)
-        made._hold(codes, values, counts)
-        return made
-
-    def _hold(self, codes: bytes, values: tuple[str | None, ...], counts: tuple[int, ...]) -> None:
-        self._codes, self._values, self._counts = codes, values, counts
+        self._codes = bytes(codes)
+        self._values = tuple(values)
+        self._counts = tuple(counts)
         self._index: dict[tuple[int, str], int] | None = None
         if len(values) >= _COUNTS_INDEXED_FROM:
             self._index = {
                 (code, value): at
-                for at, (code, value) in enumerate(zip(codes, values, strict=True))
+                for at, (code, value) in enumerate(zip(self._codes, values, strict=True))
                 if value is not None
             }
 
@@ -1014,11 +1005,6 @@ class FactTally:
 
     def counts(self) -> FactCounts:
         """The counts as a ``FactCounts`` (see the class docstring)."""
-        codes, kinds = self._codes, self._kinds
-        # most devices' sightings came kind by kind: laid out already, in C
-        grouped = b"".join(bytes((code,)) * codes.count(code) for code in kinds)
-        if grouped == codes and all(code in codes for code in kinds):
-            return FactCounts._grouped(bytes(codes), tuple(self._values), tuple(self._counts))
         return FactCounts(self._as_dicts())
 
     def _as_dicts(self) -> dict[str, dict[str, int]]:
