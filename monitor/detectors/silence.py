@@ -74,6 +74,10 @@ class SilenceDetector(DetectorBase):
         # tracks (the only ones ever asked about) or just saw: bounded as the baselines are,
         # however many short-lived conversations come and go
         self.last_message: dict[str, dict[str, float]] = {}
+        # the devices noted in the window last scored: the baselines have learned that
+        # window since (or skipped it), and what they learned is forgotten here at the next
+        # window, whether or not the device sends again (most devices of a flood never do)
+        self._noted: list[str] = []
         # device -> start of the latest closed window in which it sent anything
         self.last_sent_window: dict[str, float] = {}
         self._last_tick = float("-inf")
@@ -85,6 +89,9 @@ class SilenceDetector(DetectorBase):
         baselines: BaselineStore | None,
         now: float,
     ) -> list[Event]:
+        for device_id in self._noted:
+            self._forget_learned(device_id, baselines)
+        self._noted = []
         for profile in profiles:
             if profile.tx_packets:
                 previous = self.last_sent_window.get(profile.device_id, float("-inf"))
@@ -92,21 +99,29 @@ class SilenceDetector(DetectorBase):
             self._note_messages(profile, baselines)
         return self.evaluate(analysis, baselines, now, closed=True)
 
+    def _forget_learned(self, device_id: str, baselines: BaselineStore | None) -> None:
+        """Forget the device's last messages that need no time of their own here.
+
+        A conversation the baseline dropped (or never took) is not asked about; if it comes
+        back, the baseline learns it anew with a later last message. One whose last message
+        the baseline has learned needs none (``_last`` takes the later of the two): what is
+        kept is what the baseline has not learned (the window just scored; all of it while
+        the baseline is frozen, or when it skipped an anomalous window)."""
+        seen = self.last_message.get(device_id)
+        if seen is None:
+            return
+        baseline = baselines.get(device_id) if baselines is not None else None
+        for key in list(seen):
+            cadence = baseline.cadence.get(key) if baseline is not None else None
+            learned = cadence.last_message if cadence is not None else None
+            if cadence is None or (learned is not None and learned >= seen[key]):
+                del seen[key]
+        if not seen:
+            del self.last_message[device_id]
+
     def _note_messages(self, profile: WindowProfile, baselines: BaselineStore | None) -> None:
-        baseline = baselines.get(profile.device_id) if baselines is not None else None
+        self._forget_learned(profile.device_id, baselines)
         seen = self.last_message.get(profile.device_id)
-        if seen is not None:
-            # A conversation the baseline dropped (or never took) is not asked about; if it
-            # comes back, the baseline learns it anew with a later last message. One whose
-            # last message the baseline has learned needs no time of its own here (``_last``
-            # takes the later of the two): what is kept is what the baseline has not learned
-            # (the window just scored; all of it while the baseline is frozen, or when it
-            # skipped an anomalous window).
-            for key in list(seen):
-                cadence = baseline.cadence.get(key) if baseline is not None else None
-                learned = cadence.last_message if cadence is not None else None
-                if cadence is None or (learned is not None and learned >= seen[key]):
-                    del seen[key]
         for key, times in profile.conversations.items():
             if times:
                 if seen is None:
@@ -114,8 +129,8 @@ class SilenceDetector(DetectorBase):
                 latest = quantize_time(max(times))  # as the baseline keeps it
                 if latest > seen.get(key, float("-inf")):
                     seen[key] = latest
-        if seen is not None and not seen:
-            del self.last_message[profile.device_id]
+        if seen is not None:
+            self._noted.append(profile.device_id)
 
     def tick(
         self, analysis: AnalysisView, baselines: BaselineStore | None, now: float

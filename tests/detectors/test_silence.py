@@ -168,3 +168,32 @@ def test_a_last_message_the_baseline_learned_is_not_kept_twice_nor_lost_when_it_
     assert baseline.cadence[feed].last_message == T0 + WINDOW + 1.0
     assert silence._last(MONITOR[0], feed, baseline) == T0 + 2 * WINDOW + 1.0
     assert silence._last(MONITOR[0], other, baseline) == T0 + 3 * WINDOW + 2.0
+
+
+def test_learned_last_messages_are_forgotten_at_the_next_window_if_the_device_never_returns() -> (
+    None
+):
+    # A flood of 100,000 devices that each send in one window only: what the baselines
+    # learned must not stay here as well until the device comes back (it may never).
+    store = BaselineStore(BaselineConfig(min_duration=0.0, min_windows=1))
+    silence = SilenceDetector()
+    analysis = Analysis()
+    feed = f"{ENGINE[0]}|udp/2575"
+
+    def window(device_id: str, start: float) -> None:
+        profile = WindowProfile(
+            device_id, start, start + WINDOW, tx_packets=1, conversations={feed: [start + 1.0]}
+        )
+        silence.score_window([profile], analysis, store, profile.end)  # score, then learn
+        store.learn_window([profile])
+
+    window(MONITOR[0], T0)
+    assert silence.last_message[MONITOR[0]] == {feed: T0 + 1.0}  # not learned when scored
+    window(LAPTOP[0], T0 + WINDOW)
+    assert MONITOR[0] not in silence.last_message
+    monitor = store.get(MONITOR[0])
+    assert monitor is not None and silence._last(MONITOR[0], feed, monitor) == T0 + 1.0
+    store.get(LAPTOP[0]).freeze()  # type: ignore[union-attr]
+    window(LAPTOP[0], T0 + 2 * WINDOW)  # not learned: it stays
+    window(MONITOR[0], T0 + 3 * WINDOW)
+    assert silence.last_message[LAPTOP[0]] == {feed: T0 + 2 * WINDOW + 1.0}
