@@ -7,6 +7,7 @@ import copy
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from monitor.model import Device, WindowProfile
 
@@ -69,18 +70,30 @@ class Reported:
 
     def __init__(self, repeat_seconds: float) -> None:
         self.repeat_seconds = repeat_seconds
-        self.seen: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
+        # rule -> device -> (when last reported, *the values reported): one tuple, not a
+        # frozenset in a pair under a (device, rule) key. A finding of one value costs 56
+        # bytes that way, where it cost 330, and a site of 100,000 devices has one or two
+        # standing findings on most of them.
+        self._seen: dict[str, dict[str, tuple[Any, ...]]] = {}
 
     def __contains__(self, key: tuple[str, str]) -> bool:
-        return key in self.seen
+        device, rule = key
+        return device in self._seen.get(rule, ())
+
+    def __len__(self) -> int:
+        return sum(len(devices) for devices in self._seen.values())
 
     def refresh_only(self, key: tuple[str, str], values: frozenset[str], now: float) -> bool:
-        previous = self.seen.get(key)
-        if (
-            previous is None
-            or not values <= previous[0]
-            or now - previous[1] >= self.repeat_seconds
-        ):
-            self.seen[key] = (values | (previous[0] if previous else frozenset()), now)
+        device, rule = key
+        devices = self._seen.get(rule)
+        if devices is None:
+            devices = self._seen[rule] = {}
+        previous = devices.get(device)
+        if previous is None:
+            devices[device] = (now, *values)
+            return False
+        last, *reported = previous
+        if not values.issubset(reported) or now - last >= self.repeat_seconds:
+            devices[device] = (now, *values.union(reported))
             return False
         return True
