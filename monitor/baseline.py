@@ -35,11 +35,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import yaml
 
-from monitor.facts import FACT_KINDS, Fact, FactTable
+from monitor.facts import FACT_KINDS, NO_FACTS, Fact, FactTable
 from monitor.model import Device, WindowProfile
 from monitor.profiles import (
     MAD_TO_SIGMA,
@@ -156,8 +157,10 @@ class Baseline:
         self.device_id = device_id
         self.config = config or BaselineConfig()
         self.facts = FactTable()
-        self.pending = FactTable()
-        self.approvals: dict[tuple[str, str], Approval] = {}
+        # most baselines never have a pending fact nor an approval: they share empty ones
+        # until they do (``_pending_to_write``, ``_approvals_to_write``), 150 bytes a device
+        self.pending: FactTable = NO_FACTS
+        self.approvals: Mapping[tuple[str, str], Approval] = _NO_APPROVALS
         self.volumes = VolumeHistory(
             self.config.history_windows,
             self.config.seasonal_weeks,
@@ -234,7 +237,7 @@ class Baseline:
                 elif self._pending_size() < self.config.max_pending or self.pending.has(
                     kind, value
                 ):
-                    self.pending.record(kind, value, end, count)
+                    self._pending_to_write().record(kind, value, end, count)
         self.volumes.add(profile)
         self._learn_cadence(profile)
         self.expire(end)
@@ -243,6 +246,17 @@ class Baseline:
 
     def _pending_size(self) -> int:
         return self.pending.value_count()
+
+    def _pending_to_write(self) -> FactTable:
+        if self.pending is NO_FACTS:
+            self.pending = FactTable()
+        return self.pending
+
+    def _approvals_to_write(self) -> dict[tuple[str, str], Approval]:
+        approvals = self.approvals
+        if not isinstance(approvals, dict):
+            approvals = self.approvals = {}
+        return approvals
 
     def _learn_cadence(self, profile: WindowProfile) -> None:
         cadence = self.cadence
@@ -270,7 +284,8 @@ class Baseline:
                 for value, fact in list(values.items()):
                     if fact.last_seen < limit:
                         del values[value]
-                        self.approvals.pop((kind, value), None)
+                        if self.approvals:
+                            self._approvals_to_write().pop((kind, value), None)
                         gone += 1
                     elif fact.last_seen < oldest:
                         oldest = fact.last_seen
@@ -380,7 +395,7 @@ class Baseline:
             fact.see(pending.first_seen, pending.count)
             fact.see(pending.last_seen, 0)
         values[value] = fact
-        self.approvals[(kind, value)] = Approval(who.strip(), why.strip(), when)
+        self._approvals_to_write()[(kind, value)] = Approval(who.strip(), why.strip(), when)
         self._oldest = None  # an approval may carry an older time
         return fact
 
@@ -477,7 +492,10 @@ class Baseline:
             parsed = None if value is None else parse_time(value, f"{where}: {name}")
             setattr(baseline, name, parsed)
         baseline._facts_from_dict(fields["facts"], baseline.facts, f"{where}: facts", True)
-        baseline._facts_from_dict(fields["pending"], baseline.pending, f"{where}: pending", False)
+        pending = FactTable()
+        baseline._facts_from_dict(fields["pending"], pending, f"{where}: pending", False)
+        if pending:
+            baseline.pending = pending
         for key, value in read_mapping(fields["cadence"], f"{where}: cadence").items():
             if not isinstance(key, str) or not key:
                 raise FormatError(f"{where}: cadence: a conversation key must be text")
@@ -530,7 +548,7 @@ class Baseline:
             by, why = entry[4], entry[5]
             if not isinstance(by, str) or not isinstance(why, str) or not by or not why:
                 raise FormatError(f"{at}: approved_by and why must be non-empty text")
-            self.approvals[(kind, value)] = Approval(by, why, _epoch(entry[6], at))
+            self._approvals_to_write()[(kind, value)] = Approval(by, why, _epoch(entry[6], at))
 
     def _facts_from_dict(self, data: object, table: FactTable, where: str, approvals: bool) -> None:
         for kind, entries in read_mapping(data, where).items():
@@ -568,11 +586,14 @@ class Baseline:
                     by, why = entry["approved_by"], entry["why"]
                     if not isinstance(by, str) or not isinstance(why, str) or not by or not why:
                         raise FormatError(f"{at}: approved_by and why must be non-empty text")
-                    self.approvals[(kind, value)] = Approval(
+                    self._approvals_to_write()[(kind, value)] = Approval(
                         by, why, parse_time(entry["approved_at"], f"{at}.approved_at")
                     )
             if values:
                 table[kind] = values
+
+
+_NO_APPROVALS: Mapping[tuple[str, str], Approval] = MappingProxyType({})
 
 
 def _epoch(value: object, where: str) -> float:

@@ -676,6 +676,24 @@ class _FactsAsOf(FactTable):
     _add_kind = _insert = _remove = _replace = _read_only  # type: ignore[assignment]
 
 
+class _NoFacts(FactTable):
+    """``NO_FACTS``: an empty table that stays empty."""
+
+    __slots__ = ()
+
+    def _read_only(self, *_: object, **__: object) -> Any:
+        raise TypeError("the shared empty fact table is read-only: make a table of its own")
+
+    record = record_counts = absorb = take_back = _read_only  # type: ignore[assignment]
+    setdefault = __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
+    _add_kind = _insert = _remove = _replace = _read_only  # type: ignore[assignment]
+
+
+# One empty table for all the holders with nothing to hold yet (a baseline's pending facts,
+# which most baselines never have): each makes a table of its own when it records.
+NO_FACTS: FactTable = _NoFacts()
+
+
 class KindFacts(Mapping[str, Fact]):
     """The values of one kind in a ``FactTable``: ``value -> Fact`` (a copy; see the module
     docstring). Made on access; holds nothing of its own, and reads the table as it is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -201,6 +202,41 @@ def test_a_new_fact_while_enforcing_stays_a_deviation_until_approved() -> None:
     assert (fact.first_seen, fact.count) == (T0 + 360.0, 2)  # history of the pending fact kept
     assert baseline.approvals[("peer", "ext:203.0.113.9")].by == "alice"
     assert baseline.pending == {}
+
+
+def test_a_pending_fact_and_an_approval_stay_with_their_own_device() -> None:
+    # Baselines with neither share empty ones until they have their own: a write must never
+    # reach another device's.
+    odd, quiet = enforcing_baseline(), enforcing_baseline()
+    odd.learn(window(5, peers={GW, "ext:203.0.113.9"}))
+    odd.approve("tls_sni", "update.vendor.example", "bob", "firmware 4.2", T0 + 999)
+    assert set(odd.pending) == {"peer"} and set(odd.approvals) == {
+        ("tls_sni", "update.vendor.example")
+    }
+    assert quiet.pending == {} and quiet.approvals == {}
+    fresh = Baseline("other")
+    assert fresh.pending == {} and fresh.approvals == {}
+    for baseline in (odd, quiet):  # and so they are read back from the state file
+        again = Baseline.from_dict(baseline.to_dict(compact=True))
+        assert again.to_dict() == baseline.to_dict()
+    quiet.learn(window(6, peers={GW, "ext:198.51.100.7"}))
+    assert set(quiet.pending["peer"]) == {"ext:198.51.100.7"}
+    assert set(odd.pending["peer"]) == {"ext:203.0.113.9"}
+
+
+def test_a_baseline_costs_under_900_bytes_before_it_learns() -> None:
+    # One per device. Most never have a pending fact or an approval: a table and a dict
+    # of their own for them cost 152 bytes a baseline, 991 in all.
+    config = BaselineConfig()
+    devices = [f"02:00:00:00:{k >> 8:02x}:{k & 255:02x}" for k in range(2000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        baselines = [Baseline(device, config) for device in devices]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held / len(baselines) < 900
 
 
 def test_approving_a_value_never_seen_makes_it_known_with_count_zero() -> None:

@@ -686,3 +686,18 @@ def test_a_window_s_tally_costs_under_half_of_a_dict_per_kind() -> None:
 
     tally, dicts = bytes_each(in_a_tally), bytes_each(in_dicts)
     assert tally < dicts / 2, (tally, dicts)
+
+
+def test_the_shared_empty_fact_table_refuses_to_be_written() -> None:
+    # The baselines with no pending fact share it: a value written there would be every
+    # device's.
+    writes = [
+        lambda: facts.NO_FACTS.record("peer", "10.0.0.1", 1.0),
+        lambda: facts.NO_FACTS.record_counts("peer", {"10.0.0.1": 1}, 1.0),
+        lambda: facts.NO_FACTS.setdefault("peer"),
+        lambda: facts.NO_FACTS.absorb({"peer": {"10.0.0.1": Fact(1.0, 1.0, 1)}}),
+    ]
+    for write in writes:
+        with pytest.raises(TypeError, match="read-only"):
+            write()
+    assert facts.NO_FACTS == {} and not facts.NO_FACTS.has("peer", "10.0.0.1")
