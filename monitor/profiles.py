@@ -52,6 +52,9 @@ VOLUME_FEATURES: tuple[str, ...] = (
 """The per-window volume features, in a fixed order."""
 
 _UINT32_MAX = 2**32 - 1
+_UINT64_MAX = 2**64 - 1
+# an hour's sums of the volume features, then its window count: all nought (read only)
+_NO_SUMS = array("Q", bytes(8 * (len(VOLUME_FEATURES) + 1)))
 _EXACT_COUNT = 2**53  # the largest count a float64 holds exactly
 # MAD of a normal distribution is 0.6745 sigma: scale it to be comparable with a std dev.
 MAD_TO_SIGMA = 1.4826
@@ -713,7 +716,9 @@ class VolumeHistory:
         self._next: bytearray | None = None  # ring position of the next week per slot
         # The hour being accumulated (absolute hour number) and its sums + window count.
         self._current_hour: int | None = None
-        self._current: list[int] = [0] * (len(VOLUME_FEATURES) + 1)
+        # an array, not a list: a list of seven sums costs about 250 bytes, its numbers
+        # past 256 each an object of its own, and a site has one per device
+        self._current = array("Q", _NO_SUMS)
 
     def add(self, profile: WindowProfile) -> None:
         vector = volume_vector(profile)
@@ -755,7 +760,7 @@ class VolumeHistory:
         if self._current_hour is not None and windows:
             slot = (self._current_hour + _EPOCH_WEEKDAY_OFFSET_HOURS) % HOURS_PER_WEEK
             self._slot_push(slot, [round(total / windows, 3) for total in self._current[:-1]])
-        self._current = [0] * (len(VOLUME_FEATURES) + 1)
+        self._current[:] = _NO_SUMS
 
     def __len__(self) -> int:
         return len(self._series)
@@ -935,10 +940,13 @@ class VolumeHistory:
             history._current_hour = int(start // 3600)
             sums = read_mapping(cur["sums"], f"{where}.current_hour.sums")
             check_keys(sums, f"{where}.current_hour.sums", required=set(VOLUME_FEATURES))
-            history._current = [
+            counts = [
                 read_count(sums[name], f"{where}.current_hour.sums.{name}")
                 for name in VOLUME_FEATURES
             ] + [read_count(cur["windows"], f"{where}.current_hour.windows")]
+            if max(counts) > _UINT64_MAX:
+                raise FormatError(f"{where}.current_hour: a sum is out of range")
+            history._current = array("Q", counts)
 
 
 def _b64(values: array[Any]) -> str:

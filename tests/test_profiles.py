@@ -484,3 +484,32 @@ def test_the_compact_form_is_checked(field: str, value: object, message: str) ->
     data[field] = value
     with pytest.raises(FormatError, match=message):
         VolumeHistory.from_dict(data, "v", capacity=32)
+
+
+def test_the_hour_being_summed_is_checked() -> None:
+    data = a_week_of_history().to_dict(compact=True)
+    data["current_hour"]["sums"]["tx_bytes"] = 2**64  # beyond what a sum can hold
+    with pytest.raises(FormatError, match=r"v\.current_hour: a sum is out of range"):
+        VolumeHistory.from_dict(data, "v", capacity=32)
+
+
+def test_a_volume_history_of_one_window_costs_under_500_bytes() -> None:
+    # One per device: 100,000 devices that each sent in one window. The hour's sums as a
+    # list cost 560 bytes a history, most of it their numbers past 256, an object each.
+    profiles = [
+        WindowProfile("d", MONDAY, MONDAY + 60, tx_packets=300 + k % 50, tx_bytes=123_456 + k,
+                      rx_packets=280, rx_bytes=654_321 + k, flows_started=10, peers={"a"})
+        for k in range(2000)
+    ]  # fmt: skip
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        histories = []
+        for window in profiles:
+            history = VolumeHistory()
+            history.add(window)
+            histories.append(history)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held / len(histories) < 500
