@@ -194,8 +194,11 @@ class EventBook:
         # event opened or escalated): expiring looks at the earliest, instead of passing over
         # every open event for every event submitted
         self._expiry: list[tuple[float, tuple[str, str]]] = []
-        self._counts: dict[tuple[str, str, str], int] = {}
-        self._matches: dict[tuple[str, str], int] = {}
+        # (detector, metric severity) -> device -> events, and signature -> device ->
+        # matches: keyed by the device's id alone, where a tuple per device and label cost
+        # 64 bytes more each (most of 100,000 devices have an event or two)
+        self._counts: dict[tuple[str, str], dict[str, int]] = {}
+        self._matches: dict[str, dict[str, int]] = {}
         self.emitted: list[Event] = []  # every new event, in order (bounded by the caller)
         self.keep_emitted = True
         self._file: IO[str] | None = None
@@ -254,11 +257,16 @@ class EventBook:
                 heapq.heappush(self._expiry, (event.time, key))
                 self.open[key] = OpenEvent(event.severity, event.time)
                 new.append(event)
-                label = (event.device, event.detector, METRIC_SEVERITY[event.severity])
-                self._counts[label] = self._counts.get(label, 0) + 1
+                counts = self._counts.get((event.detector, METRIC_SEVERITY[event.severity]))
+                if counts is None:
+                    label = (event.detector, METRIC_SEVERITY[event.severity])
+                    counts = self._counts[label] = {}
+                counts[event.device] = counts.get(event.device, 0) + 1
                 if event.signature:
-                    match = (event.device, event.signature)
-                    self._matches[match] = self._matches.get(match, 0) + 1
+                    matches = self._matches.get(event.signature)
+                    if matches is None:
+                        matches = self._matches[event.signature] = {}
+                    matches[event.device] = matches.get(event.device, 0) + 1
                 if self.keep_emitted:
                     self.emitted.append(event)
                 if self._file is not None:
@@ -271,7 +279,11 @@ class EventBook:
 
     def anomaly_counts(self) -> Mapping[tuple[str, str, str], int]:
         with self._lock:
-            return dict(self._counts)
+            return {
+                (device, detector, severity): count
+                for (detector, severity), counts in self._counts.items()
+                for device, count in counts.items()
+            }
 
     def active_anomalies(self, now: float) -> Iterable[tuple[str, str, str]]:
         with self._lock:
@@ -283,4 +295,8 @@ class EventBook:
 
     def signature_matches(self) -> Mapping[tuple[str, str], int]:
         with self._lock:
-            return dict(self._matches)
+            return {
+                (device, signature): count
+                for signature, matches in self._matches.items()
+                for device, count in matches.items()
+            }

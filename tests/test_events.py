@@ -148,6 +148,61 @@ def test_the_book_holds_an_open_event_in_a_few_hundred_bytes_whatever_its_eviden
     assert held < len(devices) * 400, f"{held / len(devices):.0f} bytes per open event"
 
 
+def test_the_book_counts_events_and_matches_per_device_detector_severity_and_signature() -> None:
+    pump, monitor = _device("00:00:00:00:00:01", "high"), _device("00:00:00:00:00:02", None)
+    book = EventBook(hold_seconds=600)
+
+    def found(device: Device, detector: str, when: float, base: str, rule: str) -> Event:
+        event = _event(device, detector, when, base)
+        event.signature = rule
+        return event
+
+    book.submit([found(pump, "cleartext_clinical_data", T, "info", "rule.mqtt"),
+                 found(monitor, "cleartext_clinical_data", T, "info", "rule.mqtt"),
+                 found(monitor, "remote_admin_exposure", T, "warning", "rule.mirth")])  # fmt: skip
+    # the pump's escalates (a new event, counted under its own severity); the monitor's
+    # repeats within the hold time (absorbed: not counted)
+    book.submit(
+        [
+            found(pump, "cleartext_clinical_data", T + 60, "critical", "rule.mqtt"),
+            found(monitor, "cleartext_clinical_data", T + 60, "info", "rule.mqtt"),
+        ]
+    )
+    assert book.anomaly_counts() == {
+        (pump.id, "cleartext_clinical_data", "warning"): 1,  # "info" on a high pump: a rank up
+        (pump.id, "cleartext_clinical_data", "critical"): 1,
+        (monitor.id, "cleartext_clinical_data", "info"): 1,
+        (monitor.id, "remote_admin_exposure", "warning"): 1,
+    }
+    assert book.signature_matches() == {
+        (pump.id, "rule.mqtt"): 2,
+        (monitor.id, "rule.mqtt"): 1,
+        (monitor.id, "rule.mirth"): 1,
+    }
+
+
+def test_the_book_counts_a_signature_s_event_in_under_300_bytes() -> None:
+    # 100,000 devices with a standing finding each (cleartext MQTT, an exposed admin port):
+    # its counts under a (device, detector, severity) key and a (device, signature) key
+    # cost 385 bytes an event with the open event itself.
+    devices = [f"00:00:00:{k >> 16:02x}:{(k >> 8) & 255:02x}:{k & 255:02x}" for k in range(5000)]
+    events = [
+        make_event(device, None, "cleartext_clinical_data", "warning", "s", T + 0.001 * k,
+                   signature="rule.cleartext-mqtt-from-clinical-device")
+        for k, device in enumerate(devices)
+    ]  # fmt: skip
+    book = EventBook(hold_seconds=3600)
+    book.keep_emitted = False  # as the daemon
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert len(book.submit(events, T)) == len(devices)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held / len(devices) < 300
+
+
 def test_a_more_severe_detection_reopens_the_event() -> None:
     pump = _device("00:00:00:00:00:01", None)
     book = EventBook(hold_seconds=600)
