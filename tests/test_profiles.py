@@ -494,8 +494,8 @@ def test_the_hour_being_summed_is_checked() -> None:
 
 
 def test_a_volume_history_of_one_window_costs_under_500_bytes() -> None:
-    # One per device: 100,000 devices that each sent in one window. The hour's sums as a
-    # list cost 560 bytes a history, most of it their numbers past 256, an object each.
+    # One per device: 100,000 devices that each sent in one window. With the hour's sums in
+    # a list (each number past 256 an object of its own), a history cost 560 bytes.
     profiles = [
         WindowProfile("d", MONDAY, MONDAY + 60, tx_packets=300 + k % 50, tx_bytes=123_456 + k,
                       rx_packets=280, rx_bytes=654_321 + k, flows_started=10, peers={"a"})
