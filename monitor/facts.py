@@ -658,35 +658,37 @@ class FactJournal:
         return seen, removed, touched
 
 
-class _FactsAsOf(FactTable):
+class _ReadOnlyFacts(FactTable):
+    """A table no write reaches: each write raises ``TypeError`` with the class's ``_WHY``."""
+
+    __slots__ = ()
+    _WHY = "this fact table is read-only"
+
+    def _read_only(self, *_: object, **__: object) -> Any:
+        raise TypeError(self._WHY)
+
+    record = record_counts = absorb = take_back = _read_only  # type: ignore[assignment]
+    setdefault = __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
+    _add_kind = _insert = _remove = _replace = _read_only  # type: ignore[assignment]
+
+
+class _FactsAsOf(_ReadOnlyFacts):
     """What ``FactTable.first_seen_before`` returns: some of another table's values."""
 
     __slots__ = ("_source",)
     _source: FactTable
+    _WHY = "a view of facts as of a time is read-only"
 
     @property
     def source(self) -> FactTable:
         return self._source
 
-    def _read_only(self, *_: object, **__: object) -> Any:
-        raise TypeError("a view of facts as of a time is read-only")
 
-    record = record_counts = absorb = take_back = _read_only  # type: ignore[assignment]
-    setdefault = __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
-    _add_kind = _insert = _remove = _replace = _read_only  # type: ignore[assignment]
-
-
-class _NoFacts(FactTable):
+class _NoFacts(_ReadOnlyFacts):
     """``NO_FACTS``: an empty table that stays empty."""
 
     __slots__ = ()
-
-    def _read_only(self, *_: object, **__: object) -> Any:
-        raise TypeError("the shared empty fact table is read-only: make a table of its own")
-
-    record = record_counts = absorb = take_back = _read_only  # type: ignore[assignment]
-    setdefault = __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
-    _add_kind = _insert = _remove = _replace = _read_only  # type: ignore[assignment]
+    _WHY = "the shared empty fact table is read-only: make a table of its own"
 
 
 # One empty table for all the holders with nothing to hold yet (a baseline's pending facts,
