@@ -211,8 +211,35 @@ def _owner_at_row(
     ``Analysis._take_unowned_sides``)."""
     if row >= owners[-1][0]:
         return owner_now
-    at = next(i for i in range(len(owners) - 1, -1, -1) if owners[i][0] <= row)
+    at = bisect.bisect_right(owners, row, key=operator.itemgetter(0)) - 1
     return owners[at][1] if owners[at][1] is not None else owners[at + 1][1]
+
+
+class _BindingPass:
+    """One pass of a batch's address bindings (ARP senders, or plain traffic): the rows it
+    binds from, each row's group (one per device and address) and each group's size."""
+
+    __slots__ = ("_by_group", "_starts", "authoritative", "group_of_row", "group_sizes", "rows")
+
+    def __init__(
+        self,
+        rows: npt.NDArray[np.int64],
+        group_of_row: npt.NDArray[np.int64],
+        group_sizes: npt.NDArray[np.int64],
+        authoritative: bool,
+    ) -> None:
+        self.rows, self.group_of_row, self.group_sizes = rows, group_of_row, group_sizes
+        self.authoritative = authoritative
+        self._by_group: npt.NDArray[np.int64] | None = None
+        self._starts: list[int] = []
+
+    def group_rows(self, group: int) -> npt.NDArray[np.int64]:
+        """The batch rows of ``group``, in order. (Sorted once, when first asked: a flood
+        of senders claiming one address makes as many groups.)"""
+        if self._by_group is None:
+            self._by_group = self.rows[np.argsort(self.group_of_row, kind="stable")]
+            self._starts = [0, *np.cumsum(self.group_sizes).tolist()]
+        return self._by_group[self._starts[group] : self._starts[group + 1]]
 
 
 class _KeyChanges(NamedTuple):
@@ -950,9 +977,16 @@ class Analysis:
         began to or from an address before such a frame, or before another device's frame
         took it over, start with the owner then, as frame by frame (``_owners_by_row``)."""
         ip_owner = self.inventory.ip_owner
+        routers = self.inventory.routers
         owned_before: dict[str, str | None] = {}  # address -> its owner before this batch
         # address -> (row, device that took it, or None: a router found out lost it)
         taken: dict[str, list[tuple[int, str | None]]] = {}
+        # address -> (pass, group, device) of each binding that made it the device's; and
+        # device -> the row that showed it to be a router: to follow, row by row, an address
+        # that changed hands (see _ownership_changes)
+        accepted: dict[str, list[tuple[int, int, str]]] = {}
+        router_from: dict[str, int] = {}
+        passes: list[_BindingPass] = []
         has = (src_dev >= 0) & (table.src_mac[sl] != 0)
         version = table.ip_version[sl]
         arp = table.ethertype[sl] == ETHERTYPE_ARP
@@ -974,6 +1008,7 @@ class Analysis:
             first, inverse, counts = group_keys(keys)
             groups: dict[int, tuple[Device, str]] = {}
             recorded_v4.append((rows, inverse, groups))
+            passes.append(_BindingPass(rows, inverse, counts[: first.shape[0]], authoritative))
             latest = group_max(inverse, t[rows], first.shape[0])
             for j in range(first.shape[0]):
                 r = int(first[j])
@@ -992,6 +1027,7 @@ class Analysis:
                 device = devices[dev_index]
                 if address not in owned_before:
                     owned_before[address] = ip_owner.get(address)
+                was_router = device.id in routers
                 unbound = self.inventory.bind(
                     device,
                     address,
@@ -1000,6 +1036,8 @@ class Analysis:
                     int(counts[j]),
                     float(latest[j]),
                 )
+                if not was_router and device.id in routers:
+                    router_from[device.id] = int(rows[r])
                 for gone in unbound:
                     owned_before.setdefault(gone, device.id)
                     taken.setdefault(gone, []).append((int(rows[r]), None))
@@ -1009,6 +1047,7 @@ class Analysis:
                 v4 = authoritative or ver == 4
                 if ip_owner.get(address) == device.id:
                     taken.setdefault(address, []).append((int(rows[r]), device.id))
+                    accepted.setdefault(address, []).append((len(passes) - 1, j, device.id))
                     if v4:
                         groups[j] = (device, address)
         self._owners_by_row = {}
@@ -1016,9 +1055,59 @@ class Analysis:
             before, taker = owned_before[address], takers[0][1]
             if taker is not None and before in (None, taker) and all(d == taker for _, d in takers):
                 continue  # one owner all along, or none before it (see _take_unowned_sides)
-            takers.sort(key=operator.itemgetter(0))
-            self._owners_by_row[address] = [(-1, before), *takers]
+            if len(takers) == 1 and not router_from:  # the usual case: one device took it
+                changes = [(-1, before), takers[0]]
+            else:
+                changes = self._ownership_changes(
+                    address, before, accepted.get(address, []), passes, router_from
+                )
+            if changes[-1][1] is None:
+                ip_owner.pop(address, None)
+            else:
+                ip_owner[address] = changes[-1][1]
+            self._owners_by_row[address] = changes
         self._note_address_use(t, recorded_v4)
+
+    def _ownership_changes(
+        self,
+        address: str,
+        before: str | None,
+        bindings: list[tuple[int, int, str]],
+        passes: list[_BindingPass],
+        router_from: dict[str, int],
+    ) -> list[tuple[int, str | None]]:
+        """(row, owner) of ``address`` before the batch (row -1) and at each row where its
+        owner changed, frame by frame: each frame that binds it makes it its sender's, and a
+        router found out loses it. ``bindings`` are the batch's accepted bindings of it, as
+        (pass, group, device); a router's plain traffic binds nothing from the row that
+        showed it to be one. (The batch binds once per device and address, at its first
+        frame: when the address went back and forth, as between two devices set to one
+        static address, the last device to bind it is not the last to send from it.)"""
+        events: list[tuple[int, int]] = []  # (row, taker's index; a router's: -1 - index)
+        takers: list[str] = []
+        for pass_index, group, device_id in bindings:
+            binding_pass = passes[pass_index]
+            rows = binding_pass.group_rows(group)
+            if not binding_pass.authoritative and device_id in router_from:
+                rows = rows[rows < router_from[device_id]]
+            events.extend(zip(rows.tolist(), itertools.repeat(len(takers))))
+            takers.append(device_id)
+        confirmed = self.inventory.is_confirmed
+        for router, row in router_from.items():
+            if not confirmed(router, address):
+                events.append((row, -1 - len(takers)))
+                takers.append(router)
+        events.sort()  # (no two at one row: a row is one frame, from one address)
+        changes: list[tuple[int, str | None]] = [(-1, before)]
+        owner = before
+        for row, k in events:
+            if k < 0 and owner != takers[-1 - k]:
+                continue  # a router found out loses the address only if it was its own then
+            now = takers[k] if k >= 0 else None
+            if now != owner:
+                owner = now
+                changes.append((row, owner))
+        return changes
 
     def _note_address_use(
         self,

@@ -906,6 +906,116 @@ def test_a_flow_begun_to_an_address_before_another_device_took_it_over_is_its_ow
         assert _profiles_of(capture, 1, device) == _profiles_of(capture, 100_000, device)
 
 
+THIRD, ROUTER = "00:50:56:00:00:08", "00:1a:1e:00:00:01"
+
+
+def _claims_in_turn(tmp_path: Path, claims: list[tuple[str, str]]) -> Path:
+    """10.1.0.5 claimed in turn by each (how, MAC) of ``claims``: an ARP announcement, or
+    plain traffic to the engine from that address (a static address set on two devices);
+    or ("forwards", router): the router forwards an answer from 8.8.8.8 to the engine,
+    which shows it to be a router and claims nothing. After each, the engine sends a
+    datagram to 10.1.0.5 at that MAC. Each claim and datagram is a flow of its own, a
+    second apart."""
+    packets: list[object] = []
+    for turn, (how, mac) in enumerate(claims):
+        if how == "arp":
+            packets.append(
+                Ether(src=mac, dst="ff:ff:ff:ff:ff:ff")
+                / ARP(op=2, hwsrc=mac, psrc="10.1.0.5", pdst="10.1.0.5")
+            )
+        else:
+            source = "8.8.8.8" if how == "forwards" else "10.1.0.5"
+            packets.append(
+                Ether(src=mac, dst=ENGINE)
+                / IP(src=source, dst="10.1.0.1")
+                / UDP(sport=5000 + turn, dport=7000)
+                / b"c"
+            )
+        packets.append(
+            Ether(src=ENGINE, dst=mac)
+            / IP(src="10.1.0.1", dst="10.1.0.5")
+            / UDP(sport=40000, dport=9000 + turn)
+            / b"x"
+        )
+    times = [float(i) for i in range(len(packets))]
+    return write_capture(tmp_path / "claims.pcap", packets, times=times)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        [("arp", WORKSTATION), ("arp", MONITOR), ("arp", WORKSTATION)],
+        [("traffic", WORKSTATION), ("traffic", MONITOR), ("traffic", WORKSTATION)],
+        [("arp", WORKSTATION), ("traffic", MONITOR), ("arp", WORKSTATION)],
+        [("traffic", MONITOR), ("arp", WORKSTATION), ("traffic", MONITOR)],
+        [("arp", WORKSTATION), ("arp", MONITOR), ("arp", THIRD), ("arp", MONITOR)],
+        [("arp", WORKSTATION), ("arp", MONITOR), ("forwards", ROUTER), ("arp", WORKSTATION)],
+    ],
+    ids=[
+        "by ARP",
+        "by traffic",
+        "ARP, traffic, ARP",
+        "traffic, ARP, traffic",
+        "three devices",
+        "a router found out between",
+    ],
+)
+def test_an_address_claimed_in_turn_is_each_claimant_s_until_the_next_in_one_batch_too(
+    tmp_path: Path, claims: list[tuple[str, str]]
+) -> None:
+    """Two devices set to one static address take it from each other, back and forth. Frame
+    by frame each claim makes the address its sender's until the next: the datagram sent
+    to it after a claim is the claimant's, and the last claimant keeps it. One batch holds
+    every claim and must give the same, not leave it with the last device to take it
+    first. A router found out meanwhile takes nothing from the claimant then."""
+    capture = _claims_in_turn(tmp_path, claims)
+    engine_names: dict[str, int] = {}  # how the engine names a peer -> flows with it
+    owner = ""
+    for how, mac in claims:
+        if how == "forwards":
+            engine_names["ext:8.8.8.8"] = 1
+        else:
+            owner = mac
+            engine_names[mac] = engine_names.get(mac, 0) + (how == "traffic")
+        engine_names[owner] += 1  # the datagram to 10.1.0.5 that follows
+    for size in (100_000, 1):
+        analysis = _analysed(capture, size)
+        assert analysis.inventory.ip_owner["10.1.0.5"] == owner, size
+        peers = analysis.devices[ENGINE].facts["peer"]
+        assert {name: peers[name].count for name in peers} == engine_names, size
+    one_batch, one_by_one = _facts_in_batches_of(capture, (100_000, 1))
+    assert one_batch == one_by_one
+    for _, mac in claims:
+        assert _profiles_of(capture, 1, mac) == _profiles_of(capture, 100_000, mac)
+
+
+def test_a_router_found_out_keeps_the_address_its_arp_took_in_the_same_batch(
+    tmp_path: Path,
+) -> None:
+    """The workstation announces 10.1.0.1, the router's ARP takes it over, the router then
+    forwards an answer from 8.8.8.8 (a router: its traffic addresses are not its own), and
+    the engine sends to 10.1.0.1. An address an ARP gave the router stays its own, frame by
+    frame as in one batch: the engine's datagram is to the router."""
+    router = "00:1a:1e:00:00:01"
+    packets = [
+        *(
+            Ether(src=mac, dst="ff:ff:ff:ff:ff:ff")
+            / ARP(op=2, hwsrc=mac, psrc="10.1.0.1", pdst="10.1.0.1")
+            for mac in (WORKSTATION, router)
+        ),
+        Ether(src=router, dst=MONITOR) / IP(src="8.8.8.8", dst="10.1.0.5") / UDP() / b"a",
+        Ether(src=ENGINE, dst=router) / IP(src="10.1.0.9", dst="10.1.0.1") / UDP() / b"b",
+    ]
+    capture = write_capture(tmp_path / "router.pcap", packets, times=[0, 1, 2, 3])
+    for size in (100_000, 1):
+        analysis = _analysed(capture, size)
+        assert router in analysis.inventory.routers, size
+        assert analysis.inventory.ip_owner["10.1.0.1"] == router, size
+        assert set(analysis.devices[ENGINE].facts["peer"]) == {router}, size
+    one_batch, one_by_one = _facts_in_batches_of(capture, (100_000, 1))
+    assert one_batch == one_by_one
+
+
 def _profiled_protocols(capture: Path, batch_frames: int, device_id: str) -> set[str]:
     """The protocols in the window profiles of ``device_id``, the capture analysed in batches
     of ``batch_frames`` frames."""
