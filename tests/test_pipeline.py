@@ -996,22 +996,21 @@ def test_a_router_found_out_keeps_the_address_its_arp_took_in_the_same_batch(
     forwards an answer from 8.8.8.8 (a router: its traffic addresses are not its own), and
     the engine sends to 10.1.0.1. An address an ARP gave the router stays its own, frame by
     frame as in one batch: the engine's datagram is to the router."""
-    router = "00:1a:1e:00:00:01"
     packets = [
         *(
             Ether(src=mac, dst="ff:ff:ff:ff:ff:ff")
             / ARP(op=2, hwsrc=mac, psrc="10.1.0.1", pdst="10.1.0.1")
-            for mac in (WORKSTATION, router)
+            for mac in (WORKSTATION, ROUTER)
         ),
-        Ether(src=router, dst=MONITOR) / IP(src="8.8.8.8", dst="10.1.0.5") / UDP() / b"a",
-        Ether(src=ENGINE, dst=router) / IP(src="10.1.0.9", dst="10.1.0.1") / UDP() / b"b",
+        Ether(src=ROUTER, dst=MONITOR) / IP(src="8.8.8.8", dst="10.1.0.5") / UDP() / b"a",
+        Ether(src=ENGINE, dst=ROUTER) / IP(src="10.1.0.9", dst="10.1.0.1") / UDP() / b"b",
     ]
     capture = write_capture(tmp_path / "router.pcap", packets, times=[0, 1, 2, 3])
     for size in (100_000, 1):
         analysis = _analysed(capture, size)
-        assert router in analysis.inventory.routers, size
-        assert analysis.inventory.ip_owner["10.1.0.1"] == router, size
-        assert set(analysis.devices[ENGINE].facts["peer"]) == {router}, size
+        assert ROUTER in analysis.inventory.routers, size
+        assert analysis.inventory.ip_owner["10.1.0.1"] == ROUTER, size
+        assert set(analysis.devices[ENGINE].facts["peer"]) == {ROUTER}, size
     one_batch, one_by_one = _facts_in_batches_of(capture, (100_000, 1))
     assert one_batch == one_by_one
 
