@@ -379,10 +379,10 @@ class Analysis:
         # addresses of _unowned_sides that may have got an owner in this batch, in order
         self._owned_now: dict[str, None] = {}
         # address -> its owners in this batch, when it changed hands: (row, device) of its
-        # owner before the batch (row -1), of each device that took it and of each router
-        # found out that lost it (device None), by row; flows begun before the last of
-        # those rows start with the owner then, as frame by frame (see _bind_addresses,
-        # _owner_at_row)
+        # owner before the batch (row -1) and of each row where its owner changed (device
+        # None: a router found out lost it), by row; flows begun before the last of those
+        # rows start with the owner then, as frame by frame (see _bind_addresses,
+        # _ownership_changes, _owner_at_row)
         self._owners_by_row: dict[str, list[tuple[int, str | None]]] = {}
         self._device_rows = NameTable()  # device id -> row of the windows' device counts
         # facts noted while a batch is processed, applied once per distinct fact at its end
