@@ -35,25 +35,29 @@ def generated_capture(
     """The generated hospital capture of ``packets`` packets over ``seconds`` of capture
     time, written once and kept."""
     span = "" if seconds == GENERATED_SECONDS else f"-{seconds:g}s"
-    path = GENERATED_DIR / f"hospital-{packets}-seed{seed}{span}.pcap"
+    return generated_once(
+        f"hospital-{packets}-seed{seed}{span}.pcap",
+        ["--packets", str(packets), "--seed", str(seed), "--seconds", repr(seconds)],
+    )
+
+
+def generated_once(name: str, options: list[str]) -> Path:
+    """``GENERATED_DIR/name``, written by ``bench/generate_traffic.py options`` unless it is
+    there. Each process writes its own partial file and renames it into place: two test
+    workers (or benchmarks) asking for the same capture at once never read a half-written
+    one, and the generator gives both the same bytes."""
+    path = GENERATED_DIR / name
     if not path.is_file():
         GENERATED_DIR.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "bench/generate_traffic.py"),
-                str(partial),
-                "--packets",
-                str(packets),
-                "--seed",
-                str(seed),
-                "--seconds",
-                repr(seconds),
-            ],
-            check=True,
-        )
-        partial.rename(path)
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial")
+        try:
+            subprocess.run(
+                [sys.executable, str(REPO / "bench/generate_traffic.py"), str(partial), *options],
+                check=True,
+            )
+            partial.rename(path)
+        finally:
+            partial.unlink(missing_ok=True)
     return path
 
 

@@ -285,24 +285,10 @@ def short_path(filename: str) -> str:
 
 def flood_capture(flows: int, devices: int) -> Path:
     """The capture of ``flows`` distinct flows among ``devices`` devices, written once."""
-    path = harness.GENERATED_DIR / f"flows-{flows}-devices-{devices}.pcap"
-    if not path.is_file():
-        harness.GENERATED_DIR.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        subprocess.run(
-            [
-                sys.executable,
-                str(harness.REPO / "bench/generate_traffic.py"),
-                str(partial),
-                "--flows",
-                str(flows),
-                "--devices",
-                str(devices),
-            ],
-            check=True,
-        )
-        partial.rename(path)
-    return path
+    return harness.generated_once(
+        f"flows-{flows}-devices-{devices}.pcap",
+        ["--flows", str(flows), "--devices", str(devices)],
+    )
 
 
 def run_child(path: Path, end_to_end: bool, max_flows: int | None, top: int = 0) -> Any:
