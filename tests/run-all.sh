@@ -16,7 +16,9 @@ workers=$(nproc)
 ((workers > 4)) && workers=4
 # pytest's status 5 is "no test selected", as when arguments select tests of one part only
 status=0
-python3 -m pytest -q -p no:cacheprovider -m "not long and not netns" \
+# (pytest-benchmark, where a machine has it, warns at every worker that xdist disables it:
+# no test of ours uses it)
+python3 -m pytest -q -p no:cacheprovider -p no:benchmark -m "not long and not netns" \
   --numprocesses "$workers" --dist worksteal "$@" || status=$?
 namespaces=0
 python3 -m pytest -q -p no:cacheprovider -m "not long and netns" "$@" || namespaces=$?
