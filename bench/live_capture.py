@@ -14,6 +14,11 @@ For each worker count and rate it creates a network namespace holding one end of
   group), their reports merged by ``monitor.merge.MergedAnalysis`` in this process, as the
   daemon does.
 
+Either way each closed window is judged as the daemon judges it, in the loop that reads: the
+signature library classifies, the detectors score the window and the baselines learn it
+(``bench/harness.end_to_end_parts``). A window's close is where a sensor of many devices
+spends seconds at once, while the ring fills: a run shorter than a window never shows it.
+
 Per (workers, rate) it prints tcpreplay's own count of packets sent and its achieved rate,
 the packets Santinel counted, the kernel's drops (sum over the rings), packets lost before
 any ring (sent - received by the rings: the veth backlog), loss %, the CPU time (user +
@@ -34,12 +39,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import harness
 
 from monitor.daemon import _preload
 from monitor.daemon_sources import LiveSource
 from monitor.merge import MergedAnalysis
+from monitor.model import WindowProfile
 from monitor.pipeline import Analysis
 from monitor.runtime import tune_garbage_collector
 from monitor.workers import WorkerPool
@@ -48,6 +57,7 @@ DEFAULT_CAPTURE = Path(__file__).resolve().parent.parent / "tests/data/lab-demo/
 DEFAULT_RATES = (10_000, 25_000, 50_000, 100_000, 200_000, 400_000)
 TAG = "slbench"
 QUIET_SECONDS = 2.0
+WINDOW_SECONDS = 60.0
 DRAIN_SECONDS = 60.0  # the longest a worker may report nothing once the sender is done
 
 
@@ -162,9 +172,23 @@ def _cpu_since(began: os.times_result, sender_cpu: float) -> float:
     return own + children - sender_cpu
 
 
+class Judge:
+    """What the daemon does with each closed window, called as ``on_window``: the detectors
+    score it, then the baselines learn it. ``library`` is the signature library that
+    classifies the devices."""
+
+    def __init__(self) -> None:
+        self.library, self.suite, self.store = harness.end_to_end_parts(WINDOW_SECONDS)
+        self.suite.book.keep_emitted = False  # the daemon publishes events and keeps none
+
+    def __call__(self, profiles: list[WindowProfile], analysis: Any) -> None:
+        self.suite.on_window(profiles, analysis, self.store, learn=True)
+
+
 def run_single(wire: Wire, capture: Path, rate: int, duration: float, buffer: int) -> Row:
     source = LiveSource(wire.receiver, buffer_bytes=buffer)
-    analysis = Analysis(window_seconds=60.0)
+    judge = Judge()
+    analysis = Analysis(window_seconds=WINDOW_SECONDS, signatures=judge.library, on_window=judge)
     began = os.times()
     replay = wire.replay(capture, rate, duration)
     quiet_since = time.monotonic()
@@ -196,14 +220,18 @@ def run_pool(
     began = os.times()
     pool = WorkerPool(wire.receiver, workers, buffer_bytes=buffer)
     pool.start()
-    merged = MergedAnalysis(wire.receiver, workers)
+    judge = Judge()
+    merged = MergedAnalysis(wire.receiver, workers, signatures=judge.library)
     replay = wire.replay(capture, rate, duration)
     last_count = -1
     quiet_since = time.monotonic()
     try:
         while True:
             for report in pool.reports(0.2):
-                merged.apply(report)
+                # as the daemon's _merge: each window the reports complete is judged
+                for profiles in merged.apply(report):
+                    merged.classify_as_of(profiles)
+                    judge(profiles, merged)
             merged.classify()
             now = time.monotonic()
             if merged.packets != last_count:

@@ -1,5 +1,6 @@
-"""bench/live_capture.py: at a low rate one worker and two count every frame sent, and each
-row says how much CPU the sender and Santinel used (what the machine had left to give)."""
+"""bench/live_capture.py: at a low rate one worker and two count every frame sent, each row
+says how much CPU the sender and Santinel used (what the machine had left to give), and each
+closed window is judged as the daemon judges it."""
 
 from __future__ import annotations
 
@@ -11,15 +12,24 @@ from pathlib import Path
 
 import pytest
 
+from monitor.capture.files import open_capture
+from monitor.pipeline import Analysis
 from tests.netns_support import netns_available
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+
+import harness  # noqa: E402
+import live_capture  # noqa: E402
+
+DEMO = REPO / "tests/data/lab-demo/capture.pcap"
 ROW = re.compile(
     r"workers=(\d+) rate=\d+ achieved=\d+ sent=(\d+) counted=(\d+) kernel_drops=(\d+) .*"
     r"cpu_sender=([\d.]+)s cpu_santinel=([\d.]+)s"
 )
 
 
+@pytest.mark.netns
 def test_a_slow_replay_is_counted_whole_and_the_cpu_of_both_sides_is_reported() -> None:
     if not netns_available():
         pytest.skip("needs root and network namespaces")
@@ -42,3 +52,21 @@ def test_a_slow_replay_is_counted_whole_and_the_cpu_of_both_sides_is_reported() 
         # a whole core for the whole run
         assert 0 < float(row.group(5)) < 10 and 0 < float(row.group(6)) < 30
     assert "| CPU s: sender | CPU s: Santinel |" in done.stdout
+
+
+def test_each_closed_window_is_scored_and_learned_as_offline_analysis_does() -> None:
+    """The benchmark measures the daemon's work, not the pipeline's alone: its loop gives
+    each closed window to the detectors and the baselines. Fed the demo capture, its judge
+    leaves the baselines that ``santinel analyze --state`` leaves (which learn only what
+    the detectors did not find anomalous)."""
+    judge = live_capture.Judge()
+    analysis = Analysis(window_seconds=60.0, signatures=judge.library, on_window=judge)
+    for batch in open_capture(DEMO):
+        analysis.feed(batch)
+    analysis.finish()
+    _, suite, store = harness.end_to_end([DEMO])
+    assert len(store.baselines) > 5
+    assert {d: b.to_dict() for d, b in judge.store.baselines.items()} == {
+        d: b.to_dict() for d, b in store.baselines.items()
+    }
+    assert judge.suite.book.anomaly_counts() == suite.book.anomaly_counts() != {}
