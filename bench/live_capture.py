@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import harness
 
+from monitor.capture import RING_BYTES
 from monitor.daemon import _preload
 from monitor.daemon_sources import LiveSource
 from monitor.merge import MergedAnalysis
@@ -305,7 +306,7 @@ def main() -> int:
     parser.add_argument("--rates", default=",".join(str(r) for r in DEFAULT_RATES))
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--buffer-bytes", type=int, default=32 << 20)
+    parser.add_argument("--buffer-bytes", type=int, default=RING_BYTES)
     parser.add_argument("--markdown", action="store_true", help="print a bench/RESULTS.md section")
     args = parser.parse_args()
     if os.geteuid() != 0:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
+from monitor.capture import RING_BYTES
 from monitor.flows import DEFAULT_MAX_FLOWS
 from monitor.inventory import DEFAULT_MAX_DEVICES
 from monitor.yamlfile import StrictModel, YamlModelError, load_model
@@ -87,7 +88,7 @@ class CaptureConfig(StrictModel):
     pcap: Path | None = None
     replay_speed: float = Field(default=1.0, ge=0, le=1000)
     snaplen: int = Field(default=65535, ge=64, le=262144)
-    buffer_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024, le=2 * 1024**3)
+    buffer_bytes: int = Field(default=RING_BYTES, ge=64 * 1024, le=2 * 1024**3)
     # capture processes sharing the interface (PACKET_FANOUT by flow); live capture only
     workers: int = Field(default=1, ge=1)
 

@@ -27,7 +27,13 @@ from typing import Protocol
 
 import numpy as np
 
-from monitor.capture import BATCH_FRAMES, LIVE_GATHER_SECONDS, CaptureError, FrameBatch
+from monitor.capture import (
+    BATCH_FRAMES,
+    LIVE_GATHER_SECONDS,
+    RING_BYTES,
+    CaptureError,
+    FrameBatch,
+)
 from monitor.capture import live as capture_live
 from monitor.capture.files import open_capture
 
@@ -62,7 +68,7 @@ class LiveSource:
         interface: str,
         bpf_filter: str = "",
         snaplen: int = 65535,
-        buffer_bytes: int = 32 << 20,
+        buffer_bytes: int = RING_BYTES,
     ) -> None:
         self.name = interface
         self._lag: float | None = None

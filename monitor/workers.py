@@ -34,7 +34,7 @@ from multiprocessing import connection, get_context
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from monitor.capture import BATCH_FRAMES, LIVE_GATHER_SECONDS, CaptureError
+from monitor.capture import BATCH_FRAMES, LIVE_GATHER_SECONDS, RING_BYTES, CaptureError
 from monitor.capture.afpacket import PacketRing
 from monitor.config import TablesConfig
 from monitor.merge import DeviceChanges, WorkerReport, WorkerStats
@@ -70,7 +70,7 @@ class WorkerPool:
         workers: int,
         bpf_filter: str = "",
         snaplen: int = 65535,
-        buffer_bytes: int = 32 << 20,
+        buffer_bytes: int = RING_BYTES,
         window_seconds: float = 60.0,
         tables: TablesConfig | None = None,
     ) -> None:

@@ -69,6 +69,9 @@ def test_empty_file_and_no_file_give_the_documented_defaults(tmp_path: Path) -> 
         assert config.state.path == Path("/var/lib/santinel/state.db")
         assert config.profiles.window_seconds == 60
         assert config.logging.format == "logfmt"
+        # a ring that outlasts a window's close: every active device judged at once
+        assert config.capture.buffer_bytes == 128 * 1024 * 1024
+    assert "[ buffer_bytes: <int> | default = 134217728 ]" in DOCS.read_text()
 
 
 def test_good_config_parses_durations_and_resolves_relative_paths() -> None:

@@ -58,7 +58,7 @@ import numpy as np
 import numpy.typing as npt
 import pcapy
 
-from monitor.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW, CaptureError, FrameBatch
+from monitor.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW, RING_BYTES, CaptureError, FrameBatch
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -182,7 +182,7 @@ class PacketRing:
         interface: str,
         bpf_filter: str = "",
         snaplen: int = 65535,
-        buffer_bytes: int = 32 << 20,
+        buffer_bytes: int = RING_BYTES,
         timeout_ms: int = 100,
         promiscuous: bool = True,
         fanout_group: int | None = None,

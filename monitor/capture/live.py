@@ -13,6 +13,7 @@ content. ``stats()`` is ``(received, dropped_by_kernel, queue_freezes)`` since o
 
 from __future__ import annotations
 
+from monitor.capture import RING_BYTES
 from monitor.capture.afpacket import PacketRing, RingStats
 
 
@@ -24,7 +25,7 @@ class LiveSource(PacketRing):
         interface: str,
         bpf_filter: str = "",
         snaplen: int = 65535,
-        buffer_bytes: int = 64 << 20,
+        buffer_bytes: int = RING_BYTES,
         timeout_ms: int = 100,
         promiscuous: bool = True,
     ) -> None:
