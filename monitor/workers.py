@@ -20,14 +20,20 @@ Promises:
   which worker, why); the daemon then exits non-zero instead of running blind;
 - ``stop`` ends every worker (SIGTERM), collects their last reports, and kills what does not
   end within its timeout;
-- a worker never raises into the daemon's code: it leaves with ``os._exit``.
+- a worker never raises into the daemon's code: it leaves with ``os._exit``;
+- a worker's capture loop never waits on the daemon: its reports leave from a thread of their
+  own (``_ReportSender``), so a daemon judging a window's close for seconds, reading nothing
+  meanwhile, does not stop the worker draining its ring.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import queue
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing import connection, get_context
@@ -46,6 +52,12 @@ READ_TIMEOUT_MS = 100
 # block (handed over within READ_TIMEOUT_MS, then gathered for up to LIVE_GATHER_SECONDS) do
 # not reopen a window just closed
 TICK_GRACE = 0.5
+# reports a worker keeps while the daemon reads none (a second each): past this many, the
+# capture loop waits for the daemon, so that a daemon that stays behind costs frames rather
+# than a worker's memory without bound
+REPORT_BACKLOG = 120
+# how long a leaving worker lets its last messages reach the daemon
+FLUSH_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -193,25 +205,68 @@ class WorkerPool:
         return out
 
 
+class _ReportSender:
+    """A worker's messages to the daemon, sent in order from a thread of their own.
+
+    ``Connection.send`` returns only once the daemon has read what does not fit in the
+    pipe; the daemon reads nothing while it judges a window's close (seconds, with many
+    devices), and a capture loop waiting that long lets its ring overflow. Queued here,
+    they wait in the worker instead (at most ``REPORT_BACKLOG``)."""
+
+    _CLOSE = object()
+
+    def __init__(self, conn: connection.Connection) -> None:
+        self._conn = conn
+        self._queue: queue.Queue[object] = queue.Queue(REPORT_BACKLOG)
+        self._broken: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="reports", daemon=True)
+        self._thread.start()
+
+    def send(self, message: object, timeout: float | None = None) -> None:
+        """Queue ``message`` (waiting while ``REPORT_BACKLOG`` are queued, at most
+        ``timeout`` seconds if given: then ``queue.Full``); raises the error that stopped
+        the sending (the daemon gone)."""
+        if self._broken is not None:
+            raise self._broken
+        self._queue.put(message, timeout=timeout)
+
+    def close(self, timeout: float) -> None:
+        """Send what is queued, within ``timeout`` seconds, and stop."""
+        try:
+            self._queue.put(self._CLOSE, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while (message := self._queue.get()) is not self._CLOSE:
+            if self._broken is not None:
+                continue  # nobody reads any more: drop the rest
+            try:
+                self._conn.send(message)
+            except Exception as error:  # the daemon gone, or a report that would not go
+                self._broken = error
+
+
 def _worker_main(
     index: int, rings: list[PacketRing], conn: connection.Connection, settings: WorkerSettings
 ) -> None:
     """The body of worker ``index`` (runs in the forked child; never returns)."""
     code = 1
+    sender = _ReportSender(conn)
     try:
-        code = _capture(index, rings, conn, settings)
+        code = _capture(index, rings, sender, settings)
     except BaseException as error:  # report anything in one line, then leave
-        try:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            conn.send(("failed", reason[:300]))
-        except (OSError, ValueError):
-            pass
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        with contextlib.suppress(OSError, ValueError, queue.Full):
+            sender.send(("failed", reason[:300]), timeout=FLUSH_SECONDS)
     finally:
+        sender.close(FLUSH_SECONDS)
         os._exit(code)
 
 
 def _capture(
-    index: int, rings: list[PacketRing], conn: connection.Connection, settings: WorkerSettings
+    index: int, rings: list[PacketRing], sender: _ReportSender, settings: WorkerSettings
 ) -> int:
     from monitor.daemon_sources import _ifindex, _link_up
     from monitor.pipeline import Analysis
@@ -288,8 +343,8 @@ def _capture(
             now = time.time() - TICK_GRACE
             analysis.tick(now)
             ticked = max(ticked, now)
-            conn.send(report())
+            sender.send(report())
             next_report = time.monotonic() + REPORT_INTERVAL
-    conn.send(report())
-    conn.send("finished")
+    sender.send(report())
+    sender.send("finished")
     return 0
