@@ -253,15 +253,20 @@ def _worker_main(
 ) -> None:
     """The body of worker ``index`` (runs in the forked child; never returns)."""
     code = 1
-    sender = _ReportSender(conn)
+    sender: _ReportSender | None = None
     try:
+        sender = _ReportSender(conn)
         code = _capture(index, rings, sender, settings)
     except BaseException as error:  # report anything in one line, then leave
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         with contextlib.suppress(OSError, ValueError, queue.Full):
-            sender.send(("failed", reason[:300]), timeout=FLUSH_SECONDS)
+            if sender is None:
+                conn.send(("failed", reason[:300]))
+            else:
+                sender.send(("failed", reason[:300]), timeout=FLUSH_SECONDS)
     finally:
-        sender.close(FLUSH_SECONDS)
+        if sender is not None:
+            sender.close(FLUSH_SECONDS)
         os._exit(code)
 
 
