@@ -1,10 +1,11 @@
 """Capture files: open any pcap or pcapng file, chosen by magic number, as ``FrameBatch``es.
 
-The file is memory-mapped (read whole into memory when it cannot be mapped, e.g. a pipe, or
-decompressed when it is gzip-compressed, as Wireshark also reads those). The name and the
-extension of the file play no part in choosing the reader. The mapped pages of frames already
-handed out are given back as the reading goes on, so reading a capture of many GiB does not
-grow the resident set by the file's size.
+A file of 16 MiB or more is memory-mapped; a smaller one, or one that cannot be mapped
+(e.g. a pipe), is read whole into memory, and a gzip-compressed one decompressed (as
+Wireshark also reads those). The name and the extension of the file play no part in
+choosing the reader. The mapped pages of frames already handed out are given back as the
+reading goes on, so reading a capture of many GiB does not grow the resident set by the
+file's size.
 
 Promise: ``open_capture`` and the iterator it returns raise nothing but ``CaptureError``,
 whose one-line message names the file and, where there is one, the byte offset; a
@@ -38,6 +39,13 @@ _MODIFIED_PCAP_MAGICS = (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34")
 _MAX_DECOMPRESSED = 8 << 30
 # The mapped pages behind the reader are given back once this many bytes have been read.
 RELEASE_BYTES = 16 << 20
+# A file smaller than this is read into memory rather than mapped. A mapping holds a
+# descriptor of the file open for as long as any batch of it lives, and so does the error of
+# a damaged file (its traceback holds the buffer) until a garbage collection: a process
+# reading thousands of small captures ran out of descriptors (select() refuses those past
+# 1,024). Pages of a larger file are given back behind the reader, so mapping it keeps the
+# resident set small.
+MAP_FROM_BYTES = 16 << 20
 
 
 def open_capture(
@@ -120,6 +128,8 @@ def _load(source: str) -> tuple[npt.NDArray[np.uint8], mmap.mmap | None]:
             if stat.S_ISREG(st.st_mode):
                 if st.st_size == 0:
                     raise CaptureError(source, "empty file")
+                if st.st_size < MAP_FROM_BYTES:
+                    return np.frombuffer(f.read(), dtype=np.uint8), None
                 mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
                 # The array keeps the mapping alive for as long as any batch refers to it.
                 return np.frombuffer(mapped, dtype=np.uint8), mapped

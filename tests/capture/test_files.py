@@ -248,3 +248,23 @@ def test_pages_of_frames_already_read_are_given_back_and_read_again_intact(
     assert max(resident) < size_kib // 4
     # every batch is still whole: the pages given back are read again from the file
     assert [b.frame(i) for b in batches for i in range(len(b))] == [f.data for f in frames]
+
+
+def test_a_damaged_small_capture_holds_no_descriptor_while_its_error_lives(
+    tmp_path: Path,
+) -> None:
+    """An error's traceback holds the buffer the reader was reading; were the file mapped,
+    the mapping would hold a descriptor of it until a garbage collection. A program (or a
+    test run) that keeps the errors of a thousand damaged captures ran out of descriptors:
+    ``select()`` refuses those past 1,024. A small file is read into memory instead."""
+    path = write(tmp_path / "cut.pcap", PCAP[:-3])
+    errors: list[CaptureError] = []
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        try:
+            for _ in open_capture(path):
+                pass
+        except CaptureError as error:
+            errors.append(error)
+    assert len(errors) == 50 and all(e.__traceback__ is not None for e in errors)
+    assert len(os.listdir("/proc/self/fd")) == before
