@@ -14,11 +14,14 @@ import contextlib
 import ctypes
 import os
 import select
+import shutil
 import socket
 import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import pytest
 
 CLONE_NEWNET = 0x40000000
 
@@ -169,3 +172,13 @@ class Forwarder:
         self._stop.set()
         self._listener.close()
         self._thread.join(5)
+
+
+@contextlib.contextmanager
+def replay_veth(tag: str) -> Iterator[tuple[str, str, str]]:
+    """``host_veth(tag)`` for a test that replays into it with tcpreplay: it skips, saying
+    so, without root or tcpreplay."""
+    if os.geteuid() != 0 or shutil.which("tcpreplay") is None:
+        pytest.skip("needs root, iproute2 and tcpreplay")
+    with host_veth(tag) as ends:
+        yield ends

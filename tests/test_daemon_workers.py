@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from daemon_support import DaemonProcess, eventually
-from netns_support import host_veth
+from netns_support import replay_veth
 
 pytestmark = pytest.mark.netns
 
@@ -36,9 +35,7 @@ DEVICE_SERIES = (
 @pytest.fixture
 def veth() -> Iterator[tuple[str, str, str]]:
     """``(host interface, namespace, namespace interface)``, removed afterwards."""
-    if os.geteuid() != 0 or shutil.which("tcpreplay") is None:
-        pytest.skip("needs root, iproute2 and tcpreplay")
-    with host_veth(TAG) as ends:
+    with replay_veth(TAG) as ends:
         yield ends
 
 

@@ -3,16 +3,14 @@ its reports (as while it judges a window's close)."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netns_support import host_veth
+from netns_support import replay_veth
 
 from monitor import workers
 from monitor.daemon import _preload
@@ -26,9 +24,7 @@ DEMO = Path(__file__).resolve().parent / "data" / "lab-demo" / "capture.pcap"
 @pytest.fixture
 def veth() -> Iterator[tuple[str, str, str]]:
     """``(host interface, namespace, namespace interface)``, removed afterwards."""
-    if os.geteuid() != 0 or shutil.which("tcpreplay") is None:
-        pytest.skip("needs root, iproute2 and tcpreplay")
-    with host_veth("slwk") as ends:
+    with replay_veth("slwk") as ends:
         yield ends
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -26,7 +25,7 @@ from monitor.capture.afpacket import PacketRing
 from monitor.capture.files import open_capture
 from monitor.decode.headers import decode_headers
 from monitor.flows import packet_flow_keys
-from tests.netns_support import host_veth
+from tests.netns_support import replay_veth
 
 pytestmark = pytest.mark.netns
 
@@ -43,9 +42,7 @@ def _ip(*args: str) -> None:
 @pytest.fixture
 def veth() -> Iterator[tuple[str, str, str]]:
     """``(host interface, namespace, namespace interface)``, removed afterwards."""
-    if os.geteuid() != 0 or shutil.which("tcpreplay") is None:
-        pytest.skip("needs root, iproute2 and tcpreplay")
-    with host_veth(TAG) as ends:
+    with replay_veth(TAG) as ends:
         yield ends
 
 
