@@ -787,6 +787,15 @@ def sensor_health() -> dict[str, Any]:
         ),
         Panel(
             "timeseries",
+            "Window judging",
+            "Wall-clock time the latest closed window took to judge (detectors, then "
+            "baselines): the capture process reads nothing meanwhile, so a close longer than "
+            "the ring holds costs packets.",
+            "s",
+            [Query(f"santinel_window_judge_last_duration_seconds{{{SEL}}}", "{{instance}}")],
+        ),
+        Panel(
+            "timeseries",
             "Decode errors by reason",
             "Truncated or malformed packets per second, by reason.",
             "pps",

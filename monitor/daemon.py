@@ -306,6 +306,14 @@ class Daemon:
     def _on_window(self, profiles: list[WindowProfile], analysis: Any) -> None:
         # called from feed/tick with the sensor lock held
         assert self.sensor is not None
+        started = time.perf_counter()
+        try:
+            self._judge_window(profiles, analysis)
+        finally:
+            self.sensor.judging.add(time.perf_counter() - started, len(profiles))
+
+    def _judge_window(self, profiles: list[WindowProfile], analysis: Any) -> None:
+        assert self.sensor is not None
         peers = dict.fromkeys(analysis.devices, 0)
         for profile in profiles:
             peers[profile.device_id] = len(profile.peers)

@@ -266,6 +266,59 @@ def test_detector_events_reach_the_metrics_and_the_events_file(
     ) in text
 
 
+def test_each_closed_window_s_judging_is_timed_into_the_metrics(
+    tmp_path: Path, capture: tuple[Path, int]
+) -> None:
+    """Every window the detectors score counts once, with the time its judging took
+    (here at least the 20 ms a slow detector sleeps) and its number of device profiles."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from monitor.model import WindowProfile
+
+    pcap, _ = capture
+    config = tmp_path / "santinel.yml"
+    config.write_text("profiles:\n  window_seconds: 1s\nweb:\n  listen_address: 127.0.0.1:0\n")
+    daemon = Daemon(
+        Options(
+            config_file=config,
+            pcap=pcap,
+            replay_speed=0,
+            exit_after_pcap=True,
+            state=tmp_path / "state.db",
+            drop_privileges=False,
+            detector_suite=False,
+        )
+    )
+    judged: list[int] = []
+
+    def slow_detector(
+        profiles: list[WindowProfile], analysis: object, store: object
+    ) -> list[dict[str, object]]:
+        judged.append(len(profiles))
+        time.sleep(0.02)
+        return []
+
+    daemon.detectors.append(slow_detector)
+    try:
+        daemon.start()
+        daemon.run_loop()
+        assert daemon.web is not None
+        text = generate_latest(daemon.web.registry).decode()
+    finally:
+        daemon.shutdown()
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert len(judged) > 1
+    assert values["santinel_windows_judged_total"] == len(judged)
+    assert values["santinel_window_judge_seconds_total"] >= 0.02 * len(judged)
+    assert values["santinel_window_judge_last_duration_seconds"] >= 0.02
+    assert values["santinel_window_judge_last_devices"] == judged[-1] > 0
+
+
 def _in_process(tmp_path: Path, pcap: Path, config_text: str) -> Daemon:
     config = tmp_path / "santinel.yml"
     config.write_text("web:\n  listen_address: 127.0.0.1:0\n" + config_text)

@@ -94,12 +94,31 @@ class ExporterSettings:
 
 
 @dataclass
+class WindowJudging:
+    """How long judging the closed windows took: the detectors scoring each window's device
+    profiles, then the baselines learning them (kept by the daemon). A window's close is the
+    sensor's largest burst of work; a sensor without capture workers reads no frame
+    meanwhile, and a close that outlasts what the kernel ring holds costs packets."""
+
+    windows: int = 0  # judged since start
+    seconds: float = 0.0  # wall-clock, over all of them
+    last_seconds: float | None = None  # the latest window's (None before the first)
+    last_devices: int = 0  # device profiles the latest window held
+
+    def add(self, seconds: float, devices: int) -> None:
+        self.windows += 1
+        self.seconds += seconds
+        self.last_seconds = seconds
+        self.last_devices = devices
+
+
+@dataclass
 class Sensor:
     """Everything the collectors read, with the lock the daemon holds while it updates it.
 
     ``now`` is the sensor's clock in capture time (the latest packet time, or the wall clock
-    when the wire is quiet live); ``peers_last_window`` and ``processing_lag`` are kept by
-    the daemon.
+    when the wire is quiet live); ``peers_last_window``, ``processing_lag`` and ``judging``
+    are kept by the daemon.
     """
 
     analysis: AnalysisLike
@@ -110,6 +129,7 @@ class Sensor:
     findings: Findings | None = None
     peers_last_window: dict[str, int] = field(default_factory=dict)
     processing_lag: dict[str, float] = field(default_factory=dict)
+    judging: WindowJudging = field(default_factory=WindowJudging)
     config_reload_successful: bool = True
 
 

@@ -9,6 +9,7 @@ from monitor.exporter.anomalies import AnomaliesCollector
 from monitor.exporter.build import BuildCollector
 from monitor.exporter.capture import CaptureCollector
 from monitor.exporter.devices import DevicesCollector
+from monitor.exporter.judging import JudgingCollector
 from monitor.exporter.tables import TablesCollector
 
 
@@ -21,6 +22,7 @@ def build_registry(sensor: Sensor) -> CollectorRegistry:
         DevicesCollector(sensor),
         AnomaliesCollector(sensor),
         TablesCollector(sensor),
+        JudgingCollector(sensor),
     ):
         registry.register(collector)
     return registry

@@ -55,6 +55,10 @@ ADDED_METRICS: dict[str, tuple[str, ...]] = {
     "santinel_fact_values_evicted_total": (),
     "santinel_capture_worker_packets_total": ("interface", "worker"),
     "santinel_capture_worker_dropped_packets_total": ("interface", "worker"),
+    "santinel_windows_judged_total": (),
+    "santinel_window_judge_seconds_total": (),
+    "santinel_window_judge_last_duration_seconds": (),
+    "santinel_window_judge_last_devices": (),
 }
 
 # Series present only with several capture workers (the golden exposition has one).

@@ -59,6 +59,10 @@ santinel_device_baseline_ready{{{other}}} 0
 santinel_anomalies_total{{detector="new_external_peer",{pump},severity="critical"}} {1 + n // 3}
 santinel_anomaly_active{{detector="new_external_peer",{pump},severity="critical"}} 1
 santinel_signature_matches_total{{{other},signature="telnet-to-clinical"}} {n}
+santinel_windows_judged_total {n}
+santinel_window_judge_seconds_total {0.25 * n}
+santinel_window_judge_last_duration_seconds 0.25
+santinel_window_judge_last_devices 2
 """
 
 

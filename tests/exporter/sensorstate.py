@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from monitor.exporter import ExporterSettings, Learning, Sensor
+from monitor.exporter import ExporterSettings, Learning, Sensor, WindowJudging
 from monitor.exporter.anomalies import AnomalyBook
 from monitor.model import Classification, Device, TableStats
 
@@ -126,4 +126,5 @@ def fixed_sensor() -> Sensor:
         findings=book,
         peers_last_window={pump.id: 2},
         processing_lag={"eth1": 0.25},
+        judging=WindowJudging(windows=41, seconds=12.5, last_seconds=0.375, last_devices=2),
     )

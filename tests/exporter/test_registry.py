@@ -81,4 +81,8 @@ def test_exposition_names_exactly_the_metrics_of_design_md(sensor: Sensor) -> No
         "santinel_flows_evicted",
         "santinel_devices_evicted",
         "santinel_fact_values_evicted",
+        "santinel_windows_judged",
+        "santinel_window_judge_seconds",
+        "santinel_window_judge_last_duration_seconds",
+        "santinel_window_judge_last_devices",
     }
