@@ -9,12 +9,14 @@ Promises, for every dashboard written here (checked by ``tests/deploy/test_dashb
 - one ``datasource`` template variable, used by every panel, target and query variable (no
   ``__inputs``: file provisioning cannot resolve them);
 - ``$__rate_interval`` in every ``rate``/``increase``; ``fieldConfig.defaults.unit`` on every panel;
-- PromQL that reads only metrics of DESIGN.md's table (plus the sensor's processing lag and
-  Prometheus's own ``up``/``scrape_*``) and the recording rules of ``deploy/prometheus/rules``.
+- PromQL that reads only metrics of DESIGN.md's table (plus those added since that
+  docs/metrics.md lists, such as the processing lag and the window judging, and Prometheus's
+  own ``up``/``scrape_*``) and the recording rules of ``deploy/prometheus/rules``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass, field
@@ -857,7 +859,11 @@ def render(builder: Any) -> str:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[1]) if len(argv) > 1 else OUT
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "directory", nargs="?", type=Path, default=OUT, help=f"where to write (default {OUT})"
+    )
+    out = parser.parse_args(argv[1:]).directory
     out.mkdir(parents=True, exist_ok=True)
     for name, builder in DASHBOARDS.items():
         (out / name).write_text(render(builder))
