@@ -23,7 +23,8 @@ Per (workers, rate) it prints tcpreplay's own count of packets sent and its achi
 the packets Santinel counted, the kernel's drops (sum over the rings), packets lost before
 any ring (sent - received by the rings: the veth backlog), loss %, the CPU time (user +
 system) the sender and Santinel (this process, and its workers) used in the run, and the
-load average. Last, the highest loss-free rate per worker count. The sender runs on the same
+load average, and the longest a closed window took to judge (wall clock) with its number of
+device profiles. Last, the highest loss-free rate per worker count. The sender runs on the same
 machine: its CPU time is what the cores left to Santinel were short of (sending into a veth
 costs the sender the kernel's work of delivering each frame, the capture rings' copy too).
 """
@@ -74,6 +75,8 @@ class Row:
     load: tuple[float, float, float]
     sender_cpu: float = 0.0  # seconds, user + system
     santinel_cpu: float = 0.0
+    longest_close: float = 0.0  # wall-clock seconds the longest window took to judge
+    close_devices: int = 0  # the device profiles that window held
 
     @property
     def lost(self) -> int:
@@ -181,9 +184,17 @@ class Judge:
     def __init__(self) -> None:
         self.library, self.suite, self.store = harness.end_to_end_parts(WINDOW_SECONDS)
         self.suite.book.keep_emitted = False  # the daemon publishes events and keeps none
+        # the longest judging (wall clock) and its window's device profiles: the burst the
+        # ring must outlast (the daemon exports each as santinel_window_judge_*)
+        self.longest = 0.0
+        self.longest_devices = 0
 
     def __call__(self, profiles: list[WindowProfile], analysis: Any) -> None:
+        started = time.perf_counter()
         self.suite.on_window(profiles, analysis, self.store, learn=True)
+        took = time.perf_counter() - started
+        if took > self.longest:
+            self.longest, self.longest_devices = took, len(profiles)
 
 
 def run_single(wire: Wire, capture: Path, rate: int, duration: float, buffer: int) -> Row:
@@ -211,7 +222,7 @@ def run_single(wire: Wire, capture: Path, rate: int, duration: float, buffer: in
     source.close()
     return Row(
         1, rate, sent, achieved, received, analysis.packets, dropped, os.getloadavg(),
-        sender_cpu, santinel_cpu,
+        sender_cpu, santinel_cpu, judge.longest, judge.longest_devices,
     )  # fmt: skip
 
 
@@ -255,7 +266,7 @@ def run_pool(
     dropped = sum(s.dropped for s in merged.worker_stats)
     return Row(
         workers, rate, sent, achieved, received, merged.packets, dropped, os.getloadavg(),
-        sender_cpu, santinel_cpu,
+        sender_cpu, santinel_cpu, judge.longest, judge.longest_devices,
     )  # fmt: skip
 
 
@@ -279,14 +290,15 @@ def table(rows: list[Row]) -> str:
     lines = [
         "| workers | rate asked (pps) | achieved (pps) | sent | counted | kernel drops "
         "| lost before the ring | loss % | CPU s: sender | CPU s: Santinel "
-        "| load avg (1/5 min) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| longest close s (devices) | load avg (1/5 min) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.workers} | {r.rate:,} | {r.achieved:,.0f} | {r.sent:,} | {r.counted:,} "
             f"| {r.dropped:,} | {r.before_ring:,} | {r.loss:.3f} "
             f"| {r.sender_cpu:.1f} | {r.santinel_cpu:.1f} "
+            f"| {r.longest_close:.2f} ({r.close_devices:,}) "
             f"| {r.load[0]:.2f} / {r.load[1]:.2f} |"
         )
     return "\n".join(lines)
@@ -342,6 +354,7 @@ def main() -> int:
                 f"before_ring={row.before_ring} loss={row.loss:.3f}% "
                 # to the millisecond: a slow replay's sender uses a few of them
                 f"cpu_sender={row.sender_cpu:.3f}s cpu_santinel={row.santinel_cpu:.3f}s "
+                f"longest_close={row.longest_close:.3f}s close_devices={row.close_devices} "
                 f"load={row.load[0]:.2f}/{row.load[1]:.2f}",
                 flush=True,
             )

@@ -70,3 +70,5 @@ def test_each_closed_window_is_scored_and_learned_as_offline_analysis_does() -> 
         d: b.to_dict() for d, b in store.baselines.items()
     }
     assert judge.suite.book.anomaly_counts() == suite.book.anomaly_counts() != {}
+    # and it keeps the longest judging, with its window's devices, for the benchmark's row
+    assert judge.longest > 0 and 0 < judge.longest_devices <= len(analysis.devices)
