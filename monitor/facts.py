@@ -109,6 +109,8 @@ _INDEXED_FROM = 48
 _NO_ENDS: list[int] = []  # (read only) the layout of a table with no kind yet
 _NO_VALUES: list[str] = []  # (read only)
 _NO_NUMBERS = array("d")  # (read only)
+# a view cuts its late values out one by one up to this many (each cut moves the rest)
+_FEW_LATE = 32
 _NO_KIND = "\uffff"  # a character no kind has: how a kind never recorded is looked up
 
 
@@ -385,32 +387,41 @@ class FactTable(Mapping[str, "KindFacts"]):
         kept._source = self
         kept.version = self.version  # with its value count, says which view of which values
         kept.shrinks = self.shrinks
+        if not self._kinds:
+            return kept
         kinds, ends, values, numbers = self._kinds, self._ends, self._values, self._numbers
-        keep = list(map(float(end).__gt__, numbers[0::_FIELDS]))
-        late = not all(keep)
-        if late:
+        late = self._late(end)
+        if not late:
+            out_values, out_numbers = values, numbers  # shared
+            if ends[0] and len(set(ends)) == len(ends):  # and no kind empty: the same layout
+                kept._kinds, kept._ends, kept._values, kept._numbers = kinds, ends, values, numbers
+                return kept
+        elif len(late) <= _FEW_LATE:
+            # A few values are late (a batch runs ahead of the window it closes): copy and
+            # cut them out, last first so that the places before stay where they are.
+            out_values = values.copy()
+            out_numbers = array("d", numbers)
+            for at in reversed(late):
+                del out_values[at]
+                del out_numbers[at * _FIELDS : (at + 1) * _FIELDS]
+        else:  # many: one pass over all (each cut would move the rest)
+            keep = [True] * len(values)
+            for at in late:
+                keep[at] = False
             out_values = list(compress(values, keep))
             out_numbers = array(
                 "d", compress(numbers, chain.from_iterable(zip(keep, keep, keep, strict=True)))
             )
-        else:
-            out_values, out_numbers = values, numbers
         out_kinds: list[str] = []
         out_ends: list[int] = []
-        start = kept_so_far = 0
         for place, char in enumerate(kinds):
-            stop = ends[place]
-            kept_so_far += sum(keep[start:stop]) if late else stop - start
+            kept_so_far = ends[place] - bisect.bisect_left(late, ends[place])
             if kept_so_far > (out_ends[-1] if out_ends else 0):  # (a kind left empty: out)
                 out_kinds.append(char)
                 out_ends.append(kept_so_far)
-            start = stop
-        if not out_kinds:
-            return kept
-        if len(out_kinds) == len(kinds) and not late:
-            out_ends = ends  # the same layout: shared too
-        kept._kinds = sys.intern("".join(out_kinds))
-        kept._ends, kept._values, kept._numbers = out_ends, out_values, out_numbers
+        if out_kinds:
+            kept._kinds = sys.intern("".join(out_kinds))
+            kept._ends, kept._values, kept._numbers = out_ends, out_values, out_numbers
         return kept
 
     # --- writing ----------------------------------------------------------------------------

@@ -206,11 +206,17 @@ def _changed(model: dict[str, dict[str, Fact]], change: tuple, table: FactTable)
         table.absorb({kind: {value: fact}})
 
 
-@given(_changes, st.integers(min_value=0, max_value=21), st.sampled_from([facts._INDEXED_FROM, 2]))
+@given(
+    _changes,
+    st.integers(min_value=0, max_value=21),
+    st.sampled_from([facts._INDEXED_FROM, 2]),
+    st.sampled_from([facts._FEW_LATE, 0]),  # late values cut out one by one, or in one pass
+)
 def test_a_view_as_of_a_time_is_the_table_without_what_was_first_seen_since(
-    changes: list[tuple], end: int, indexed_from: int
+    changes: list[tuple], end: int, indexed_from: int, few_late: int
 ) -> None:
     default, facts._INDEXED_FROM = facts._INDEXED_FROM, indexed_from
+    default_few, facts._FEW_LATE = facts._FEW_LATE, few_late
     try:
         table, model = FactTable(), {}  # type: ignore[var-annotated]
         for change in changes:
@@ -234,6 +240,7 @@ def test_a_view_as_of_a_time_is_the_table_without_what_was_first_seen_since(
             ]
     finally:
         facts._INDEXED_FROM = default
+        facts._FEW_LATE = default_few
 
 
 def test_the_version_moves_when_values_come_go_or_were_seen_earlier_and_only_then() -> None:
