@@ -791,8 +791,8 @@ def sensor_health() -> dict[str, Any]:
             "timeseries",
             "Window judging",
             "Wall-clock time the latest closed window took to judge (detectors, then "
-            "baselines): the capture process reads nothing meanwhile, so a close longer than "
-            "the ring holds costs packets.",
+            "baselines): a sensor without capture workers reads nothing meanwhile, so a "
+            "close longer than the ring holds costs packets.",
             "s",
             [Query(f"santinel_window_judge_last_duration_seconds{{{SEL}}}", "{{instance}}")],
         ),
