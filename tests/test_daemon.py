@@ -204,27 +204,16 @@ def test_daemon_runs_with_no_capabilities_left(
 def test_detector_events_reach_the_metrics_and_the_events_file(
     tmp_path: Path, capture: tuple[Path, int]
 ) -> None:
-    from prometheus_client import generate_latest
-
     from monitor.model import WindowProfile
 
     pcap, _ = capture
     events_file = tmp_path / "events.jsonl"
-    config = tmp_path / "santinel.yml"
-    config.write_text(
+    daemon = _in_process(
+        tmp_path,
+        pcap,
         f"anomalies:\n  events_file: {events_file}\n  hold_seconds: 1h\n"
-        "profiles:\n  window_seconds: 1s\nweb:\n  listen_address: 127.0.0.1:0\n"
-    )
-    daemon = Daemon(
-        Options(
-            config_file=config,
-            pcap=pcap,
-            replay_speed=0,
-            exit_after_pcap=True,
-            state=tmp_path / "state.db",
-            drop_privileges=False,
-            detector_suite=False,
-        )
+        "profiles:\n  window_seconds: 1s\n",
+        detector_suite=False,
     )
     flagged: list[str] = []
 
@@ -246,13 +235,7 @@ def test_detector_events_reach_the_metrics_and_the_events_file(
         return events
 
     daemon.detectors.append(busy_talker)
-    try:
-        daemon.start()
-        daemon.run_loop()
-        assert daemon.web is not None
-        text = generate_latest(daemon.web.registry).decode()
-    finally:
-        daemon.shutdown()
+    text = _exposition_after_the_capture(daemon)
     assert flagged == ["02:00:00:00:01:02"]
     lines = events_file.read_text().splitlines()
     assert [json.loads(line)["detector"] for line in lines] == ["volume"]
@@ -271,25 +254,12 @@ def test_each_closed_window_s_judging_is_timed_into_the_metrics(
 ) -> None:
     """Every window the detectors score counts once, with the time its judging took
     (here at least the 20 ms a slow detector sleeps) and its number of device profiles."""
-    from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
     from monitor.model import WindowProfile
 
     pcap, _ = capture
-    config = tmp_path / "santinel.yml"
-    config.write_text("profiles:\n  window_seconds: 1s\nweb:\n  listen_address: 127.0.0.1:0\n")
-    daemon = Daemon(
-        Options(
-            config_file=config,
-            pcap=pcap,
-            replay_speed=0,
-            exit_after_pcap=True,
-            state=tmp_path / "state.db",
-            drop_privileges=False,
-            detector_suite=False,
-        )
-    )
+    daemon = _in_process(tmp_path, pcap, "profiles:\n  window_seconds: 1s\n", detector_suite=False)
     judged: list[int] = []
 
     def slow_detector(
@@ -300,13 +270,7 @@ def test_each_closed_window_s_judging_is_timed_into_the_metrics(
         return []
 
     daemon.detectors.append(slow_detector)
-    try:
-        daemon.start()
-        daemon.run_loop()
-        assert daemon.web is not None
-        text = generate_latest(daemon.web.registry).decode()
-    finally:
-        daemon.shutdown()
+    text = _exposition_after_the_capture(daemon)
     values = {
         sample.name: sample.value
         for family in text_string_to_metric_families(text)
@@ -319,7 +283,24 @@ def test_each_closed_window_s_judging_is_timed_into_the_metrics(
     assert values["santinel_window_judge_last_devices"] == judged[-1] > 0
 
 
-def _in_process(tmp_path: Path, pcap: Path, config_text: str) -> Daemon:
+def _exposition_after_the_capture(daemon: Daemon) -> str:
+    """Run ``daemon`` to the end of its capture file; its /metrics text then."""
+    from prometheus_client import generate_latest
+
+    try:
+        daemon.start()
+        daemon.run_loop()
+        assert daemon.web is not None
+        return generate_latest(daemon.web.registry).decode()
+    finally:
+        daemon.shutdown()
+
+
+def _in_process(
+    tmp_path: Path, pcap: Path, config_text: str, detector_suite: bool = True
+) -> Daemon:
+    """A daemon in this process replaying ``pcap`` once, as fast as it reads; without the
+    detector suite, a test gives it detectors of its own (``daemon.detectors``)."""
     config = tmp_path / "santinel.yml"
     config.write_text("web:\n  listen_address: 127.0.0.1:0\n" + config_text)
     return Daemon(
@@ -330,6 +311,7 @@ def _in_process(tmp_path: Path, pcap: Path, config_text: str) -> Daemon:
             exit_after_pcap=True,
             state=tmp_path / "state.db",
             drop_privileges=False,
+            detector_suite=detector_suite,
         )
     )
 
@@ -362,8 +344,6 @@ def test_reload_with_a_broken_signature_file_keeps_the_old_library(
 
 
 def test_learning_state_and_cadence_come_from_the_baselines(tmp_path: Path) -> None:
-    from prometheus_client import generate_latest
-
     pcap = tmp_path / "steady.pcap"
     # two devices, each sending one datagram every second (frames alternate every 0.5 s)
     write_capture(pcap, devices=2, packets_each=12, spacing=0.5)
@@ -372,13 +352,7 @@ def test_learning_state_and_cadence_come_from_the_baselines(tmp_path: Path) -> N
         pcap,
         "profiles:\n  window_seconds: 3s\nbaseline:\n  min_duration: 0s\n  min_windows: 2\n",
     )
-    try:
-        daemon.start()
-        daemon.run_loop()
-        assert daemon.web is not None
-        text = generate_latest(daemon.web.registry).decode()
-    finally:
-        daemon.shutdown()
+    text = _exposition_after_the_capture(daemon)
     assert daemon.store is not None and len(daemon.store) == 2
     assert 'santinel_devices{device_class="unknown",state="enforcing"} 2.0' in text
     assert 'santinel_device_baseline_ready{device="02:00:00:00:01:00"} 1.0' in text
