@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from monitor.facts import FACT_KINDS, NO_FACTS, Fact, FactTable
+from monitor.facts import FACT_KINDS, NO_FACTS, Fact, FactCounts, FactTable
 from monitor.model import Device, WindowProfile
 from monitor.profiles import (
     MAD_TO_SIGMA,
@@ -124,7 +124,13 @@ def profile_facts(profile: WindowProfile) -> dict[str, dict[str, int]]:
     Peers and protocols are also counters of the profile; they are folded in as ``peer`` and
     ``protocol`` facts so a baseline knows them even if the pipeline did not repeat them.
     """
-    facts = {kind: dict(values.items()) for kind, values in profile.facts.items()}
+    counts = profile.facts
+    # every device's window is learned at each close: FactCounts builds its dicts at C speed
+    facts = (
+        counts.as_dicts()
+        if isinstance(counts, FactCounts)
+        else {kind: dict(values.items()) for kind, values in counts.items()}
+    )
     peers = facts.setdefault("peer", {})
     for peer in profile.peers:
         peers.setdefault(peer, 1)

@@ -18,7 +18,9 @@ from monitor.baseline import (
     BaselineStore,
     export_yaml,
     import_yaml,
+    profile_facts,
 )
+from monitor.facts import FactCounts
 from monitor.model import WindowProfile
 from monitor.profiles import FormatError
 from tests.synthetic import window_profiles
@@ -483,3 +485,29 @@ def test_the_compact_facts_are_checked(entry: list[object]) -> None:
     data["facts"] = {"peer": [entry]}
     with pytest.raises(FormatError, match=r"facts\.peer\[0\]"):
         Baseline.from_dict(data)
+
+
+def test_a_window_s_facts_fold_in_its_peers_and_protocols_alike_from_counts_or_dicts() -> None:
+    facts = {
+        "peer": {"10.0.0.9": 4},
+        "protocol": {"hl7": 7},
+        "dns_query": {"ntp.example.org": 2},
+        "service_used": {},  # a kind whose sightings were all taken back
+    }
+    as_dicts = window(1, peers={"10.0.0.9", "10.0.0.7"})
+    as_dicts.facts = facts
+    as_dicts.protocols = {"dns": 3, "hl7": 2}
+    as_counts = window(1, peers=as_dicts.peers)
+    as_counts.facts = FactCounts(facts)
+    as_counts.protocols = as_dicts.protocols
+    expected = [
+        # a value the facts hold keeps its count and its place; the others follow
+        ("peer", [("10.0.0.9", 4), *[(p, 1) for p in as_dicts.peers if p != "10.0.0.9"]]),
+        ("protocol", [("hl7", 7), ("dns", 3)]),
+        ("dns_query", [("ntp.example.org", 2)]),
+    ]
+    for profile in (as_dicts, as_counts):
+        found = profile_facts(profile)
+        assert [(kind, list(values.items())) for kind, values in found.items()] == expected
+    assert profile_facts(as_counts)["peer"] is not profile_facts(as_counts)["peer"]
+    assert as_counts.facts == facts, "folding changes nothing of the profile"

@@ -550,6 +550,13 @@ def test_counts_read_as_the_dict_of_dicts_they_were_made_from(
     copied = pickle.loads(pickle.dumps(counts))
     assert isinstance(copied, FactCounts) and copied == made_from
     assert list(copied) == list(made_from)
+    as_dicts = counts.as_dicts()
+    assert [(kind, list(values.items())) for kind, values in as_dicts.items()] == [
+        (kind, list(values.items())) for kind, values in made_from.items()
+    ], "as dicts: the same kinds and values, in their order, a kind left empty kept"
+    for values in as_dicts.values():
+        values["a value the caller adds"] = 1
+    assert counts == made_from, "the dicts are the caller's: changing them changes nothing"
 
 
 def test_counts_pickle_as_kind_names_not_as_this_process_s_numbering() -> None:
