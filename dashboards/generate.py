@@ -798,6 +798,19 @@ def sensor_health() -> dict[str, Any]:
         ),
         Panel(
             "timeseries",
+            "Time spent judging",
+            "Share of the sensor's time spent judging closed windows (alert above half for "
+            "10 min): past it, a sensor falls behind the wire.",
+            "percentunit",
+            [
+                Query(
+                    f"rate(santinel_window_judge_seconds_total{{{SEL}}}[$__rate_interval])",
+                    "{{instance}}",
+                )
+            ],
+        ),
+        Panel(
+            "timeseries",
             "Decode errors by reason",
             "Truncated or malformed packets per second, by reason.",
             "pps",

@@ -45,6 +45,7 @@ ROUTES: list[tuple[dict[str, str], str]] = [
     ({"alertname": "SantinelSensorBlind", "severity": "critical"}, "it-oncall-pager"),
     ({"alertname": "SantinelCaptureLoss", "severity": "warning"}, "it-ops-ticket"),
     ({"alertname": "SantinelCaptureLagging", "severity": "warning"}, "it-ops-ticket"),
+    ({"alertname": "SantinelWindowJudgingSlow", "severity": "warning"}, "it-ops-ticket"),
     ({"alertname": "SantinelConfigReloadFailed", "severity": "warning"}, "it-ops-ticket"),
     ({"alertname": "SantinelDeviceCapReached", "severity": "warning"}, "it-ops-ticket"),
     (
