@@ -496,7 +496,7 @@ class FactTable(Mapping[str, "KindFacts"]):
     def record_counts(self, kind: str, counts: Mapping[str, int], when: float) -> None:
         """``record(kind, value, when, count)`` for each value and count of ``counts``: a
         baseline learns a window's facts this way."""
-        char, _, start, end = self._span_to_write(kind)
+        char, place, start, end = self._span_to_write(kind)
         if end - start + len(counts) > MAX_VALUES_PER_KIND:  # values may make room: in order
             for value, times in counts.items():
                 self.record(kind, value, when, times)
@@ -526,8 +526,28 @@ class FactTable(Mapping[str, "KindFacts"]):
             if when > numbers[base + 1]:
                 numbers[base + 1] = when
             numbers[base + 2] += times
-        for value, times in new:
-            self.record(kind, value, when, times)
+        if new:
+            self._append_new(place, end, new, when)
+
+    def _append_new(self, place: int, end: int, new: list[tuple[str, int]], when: float) -> None:
+        """Add the values of ``new`` (none in the table), each seen ``times`` at ``when``, as
+        the last of the kind at ``place``, whose values end at ``end``: one insertion for all
+        of them, where a baseline learning a window's new peers made one each."""
+        self.version += len(new)
+        values = [value for value, _ in new]
+        self._values[end:end] = values
+        self._numbers[end * _FIELDS : end * _FIELDS] = array(
+            "d", chain.from_iterable((when, when, times) for _, times in new)
+        )
+        ends = self._ends
+        for later in range(place, len(ends)):
+            ends[later] += len(new)
+        index = self._index
+        if index is not None:
+            offsets = index.get(self._kinds[place])
+            if offsets is not None:
+                first = end - (ends[place - 1] if place else 0)  # (its start stays)
+                offsets.update(zip(values, range(first, first + len(new)), strict=True))
 
     def take_back(self, kind: str, value: str, times: int = 1) -> bool:
         """Take back ``times`` sightings of ``value`` (recorded under a name that turned out

@@ -8,7 +8,7 @@ import tracemalloc
 from array import array
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from monitor import facts
@@ -125,6 +125,8 @@ def _check_against_the_model(operations: list[tuple]) -> None:
     st.dictionaries(st.integers(0, 160), st.integers(1, 5), max_size=40),
     st.floats(0, 1e6),
 )
+# a kind past _INDEXED_FROM values (found through its index), then new values and known ones
+@example([(v, float(v)) for v in range(60)], {5: 2, 200: 1, 201: 3}, 1e5)
 def test_counts_recorded_at_once_are_as_recorded_one_by_one(
     before: list[tuple[int, float]], counts: dict[int, int], when: float
 ) -> None:
@@ -137,13 +139,16 @@ def test_counts_recorded_at_once_are_as_recorded_one_by_one(
             table.record("peer", f"p{value}", seen)
         table.record("ip", "10.0.0.1", 1.0)
     at_once, one_by_one = tables
-    at_once.record_counts("peer", {f"p{v}": n for v, n in counts.items()}, when)
     one_by_one.setdefault("peer")  # (recording counts makes the kind, even with none)
-    for value, times in counts.items():
-        one_by_one.record("peer", f"p{value}", when, times)
-    assert [(k, v.items()) for k, v in at_once.items()] == [
-        (k, v.items()) for k, v in one_by_one.items()
-    ]
+    for again in (0.0, 1.0):  # the second time, every value is known (looked up, not added)
+        at_once.record_counts("peer", {f"p{v}": n for v, n in counts.items()}, when + again)
+        for value, times in counts.items():
+            one_by_one.record("peer", f"p{value}", when + again, times)
+        assert [(k, v.items()) for k, v in at_once.items()] == [
+            (k, v.items()) for k, v in one_by_one.items()
+        ]
+        for value in {f"p{v}" for v in counts} | {f"p{v}" for v, _ in before}:
+            assert at_once["peer"][value] == one_by_one["peer"][value], "found where it is"
 
 
 def test_a_value_recorded_before_a_kind_left_empty_keeps_the_kinds_apart() -> None:
