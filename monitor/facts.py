@@ -509,7 +509,8 @@ class FactTable(Mapping[str, "KindFacts"]):
         elif len(counts) > 8 and end - start > 8:  # a dict costs what eight scans do
             offsets = dict(zip(kind_values, range(end - start), strict=True))
         numbers = self._numbers
-        new: list[tuple[str, int]] = []
+        new: list[str] = []
+        new_counts: list[int] = []
         for value, times in counts.items():
             if offsets is not None:
                 offset = offsets.get(value)
@@ -517,7 +518,8 @@ class FactTable(Mapping[str, "KindFacts"]):
             else:  # (no exception for a new value: it is new about as often as not)
                 at = start + kind_values.index(value) if value in kind_values else -1
             if at < 0:
-                new.append((value, times))
+                new.append(value)
+                new_counts.append(times)
                 continue
             base = at * 3
             if when < numbers[base]:
@@ -527,27 +529,30 @@ class FactTable(Mapping[str, "KindFacts"]):
                 numbers[base + 1] = when
             numbers[base + 2] += times
         if new:
-            self._append_new(place, end, new, when)
+            self._append_new(place, end, new, new_counts, when)
 
-    def _append_new(self, place: int, end: int, new: list[tuple[str, int]], when: float) -> None:
-        """Add the values of ``new`` (none in the table), each seen ``times`` at ``when``, as
-        the last of the kind at ``place``, whose values end at ``end``: one insertion for all
-        of them, where a baseline learning a window's new peers made one each."""
-        self.version += len(new)
-        values = [value for value, _ in new]
+    def _append_new(
+        self, place: int, end: int, values: list[str], counts: list[int], when: float
+    ) -> None:
+        """Add ``values`` (none in the table), each seen its count of ``counts`` times at
+        ``when``, as the last of the kind at ``place``, whose values end at ``end``: one
+        insertion for all of them, where a baseline learning a window's new peers made one
+        each."""
+        new = len(values)
+        self.version += new
         self._values[end:end] = values
-        self._numbers[end * _FIELDS : end * _FIELDS] = array(
-            "d", chain.from_iterable((when, when, times) for _, times in new)
-        )
+        numbers = [when] * (_FIELDS * new)  # first and last seen, then the counts among them
+        numbers[2::_FIELDS] = counts
+        self._numbers[end * _FIELDS : end * _FIELDS] = array("d", numbers)
         ends = self._ends
         for later in range(place, len(ends)):
-            ends[later] += len(new)
+            ends[later] += new
         index = self._index
         if index is not None:
             offsets = index.get(self._kinds[place])
             if offsets is not None:
                 first = end - (ends[place - 1] if place else 0)  # (its start stays)
-                offsets.update(zip(values, range(first, first + len(new)), strict=True))
+                offsets.update(zip(values, range(first, first + new), strict=True))
 
     def take_back(self, kind: str, value: str, times: int = 1) -> bool:
         """Take back ``times`` sightings of ``value`` (recorded under a name that turned out
