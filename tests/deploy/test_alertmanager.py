@@ -262,6 +262,42 @@ def test_a_down_or_blind_sensor_mutes_the_silence_of_its_own_devices_only_and_si
     assert ("SantinelNewExternalDestination", "pump-a") in delivered
 
 
+# What a sensor says about its own capture and judging: noise once the sensor is down.
+SENSOR_HEALTH = (
+    "SantinelSensorBlind",
+    "SantinelCaptureLoss",
+    "SantinelCaptureLagging",
+    "SantinelWindowJudgingSlow",
+)
+
+
+def test_a_down_sensor_mutes_its_own_capture_and_judging_alerts_not_another_s(
+    alertmanager_factory: Callable[..., Alertmanager], webhook_receiver: WebhookReceiver
+) -> None:
+    am = alertmanager_factory(fast_alertmanager_config(webhook_receiver.url("/")))
+    am.post_alerts([alert(alertname="SantinelSensorDown", severity="critical", instance="a:10575")])
+    wait_until(lambda: len(am.alerts()) == 1, timeout=10)
+    am.post_alerts(
+        [
+            alert(alertname=name, severity="warning", instance=instance)
+            for name in SENSOR_HEALTH
+            for instance in ("a:10575", "b:10575")
+        ]
+    )
+
+    def inhibited() -> dict[tuple[str, str], bool] | None:
+        held = {
+            (a["labels"]["alertname"], a["labels"]["instance"]): bool(a["status"]["inhibitedBy"])
+            for a in am.alerts()
+        }
+        return held if len(held) == 1 + 2 * len(SENSOR_HEALTH) else None
+
+    seen = wait_until(inhibited, timeout=10)
+    assert {key for key, muted in seen.items() if muted} == {
+        (name, "a:10575") for name in SENSOR_HEALTH
+    }
+
+
 @pytest.mark.parametrize("in_window", [True, False], ids=["inside", "outside"])
 def test_the_maintenance_window_mutes_biomed_tickets_but_never_pages(
     alertmanager_factory: Callable[..., Alertmanager],
