@@ -31,29 +31,26 @@ class JudgingCollector(Collector):
             judging = self.sensor.judging
             windows, seconds = judging.windows, judging.seconds
             last_seconds, last_devices = judging.last_seconds, judging.last_devices
-        judged = CounterMetricFamily(
+        # no labels: each family takes its one value as it is made
+        yield CounterMetricFamily(
             "santinel_windows_judged",
             "Closed windows whose device profiles the detectors scored and the baselines learned.",
+            value=windows,
         )
-        judged.add_metric([], windows)
-        spent = CounterMetricFamily(
+        yield CounterMetricFamily(
             "santinel_window_judge_seconds",
             "Wall-clock seconds spent judging the closed windows (scoring, then learning).",
+            value=seconds,
         )
-        spent.add_metric([], seconds)
-        yield judged
-        yield spent
         if last_seconds is None:
             return
-        last = GaugeMetricFamily(
+        yield GaugeMetricFamily(
             "santinel_window_judge_last_duration_seconds",
             "Wall-clock seconds the latest closed window took to judge.",
+            value=last_seconds,
         )
-        last.add_metric([], last_seconds)
-        devices = GaugeMetricFamily(
+        yield GaugeMetricFamily(
             "santinel_window_judge_last_devices",
             "Device profiles the latest closed window held.",
+            value=last_devices,
         )
-        devices.add_metric([], last_devices)
-        yield last
-        yield devices
